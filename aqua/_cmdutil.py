@@ -1,0 +1,115 @@
+"""Helpers shared by the ``aqua`` subcommands: option types, loading with clear errors."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from contextlib import contextmanager
+from typing import Callable
+
+from aqua.config import AccelConfig, load_config
+
+__all__ = ["console", "positive_int", "nonnegative_int", "add_config_argument", "config_from_args",
+           "load_model", "best_time", "single_thread"]
+
+
+def console():
+    """A rich console on standard output: the terminal's width on a terminal, 150 columns when
+    piped (rich's default of 80 would wrap the tables)."""
+    from rich.console import Console
+
+    con = Console()
+    return con if con.is_terminal else Console(width=150)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {value}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, not {value}")
+    return value
+
+
+def add_config_argument(parser: argparse.ArgumentParser, default: str = "small") -> None:
+    parser.add_argument("--config", default=default, metavar="NAME|PATH",
+                        help=f"a shipped configuration name or a .toml path "
+                             f"(default: {default}; see `aqua configs`)")
+
+
+def config_from_args(value: str) -> AccelConfig:
+    """Load ``--config``; :class:`~aqua.config.ConfigError` (or an unreadable file, reported as
+    :class:`~aqua.cli.UsageError`) goes up to :func:`aqua.cli.main`."""
+    from aqua.cli import UsageError
+
+    try:
+        return load_config(value)
+    except OSError as exc:
+        raise UsageError(f"cannot read configuration {value!r}: {exc.strerror or exc}") from None
+
+
+def load_model(path: str | None):
+    """The demo CNN from ``path`` (default: the shipped model), errors as ``UsageError``."""
+    from aqua.cli import UsageError
+    from golden.cnn import load_democnn
+
+    try:
+        return load_democnn(path)
+    except (FileNotFoundError, ValueError) as exc:
+        hint = " (run `aqua train` to make one)" if isinstance(exc, FileNotFoundError) else ""
+        raise UsageError(f"{exc}{hint}") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read model {path}: {exc.strerror or exc}") from None
+
+
+def best_time(fn: Callable[[], object], *, min_seconds: float = 0.2, max_runs: int = 50
+              ) -> tuple[float, object]:
+    """Run ``fn`` at least once and until ``min_seconds`` have passed (at most ``max_runs``
+    times), on one torch thread; return the fastest run's wall time in seconds and the last
+    result.
+
+    One thread, because on a small, shared machine a multi-threaded torch kernel waits for a
+    busy core at every barrier and its time jumps by orders of magnitude; single-threaded
+    times are stable and compare like with like.
+    """
+    with single_thread():
+        return _best_time(fn, min_seconds, max_runs)
+
+
+@contextmanager
+def single_thread():
+    """Run torch on one intra-op thread inside the block (see :func:`best_time` for why)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _best_time(fn, min_seconds, max_runs):
+    best = float("inf")
+    start = time.perf_counter()
+    runs = 0
+    result = None
+    while runs == 0 or (time.perf_counter() - start < min_seconds and runs < max_runs):
+        t0 = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - t0)
+        runs += 1
+    return best, result

@@ -1,0 +1,123 @@
+"""The ``aqua`` command-line tool.
+
+Each subcommand lives in its own module (``aqua/cmd_*.py``, or any importable module) that
+defines::
+
+    HELP = "one line for `aqua --help`"
+    def add_arguments(parser: argparse.ArgumentParser) -> None: ...
+    def run(args: argparse.Namespace) -> int: ...      # the exit status
+
+and is listed once in :data:`COMMANDS`. A module's top level should import only the standard
+library, so that ``aqua --help`` stays fast; heavy imports go inside ``run``.
+
+A mistake of the user (a bad configuration path, invalid TOML, a configuration that
+:class:`aqua.config.ConfigError` refuses, an out-of-range option) is reported as a single
+``error: ...`` line on standard error with exit status 2, never a traceback: commands raise
+:class:`UsageError` (or let ``ConfigError`` through) and :func:`main` prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from contextlib import contextmanager
+
+from aqua.config import ConfigError
+
+__all__ = ["main", "COMMANDS", "UsageError", "build_parser", "progress", "EXIT_USAGE"]
+
+EXIT_USAGE = 2
+
+#: subcommand -> module implementing it (see the module docstring)
+COMMANDS: dict[str, str] = {
+    "demo": "aqua.cmd_demo",
+    "train": "aqua.cmd_train",
+    "configs": "aqua.cmd_configs",
+    "check-config": "aqua.cmd_check_config",
+    "verilog": "aqua.cmd_verilog",
+    "cosim": "aqua.cmd_cosim",
+    "bench": "aqua.cmd_bench",
+}
+
+
+class UsageError(Exception):
+    """A mistake in how the tool was called; printed as ``error: <message>``, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand of :data:`COMMANDS`."""
+    parser = argparse.ArgumentParser(
+        prog="aqua",
+        description="Crossbar accelerator generator, golden model and co-simulation "
+                    "(ISAAC-style tiles with AQuA activation cropping).")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module_name in COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            # One broken command must not take the others down; it reports when used.
+            p = sub.add_parser(name, help=f"(unavailable: {exc})", add_help=False)
+            p.add_argument("rest", nargs=argparse.REMAINDER)
+            p.set_defaults(_run=_unavailable(name, exc))
+            continue
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def _unavailable(name: str, exc: ImportError):
+    def run(args):
+        raise UsageError(f"`aqua {name}` is unavailable: {exc}")
+    return run
+
+
+@contextmanager
+def progress(description: str, total: int | None):
+    """A progress bar on standard error (shown only on a terminal).
+
+    Yields ``advance(n=1, total=None)``, which moves the bar ``n`` steps (and sets its total,
+    if given: for loops that learn their length late).
+    """
+    from rich.console import Console
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+
+    console = Console(stderr=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=console,
+                  transient=True, disable=not console.is_terminal) as bar:
+        task = bar.add_task(description, total=total)
+
+        def advance(n: int = 1, total: int | None = None):
+            if total is not None:
+                bar.update(task, total=total)
+            bar.advance(task, n)
+        yield advance
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the tool; returns the exit status (the console script exits with it)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except (UsageError, ConfigError) as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:          # `aqua configs | head`
+        return 0
+
+
+if __name__ == "__main__":
+    # Run the copy imported as ``aqua.cli`` (the one the commands import), not ``__main__``.
+    from aqua.cli import main as _main
+    sys.exit(_main())

@@ -1,0 +1,50 @@
+"""``aqua train``: train the demo CNN from scratch and save its state dict."""
+
+from __future__ import annotations
+
+import argparse
+
+from aqua._cmdutil import positive_int
+
+HELP = "train the demo CNN (deterministic, CPU) and write build/models/democnn.pt"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    # Defaults are resolved in run() so that building the parser does not import torch.
+    p.add_argument("--epochs", type=positive_int, default=None, metavar="N",
+                   help="training epochs (default: those of the shipped model)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="training seed (default: that of the shipped model)")
+    p.add_argument("--output", default=None, metavar="PATH",
+                   help="where to write the state dict (default: build/models/democnn.pt)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from aqua.cli import UsageError, progress
+    from golden.cnn import BUILD_MODEL, TRAIN_EPOCHS, TRAIN_SEED, save_democnn, train_democnn
+
+    epochs = TRAIN_EPOCHS if args.epochs is None else args.epochs
+    seed = TRAIN_SEED if args.seed is None else args.seed
+    output = BUILD_MODEL if args.output is None else args.output
+
+    from pathlib import Path
+
+    output = Path(output)
+    try:  # fail before a minute of training, not after
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
+    if output.is_dir():
+        raise UsageError(f"cannot write {output}: it is a directory")
+    with progress("training the demo CNN", None) as advance:
+        def step(done, total):
+            advance(total=total)
+        result = train_democnn(epochs=epochs, seed=seed, progress=step)
+    try:
+        path = save_democnn(result.model, output)
+    except OSError as exc:
+        raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
+    print(f"trained {result.steps} steps in {result.seconds:.1f} s; "
+          f"test accuracy {100 * result.test_accuracy:.1f} %")
+    print(f"wrote {path}; use it with `aqua demo --model {path}`")
+    return 0

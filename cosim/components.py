@@ -1,0 +1,217 @@
+"""Reusable cocotb drivers, monitors and checkers, shared by every bench.
+
+All components are stepped by one :class:`ClockedLoop`: at each falling edge every component
+*drives* its inputs for the next rising edge, then in the read-only phase every component
+*samples*. One pair of awaits per clock for the whole bench keeps the per-cycle Python thin.
+A handshake seen as ``valid & ready`` in a sample happens at the next rising edge.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from typing import Callable, Iterable
+
+from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge, Timer
+
+__all__ = ["ClockedLoop", "StreamSource", "StreamSink", "WriteDriver", "TableDriver",
+           "TableChecker", "Mismatch", "bubbles"]
+
+
+class Mismatch(AssertionError):
+    """A signal differed from the golden model. Carries what is needed to reproduce it."""
+
+    def __init__(self, *, cycle: int, signal: str, expected, actual, context: str = ""):
+        self.cycle, self.signal, self.expected, self.actual = cycle, signal, expected, actual
+        super().__init__(f"cycle {cycle}: {signal} expected {expected}, got {actual}"
+                         + (f" ({context})" if context else ""))
+
+
+def bubbles(rng: random.Random, probability: float) -> Callable[[], bool]:
+    """A pause generator: ``True`` (pause this cycle) with ``probability``."""
+    if probability <= 0:
+        return lambda: False
+    return lambda: rng.random() < probability
+
+
+class ClockedLoop:
+    """Steps ``components`` (objects with ``drive(cycle)`` and ``sample(cycle)``) once per
+    clock until ``done()`` is true or ``max_cycles`` pass. With ``clk=None`` (a combinational
+    DUT) a cycle is ``period_ns`` of simulated time instead of a clock period."""
+
+    def __init__(self, clk, components: Iterable, *, period_ns: int = 10):
+        self.clk = clk
+        self.components = list(components)
+        self.cycle = 0
+        self.period_ns = period_ns
+
+    async def run(self, done: Callable[[], bool], max_cycles: int) -> int:
+        # A purely combinational DUT has no clock (``clk=None``): a cycle is then one period
+        # of simulated time, driven at its start and sampled in its read-only phase.
+        tick = Timer(self.period_ns, unit="ns") if self.clk is None else None
+        fall, ro = tick or FallingEdge(self.clk), ReadOnly()
+        drivers = [c.drive for c in self.components]
+        samplers = [c.sample for c in self.components]
+        start = self.cycle
+        while not done():
+            if self.cycle - start >= max_cycles:
+                raise TimeoutError(f"no progress after {max_cycles} cycles (cycle {self.cycle})")
+            await fall
+            for d in drivers:
+                d(self.cycle)
+            await ro
+            for s in samplers:
+                s(self.cycle)
+            self.cycle += 1
+        await (tick or RisingEdge(self.clk))
+        return self.cycle - start
+
+
+class StreamSource:
+    """Drives a valid/ready stream with ``items`` (packed integers), inserting bubbles.
+
+    ``fire`` is set in ``sample`` when a transfer happens at the next rising edge; ``sent``
+    counts completed transfers."""
+
+    def __init__(self, valid, payload, ready, *, pause: Callable[[], bool] = lambda: False):
+        self.valid, self.payload, self.ready, self.pause = valid, payload, ready, pause
+        self.queue: deque[int] = deque()
+        self.presenting = False
+        self.fire = False
+        self.sent = 0
+        self.was_valid = False
+        self.valid.value = 0
+
+    def send(self, items: Iterable[int]):
+        self.queue.extend(items)
+
+    @property
+    def idle(self) -> bool:
+        return not self.queue and not self.presenting
+
+    def drive(self, cycle):
+        if self.fire:
+            self.presenting = False
+            self.sent += 1
+        if not self.presenting and self.queue and not self.pause():
+            self.payload.value = self.queue.popleft()
+            self.presenting = True
+            self.valid.value = 1
+        elif not self.presenting and self.was_valid:
+            self.valid.value = 0
+        self.was_valid = self.presenting
+
+    def sample(self, cycle):
+        self.fire = self.presenting and bool(self.ready.value)
+
+
+class StreamSink:
+    """Consumes a valid/ready stream with random back-pressure; collects payload integers."""
+
+    def __init__(self, valid, payload, ready, *, pause: Callable[[], bool] = lambda: False):
+        self.valid, self.payload, self.ready, self.pause = valid, payload, ready, pause
+        self.ready_driven = False
+        self.fire = False
+        self.received: list[int] = []
+        self.ready.value = 0
+
+    def drive(self, cycle):
+        ready = not self.pause()
+        if ready != self.ready_driven:          # write only changes: each write costs a phase
+            self.ready.value = int(ready)
+            self.ready_driven = ready
+
+    def sample(self, cycle):
+        self.fire = self.ready_driven and bool(self.valid.value)
+        if self.fire:
+            self.received.append(self.payload.value.to_unsigned())
+
+
+class WriteDriver:
+    """Drives an always-ready write port (``valid`` + ``payload``), one write per clock."""
+
+    def __init__(self, valid, payload):
+        self.valid, self.payload = valid, payload
+        self.queue: deque[int] = deque()
+        self.active = False
+        self.valid.value = 0
+
+    def send(self, items: Iterable[int]):
+        self.queue.extend(items)
+
+    @property
+    def idle(self) -> bool:
+        return not self.queue and not self.active
+
+    def drive(self, cycle):
+        if self.queue:
+            self.payload.value = self.queue.popleft()
+            if not self.active:
+                self.valid.value = 1
+                self.active = True
+        elif self.active:
+            self.valid.value = 0
+            self.active = False
+
+    def sample(self, cycle):
+        pass
+
+
+class TableDriver:
+    """Drives input ports from a per-cycle table: ``table[port][cycle]`` is the packed integer
+    presented on ``port`` from the falling edge of ``cycle``. Only the ports whose value changes
+    are written (each write costs the simulator a phase); the list of writes of every cycle is
+    prepared before the run, so ``drive`` is a plain loop over handle assignments."""
+
+    def __init__(self, handles: dict, table: dict[str, list[int]]):
+        cycles = {len(v) for v in table.values()}
+        if len(cycles) != 1:
+            raise ValueError(f"every port needs the same number of cycles, not {cycles}")
+        (self.cycles,) = cycles
+        columns = [(handles[name], values) for name, values in table.items()]
+        self.writes: list[list[tuple[object, int]]] = []
+        for c in range(self.cycles):
+            # cycle 0 writes every port, so nothing left from before the table is kept
+            self.writes.append([(h, v[c]) for h, v in columns if c == 0 or v[c] != v[c - 1]])
+
+    def drive(self, cycle):
+        for handle, value in self.writes[cycle]:
+            handle.value = value
+
+    def sample(self, cycle):
+        pass
+
+
+class TableChecker:
+    """Compares output ports with a per-cycle table of packed integers at every sample point.
+
+    ``describe(port, value)`` splits a packed value into ``{field path: int}`` (see
+    :func:`cosim.bits.unpack`); it is called only on a mismatch, to name the first field that
+    differs."""
+
+    def __init__(self, handles: dict, table: dict[str, list[int]], *,
+                 describe: Callable[[str, int], dict], context: str = ""):
+        self.ports = [(name, handles[name], values) for name, values in table.items()]
+        self.describe, self.context = describe, context
+        self.compared = 0           # cycles at which every port was compared
+
+    def drive(self, cycle):
+        pass
+
+    def _fail(self, cycle, signal, expected, actual):
+        raise Mismatch(cycle=cycle, signal=signal, expected=expected, actual=actual,
+                       context=self.context)
+
+    def sample(self, cycle):
+        for name, handle, values in self.ports:
+            want = values[cycle]
+            value = handle.value
+            try:
+                got = int(value)
+            except ValueError:
+                self._fail(cycle, name, "0/1 everywhere", f"unresolved bits (X/Z) {value}")
+            if got != want:
+                exp, act = self.describe(name, want), self.describe(name, got)
+                field = next(k for k in exp if exp[k] != act[k])
+                self._fail(cycle, field, exp[field], act[field])
+        self.compared += 1

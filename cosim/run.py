@@ -1,0 +1,202 @@
+"""Run the co-simulation benches: stimulus, Verilog, simulators, and a results table.
+
+Used by ``aqua cosim`` / ``make cosim`` and by the pytest suite, so both run exactly the same
+thing. A failing run is repeated with waveforms on and the FST path is reported.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from aqua.config import AccelConfig
+
+from .sim import BUILD_ROOT, BenchResult, run_bench
+
+__all__ = ["random_jobs", "cnn_jobs", "CosimRun", "run_datapath", "verilog_sources",
+           "assemble_outputs"]
+
+
+def _extremes_first(t: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+    """Overwrite the first rows with all-minimum, all-maximum and alternating patterns."""
+    rows = t.shape[0]
+    if rows > 0:
+        t[0] = lo
+    if rows > 1:
+        t[1] = hi
+    if rows > 2:
+        t[2, 0::2], t[2, 1::2] = lo, hi
+    return t
+
+
+def random_jobs(cfg: AccelConfig, vectors: int, seed: int, jobs: int = 4) -> list[dict]:
+    """Random weights and inputs over the full value ranges (extremes included), split into
+    ``jobs`` with their own weights, bias, shift and ReLU."""
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    per_job = [vectors // jobs + (1 if j < vectors % jobs else 0) for j in range(jobs)]
+    bias_hi = (1 << (cfg.bias_bits - 1)) - 1
+    for j, n in enumerate(per_job):
+        if n == 0:
+            continue
+        x = torch.randint(cfg.input_min, cfg.input_max + 1, (n, cfg.rows), generator=gen)
+        w = torch.randint(cfg.weight_min, cfg.weight_max + 1, (cfg.rows, cfg.outputs),
+                          generator=gen)
+        _extremes_first(x, cfg.input_min, cfg.input_max)
+        if j == 1:
+            w.fill_(cfg.weight_max)
+        elif j == 2:
+            w.fill_(cfg.weight_min)
+        # bias: moderate in most jobs, full range in the last
+        span = bias_hi if j == jobs - 1 else min(bias_hi, 1 << (cfg.input_bits + cfg.weight_bits) // 2)
+        bias = torch.randint(-span - 1, span + 1, (cfg.outputs,), generator=gen).clamp(-bias_hi - 1,
+                                                                                    bias_hi)
+        shift = int(torch.randint(cfg.shift_min, cfg.shift_max + 1, (1,), generator=gen))
+        out.append({"x": x, "w": w, "bias": bias, "shift": shift, "relu": bool(j % 2)})
+    return out
+
+
+def cnn_jobs(cfg: AccelConfig, layer, *, max_vectors: int | None = None) -> list[dict]:
+    """Jobs that compute a real conv layer (``golden.fixedpoint.QuantLayer`` with its inputs
+    ``x`` set) on one crossbar: its im2col patches, one job per output group.
+
+    The layer must fit the crossbar's rows (``Cin*kh*kw <= rows``), so that each job's outputs
+    are final outputs of the layer (bias, FlexPoint shift, ReLU included)."""
+    import torch.nn.functional as F
+
+    cout, cin, kh, kw = layer.weight.shape
+    K = cin * kh * kw
+    if K > cfg.rows:
+        raise ValueError(f"layer {layer.shape} needs {K} crossbar rows; {cfg.name} has "
+                         f"{cfg.rows}")
+    x = layer.x
+    patches = F.unfold(x.double(), (kh, kw), padding=layer.padding, stride=layer.stride)
+    patches = patches.transpose(1, 2).reshape(-1, K).to(torch.int64)
+    if max_vectors is not None:
+        patches = patches[:max_vectors]
+    xs = torch.zeros(patches.shape[0], cfg.rows, dtype=torch.int64)
+    xs[:, :K] = patches
+    wmat = layer.weight.reshape(cout, K).t()                      # [K, Cout]
+    jobs = []
+    for g in range(-(-cout // cfg.outputs)):
+        cols = range(g * cfg.outputs, min(cout, (g + 1) * cfg.outputs))
+        w = torch.zeros(cfg.rows, cfg.outputs, dtype=torch.int64)
+        w[:K, :len(cols)] = wmat[:, cols.start:cols.stop]
+        bias = torch.zeros(cfg.outputs, dtype=torch.int64)
+        bias[:len(cols)] = layer.bias[cols.start:cols.stop]
+        jobs.append({"x": xs, "w": w, "bias": bias, "shift": layer.shift,
+                     "relu": bool(layer.relu), "outputs": len(cols)})
+    return jobs
+
+
+def assemble_outputs(cfg: AccelConfig, jobs: list[dict], received: list[int]) -> torch.Tensor:
+    """The output payloads of ``jobs`` (in order) as ``[vectors, Cout]`` (outputs of
+    :func:`cnn_jobs` side by side)."""
+    from cosim.bits import unpack
+    from hdl.layouts import output_layout
+
+    layout = output_layout(cfg)
+    cols, at = [], 0
+    for job in jobs:
+        n = job["x"].shape[0]
+        rows = [unpack(layout, v) for v in received[at:at + n]]
+        cols.append(torch.tensor([[r[f"y[{o}]"] for o in range(job.get("outputs", cfg.outputs))]
+                                  for r in rows], dtype=torch.int64))
+        at += n
+    return torch.cat(cols, dim=1)
+
+
+def verilog_sources(cfg: AccelConfig, block: str) -> tuple[list[Path], str]:
+    """Generate (if changed) the Verilog of ``block`` and return (files, toplevel name)."""
+    from gen.verilog import generate
+    manifest = generate(cfg, BUILD_ROOT / "verilog" / cfg.name, blocks=[block])
+    entry = manifest["blocks"][block]
+    return [BUILD_ROOT / "verilog" / cfg.name / entry["file"]], entry["module"]
+
+
+@dataclass
+class CosimRun:
+    """One row of the results table."""
+    block: str
+    sim: str
+    config: str
+    cycles: int
+    compared: int
+    vectors: int
+    passed: bool
+    wall_s: float
+    sim_wall_s: float
+    seed: int
+    message: str = ""
+    waves: Path | None = None
+    stats: dict = field(default_factory=dict)
+    outputs: list[int] | None = None       # packed output payloads, in order
+
+    @property
+    def cycles_per_s(self) -> float:
+        return self.cycles / self.sim_wall_s if self.sim_wall_s else 0.0
+
+
+def run_datapath(cfg: AccelConfig, sim: str, *, jobs: list[dict], seed: int,
+                 bubble: float = 0.2, backpressure: float = 0.2, label: str = "random",
+                 rerun_with_waves: bool = True, inject_cycle: int = -1) -> CosimRun:
+    """Co-simulate the Datapath on ``jobs`` under ``sim`` and compare every cycle."""
+    t0 = time.perf_counter()
+    sources, top = verilog_sources(cfg, "datapath")
+    stim_dir = BUILD_ROOT / "cosim" / "stimulus"
+    stim_dir.mkdir(parents=True, exist_ok=True)
+    stim = stim_dir / f"{cfg.name}-{cfg.digest}-{label}-{seed}.pt"
+    torch.save(jobs, stim)
+    params = {"config": str(_config_path(cfg)), "seed": seed, "stimulus": str(stim),
+              "bubble": bubble, "backpressure": backpressure, "inject_cycle": inject_cycle,
+              "outputs_file": str(stim.with_suffix(f".{sim}.out.pt"))}
+    res = run_bench(sim=sim, sources=sources, toplevel=top, test_module="cosim.tb_datapath",
+                    params=params)
+    run = _row("datapath", cfg, sim, res, seed, time.perf_counter() - t0)
+    out_file = Path(params["outputs_file"])
+    if res.passed and out_file.exists():
+        run.outputs = torch.load(out_file, weights_only=True)
+    if not res.passed and rerun_with_waves:
+        again = run_bench(sim=sim, sources=sources, toplevel=top,
+                          test_module="cosim.tb_datapath", params=params, waves=True)
+        run.waves = again.waves
+        run.message += f"; waveform: {again.waves}" if again.waves else "; no waveform written"
+    return run
+
+
+def _config_path(cfg: AccelConfig) -> Path:
+    """A TOML file holding exactly ``cfg`` (the bench process loads it)."""
+    path = BUILD_ROOT / "configs" / f"{cfg.name}-{cfg.digest}.toml"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lines = [f'name = "{cfg.name}"']
+        for section, values in cfg.to_dict().items():
+            if isinstance(values, dict):
+                lines.append(f"[{section}]")
+                for k, v in values.items():
+                    lines.append(f"{k} = " + (str(v).lower() if isinstance(v, bool)
+                                              else f'"{v}"' if isinstance(v, str) else str(v)))
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("\n".join(lines) + "\n")
+        tmp.replace(path)
+    return path
+
+
+def _row(block, cfg, sim, res: BenchResult, seed, wall) -> CosimRun:
+    st = res.stats
+    msg = ""
+    if not res.passed:
+        mm = st.get("mismatch")
+        if mm:
+            msg = (f"cycle {mm['cycle']}: {mm['signal']} expected {mm['expected']}, "
+                   f"got {mm['actual']} (config {cfg.name}, seed {seed})")
+        else:
+            tail = "\n".join(res.log.strip().splitlines()[-15:])
+            msg = f"bench failed without a mismatch record (seed {seed}); log tail:\n{tail}"
+    return CosimRun(block=block, sim=sim, config=cfg.name, cycles=st.get("cycles", 0),
+                    compared=st.get("compared", 0), vectors=st.get("vectors", 0),
+                    passed=res.passed, wall_s=wall, sim_wall_s=st.get("wall_s", 0.0),
+                    seed=seed, message=msg, stats=st)

@@ -1,0 +1,157 @@
+"""The arithmetic contract of ``docs/arithmetic.md`` as pure functions over integer tensors.
+
+Every rounding, shift and saturation of the datapath is a named helper here, and it says how it
+rounds. All functions take and return ``torch.int64`` tensors (values are widened before any
+multiplication); none keeps state.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from aqua.config import AccelConfig
+
+__all__ = [
+    "saturate", "round_shift", "relu", "check_range",
+    "encode_weights", "input_chunks", "chunk_signs", "chunk_positions",
+    "adc_convert", "adc_reconstruct", "flip_recover", "slice_weights", "finalize",
+]
+
+
+class RangeError(ValueError):
+    """An integer tensor holds a value outside the range the hardware can represent."""
+
+
+def check_range(name: str, t: torch.Tensor, lo: int, hi: int) -> None:
+    """Raise :class:`RangeError` naming ``name`` if any element lies outside ``[lo, hi]``."""
+    if t.numel() and (int(t.min()) < lo or int(t.max()) > hi):
+        raise RangeError(f"{name} must lie in [{lo}, {hi}], "
+                         f"found values in [{int(t.min())}, {int(t.max())}]")
+
+
+def saturate(v: torch.Tensor, bits: int, *, signed: bool = True) -> torch.Tensor:
+    """Clamp to the range of a ``bits``-wide integer (two's complement if ``signed``).
+
+    >>> saturate(torch.tensor([-200, -128, 127, 200]), 8).tolist()
+    [-128, -128, 127, 127]
+    >>> saturate(torch.tensor([-1, 300]), 8, signed=False).tolist()
+    [0, 255]
+    """
+    if signed:
+        return v.clamp(-(1 << (bits - 1)), (1 << (bits - 1)) - 1)
+    return v.clamp(0, (1 << bits) - 1)
+
+
+def round_shift(v: torch.Tensor, sh: int) -> torch.Tensor:
+    """The FlexPoint shift: right by ``sh`` rounding to nearest with ties toward +infinity
+    (``(v + 2**(sh-1)) >> sh``, arithmetic shift), or left by ``-sh`` exactly.
+
+    >>> round_shift(torch.tensor([5, 6, 7, -5, -6, -7]), 2).tolist()
+    [1, 2, 2, -1, -1, -2]
+    >>> round_shift(torch.tensor([3, -3]), -2).tolist()
+    [12, -12]
+    """
+    v = v.to(torch.int64)
+    if sh > 0:
+        return (v + (1 << (sh - 1))) >> sh
+    if sh < 0:
+        return v << (-sh)
+    return v
+
+
+def relu(v: torch.Tensor, enable: bool = True) -> torch.Tensor:
+    return v.clamp_min(0) if enable else v
+
+
+# -- section 1: weights in cells -------------------------------------------------------------
+
+def slice_weights(cfg: AccelConfig, w: torch.Tensor) -> torch.Tensor:
+    """Cells of the (biased) stored weight: ``[..., slices]``, slice 0 = low ``cell_bits``."""
+    check_range("weights", w, cfg.weight_min, cfg.weight_max)
+    u = w.to(torch.int64) + cfg.weight_bias
+    shifts = torch.arange(cfg.slices, dtype=torch.int64) * cfg.cell_bits
+    return (u.unsqueeze(-1) >> shifts) & cfg.cell_max
+
+
+def encode_weights(cfg: AccelConfig, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Program one crossbar: ``w`` is ``[rows, outputs]`` (row-major, as stored).
+
+    Returns
+    -------
+    cells : int64 ``[rows, outputs, slices]``
+        The stored cells ``c'`` (complemented in flagged columns).
+    flags : bool ``[outputs, slices]``
+        The flipped-column flags; all ``False`` unless ``cfg.flip``.
+    """
+    if w.dim() != 2 or w.shape[0] != cfg.rows:
+        raise ValueError(f"a crossbar holds [{cfg.rows}, outputs] weights, not {list(w.shape)}")
+    c = slice_weights(cfg, w)
+    if cfg.flip:
+        flags = 2 * c.sum(0) > cfg.rows * cfg.cell_max
+    else:
+        flags = torch.zeros(c.shape[1:], dtype=torch.bool)
+    cells = torch.where(flags, cfg.cell_max - c, c)
+    return cells, flags
+
+
+# -- section 2: input chunks -----------------------------------------------------------------
+
+def chunk_positions(cfg: AccelConfig) -> torch.Tensor:
+    return torch.tensor([cfg.chunk_position(t) for t in range(cfg.input_cycles)],
+                        dtype=torch.int64)
+
+
+def chunk_signs(cfg: AccelConfig) -> torch.Tensor:
+    return torch.tensor([-1 if cfg.chunk_negative(t) else 1 for t in range(cfg.input_cycles)],
+                        dtype=torch.int64)
+
+
+def input_chunks(cfg: AccelConfig, x: torch.Tensor) -> torch.Tensor:
+    """DAC levels: ``x [..., rows]`` → ``[..., T, rows]``, chunk 0 holding the LSBs."""
+    check_range("inputs", x, cfg.input_min, cfg.input_max)
+    xu = x.to(torch.int64) & ((1 << cfg.input_bits) - 1)
+    pos = chunk_positions(cfg).view(-1, 1)
+    masks = torch.tensor([(1 << cfg.chunk_width(t)) - 1 for t in range(cfg.input_cycles)],
+                         dtype=torch.int64).view(-1, 1)
+    return (xu.unsqueeze(-2) >> pos) & masks
+
+
+# -- sections 4 and 5: the ADC and flip recovery ---------------------------------------------
+
+def adc_convert(cfg: AccelConfig, read: torch.Tensor) -> torch.Tensor:
+    """ADC code of a column read, per ``cfg.adc_mode`` (section 4).
+
+    ``lossless`` passes the read; ``clip`` saturates at ``2**adc_bits - 1``; ``drop_lsb``
+    rounds to nearest (ties up) at ``adc_drop`` bits and then saturates.
+    """
+    read = read.to(torch.int64)
+    if cfg.adc_mode == "lossless":
+        return read
+    if cfg.adc_mode == "clip":
+        return read.clamp_max(cfg.adc_code_max)
+    k = cfg.adc_drop
+    half = (1 << (k - 1)) if k else 0
+    return ((read + half) >> k).clamp_max(cfg.adc_code_max)
+
+
+def adc_reconstruct(cfg: AccelConfig, code: torch.Tensor) -> torch.Tensor:
+    """The digital value the shift-add uses for an ADC code: ``code << adc_drop``."""
+    return code.to(torch.int64) << cfg.adc_drop
+
+
+def flip_recover(cfg: AccelConfig, rec: torch.Tensor, insum: torch.Tensor,
+                 flags: torch.Tensor) -> torch.Tensor:
+    """Section 5: ``M * insum - rec`` in flagged columns, ``rec`` elsewhere.
+
+    ``rec`` is ``[..., columns...]`` and ``insum`` broadcasts against it."""
+    return torch.where(flags, cfg.cell_max * insum - rec, rec)
+
+
+# -- section 7: the output stage -------------------------------------------------------------
+
+def finalize(cfg: AccelConfig, v: torch.Tensor, *, shift: int, relu_enable: bool) -> torch.Tensor:
+    """FlexPoint shift (rounding as :func:`round_shift`), ReLU, saturation to ``output_bits``."""
+    if not cfg.shift_min <= shift <= cfg.shift_max:
+        raise ValueError(f"shift must lie in [{cfg.shift_min}, {cfg.shift_max}] "
+                         f"(output.shift_min/max), not {shift}")
+    return saturate(relu(round_shift(v, shift), relu_enable), cfg.output_bits)

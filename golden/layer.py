@@ -1,0 +1,165 @@
+"""Fast, vectorised layer model: matrix-vector, linear and conv2d through the crossbar datapath.
+
+Exact to ``docs/arithmetic.md`` for every ADC mode. The bit-serial inputs and weight slices are
+not looped over in Python: all input chunks of a batch go through one matrix product with all
+cells of a layer, in floating point where that is provably exact (every partial sum is an integer
+below 2**24 for float32, 2**53 for float64), and the shift-add is an integer reduction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from aqua.config import AccelConfig
+
+from .arith import (adc_convert, adc_reconstruct, check_range, chunk_positions, chunk_signs,
+                    encode_weights, finalize, flip_recover, input_chunks)
+
+__all__ = ["ProgrammedLayer", "program", "matvec_acc", "matvec", "linear", "conv2d",
+           "tile_counts"]
+
+# Elements of the [batch, T, columns] read tensor processed at once (bounds memory).
+_BLOCK_ELEMENTS = 1 << 23
+
+
+@dataclass(frozen=True)
+class ProgrammedLayer:
+    """A weight matrix ``[K, N]`` cut into crossbar tiles and encoded into cells.
+
+    ``cells[k]`` is ``[rows, groups * outputs * slices]`` for row tile ``k``: the stored cells of
+    all output groups side by side (group ``g`` of tile ``k`` is one physical crossbar), and
+    ``flags[k]`` the matching flip flags.
+    """
+    cfg: AccelConfig
+    in_features: int
+    out_features: int
+    cells: tuple[torch.Tensor, ...]
+    flags: tuple[torch.Tensor, ...]
+
+    @property
+    def row_tiles(self) -> int:
+        return len(self.cells)
+
+    @property
+    def groups(self) -> int:
+        return -(-self.out_features // self.cfg.outputs)
+
+
+def tile_counts(cfg: AccelConfig, in_features: int, out_features: int) -> tuple[int, int]:
+    """Crossbars a ``[K, N]`` layer occupies: (row tiles, output groups)."""
+    return -(-in_features // cfg.rows), -(-out_features // cfg.outputs)
+
+
+def program(cfg: AccelConfig, w: torch.Tensor) -> ProgrammedLayer:
+    """Tile ``w [K, N]`` (zero padded, section 6) and encode every tile (section 1)."""
+    if w.dim() != 2:
+        raise ValueError(f"weights must be a [K, N] matrix, not {list(w.shape)}")
+    check_range("weights", w, cfg.weight_min, cfg.weight_max)
+    K, N = w.shape
+    kt, g = tile_counts(cfg, K, N)
+    wp = torch.zeros(kt * cfg.rows, g * cfg.outputs, dtype=torch.int64)
+    wp[:K, :N] = w
+    cells, flags = [], []
+    for k in range(kt):
+        tile = wp[k * cfg.rows:(k + 1) * cfg.rows]
+        parts = [encode_weights(cfg, tile[:, i * cfg.outputs:(i + 1) * cfg.outputs])
+                 for i in range(g)]
+        cells.append(torch.cat([c for c, _ in parts], dim=1).reshape(cfg.rows, -1))
+        flags.append(torch.cat([f for _, f in parts], dim=0).reshape(-1))
+    return ProgrammedLayer(cfg, K, N, tuple(cells), tuple(flags))
+
+
+def _exact_matmul(a: torch.Tensor, b: torch.Tensor, bound: int) -> torch.Tensor:
+    """``a @ b`` for non-negative integer tensors whose every partial sum is <= ``bound``."""
+    if bound < (1 << 24):
+        return (a.to(torch.float32) @ b.to(torch.float32)).to(torch.int64)
+    if bound < (1 << 53):
+        return (a.to(torch.float64) @ b.to(torch.float64)).to(torch.int64)
+    return a @ b
+
+
+def _shift_add_coefficients(cfg: AccelConfig) -> torch.Tensor:
+    """``σ_t * 2**(p_t + s*b)`` as ``[T, slices]`` (section 6)."""
+    s = torch.arange(cfg.slices, dtype=torch.int64) * cfg.cell_bits
+    p = chunk_positions(cfg).view(-1, 1)
+    return chunk_signs(cfg).view(-1, 1) * (torch.ones(1, dtype=torch.int64) << (p + s))
+
+
+def matvec_acc(layer: ProgrammedLayer, x: torch.Tensor) -> torch.Tensor:
+    """``Σ over tiles of (acc - weight_bias * xsum)`` for ``x [B, K]``: int64 ``[B, N]``.
+
+    In ``lossless`` mode this equals ``x @ w`` exactly.
+    """
+    cfg = layer.cfg
+    if x.dim() != 2 or x.shape[1] != layer.in_features:
+        raise ValueError(f"inputs must be [batch, {layer.in_features}], not {list(x.shape)}")
+    B = x.shape[0]
+    T, S = cfg.input_cycles, cfg.slices
+    coef = _shift_add_coefficients(cfg)                       # [T, S]
+    raw_bound = cfg.rows * cfg.cell_max * cfg.dac_max
+    total = torch.zeros(B, layer.groups * cfg.outputs, dtype=torch.int64)
+    xpad = torch.zeros(B, layer.row_tiles * cfg.rows, dtype=torch.int64)
+    xpad[:, :layer.in_features] = x
+    cols = layer.groups * cfg.outputs * S
+    block = max(1, _BLOCK_ELEMENTS // (T * cols))
+    for k in range(layer.row_tiles):
+        cells, flags = layer.cells[k], layer.flags[k]
+        xk = xpad[:, k * cfg.rows:(k + 1) * cfg.rows]
+        for b0 in range(0, B, block):
+            chunks = input_chunks(cfg, xk[b0:b0 + block])            # [b, T, R]
+            read = _exact_matmul(chunks, cells, raw_bound)           # [b, T, cols]
+            insum = chunks.sum(-1, keepdim=True)                     # [b, T, 1]
+            y = flip_recover(cfg, adc_reconstruct(cfg, adc_convert(cfg, read)), insum, flags)
+            y = y.view(y.shape[0], T, -1, S)                         # [b, T, G*O, S]
+            acc = (y * coef.view(T, 1, S)).sum(dim=(1, 3))           # [b, G*O]
+            total[b0:b0 + block] += acc
+    total -= cfg.weight_bias * x.to(torch.int64).sum(-1, keepdim=True)
+    return total[:, :layer.out_features]
+
+
+def matvec(cfg: AccelConfig, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None,
+           *, shift: int = 0, relu: bool = False) -> torch.Tensor:
+    """The full datapath for ``x [B, K]`` and ``w [K, N]``: int64 ``[B, N]`` outputs."""
+    return _finish(cfg, matvec_acc(program(cfg, w), x), bias, shift, relu)
+
+
+def _finish(cfg, acc, bias, shift, relu):
+    if bias is not None:
+        check_range("bias", bias, -(1 << (cfg.bias_bits - 1)), (1 << (cfg.bias_bits - 1)) - 1)
+        acc = acc + bias.to(torch.int64)
+    return finalize(cfg, acc, shift=shift, relu_enable=relu)
+
+
+def linear(cfg: AccelConfig, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None,
+           *, shift: int = 0, relu: bool = False) -> torch.Tensor:
+    """``torch.nn.functional.linear`` through the datapath: ``x [B, K]``, ``w [N, K]``."""
+    return matvec(cfg, x, w.t(), bias, shift=shift, relu=relu)
+
+
+def conv2d(cfg: AccelConfig, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None,
+           *, stride: int = 1, padding: int = 0, shift: int = 0, relu: bool = False,
+           layer: ProgrammedLayer | None = None) -> torch.Tensor:
+    """``torch.nn.functional.conv2d`` through the datapath (im2col rows in ``unfold`` order).
+
+    ``x [B, Cin, H, W]``, ``w [Cout, Cin, kh, kw]``; returns int64 ``[B, Cout, Ho, Wo]``.
+    Pass ``layer=program(cfg, w.flatten(1).t())`` to reuse the encoded weights across calls.
+    """
+    if x.dim() != 4 or w.dim() != 4 or x.shape[1] != w.shape[1]:
+        raise ValueError(f"conv2d needs x [B, Cin, H, W] and w [Cout, Cin, kh, kw] with equal "
+                         f"Cin, not {list(x.shape)} and {list(w.shape)}")
+    B, _, H, W = x.shape
+    cout, _, kh, kw = w.shape
+    ho = (H + 2 * padding - kh) // stride + 1
+    wo = (W + 2 * padding - kw) // stride + 1
+    check_range("inputs", x, cfg.input_min, cfg.input_max)
+    # unfold works on floating point; activations of up to 24 bits are exact in float32.
+    ftype = torch.float32 if cfg.input_bits <= 24 else torch.float64
+    patches = F.unfold(x.to(ftype), (kh, kw), padding=padding, stride=stride)   # [B, K, L]
+    patches = patches.transpose(1, 2).reshape(B * ho * wo, -1).to(torch.int64)
+    if layer is None:
+        layer = program(cfg, w.reshape(cout, -1).t())
+    out = _finish(cfg, matvec_acc(layer, patches), bias, shift, relu)          # [B*L, Cout]
+    return out.view(B, ho, wo, cout).permute(0, 3, 1, 2).contiguous()

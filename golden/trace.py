@@ -1,0 +1,171 @@
+"""Cycle-level trace of the ``Datapath``: the value of every observed register after every clock
+edge, for a batch of input vectors, following ``docs/arithmetic.md`` section 8.
+
+Edge 0 is the input handshake; edges ``1 .. latency`` are the crossbar steps, ADC steps and the
+final step. The trace is built with tensor operations: the schedule (which edge does what) is a
+short list computed once from the config, and each register's value is gathered from the
+cumulative sums of its updates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from aqua.config import AccelConfig
+
+from .arith import (adc_convert, adc_reconstruct, check_range, chunk_positions, chunk_signs,
+                    encode_weights, finalize, flip_recover, input_chunks)
+
+__all__ = ["Schedule", "schedule", "DatapathTrace", "datapath_trace", "stream_cycles",
+           "PHASE_IDLE", "PHASE_XBAR", "PHASE_ADC", "PHASE_FINAL", "PHASE_OUT"]
+
+# Values of hdl.layouts.Phase (kept here as plain ints: golden does not import the HDL).
+PHASE_IDLE, PHASE_XBAR, PHASE_ADC, PHASE_FINAL, PHASE_OUT = range(5)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """What each edge ``0 .. latency`` of one vector does, and the controller state after it.
+
+    ``kind[k]`` is 0 for the handshake, 1 for a crossbar step, 2 for an ADC step, 3 for the
+    final step; ``t[k]`` and ``step[k]`` index the chunk and the step within its phase.
+    ``phase``, ``chunk``, ``counter`` are the ``obs`` fields after edge ``k``.
+    """
+    kind: torch.Tensor
+    t: torch.Tensor
+    step: torch.Tensor
+    phase: torch.Tensor
+    chunk: torch.Tensor
+    counter: torch.Tensor
+
+    def __len__(self):
+        return len(self.kind)
+
+
+def schedule(cfg: AccelConfig) -> Schedule:
+    """The static schedule of section 8 (its length is ``cfg.latency + 1``)."""
+    kind, t_, step = [0], [0], [0]
+    for t in range(cfg.input_cycles):
+        for i in range(cfg.xbar_steps):
+            kind.append(1), t_.append(t), step.append(i)
+        for g in range(cfg.adc_steps):
+            kind.append(2), t_.append(t), step.append(g)
+    kind.append(3), t_.append(0), step.append(0)
+    # The state after an edge is the description of the edge that follows it.
+    phase = [PHASE_XBAR if k == 1 else PHASE_ADC if k == 2 else PHASE_FINAL for k in kind[1:]]
+    phase.append(PHASE_OUT)
+    chunk = t_[1:] + [0]
+    counter = step[1:] + [0]
+    assert len(kind) == cfg.latency + 1
+    as_t = lambda v: torch.tensor(v, dtype=torch.int64)  # noqa: E731
+    return Schedule(as_t(kind), as_t(t_), as_t(step), as_t(phase), as_t(chunk), as_t(counter))
+
+
+def stream_cycles(cfg: AccelConfig, vectors: int) -> int:
+    """Clocks for ``vectors`` vectors with an always-valid producer and always-ready consumer,
+    from the first handshake edge to the last output handshake edge inclusive."""
+    return vectors * (cfg.latency + 1)
+
+
+@dataclass
+class DatapathTrace:
+    """Per vector ``v`` and edge ``k``: the ``obs`` fields after edge ``k`` (``[V, L+1, ...]``),
+    and the output vector ``out [V, outputs]`` that is valid after edge ``L``."""
+    phase: torch.Tensor
+    chunk: torch.Tensor
+    step: torch.Tensor
+    col_sum: torch.Tensor
+    insum: torch.Tensor
+    adc_valid: torch.Tensor
+    adc_code: torch.Tensor
+    acc: torch.Tensor
+    xsum: torch.Tensor
+    out: torch.Tensor
+
+    FIELDS = ("phase", "chunk", "step", "col_sum", "insum", "adc_valid", "adc_code", "acc",
+              "xsum")
+
+    @property
+    def vectors(self) -> int:
+        return self.out.shape[0]
+
+    @property
+    def edges(self) -> int:
+        return self.phase.shape[1]
+
+
+def _hold(updates: torch.Tensor, written: list[int]) -> torch.Tensor:
+    """Index map ``[edges]`` selecting, for each edge, the last update at or before it.
+
+    ``written[k]`` is the update number made at edge ``k`` (-1 if the register holds)."""
+    idx, cur = [], 0
+    for w in written:
+        if w >= 0:
+            cur = w
+        idx.append(cur)
+    return torch.tensor(idx, dtype=torch.int64)
+
+
+def datapath_trace(cfg: AccelConfig, w: torch.Tensor, x: torch.Tensor,
+                   bias: torch.Tensor | None = None, *, shift: int = 0,
+                   relu: bool = False) -> DatapathTrace:
+    """Trace ``x [V, rows]`` through one crossbar programmed with ``w [rows, outputs]``."""
+    if x.dim() != 2 or x.shape[1] != cfg.rows:
+        raise ValueError(f"inputs must be [vectors, {cfg.rows}], not {list(x.shape)}")
+    V, R, C, O, S = x.shape[0], cfg.rows, cfg.cols, cfg.outputs, cfg.slices
+    T, X, G, N, P = (cfg.input_cycles, cfg.xbar_steps, cfg.adc_steps,
+                     cfg.adc_columns_per_cycle, cfg.rows_per_cycle)
+    bias = torch.zeros(O, dtype=torch.int64) if bias is None else bias.to(torch.int64)
+    check_range("bias", bias, -(1 << (cfg.bias_bits - 1)), (1 << (cfg.bias_bits - 1)) - 1)
+    cells, flags = encode_weights(cfg, w)                      # [R, O, S], [O, S]
+    cells = cells.reshape(R, C)
+    flags = flags.reshape(C)
+    sch = schedule(cfg)
+
+    chunks = input_chunks(cfg, x)                               # [V, T, R]
+    # Partial column sums per row group, accumulated over the X crossbar steps.
+    part = torch.einsum("vtxp,xpc->vtxc", chunks.view(V, T, X, P), cells.view(X, P, C))
+    col_states = part.cumsum(2).reshape(V, T * X, C)            # update n = t*X + i
+    ins_states = chunks.view(V, T, X, P).sum(-1).cumsum(2).reshape(V, T * X)
+    read = col_states.view(V, T, X, C)[:, :, -1]                # [V, T, C]
+    insum = ins_states.view(V, T, X)[:, :, -1]                  # [V, T]
+
+    code = adc_convert(cfg, read)                               # [V, T, C]
+    y = flip_recover(cfg, adc_reconstruct(cfg, code), insum.unsqueeze(-1), flags)
+    col = torch.arange(C)
+    coef = chunk_signs(cfg).view(T, 1) << (chunk_positions(cfg).view(T, 1)
+                                           + (col % S).view(1, C) * cfg.cell_bits)
+    contrib = (y * coef).view(V, T, G, N)                       # per column, per ADC step
+    owner = torch.nn.functional.one_hot((col // S).view(G, N), O)   # [G, N, O]
+    step_add = (contrib.unsqueeze(-1) * owner).sum(3)           # [V, T, G, O]
+    acc_states = step_add.reshape(V, T * G, O).cumsum(1)        # update n = t*G + g
+    xs_add = chunk_signs(cfg) * (insum << chunk_positions(cfg))  # [V, T]
+    xsum_states = xs_add.cumsum(1)                              # update n = t
+
+    # Which update each edge shows, per register (update 0 of every register is the clear).
+    zeros = lambda *shape: torch.zeros(V, 1, *shape, dtype=torch.int64)  # noqa: E731
+    scalar0 = torch.zeros(V, 1, dtype=torch.int64)
+    wr_col, wr_code, wr_acc, wr_xs, valid = [], [], [], [], []
+    for kind, t, s in zip(sch.kind.tolist(), sch.t.tolist(), sch.step.tolist()):
+        wr_col.append(0 if kind == 0 else 1 + t * X + s if kind == 1 else -1)
+        wr_code.append(0 if kind == 0 else 1 + t * G + s if kind == 2 else -1)
+        wr_acc.append(0 if kind == 0 else 1 + t * G + s if kind == 2 else -1)
+        wr_xs.append(0 if kind == 0 else 1 + t if kind == 2 and s == 0 else -1)
+        valid.append(1 if kind == 2 else 0)
+
+    col_sum = torch.cat([zeros(C), col_states], 1)[:, _hold(col_states, wr_col)]
+    ins = torch.cat([scalar0, ins_states], 1)[:, _hold(ins_states, wr_col)]
+    codes = torch.cat([zeros(N), code.reshape(V, T * G, N)], 1)[:, _hold(code, wr_code)]
+    acc = torch.cat([zeros(O), acc_states], 1)[:, _hold(acc_states, wr_acc)]
+    xsum = torch.cat([scalar0, xsum_states], 1)[:, _hold(xsum_states, wr_xs)]
+
+    v = acc_states[:, -1] - cfg.weight_bias * xsum_states[:, -1:] + bias
+    out = finalize(cfg, v, shift=shift, relu_enable=relu)
+    expand = lambda s: s.unsqueeze(0).expand(V, -1)  # noqa: E731
+    return DatapathTrace(
+        phase=expand(sch.phase), chunk=expand(sch.chunk), step=expand(sch.counter),
+        col_sum=col_sum, insum=ins,
+        adc_valid=expand(torch.tensor(valid, dtype=torch.int64)),
+        adc_code=codes, acc=acc, xsum=xsum, out=out)

@@ -1,0 +1,20 @@
+"""Amaranth RTL of one ISAAC-style crossbar tile (``docs/arithmetic.md``).
+
+``BLOCKS`` maps a block name to a factory taking an :class:`~aqua.config.AccelConfig`; the Verilog
+generator (``gen/``) emits one module ``aqua_<name>`` per entry.
+"""
+
+from .adc import ADCQuantizer
+from .crossbar import CrossbarMAC
+from .datapath import Datapath
+from .layouts import Phase
+from .shiftadd import ShiftAdd
+
+__all__ = ["BLOCKS", "CrossbarMAC", "ADCQuantizer", "ShiftAdd", "Datapath", "Phase"]
+
+BLOCKS = {
+    "crossbar": CrossbarMAC,
+    "adc": ADCQuantizer,
+    "shiftadd": ShiftAdd,
+    "datapath": Datapath,
+}

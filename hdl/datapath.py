@@ -1,0 +1,176 @@
+"""One crossbar tile and its controller, cycle for cycle as ``docs/arithmetic.md`` section 8."""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from aqua.config import AccelConfig
+
+from ._common import check_config
+from .adc import ADCQuantizer
+from .crossbar import CrossbarMAC
+from .layouts import (Phase, chunk_bits, input_layout, layer_config_layout, obs_layout,
+                      output_layout, step_bits, weight_write_layout)
+from .shiftadd import ShiftAdd
+
+__all__ = ["Datapath"]
+
+
+class Datapath(wiring.Component):
+    """Crossbar, ADC and shift-add of one tile, run by a single controller.
+
+    An input vector is taken at the handshake edge (edge 0), streamed through the crossbar
+    ``dac_bits`` per chunk LSB first (``xbar_steps`` crossbar steps then ``adc_steps`` ADC
+    steps per chunk), and the output vector is valid ``latency`` clocks later, until it is
+    accepted. ``obs`` exposes every register that :func:`golden.trace.datapath_trace` predicts.
+
+    The input vector is latched into a shift register of ``rows * input_bits`` bits that moves
+    right by ``dac_bits`` (per row, zeros shifted in) after the last ADC step of each chunk, so
+    chunk ``t`` of row ``r`` is always the low ``dac_bits`` bits of row ``r``'s slot; for signed
+    inputs the last chunk is the sign bit alone with zeros above it, as the contract's 1-bit
+    sign chunk requires.
+
+    Parameters
+    ----------
+    cfg : :class:`~aqua.config.AccelConfig`
+        The tile configuration.
+
+    Members
+    -------
+    wr : ``In(stream.Signature(weight_write_layout(cfg), always_ready=True))``
+        Weight writes (see :class:`~hdl.crossbar.CrossbarMAC`); only while ``IDLE``.
+    layer : ``In(layer_config_layout(cfg))``
+        Layer shift, ReLU enable and biases, held steady while vectors stream.
+    i : ``In(stream.Signature(input_layout(cfg)))``
+        Input vectors. ``i.ready = (phase == IDLE) | (phase == OUT & o.ready)``.
+    o : ``Out(stream.Signature(output_layout(cfg)))``
+        Output vectors; ``o.valid`` is high exactly while ``phase == OUT``.
+    obs : ``Out(obs_layout(cfg))``
+        Controller state and datapath registers, for co-simulation.
+
+    Raises
+    ------
+    TypeError
+        If ``cfg`` is not an :class:`~aqua.config.AccelConfig`.
+    """
+
+    def __init__(self, cfg: AccelConfig):
+        self._cfg = check_config(cfg)
+        super().__init__({
+            "wr":    In(stream.Signature(weight_write_layout(cfg), always_ready=True)),
+            "layer": In(layer_config_layout(cfg)),
+            "i":     In(stream.Signature(input_layout(cfg))),
+            "o":     Out(stream.Signature(output_layout(cfg))),
+            "obs":   Out(obs_layout(cfg)),
+        })
+
+    @property
+    def cfg(self) -> AccelConfig:
+        return self._cfg
+
+    @property
+    def latency(self) -> int:
+        """Clocks from the input handshake to ``o.valid``: ``input_cycles * (xbar_steps +
+        adc_steps) + 1``."""
+        return self._cfg.latency
+
+    def elaborate(self, platform):
+        # The controller is three registers (phase, chunk, step) that always describe the next
+        # edge; every datapath register is enabled by a decode of them, so each register's value
+        # on each cycle is the simple function of the schedule that golden.trace computes.
+        cfg = self._cfg
+        R, Bx, d = cfg.rows, cfg.input_bits, cfg.dac_bits
+        T, X, G = cfg.input_cycles, cfg.xbar_steps, cfg.adc_steps
+        m = Module()
+        m.submodules.crossbar = xbar = CrossbarMAC(cfg)
+        m.submodules.adc = adc = ADCQuantizer(cfg)
+        m.submodules.shiftadd = sa = ShiftAdd(cfg)
+
+        phase = Signal(Phase)
+        chunk = Signal(chunk_bits(cfg))
+        step = Signal(step_bits(cfg))
+        adc_code = Signal(data.ArrayLayout(unsigned(cfg.adc_bits), cfg.adc_columns_per_cycle))
+        adc_valid = Signal()
+        x = Signal(R * Bx)     # latched input vector, shifted right by d per row and chunk
+
+        take = Signal()        # input handshake at the next edge
+        give = Signal()        # output handshake at the next edge
+        in_xbar = Signal()
+        in_adc = Signal()
+        in_final = Signal()
+        m.d.comb += [
+            self.i.ready.eq((phase == Phase.IDLE) | ((phase == Phase.OUT) & self.o.ready)),
+            self.o.valid.eq(phase == Phase.OUT),
+            take.eq(self.i.valid & self.i.ready),
+            give.eq(self.o.valid & self.o.ready),
+            in_xbar.eq(phase == Phase.XBAR),
+            in_adc.eq(phase == Phase.ADC),
+            in_final.eq(phase == Phase.FINAL),
+        ]
+
+        # -- weights go straight to the crossbar
+        wiring.connect(m, wiring.flipped(self.wr), xbar.wr)
+
+        # -- chunk t of every row: the low d bits of its slot of the shift register
+        m.d.comb += [xbar.levels[r].eq(x[r * Bx:r * Bx + d]) for r in range(R)]
+        shifted = Cat(Cat(x[r * Bx + d:(r + 1) * Bx], Const(0, d)) for r in range(R)) \
+            if Bx > d else Const(0, R * Bx)
+        m.d.comb += [
+            xbar.step.eq(step),
+            xbar.en.eq(in_xbar),
+            xbar.clear.eq(take),
+            adc.col_sum.eq(xbar.col_sum),
+            adc.group.eq(step),
+            sa.rec.eq(adc.rec),
+            sa.insum.eq(xbar.insum),
+            sa.flags.eq(xbar.flags),
+            sa.chunk.eq(chunk),
+            sa.group.eq(step),
+            sa.clear.eq(take),
+            sa.en.eq(in_adc),
+            sa.finalize.eq(in_final),
+            sa.layer.eq(self.layer),
+            self.o.payload.y.eq(sa.y),
+        ]
+
+        # -- the controller (section 8)
+        last_step = Signal()
+        m.d.comb += last_step.eq(step == Mux(in_xbar, X - 1, G - 1))
+        with m.If(take):
+            m.d.sync += [x.eq(self.i.payload.as_value()), adc_valid.eq(0),
+                         phase.eq(Phase.XBAR), chunk.eq(0), step.eq(0)]
+            m.d.sync += [adc_code[n].eq(0) for n in range(cfg.adc_columns_per_cycle)]
+        with m.Elif(in_xbar):
+            m.d.sync += adc_valid.eq(0)
+            with m.If(last_step):
+                m.d.sync += [phase.eq(Phase.ADC), step.eq(0)]
+            with m.Else():
+                m.d.sync += step.eq(step + 1)
+        with m.Elif(in_adc):
+            m.d.sync += [adc_code.eq(adc.code), adc_valid.eq(1)]
+            with m.If(last_step):
+                m.d.sync += [x.eq(shifted), step.eq(0)]
+                with m.If(chunk == T - 1):
+                    m.d.sync += [phase.eq(Phase.FINAL), chunk.eq(0)]
+                with m.Else():
+                    m.d.sync += [phase.eq(Phase.XBAR), chunk.eq(chunk + 1)]
+            with m.Else():
+                m.d.sync += step.eq(step + 1)
+        with m.Elif(in_final):
+            m.d.sync += [adc_valid.eq(0), phase.eq(Phase.OUT)]
+        with m.Elif(give):
+            m.d.sync += [phase.eq(Phase.IDLE), chunk.eq(0), step.eq(0)]
+
+        m.d.comb += [
+            self.obs.phase.eq(phase),
+            self.obs.chunk.eq(chunk),
+            self.obs.step.eq(step),
+            self.obs.col_sum.eq(xbar.col_sum),
+            self.obs.insum.eq(xbar.insum),
+            self.obs.adc_valid.eq(adc_valid),
+            self.obs.adc_code.eq(adc_code),
+            self.obs.acc.eq(sa.acc),
+            self.obs.xsum.eq(sa.xsum),
+        ]
+        return m
+

@@ -1,0 +1,96 @@
+"""Payload layouts of the datapath, defined once from an :class:`~aqua.config.AccelConfig`.
+
+The RTL uses these layouts for its ports; the cocotb testbenches use the very same layouts (field
+offsets and widths) to pack stimulus and unpack observations. No bit position is written down
+anywhere else.
+"""
+
+from amaranth.hdl import signed, unsigned
+from amaranth.lib import data, enum
+
+from aqua.config import AccelConfig
+
+__all__ = ["Phase", "weight_write_layout", "input_layout", "output_layout",
+           "layer_config_layout", "obs_layout", "index_bits", "xsum_bits", "step_bits",
+           "chunk_bits"]
+
+
+class Phase(enum.Enum, shape=3):
+    """State of the datapath controller: what the *next* clock edge does
+    (see ``docs/arithmetic.md``, "Timing")."""
+    IDLE = 0   #: waiting for an input vector
+    XBAR = 1   #: forming column sums (one row group per clock)
+    ADC = 2    #: converting columns (adc.columns_per_cycle per clock) and shift-adding
+    FINAL = 3  #: correction, bias, FlexPoint shift, ReLU, saturation
+    OUT = 4    #: output vector valid, waiting for ready
+
+
+def index_bits(count: int) -> int:
+    """Width of an index into ``count`` items (at least 1)."""
+    return max((count - 1).bit_length(), 1)
+
+
+def xsum_bits(cfg: AccelConfig) -> int:
+    """Signed width of Σ_r x[r] accumulated over the input chunks."""
+    return (cfg.rows * ((1 << cfg.input_bits) - 1)).bit_length() + 2
+
+
+def step_bits(cfg: AccelConfig) -> int:
+    return index_bits(max(cfg.xbar_steps, cfg.adc_steps))
+
+
+def chunk_bits(cfg: AccelConfig) -> int:
+    return index_bits(cfg.input_cycles)
+
+
+def _input_shape(cfg: AccelConfig):
+    return signed(cfg.input_bits) if cfg.input_signed else unsigned(cfg.input_bits)
+
+
+def _weight_shape(cfg: AccelConfig):
+    return signed(cfg.weight_bits) if cfg.weight_encoding == "biased" else unsigned(cfg.weight_bits)
+
+
+def weight_write_layout(cfg: AccelConfig) -> data.StructLayout:
+    """One weight write: the weight of ``row`` for output ``group``, and the flip flags of the
+    group's ``slices`` columns (flag bit ``s`` belongs to slice ``s``)."""
+    return data.StructLayout({
+        "row":   index_bits(cfg.rows),
+        "group": index_bits(cfg.outputs),
+        "value": _weight_shape(cfg),
+        "flags": cfg.slices,
+    })
+
+
+def input_layout(cfg: AccelConfig) -> data.StructLayout:
+    """One input vector: an activation per crossbar row (row 0 in the low bits)."""
+    return data.StructLayout({"x": data.ArrayLayout(_input_shape(cfg), cfg.rows)})
+
+
+def output_layout(cfg: AccelConfig) -> data.StructLayout:
+    """One output vector: a saturated result per output group."""
+    return data.StructLayout({"y": data.ArrayLayout(signed(cfg.output_bits), cfg.outputs)})
+
+
+def layer_config_layout(cfg: AccelConfig) -> data.StructLayout:
+    """Run-time layer settings, held steady by the host while vectors stream."""
+    return data.StructLayout({
+        "shift": signed(cfg.shift_bits),
+        "relu":  1,
+        "bias":  data.ArrayLayout(signed(cfg.bias_bits), cfg.outputs),
+    })
+
+
+def obs_layout(cfg: AccelConfig) -> data.StructLayout:
+    """Every internal register the golden cycle trace predicts, exposed for co-simulation."""
+    return data.StructLayout({
+        "phase":     Phase,
+        "chunk":     chunk_bits(cfg),
+        "step":      step_bits(cfg),
+        "col_sum":   data.ArrayLayout(unsigned(cfg.read_bits), cfg.cols),
+        "insum":     unsigned(cfg.insum_bits),
+        "adc_valid": 1,
+        "adc_code":  data.ArrayLayout(unsigned(cfg.adc_bits), cfg.adc_columns_per_cycle),
+        "acc":       data.ArrayLayout(signed(cfg.acc_bits), cfg.outputs),
+        "xsum":      signed(xsum_bits(cfg)),
+    })

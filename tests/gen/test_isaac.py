@@ -1,0 +1,26 @@
+# amaranth: UnusedElaboratable=no
+"""The full-size ISAAC tile elaborates, converts and lints (about a minute: marked slow).
+
+Synthesis of the isaac crossbar and datapath takes several minutes per block; it is not part
+of the test suite (run ``python -m gen --config isaac --synth``)."""
+
+import time
+
+import pytest
+
+from aqua.config import load_config
+from gen.lint import lint_dir
+from gen.verilog import generate
+
+
+@pytest.mark.slow
+def test_isaac_generates_and_lints(tmp_path):
+    cfg = load_config("isaac")
+    timings = {}
+    start = time.perf_counter()
+    manifest = generate(cfg, tmp_path, timings=timings)
+    assert time.perf_counter() - start < 120, timings
+    assert manifest["blocks"]["datapath"]["latency"] == cfg.latency == 273
+    ports = {p["name"]: p["width"] for p in manifest["blocks"]["datapath"]["ports"]}
+    assert ports["i__payload"] == cfg.rows * cfg.input_bits
+    lint_dir(tmp_path)
