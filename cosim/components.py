@@ -48,8 +48,9 @@ class ClockedLoop:
     async def run(self, done: Callable[[], bool], max_cycles: int) -> int:
         # A purely combinational DUT has no clock (``clk=None``): a cycle is then one period
         # of simulated time, driven at its start and sampled in its read-only phase.
-        tick = Timer(self.period_ns, unit="ns") if self.clk is None else None
-        fall, ro = tick or FallingEdge(self.clk), ReadOnly()
+        clocked = self.clk is not None
+        fall = FallingEdge(self.clk) if clocked else Timer(self.period_ns, unit="ns")
+        ro = ReadOnly()
         drivers = [c.drive for c in self.components]
         samplers = [c.sample for c in self.components]
         start = self.cycle
@@ -63,7 +64,7 @@ class ClockedLoop:
             for s in samplers:
                 s(self.cycle)
             self.cycle += 1
-        await (tick or RisingEdge(self.clk))
+        await (RisingEdge(self.clk) if clocked else fall)
         return self.cycle - start
 
 

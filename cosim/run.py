@@ -200,3 +200,25 @@ def _row(block, cfg, sim, res: BenchResult, seed, wall) -> CosimRun:
                     compared=st.get("compared", 0), vectors=st.get("vectors", 0),
                     passed=res.passed, wall_s=wall, sim_wall_s=st.get("wall_s", 0.0),
                     seed=seed, message=msg, stats=st)
+
+
+def first_layer_in_rtl(cfg: AccelConfig, sim: str, *, images: int = 1, seed: int = 0):
+    """The demo CNN's first conv layer on ``images`` test images, in RTL under ``sim``.
+
+    Returns ``(run, rtl, golden)``: the :class:`CosimRun` and the output feature maps from the
+    RTL and from ``golden.layer.conv2d`` as ``[positions, Cout]`` tensors."""
+    from golden.cnn import load_democnn
+    from golden.data import cluttered_digits
+    from golden.fixedpoint import quant_layer, quantize_democnn
+    from golden.layer import conv2d
+
+    net = quantize_democnn(cfg, load_democnn())
+    x, _ = cluttered_digits("test")
+    layer = quant_layer(net, 0, x[:images])
+    jobs = cnn_jobs(cfg, layer)
+    run = run_datapath(cfg, sim, jobs=jobs, seed=seed, label=f"cnn-layer0-{images}")
+    gold = conv2d(cfg, layer.x, layer.weight, layer.bias, stride=layer.stride,
+                  padding=layer.padding, shift=layer.shift, relu=layer.relu)
+    gold = gold.permute(0, 2, 3, 1).reshape(-1, gold.shape[1])
+    rtl = assemble_outputs(cfg, jobs, run.outputs) if run.passed else None
+    return run, rtl, gold

@@ -143,6 +143,19 @@ def run_bench(*, sim: str, sources: list[Path], toplevel: str, test_module: str,
     text = b"".join(Path(s).read_bytes() for s in sources)
     build_dir = build_root / f"{toplevel}-{sim}-{_digest(text, sim, waves, build_args)}"
     build_dir.mkdir(parents=True, exist_ok=True)
+    sources = list(sources)
+    runner_waves = waves
+    if sim == "icarus" and waves:
+        # The runner's own dump module declares a SystemVerilog `string`, which -g2005
+        # refuses: dump with a Verilog-2005 module of our own instead.
+        dump = build_dir / "aqua_iverilog_dump.v"
+        dump.write_text(f"module aqua_iverilog_dump();\ninitial begin\n"
+                        f"    $dumpfile(\"{build_dir / (toplevel + '.fst')}\");\n"
+                        f"    $dumpvars(0, {toplevel});\nend\nendmodule\n")
+        sources.append(dump)
+        build_args = [*build_args, "-s", "aqua_iverilog_dump"]
+        runner_waves = False          # at build; at test time waves=True selects FST
+
     run_dir = build_dir / f"run-{_digest(params)}"
     run_dir.mkdir(exist_ok=True)
     stats_file = run_dir / "stats.json"
@@ -158,7 +171,7 @@ def run_bench(*, sim: str, sources: list[Path], toplevel: str, test_module: str,
         runner = get_runner(sim)
         logs = {"log_file": log_path} if quiet else {}
         runner.build(sources=[str(s) for s in sources], hdl_toplevel=toplevel,
-                     build_dir=build_dir, build_args=build_args, waves=waves,
+                     build_dir=build_dir, build_args=build_args, waves=runner_waves,
                      timescale=("1ns", "1ps"), verbose=False,
                      **({"log_file": build_dir / "build.log"} if quiet else {}))
         xml = run_dir / "results.xml"

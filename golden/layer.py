@@ -22,7 +22,7 @@ __all__ = ["ProgrammedLayer", "program", "matvec_acc", "matvec", "linear", "conv
            "tile_counts"]
 
 # Elements of the [batch, T, columns] read tensor processed at once (bounds memory).
-_BLOCK_ELEMENTS = 1 << 23
+_BLOCK_ELEMENTS = 1 << 16   # elements of the [b, tiles, T, columns] read tensor per block: fits in cache
 
 
 @dataclass(frozen=True)
@@ -72,15 +72,6 @@ def program(cfg: AccelConfig, w: torch.Tensor) -> ProgrammedLayer:
     return ProgrammedLayer(cfg, K, N, tuple(cells), tuple(flags))
 
 
-def _exact_matmul(a: torch.Tensor, b: torch.Tensor, bound: int) -> torch.Tensor:
-    """``a @ b`` for non-negative integer tensors whose every partial sum is <= ``bound``."""
-    if bound < (1 << 24):
-        return (a.to(torch.float32) @ b.to(torch.float32)).to(torch.int64)
-    if bound < (1 << 53):
-        return (a.to(torch.float64) @ b.to(torch.float64)).to(torch.int64)
-    return a @ b
-
-
 def _shift_add_coefficients(cfg: AccelConfig) -> torch.Tensor:
     """``σ_t * 2**(p_t + s*b)`` as ``[T, slices]`` (section 6)."""
     s = torch.arange(cfg.slices, dtype=torch.int64) * cfg.cell_bits
@@ -97,27 +88,44 @@ def matvec_acc(layer: ProgrammedLayer, x: torch.Tensor) -> torch.Tensor:
     if x.dim() != 2 or x.shape[1] != layer.in_features:
         raise ValueError(f"inputs must be [batch, {layer.in_features}], not {list(x.shape)}")
     B = x.shape[0]
-    T, S = cfg.input_cycles, cfg.slices
+    T, S, R, kt = cfg.input_cycles, cfg.slices, cfg.rows, layer.row_tiles
     coef = _shift_add_coefficients(cfg)                       # [T, S]
-    raw_bound = cfg.rows * cfg.cell_max * cfg.dac_max
-    total = torch.zeros(B, layer.groups * cfg.outputs, dtype=torch.int64)
-    xpad = torch.zeros(B, layer.row_tiles * cfg.rows, dtype=torch.int64)
+    raw_bound = R * cfg.cell_max * cfg.dac_max                # any read, any |y|
+    cells = torch.stack(layer.cells)                          # [kt, R, cols]
+    flags = torch.stack(layer.flags).unsqueeze(1)             # [kt, 1, cols]
+    cols = cells.shape[-1]
+    # The shift-add is a float64 contraction when every partial sum is an integer < 2**53.
+    exact_f64 = kt * T * S * raw_bound * int(coef.abs().max()) < (1 << 53)
+    xpad = torch.zeros(B, kt * R, dtype=torch.int64)
     xpad[:, :layer.in_features] = x
-    cols = layer.groups * cfg.outputs * S
-    block = max(1, _BLOCK_ELEMENTS // (T * cols))
-    for k in range(layer.row_tiles):
-        cells, flags = layer.cells[k], layer.flags[k]
-        xk = xpad[:, k * cfg.rows:(k + 1) * cfg.rows]
-        for b0 in range(0, B, block):
-            chunks = input_chunks(cfg, xk[b0:b0 + block])            # [b, T, R]
-            read = _exact_matmul(chunks, cells, raw_bound)           # [b, T, cols]
-            insum = chunks.sum(-1, keepdim=True)                     # [b, T, 1]
-            y = flip_recover(cfg, adc_reconstruct(cfg, adc_convert(cfg, read)), insum, flags)
-            y = y.view(y.shape[0], T, -1, S)                         # [b, T, G*O, S]
-            acc = (y * coef.view(T, 1, S)).sum(dim=(1, 3))           # [b, G*O]
-            total[b0:b0 + block] += acc
+    total = torch.empty(B, layer.groups * cfg.outputs, dtype=torch.int64)
+    block = max(1, _BLOCK_ELEMENTS // (kt * T * cols))
+    for b0 in range(0, B, block):
+        chunks = input_chunks(cfg, xpad[b0:b0 + block].view(-1, kt, R))   # [b, kt, T, R]
+        b = chunks.shape[0]
+        read = _exact_matmul(chunks.transpose(0, 1).reshape(kt, b * T, R), cells, raw_bound)
+        read = read.view(kt, b, T, cols).transpose(0, 1)                     # [b, kt, T, cols]
+        insum = chunks.sum(-1, keepdim=True)                                 # [b, kt, T, 1]
+        y = flip_recover(cfg, adc_reconstruct(cfg, adc_convert(cfg, read)), insum, flags)
+        y = y.reshape(b, kt, T, -1, S)                                       # [b, kt, T, GO, S]
+        if exact_f64:
+            acc = torch.einsum("bktos,ts->bo", y.to(torch.float64),
+                               coef.to(torch.float64)).to(torch.int64)
+        else:
+            acc = (y * coef.view(1, 1, T, 1, S)).sum(dim=(1, 2, 4))
+        total[b0:b0 + block] = acc
     total -= cfg.weight_bias * x.to(torch.int64).sum(-1, keepdim=True)
     return total[:, :layer.out_features]
+
+
+def _exact_matmul(a: torch.Tensor, b: torch.Tensor, bound: int) -> torch.Tensor:
+    """``a @ b`` (batched) for non-negative integer tensors whose every partial sum is at most
+    ``bound``: in float32 below 2**24, float64 below 2**53 (both exact), else int64."""
+    if bound < (1 << 24):
+        return torch.matmul(a.to(torch.float32), b.to(torch.float32)).to(torch.int64)
+    if bound < (1 << 53):
+        return torch.matmul(a.to(torch.float64), b.to(torch.float64)).to(torch.int64)
+    return torch.matmul(a, b)
 
 
 def matvec(cfg: AccelConfig, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None,

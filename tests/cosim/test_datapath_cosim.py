@@ -43,7 +43,7 @@ def test_datapath_random_every_cycle(name, sim, record_property):
     assert run.compared == run.cycles >= n * (cfg.latency + 1)
 
 
-def test_simulators_agree_cycle_for_cycle():
+def test_simulators_agree_cycle_for_cycle(record_property):
     """Same seed, same stimulus: both simulators take exactly the same number of cycles (the
     golden trace already pins every register of every cycle)."""
     if len(sims()) < 2:
@@ -53,6 +53,7 @@ def test_simulators_agree_cycle_for_cycle():
     jobs = random_jobs(cfg, 150, seed)
     runs = [run_datapath(cfg, sim, jobs=jobs, seed=seed) for sim in SIMULATORS]
     assert all(r.passed for r in runs), [r.message for r in runs]
+    record_property("cycles_compared", sum(r.compared for r in runs))
     assert runs[0].cycles == runs[1].cycles and runs[0].compared == runs[1].compared
 
 
@@ -69,7 +70,7 @@ def test_a_mismatch_names_cycle_signal_seed_and_leaves_a_waveform(sim):
 
 
 @pytest.mark.parametrize("sim", sims())
-def test_real_conv_layer_in_rtl_equals_golden_conv2d(sim):
+def test_real_conv_layer_in_rtl_equals_golden_conv2d(sim, record_property):
     """The demo CNN's first conv layer, quantized to `small`, on one image: its im2col patches
     stream through the RTL, one job per output group, and the assembled output feature map is
     bit-exact with golden.layer.conv2d."""
@@ -85,6 +86,7 @@ def test_real_conv_layer_in_rtl_equals_golden_conv2d(sim):
     layer = quant_layer(net, 0, images[:1])
     jobs = cnn_jobs(cfg, layer)
     run = run_datapath(cfg, sim, jobs=jobs, seed=SEED, label="cnn-layer0")
+    record_property("cycles_compared", run.compared)
     assert run.passed, run.message
     rtl = assemble_outputs(cfg, jobs, run.outputs)
     golden = conv2d(cfg, layer.x, layer.weight, layer.bias, stride=layer.stride,
