@@ -14,10 +14,12 @@ The expected values come from small step models of the blocks, written with the 
 ``adc_reconstruct``, ``flip_recover``, ``chunk_positions``, ``chunk_signs``, ``finalize``).
 Outside the contract (random flags, sums that overflow a register, a shift outside
 ``[shift_min, shift_max]``) the models follow the block docstrings: registers wrap at their
-width and the shift is clamped. Stimulus that does follow the contract (a full weight
-programming sequence, then every chunk of real input vectors) is additionally checked against
-the golden end-to-end results (``golden.trace.datapath_trace``) at known cycles, so a step model
-cannot quietly drift from the golden model.
+width and the shift is clamped. Stimulus that does follow the contract is additionally checked
+at known cycles against the golden model computed in one piece, so a step model cannot quietly
+drift from it: after a full weight programming sequence the crossbar's flags are those of
+``encode_weights`` and, after the steps of a chunk, its column sums are the reads
+``Σ_r x_t[r] c'[r, j]``; after the ADC steps of a vector the shift-add's ``acc``, ``xsum`` and
+output are those of ``golden.trace.datapath_trace``.
 
 Port names are those of the generated Verilog: a struct or array member is one vector named
 like the member (``col_sum``, ``layer``); a stream member ``wr`` is ``wr__valid`` and

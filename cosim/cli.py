@@ -23,6 +23,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="probability of an input bubble per cycle (default: 0.2)")
     parser.add_argument("--backpressure", type=float, default=0.2,
                         help="probability that the output is not ready (default: 0.2)")
+    parser.add_argument("--blocks", nargs="+", default=["all"],
+                        choices=["all", "datapath", "crossbar", "adc", "shiftadd"],
+                        help="benches to run (default: all: the Datapath and each block)")
+    parser.add_argument("--cycles", type=positive_int, default=4000,
+                        help="random cycles per block bench (default: 4000)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
 
 
@@ -46,9 +51,22 @@ def run(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None else random.randrange(2 ** 31)
     print(f"cosim: config {cfg.name}, seed {seed}, {args.vectors} vectors per simulator",
           file=sys.stderr)
+    from .blocks import run_block
+
+    blocks = ["datapath", "crossbar", "adc", "shiftadd"] if "all" in args.blocks \
+        else args.blocks
     jobs = random_jobs(cfg, args.vectors, seed)
-    rows = [run_datapath(cfg, sim, jobs=jobs, seed=seed, bubble=args.bubble,
-                         backpressure=args.backpressure) for sim in sims]
+    rows = []
+    from aqua.cli import progress
+    with progress("co-simulating", total=len(blocks) * len(sims)) as advance:
+        for block in blocks:
+            for sim in sims:
+                if block == "datapath":
+                    rows.append(run_datapath(cfg, sim, jobs=jobs, seed=seed, bubble=args.bubble,
+                                             backpressure=args.backpressure))
+                else:
+                    rows.append(run_block(cfg, block, sim, cycles=args.cycles, seed=seed))
+                advance()
     print_table(rows)
     if args.json:
         with open(args.json, "w") as fh:
@@ -70,7 +88,9 @@ def print_table(rows) -> None:
         table.add_column(col, justify="right" if col not in ("block", "simulator", "config",
                                                              "result") else "left")
     for r in rows:
-        table.add_row(r.block, r.sim, r.config, f"{r.compared:,}", f"{r.vectors:,}",
+        table.add_row(r.block, r.sim, r.config, f"{r.compared:,}",
+                      f"{r.vectors:,}" if r.block == "datapath" else "-",
                       "[green]pass[/]" if r.passed else "[red]FAIL[/]", f"{r.wall_s:.1f}",
                       f"{r.cycles_per_s:,.0f}")
-    Console().print(table)
+    console = Console()
+    (console if console.is_terminal else Console(width=110)).print(table)

@@ -169,6 +169,9 @@ def run_bench(*, sim: str, sources: list[Path], toplevel: str, test_module: str,
     log_path = run_dir / "sim.log"
     try:
         runner = get_runner(sim)
+        if quiet:   # the runner logs "Skipping compilation" and every command it runs
+            import logging
+            runner.log.setLevel(logging.ERROR)
         logs = {"log_file": log_path} if quiet else {}
         runner.build(sources=[str(s) for s in sources], hdl_toplevel=toplevel,
                      build_dir=build_dir, build_args=build_args, waves=runner_waves,
