@@ -169,7 +169,7 @@ def _rtl_rows(cfg, args, table) -> str | None:
     """Co-simulate the first conv layer on one image; add rows; return an error or None."""
     import time
 
-    from cosim.sim import SIMULATORS, SimulatorMissing, ensure_simulator
+    from cosim.sim import SimulatorMissing, ensure_simulator
 
     if args.sim == "none":
         return None

@@ -29,10 +29,8 @@ register to 0).
 
 from __future__ import annotations
 
-import os
 import random
 import time
-from pathlib import Path
 
 import torch
 from amaranth.hdl import Const, Shape, ValueCastable
@@ -43,8 +41,7 @@ from golden.arith import (adc_convert, adc_reconstruct, chunk_positions, chunk_s
                           encode_weights, finalize, flip_recover, input_chunks, slice_weights)
 
 from .bits import pack_rows, unpack
-from .run import BUILD_ROOT, CosimRun, _config_path, _row, verilog_sources
-from .sim import run_bench
+from .run import CosimRun, _config_path, run_checked, save_stimulus, verilog_sources
 
 __all__ = ["BLOCK_NAMES", "ports", "port_fields", "pack_port", "build_table", "run_block",
            "CrossbarModel", "ShiftAddModel", "adc_model", "ModelError"]
@@ -397,7 +394,7 @@ def _crossbar_rows(cfg: AccelConfig, cycles: int, draw: _Draw) -> _Rows:
 def _adc_rows(cfg: AccelConfig, cycles: int, draw: _Draw) -> _Rows:
     C, G = cfg.cols, cfg.adc_steps
     top = (1 << cfg.read_bits) - 1
-    k, A = cfg.adc_drop, cfg.adc_bits
+    k = cfg.adc_drop
     special = {0, 1, cfg.max_read, cfg.max_read + 1, top, cfg.adc_code_max,
                cfg.adc_code_max + 1}
     if k:   # rounding and saturation boundaries of drop_lsb
@@ -565,25 +562,10 @@ def run_block(cfg: AccelConfig, block: str, sim: str, *, cycles: int, seed: int,
         cycle, port = corrupt
         table["outputs"][port][cycle] ^= 1
         label += f"-corrupt{cycle}{port}"
-    stim_dir = BUILD_ROOT / "cosim" / "stimulus"
-    stim_dir.mkdir(parents=True, exist_ok=True)
-    path = stim_dir / f"{cfg.name}-{cfg.digest}-{label}.pt"
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")     # simulators may run in parallel
-    torch.save(table, tmp)
-    tmp.replace(path)
+    path = save_stimulus(table, f"{cfg.name}-{cfg.digest}-{label}")
     params = {"config": str(_config_path(cfg)), "seed": seed, "block": block,
-              "table": str(path), "table_digest": _file_digest(path)}
-    res = run_bench(sim=sim, sources=sources, toplevel=top, test_module="cosim.tb_vectors",
-                    params=params)
-    run = _row(block, cfg, sim, res, seed, time.perf_counter() - t0)
-    if not res.passed and rerun_with_waves:
-        again = run_bench(sim=sim, sources=sources, toplevel=top,
-                          test_module="cosim.tb_vectors", params=params, waves=True)
-        run.waves = again.waves
-        run.message += f"; waveform: {again.waves}" if again.waves else "; no waveform written"
+              "table": str(path)}
+    run, _ = run_checked(block, cfg, sim, sources, top, "cosim.tb_vectors", params,
+                         seed=seed, t0=t0, rerun_with_waves=rerun_with_waves)
     return run
 
-
-def _file_digest(path: Path) -> str:
-    import hashlib
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]

@@ -146,25 +146,51 @@ def run_datapath(cfg: AccelConfig, sim: str, *, jobs: list[dict], seed: int,
     """Co-simulate the Datapath on ``jobs`` under ``sim`` and compare every cycle."""
     t0 = time.perf_counter()
     sources, top = verilog_sources(cfg, "datapath")
-    stim_dir = BUILD_ROOT / "cosim" / "stimulus"
-    stim_dir.mkdir(parents=True, exist_ok=True)
-    stim = stim_dir / f"{cfg.name}-{cfg.digest}-{label}-{seed}.pt"
-    torch.save(jobs, stim)
+    stim = save_stimulus(jobs, f"{cfg.name}-{cfg.digest}-{label}-{seed}")
     params = {"config": str(_config_path(cfg)), "seed": seed, "stimulus": str(stim),
               "bubble": bubble, "backpressure": backpressure, "inject_cycle": inject_cycle,
               "outputs_file": str(stim.with_suffix(f".{sim}.out.pt"))}
-    res = run_bench(sim=sim, sources=sources, toplevel=top, test_module="cosim.tb_datapath",
-                    params=params)
-    run = _row("datapath", cfg, sim, res, seed, time.perf_counter() - t0)
+    run, res = run_checked("datapath", cfg, sim, sources, top, "cosim.tb_datapath", params,
+                           seed=seed, t0=t0, rerun_with_waves=rerun_with_waves)
     out_file = Path(params["outputs_file"])
     if res.passed and out_file.exists():
         run.outputs = torch.load(out_file, weights_only=True)
+    return run
+
+
+def save_stimulus(obj, stem: str) -> Path:
+    """``torch.save`` ``obj`` under ``build/cosim/stimulus/``, named by its content hash (so
+    parallel workers never overwrite each other's stimulus), atomically."""
+    import hashlib
+    import io
+    import os
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    blob = buf.getvalue()
+    path = BUILD_ROOT / "cosim" / "stimulus" / f"{stem}-{hashlib.sha256(blob).hexdigest()[:12]}.pt"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(blob)
+        tmp.replace(path)
+    return path
+
+
+def run_checked(block: str, cfg: AccelConfig, sim: str, sources, top: str, test_module: str,
+                params: dict, *, seed: int, t0: float,
+                rerun_with_waves: bool = True) -> tuple["CosimRun", BenchResult]:
+    """Run one bench and make its results row; a failing run is repeated with waveforms on
+    and the FST path is added to the message."""
+    res = run_bench(sim=sim, sources=sources, toplevel=top, test_module=test_module,
+                    params=params)
+    run = _row(block, cfg, sim, res, seed, time.perf_counter() - t0)
     if not res.passed and rerun_with_waves:
-        again = run_bench(sim=sim, sources=sources, toplevel=top,
-                          test_module="cosim.tb_datapath", params=params, waves=True)
+        again = run_bench(sim=sim, sources=sources, toplevel=top, test_module=test_module,
+                          params=params, waves=True)
         run.waves = again.waves
         run.message += f"; waveform: {again.waves}" if again.waves else "; no waveform written"
-    return run
+    return run, res
 
 
 def _config_path(cfg: AccelConfig) -> Path:

@@ -5,16 +5,19 @@ generator (``gen/``) emits one module ``aqua_<name>`` per entry.
 """
 
 from .adc import ADCQuantizer
+from .agu import RegionCropAGU
 from .crossbar import CrossbarMAC
 from .datapath import Datapath
 from .layouts import Phase
 from .shiftadd import ShiftAdd
 
-__all__ = ["BLOCKS", "CrossbarMAC", "ADCQuantizer", "ShiftAdd", "Datapath", "Phase"]
+__all__ = ["BLOCKS", "CrossbarMAC", "ADCQuantizer", "ShiftAdd", "Datapath", "Phase",
+           "RegionCropAGU"]
 
 BLOCKS = {
     "crossbar": CrossbarMAC,
     "adc": ADCQuantizer,
     "shiftadd": ShiftAdd,
     "datapath": Datapath,
+    "agu": RegionCropAGU,
 }

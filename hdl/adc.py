@@ -78,7 +78,7 @@ class ADCQuantizer(wiring.Component):
         # One wide multiplexer picks the group's N column sums (N*read_bits bits per group);
         # each lane then applies the transfer function of the configured mode.
         cfg = self._cfg
-        N, A, k = cfg.adc_columns_per_cycle, cfg.adc_bits, cfg.adc_drop
+        N, k = cfg.adc_columns_per_cycle, cfg.adc_drop
         width = cfg.read_bits
         m = Module()
 

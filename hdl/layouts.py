@@ -12,7 +12,7 @@ from aqua.config import AccelConfig
 
 __all__ = ["Phase", "weight_write_layout", "input_layout", "output_layout",
            "layer_config_layout", "obs_layout", "index_bits", "xsum_bits", "step_bits",
-           "chunk_bits"]
+           "chunk_bits", "agu_config_layout", "agu_address_layout"]
 
 
 class Phase(enum.Enum, shape=3):
@@ -93,4 +93,28 @@ def obs_layout(cfg: AccelConfig) -> data.StructLayout:
         "adc_code":  data.ArrayLayout(unsigned(cfg.adc_bits), cfg.adc_columns_per_cycle),
         "acc":       data.ArrayLayout(signed(cfg.acc_bits), cfg.outputs),
         "xsum":      signed(xsum_bits(cfg)),
+    })
+
+
+def agu_config_layout(max_height: int, max_width: int) -> data.StructLayout:
+    """Run-time configuration of the :class:`~hdl.agu.RegionCropAGU`: the map size and the
+    kept window ``[r0, r1) x [c0, c1)`` (computed by the host with ``golden.crop``). Each
+    field holds values up to ``max_height`` (rows) or ``max_width`` (columns) inclusive."""
+    hb, wb = max_height.bit_length(), max_width.bit_length()
+    return data.StructLayout({
+        "height": hb, "width": wb,
+        "r0": hb, "r1": hb,
+        "c0": wb, "c1": wb,
+    })
+
+
+def agu_address_layout(max_height: int, max_width: int) -> data.StructLayout:
+    """One address of the AGU's output stream: a kept input position, its row-major linear
+    address ``row*width + col`` and the first/last flags of the run."""
+    return data.StructLayout({
+        "row":    index_bits(max_height),
+        "col":    index_bits(max_width),
+        "linear": index_bits(max_height * max_width),
+        "first":  1,
+        "last":   1,
     })
