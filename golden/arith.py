@@ -124,18 +124,23 @@ def adc_convert(cfg: AccelConfig, read: torch.Tensor) -> torch.Tensor:
     ``lossless`` passes the read; ``clip`` saturates at ``2**adc_bits - 1``; ``drop_lsb``
     rounds to nearest (ties up) at ``adc_drop`` bits and then saturates.
     """
-    read = read.to(torch.int64)
+    if not read.is_floating_point():
+        read = read.to(torch.int64)
+    # Integer tensors, or floating-point tensors holding integers exactly (the fast path of
+    # golden.layer): floor division by 2**k is the arithmetic shift right by k.
     if cfg.adc_mode == "lossless":
         return read
     if cfg.adc_mode == "clip":
         return read.clamp_max(cfg.adc_code_max)
     k = cfg.adc_drop
     half = (1 << (k - 1)) if k else 0
-    return ((read + half) >> k).clamp_max(cfg.adc_code_max)
+    return torch.div(read + half, 1 << k, rounding_mode="floor").clamp_max(cfg.adc_code_max)
 
 
 def adc_reconstruct(cfg: AccelConfig, code: torch.Tensor) -> torch.Tensor:
     """The digital value the shift-add uses for an ADC code: ``code << adc_drop``."""
+    if code.is_floating_point():
+        return code * (1 << cfg.adc_drop)
     return code.to(torch.int64) << cfg.adc_drop
 
 

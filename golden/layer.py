@@ -22,7 +22,7 @@ __all__ = ["ProgrammedLayer", "program", "matvec_acc", "matvec", "linear", "conv
            "tile_counts"]
 
 # Elements of the [batch, T, columns] read tensor processed at once (bounds memory).
-_BLOCK_ELEMENTS = 1 << 16   # elements of the [b, tiles, T, columns] read tensor per block: fits in cache
+_BLOCK_ELEMENTS = 1 << 17   # elements of the [b, tiles, T, columns] read tensor per block: fits in cache
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,14 @@ def matvec_acc(layer: ProgrammedLayer, x: torch.Tensor) -> torch.Tensor:
     flags = torch.stack(layer.flags).unsqueeze(1)             # [kt, 1, cols]
     cols = cells.shape[-1]
     # The shift-add is a float64 contraction when every partial sum is an integer < 2**53.
-    exact_f64 = kt * T * S * raw_bound * int(coef.abs().max()) < (1 << 53)
+    # Largest partial sum of the shift-add: every |y| <= raw_bound times every |coefficient|.
+    acc_bound = kt * raw_bound * int(coef.abs().sum())
+    exact_f64 = acc_bound < (1 << 53)
+    # |read|, |rec|, |M*insum - rec| <= raw_bound * cell_max: float32 is exact below 2**24.
+    fast = raw_bound * cfg.cell_max < (1 << 24)
+    cells_f = cells.to(torch.float32) if fast else None
+    acc_dtype = torch.float32 if fast and acc_bound < (1 << 24) else torch.float64
+    coef_f = coef.to(acc_dtype)
     xpad = torch.zeros(B, kt * R, dtype=torch.int64)
     xpad[:, :layer.in_features] = x
     total = torch.empty(B, layer.groups * cfg.outputs, dtype=torch.int64)
@@ -103,16 +110,20 @@ def matvec_acc(layer: ProgrammedLayer, x: torch.Tensor) -> torch.Tensor:
     for b0 in range(0, B, block):
         chunks = input_chunks(cfg, xpad[b0:b0 + block].view(-1, kt, R))   # [b, kt, T, R]
         b = chunks.shape[0]
-        read = _exact_matmul(chunks.transpose(0, 1).reshape(kt, b * T, R), cells, raw_bound)
+        a = chunks.transpose(0, 1).reshape(kt, b * T, R)
+        if fast:
+            # Reads, ADC and flip recovery in float32: every value is an integer < 2**24.
+            read = torch.matmul(a.to(torch.float32), cells_f)
+        else:
+            read = _exact_matmul(a, cells, raw_bound)
         read = read.view(kt, b, T, cols).transpose(0, 1)                     # [b, kt, T, cols]
-        insum = chunks.sum(-1, keepdim=True)                                 # [b, kt, T, 1]
+        insum = chunks.sum(-1, keepdim=True).to(read.dtype)                  # [b, kt, T, 1]
         y = flip_recover(cfg, adc_reconstruct(cfg, adc_convert(cfg, read)), insum, flags)
         y = y.reshape(b, kt, T, -1, S)                                       # [b, kt, T, GO, S]
         if exact_f64:
-            acc = torch.einsum("bktos,ts->bo", y.to(torch.float64),
-                               coef.to(torch.float64)).to(torch.int64)
+            acc = torch.einsum("bktos,ts->bo", y.to(acc_dtype), coef_f).to(torch.int64)
         else:
-            acc = (y * coef.view(1, 1, T, 1, S)).sum(dim=(1, 2, 4))
+            acc = (y.to(torch.int64) * coef.view(1, 1, T, 1, S)).sum(dim=(1, 2, 4))
         total[b0:b0 + block] = acc
     total -= cfg.weight_bias * x.to(torch.int64).sum(-1, keepdim=True)
     return total[:, :layer.out_features]
