@@ -24,7 +24,7 @@ STAMP = $(VENV)/.installed
 # multi-threaded torch kernel on an oversubscribed core waits at every barrier.
 TEST_ENV = OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 
-.PHONY: all demo test bench verilog cosim train configs clean distclean install
+.PHONY: all demo test bench verilog cosim train configs quantize clean distclean install
 
 all: demo
 
@@ -68,6 +68,9 @@ train: $(STAMP)
 
 configs: $(STAMP)
 	$(AQUA) configs
+
+quantize: $(STAMP)
+	$(AQUA) quantize --json build/quantize.json
 
 clean:
 	rm -rf build sim_build results.xml .pytest_cache .hypothesis

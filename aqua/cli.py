@@ -38,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "verilog": "aqua.cmd_verilog",
     "cosim": "aqua.cmd_cosim",
     "bench": "aqua.cmd_bench",
+    "quantize": "aqua.cmd_quantize",
 }
 
 

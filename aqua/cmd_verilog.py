@@ -73,6 +73,15 @@ def run(args: argparse.Namespace) -> int:
                 console.print(f"[red]synthesis failed[/]\n{exc}")
                 return 1
         cells = {b: v["cells"] for b, v in doc["blocks"].items()}
+    else:
+        # counts from an earlier `--synth` run still hold for Verilog that has not changed
+        import json
+        try:
+            doc = json.loads((out / "synth.json").read_text())
+        except (OSError, ValueError):
+            doc = {"blocks": {}}
+        cells = {b: v["cells"] for b, v in doc.get("blocks", {}).items()
+                 if b in manifest["blocks"] and v.get("sha256") == manifest["blocks"][b]["sha256"]}
 
     table = Table(title=f"Verilog for {cfg.name} in {out}")
     for col in ("block", "module", "latency", "ports", "lint", "yosys cells", "gen s", "synth s"):
@@ -88,5 +97,7 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"manifest: {out / 'manifest.json'}  (generated in {total_gen:.1f} s; "
                   f"lint = verilator --lint-only -Wall and iverilog -g2005)")
     if not do_synth:
-        console.print("synthesis skipped for a crossbar this large: run with --synth")
+        console.print("synthesis skipped for a crossbar this large: run with --synth"
+                      + (" (cell counts shown are from an earlier --synth run of the same "
+                         "Verilog)" if cells else ""))
     return 0

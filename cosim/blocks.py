@@ -21,6 +21,12 @@ drift from it: after a full weight programming sequence the crossbar's flags are
 ``Σ_r x_t[r] c'[r, j]``; after the ADC steps of a vector the shift-add's ``acc``, ``xsum`` and
 output are those of ``golden.trace.datapath_trace``.
 
+The region-crop AGU (``agu``) has its own step model, :class:`AGUModel`, and stimulus
+(all 16 crop vectors on several map shapes, fractions and scaled windows, back-pressure and
+invalid setups); while the stimulus is generated, every run's transferred addresses are
+checked against ``golden.crop.agu_sequence`` and, with an always-ready consumer, the run length
+against ``golden.crop.agu_cycles``.
+
 Port names are those of the generated Verilog: a struct or array member is one vector named
 like the member (``col_sum``, ``layer``); a stream member ``wr`` is ``wr__valid`` and
 ``wr__payload``; sequential blocks also have ``clk`` and ``rst`` (synchronous reset of every
@@ -43,12 +49,15 @@ from golden.arith import (adc_convert, adc_reconstruct, chunk_positions, chunk_s
 from .bits import pack_rows, unpack
 from .run import CosimRun, _config_path, run_checked, save_stimulus, verilog_sources
 
-__all__ = ["BLOCK_NAMES", "ports", "port_fields", "pack_port", "build_table", "run_block",
+__all__ = ["BLOCK_NAMES", "BENCH_BLOCKS", "AGUModel", "ports", "port_fields", "pack_port",
+           "build_table", "run_block",
            "CrossbarModel", "ShiftAddModel", "adc_model", "ModelError"]
 
 #: Blocks this bench covers, and whether each has a clock (and a synchronous reset).
 BLOCK_NAMES = ("crossbar", "adc", "shiftadd")
-CLOCKED = {"crossbar": True, "adc": False, "shiftadd": True}
+#: Every block the table bench can run: the datapath blocks and the region-crop AGU.
+BENCH_BLOCKS = (*BLOCK_NAMES, "agu")
+CLOCKED = {"crossbar": True, "adc": False, "shiftadd": True, "agu": True}
 
 
 class ModelError(AssertionError):
@@ -63,8 +72,8 @@ def ports(cfg: AccelConfig, block: str) -> dict[str, tuple[str, object]]:
     component's signature (constant members such as ``wr.ready`` are not ports); ``rst`` is
     added for clocked blocks (``clk`` is driven by the bench, not by the table)."""
     from hdl import BLOCKS
-    if block not in BLOCK_NAMES:
-        raise ValueError(f"block must be one of {', '.join(BLOCK_NAMES)}, not {block!r}")
+    if block not in BENCH_BLOCKS:
+        raise ValueError(f"block must be one of {', '.join(BENCH_BLOCKS)}, not {block!r}")
     component = BLOCKS[block](cfg)
     out = {}
     for path, member, value in component.signature.flatten(component):
@@ -279,6 +288,7 @@ class _Draw:
     """Seeded random values over full ranges, with the extremes drawn often."""
 
     def __init__(self, seed: int):
+        self.seed = seed
         self.rng = random.Random(seed)
         self.gen = torch.Generator().manual_seed(seed)
 
@@ -480,7 +490,157 @@ def _shiftadd_rows(cfg: AccelConfig, cycles: int, draw: _Draw) -> _Rows:
     return rows
 
 
-_STIMULUS = {"crossbar": _crossbar_rows, "adc": _adc_rows, "shiftadd": _shiftadd_rows}
+class AGUModel:
+    """``RegionCropAGU`` one clock edge at a time (its docstring is the specification):
+    latched setup, row/column/linear registers, ``busy``, ``done`` and ``error``. Registers
+    are as wide as in the RTL, so a rejected setup latches truncated start values."""
+
+    def __init__(self, max_height: int = 32, max_width: int = 32):
+        from hdl.layouts import index_bits
+        self.max_height, self.max_width = max_height, max_width
+        self.row_mask = (1 << index_bits(max_height)) - 1
+        self.col_mask = (1 << index_bits(max_width)) - 1
+        self.lin_mask = (1 << index_bits(max_height * max_width)) - 1
+        self.reset()
+
+    def reset(self):
+        self.held = dict.fromkeys(("height", "width", "r0", "r1", "c0", "c1"), 0)
+        self.row = self.col = self.linear = self.row_base = 0
+        self.busy = self.done = self.error = 0
+
+    @property
+    def last(self) -> int:
+        return int(self.row + 1 == self.held["r1"] and self.col + 1 == self.held["c1"])
+
+    def outputs(self) -> dict:
+        h = self.held
+        return {"addr__valid": self.busy, "addr__payload.row": self.row,
+                "addr__payload.col": self.col, "addr__payload.linear": self.linear,
+                "addr__payload.first": int(self.row == h["r0"] and self.col == h["c0"]),
+                "addr__payload.last": self.last,
+                "busy": self.busy, "done": self.done, "error": self.error}
+
+    def bad(self, s: dict) -> bool:
+        return not (0 < s["height"] <= self.max_height and 0 < s["width"] <= self.max_width
+                    and s["r0"] < s["r1"] <= s["height"] and s["c0"] < s["c1"] <= s["width"])
+
+    def edge(self, row: dict):
+        if row["rst"]:
+            self.reset()
+            return
+        self.done = 0
+        if not self.busy and row["start"]:
+            s = {f: row[f"setup.{f}"] for f in self.held}
+            bad = int(self.bad(s))
+            self.held = s
+            self.row, self.col = s["r0"] & self.row_mask, s["c0"] & self.col_mask
+            self.linear = self.row_base = (s["r0"] * s["width"] + s["c0"]) & self.lin_mask
+            self.busy, self.error, self.done = 1 - bad, bad, bad
+        elif self.busy and row["addr__ready"]:
+            h = self.held
+            if self.last:
+                self.busy, self.done = 0, 1
+            elif self.col + 1 == h["c1"]:
+                self.row = (self.row + 1) & self.row_mask
+                self.col = h["c0"] & self.col_mask
+                self.row_base = (self.row_base + h["width"]) & self.lin_mask
+                self.linear = self.row_base
+            else:
+                self.col = (self.col + 1) & self.col_mask
+                self.linear = (self.linear + 1) & self.lin_mask
+
+
+#: (H, W, kernel, stride, padding) of the AGU runs: the demo CNN's layers (32x32 3x3/1/1,
+#: 32x32 3x3/2/1, 16x16, 8x8) and small, odd and degenerate maps.
+AGU_SHAPES = ((32, 32, 3, 1, 1), (32, 32, 3, 2, 1), (16, 16, 3, 1, 1), (8, 8, 3, 2, 1),
+              (7, 5, 3, 1, 1), (1, 1, 1, 1, 0), (2, 9, 5, 2, 2), (12, 3, 1, 1, 0))
+AGU_FRACTIONS = (0.0, 0.1, 0.125, 0.25, 0.3, 0.45)
+
+
+def _agu_rows(cfg: AccelConfig, cycles: int, draw: _Draw) -> _Rows:
+    """Runs of every crop vector (a shuffled round of all 16 first, then more), with golden
+    windows of several shapes and fractions, windows scaled to a smaller layer, back-pressure,
+    ignored starts while busy, junk setups between runs and invalid setups. The step model
+    runs alongside; each run's transferred addresses must be ``golden.crop.agu_sequence`` and,
+    with a consumer that is always ready, its length ``agu_cycles``."""
+    from golden.crop import agu_cycles, agu_sequence, kept_window, scale_window
+    from hdl import BLOCKS
+    from hdl.layouts import agu_config_layout
+    dut = BLOCKS["agu"](cfg)
+    model = AGUModel(dut.max_height, dut.max_width)
+    fields = {name: f.width for name, f in agu_config_layout(dut.max_height, dut.max_width)}
+    rows = _Rows({"rst": 0, "start": 0, "addr__ready": 0,
+                  **{f"setup.{f}": 0 for f in fields}})
+    rows.crops = []          # crop vector index of every run, in order
+    rnd = draw.rng
+
+    def step(**values) -> dict:
+        rows.add(**values)
+        before = model.outputs()
+        model.edge(rows.rows[-1])
+        return before
+
+    def junk_setup() -> dict:
+        return {f"setup.{f}": rnd.getrandbits(w) for f, w in fields.items()}
+
+    step(rst=1)
+    order = list(range(16))
+    rnd.shuffle(order)
+    job = 0
+    while len(rows) < cycles or job < 16:
+        for _ in range(rnd.randint(0, 4)):                  # idle clocks, junk on the inputs
+            step(rst=int(draw.chance(0.02)), addr__ready=rnd.randint(0, 1), **junk_setup())
+        if job >= 16 and draw.chance(0.15):                 # an invalid setup
+            setup = junk_setup()
+            while not model.bad({f: setup[f"setup.{f}"] for f in fields}):
+                setup = junk_setup()
+            step(start=1, addr__ready=rnd.randint(0, 1), **setup)
+            if not (model.done and model.error and not model.busy):
+                raise ModelError(f"agu step model, seed {draw.seed}: setup {setup} was not "
+                                 f"rejected")
+            rows.check("error", 1)
+            continue
+        crop = order[job] if job < 16 else rnd.randrange(16)
+        H, W, k, s, p = rnd.choice(AGU_SHAPES[:2] if job < 2 else AGU_SHAPES)
+        win = kept_window(crop, rnd.choice(AGU_FRACTIONS), H, W)
+        if draw.chance(0.25):                               # the window of a later layer
+            H2, W2 = rnd.randint(1, H), rnd.randint(1, W)
+            win, H, W = scale_window(win, H, W, H2, W2), H2, W2
+        always = H * W > 300 or draw.chance(0.3)
+        p_ready = 1.0 if always else rnd.choice([0.3, 0.6, 0.9])
+        r0, r1, c0, c1 = win
+        setup = {"setup.height": H, "setup.width": W, "setup.r0": r0, "setup.r1": r1,
+                 "setup.c0": c0, "setup.c1": c1}
+        step(start=1, addr__ready=rnd.randint(0, 1), **setup)
+        edges, got = 1, []
+        while not model.done:
+            ready = int(rnd.random() < p_ready)
+            spurious = draw.chance(0.05)                    # ignored: the AGU is busy
+            out = step(addr__ready=ready, start=int(spurious),
+                       **(junk_setup() if spurious or draw.chance(0.2) else {}))
+            edges += 1
+            if out["addr__valid"] and ready:
+                got.append((out["addr__payload.row"], out["addr__payload.col"],
+                            out["addr__payload.linear"], bool(out["addr__payload.first"]),
+                            bool(out["addr__payload.last"])))
+        want = [(e.row, e.col, e.linear, e.first, e.last)
+                for e in agu_sequence(H, W, k, s, p, win)]
+        if got != want or model.error:
+            raise ModelError(f"agu step model, seed {draw.seed}: window {win} of {H}x{W} "
+                             f"gives {got[:4]}..., golden.crop says {want[:4]}...")
+        if always and edges != agu_cycles(H, W, k, s, p, win):
+            raise ModelError(f"agu step model, seed {draw.seed}: {edges} edges for window "
+                             f"{win} of {H}x{W}, "
+                             f"golden.crop.agu_cycles says {agu_cycles(H, W, k, s, p, win)}")
+        rows.check("error", 0)
+        rows.crops.append(crop)
+        job += 1
+    rows.add()
+    return rows
+
+
+_STIMULUS = {"crossbar": _crossbar_rows, "adc": _adc_rows, "shiftadd": _shiftadd_rows,
+             "agu": _agu_rows}
 
 
 # -- the table ---------------------------------------------------------------------------------
@@ -522,13 +682,18 @@ def build_table(cfg: AccelConfig, block: str, *, cycles: int, seed: int) -> dict
                         torch.tensor(_column(rows.rows, "group")))
         outs = {name: got[name] for name in outs}
     else:
-        model = CrossbarModel(cfg) if block == "crossbar" else ShiftAddModel(cfg)
+        if block == "agu":
+            from hdl import BLOCKS
+            dut = BLOCKS["agu"](cfg)
+            model = AGUModel(dut.max_height, dut.max_width)
+        else:
+            model = CrossbarModel(cfg) if block == "crossbar" else ShiftAddModel(cfg)
         for row in rows.rows:
             for name, value in model.outputs().items():   # the state before this row's edge
-                outs[name].append(value)
+                outs.setdefault(name, []).append(value)   # struct ports: one key per field
             model.edge(row)
         outs = {name: torch.stack(v) if isinstance(v[0], torch.Tensor) else v
-                for name, v in outs.items()}
+                for name, v in outs.items() if v}
     for cycle, port, want in rows.checks:
         have = outs[port][cycle]
         same = have == want if isinstance(want, int) else torch.equal(have, want)

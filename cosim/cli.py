@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backpressure", type=float, default=0.2,
                         help="probability that the output is not ready (default: 0.2)")
     parser.add_argument("--blocks", nargs="+", default=["all"],
-                        choices=["all", "datapath", "crossbar", "adc", "shiftadd"],
+                        choices=["all", "datapath", "crossbar", "adc", "shiftadd", "agu"],
                         help="benches to run (default: all: the Datapath and each block)")
     parser.add_argument("--cycles", type=positive_int, default=4000,
                         help="random cycles per block bench (default: 4000)")
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
           file=sys.stderr)
     from .blocks import run_block
 
-    blocks = ["datapath", "crossbar", "adc", "shiftadd"] if "all" in args.blocks \
+    blocks = ["datapath", "crossbar", "adc", "shiftadd", "agu"] if "all" in args.blocks \
         else args.blocks
     jobs = random_jobs(cfg, args.vectors, seed)
     rows = []

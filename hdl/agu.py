@@ -29,7 +29,7 @@ def _side(name: str, value) -> int:
 class RegionCropAGU(wiring.Component):
     """Address generator for one image under one crop window.
 
-    At a clock edge with ``start`` high while not ``busy``, the configuration ``config``
+    At a clock edge with ``start`` high while not ``busy``, the configuration ``setup``
     (``height``, ``width`` and the kept window ``[r0, r1) x [c0, c1)``) is latched. If it is
     valid (``0 < height <= max_height``, ``0 < width <= max_width``, ``r0 < r1 <= height``,
     ``c0 < c1 <= width``), ``busy`` rises and ``addr`` streams every kept position once,
@@ -54,7 +54,7 @@ class RegionCropAGU(wiring.Component):
 
     Members
     -------
-    config : ``In(agu_config_layout(max_height, max_width))``
+    setup : ``In(agu_config_layout(max_height, max_width))``
         Map size and kept window; sampled at the start edge only.
     start : ``In(1)``
         Start a run (ignored while ``busy``).
@@ -80,7 +80,7 @@ class RegionCropAGU(wiring.Component):
         self._max_height = _side("max_height", max_height)
         self._max_width = _side("max_width", max_width)
         super().__init__({
-            "config": In(agu_config_layout(self._max_height, self._max_width)),
+            "setup":  In(agu_config_layout(self._max_height, self._max_width)),
             "start":  In(1),
             "addr":   Out(stream.Signature(agu_address_layout(self._max_height,
                                                               self._max_width))),
@@ -111,7 +111,7 @@ class RegionCropAGU(wiring.Component):
         # (+1 per column, +width per row via `row_base = row*width + c0`), so the only
         # multiplier is the one forming the first address at the start edge.
         m = Module()
-        cfg_in = self.config
+        cfg_in = self.setup
         lay = agu_config_layout(self._max_height, self._max_width)
         held = Signal(lay)                     # the latched configuration
         row = Signal(index_bits(self._max_height))

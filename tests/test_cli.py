@@ -132,11 +132,14 @@ def test_demo_runs_and_is_bit_exact():
     assert re.search(r"weights Q\.-?\d+, inputs Q\.-?\d+, outputs Q\.-?\d+, shift -?\d+", out)
     assert "quantized accuracy" in out and "float accuracy" in out
     assert "max |error| 0.500 output LSB" in out or "max |error| 0.4" in out
+    # the RTL part: layer 0 of one image co-simulated every cycle, bit-exact feature map
+    assert re.search(r"RTL \((verilator|icarus)\)", out) and "match" in out
+    assert "bit-exact with golden conv2d" in out
 
 
 def test_demo_lossy_config_reports_differences():
     r = aqua("demo", "--config", "small_clip", "--layer", "0", "--images", "1",
-             "--accuracy-images", "0")
+             "--accuracy-images", "0", "--sim", "none")
     assert r.returncode == 0, r.stderr
     assert "lossy" in r.stdout and "quantized accuracy" not in r.stdout
 
@@ -146,7 +149,8 @@ def test_train_writes_a_loadable_model(tmp_path):
     r = aqua("train", "--epochs", "1", "--output", out)
     assert r.returncode == 0, r.stderr
     assert out.is_file() and "test accuracy" in r.stdout
-    r = aqua("demo", "--model", out, "--layer", "0", "--images", "1", "--accuracy-images", "0")
+    r = aqua("demo", "--model", out, "--layer", "0", "--images", "1", "--accuracy-images", "0",
+             "--sim", "none")
     assert r.returncode == 0, r.stderr
 
 

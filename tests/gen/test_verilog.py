@@ -99,7 +99,8 @@ def test_subset_keeps_other_blocks(generated, tmp_path):
     shutil.copytree(first, tmp_path, dirs_exist_ok=True)
     assert generate(cfg, tmp_path, ["adc"]) == manifest
     (tmp_path / "aqua_crossbar.v").write_text("edited\n")
-    assert list(generate(cfg, tmp_path, ["adc"])["blocks"]) == ["adc", "shiftadd", "datapath"]
+    assert list(generate(cfg, tmp_path, ["adc"])["blocks"]) == ["adc", "shiftadd", "datapath",
+                                                                 "agu"]
     other = load_config("small_clip")
     assert list(generate(other, tmp_path, ["adc"])["blocks"]) == ["adc"]
 
@@ -183,6 +184,6 @@ def test_parameter_errors(tmp_path):
     with pytest.raises(TypeError, match=r"^cfg must be an AccelConfig"):
         generate("small", tmp_path)
     with pytest.raises(ValueError, match=r"^blocks must be names from crossbar, adc, "
-                                         r"shiftadd, datapath, not \['alu'\]"):
+                                         r"shiftadd, datapath, agu, not \['alu'\]"):
         generate(load_config("small"), tmp_path, ["alu"])
     assert not list(tmp_path.iterdir())

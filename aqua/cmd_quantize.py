@@ -1,0 +1,122 @@
+"""``aqua quantize``: layer-wise fixed-point search for the demo CNN, with its baselines."""
+
+from __future__ import annotations
+
+import argparse
+
+from aqua._cmdutil import console, load_model, positive_int
+
+HELP = ("search per-layer fixed-point formats of the demo CNN within an accuracy bound; "
+        "compare with uniform 8-bit, per-layer-alone, torch.ao int8 and fused shift-and-round")
+
+
+def _bound(text: str) -> float:
+    """argparse type: percentage points in [0, 100)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of percentage points, "
+                                         f"not {text!r}") from None
+    if not 0 <= value < 100:
+        raise argparse.ArgumentTypeError(f"must be in [0, 100) percentage points, not {value}")
+    return value
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bound", type=_bound, default=1.0, metavar="PP",
+                   help="allowed top-1 loss against float, percentage points (default: 1)")
+    p.add_argument("--images", type=positive_int, default=360, metavar="N",
+                   help="validation images: the first N of the test split (default: 360, all)")
+    p.add_argument("--schedule", choices=("greedy", "linear"), default="greedy",
+                   help="accuracy threshold per layer during the search (default: greedy)")
+    p.add_argument("--model", default=None, metavar="PATH",
+                   help="a state dict written by `aqua train` (default: the shipped model)")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write the report as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from aqua.cli import UsageError, progress
+    from golden.data import TEST_PER_CLASS
+
+    n_test = 10 * TEST_PER_CLASS
+    if args.images > n_test:
+        raise UsageError(f"--images must be at most {n_test} (the test split), "
+                         f"not {args.images}")
+    import json
+    from pathlib import Path
+
+    from golden import qsearch
+
+    model = load_model(args.model)
+    with progress("quantization search", None) as advance:
+        last = [0]
+
+        def cb(done, total):
+            advance(done - last[0], total=total)
+            last[0] = done
+        report = qsearch.quantize_report(model, bound=args.bound / 100, images=args.images,
+                                         schedule=args.schedule, progress=cb)
+    con = console()
+    for table in tables(report):
+        con.print(table)
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+        tmp.replace(path)
+        con.print(f"wrote {path}")
+    return 0
+
+
+def _pct(v: float) -> str:
+    return f"{100 * v:.2f}%"
+
+
+def tables(report: dict) -> list:
+    """The rich tables of a :func:`golden.qsearch.quantize_report` dict."""
+    from rich.table import Table
+
+    m = report["methods"]
+    layers = [L["name"] for L in report["layers"]]
+    t1 = Table(title="per-layer formats (x = input activations, w = weights, b = bias; "
+                     "sW.F / uW.F: signed / unsigned, W bits, F fraction bits)")
+    t1.add_column("layer")
+    t1.add_column("MACs/image", justify="right")
+    for name in ("searched", "no_interaction", "uniform8"):
+        t1.add_column(name)
+    for i, name in enumerate(layers):
+        t1.add_row(name, f"{report['layers'][i]['macs']:,}",
+                   *(m[k]["formats_str"][i] for k in ("searched", "no_interaction",
+                                                        "uniform8")))
+
+    t2 = Table(title=f"top-1 accuracy on {report['validation_images']} validation images "
+                     f"(held-out: {report['heldout_images']} other renderings), bound "
+                     f"{100 * report['bound']:.2f} pp; cost relative to uniform 8-bit")
+    for col in ("method", "accuracy", "loss pp", "held-out", "memory", "multiply cost"):
+        t2.add_column(col, justify="left" if col == "method" else "right")
+    t2.add_row("float", _pct(report["float_accuracy"]), "0.00",
+               _pct(report["float_heldout_accuracy"]), "-", "-")
+    labels = {"searched": "searched (interaction-aware)", "uniform8": "uniform 8-bit",
+              "no_interaction": "per layer alone, combined", "torch_ao_int8": "torch.ao int8"}
+    for k, label in labels.items():
+        e = m[k]
+        t2.add_row(label, _pct(e["accuracy"]), f"{e['loss_pp']:.2f}",
+                   _pct(e["heldout_accuracy"]), f"{e['memory_ratio_vs_uniform8']:.3f}",
+                   f"{e['multiply_ratio_vs_uniform8']:.3f}")
+    p = report["paper"]
+    t2.add_row("paper (searched)", "-", f"< {100 * p['accuracy_loss_max']:.0f}", "-",
+               f"{1 - p['memory_saving_vs_uniform8']:.3f}",
+               f"{1 - p['multiply_saving_vs_uniform8']:.3f}")
+    t2.add_row("paper (layers alone)", "-",
+               f"up to {100 * p['ignoring_interactions_loss_up_to']:.0f}", "-", "-", "-")
+
+    t3 = Table(title="shift-and-round (power-of-two scales, integer-exact): conv + ReLU + "
+                     "requantize fused; quantization operations")
+    for col in ("formats", "fusion", "accuracy", "held-out", "quantizers", "values/image"):
+        t3.add_column(col, justify="left" if col in ("formats", "fusion") else "right")
+    for key, e in report["shift_round"].items():
+        fmt, fused = key.rsplit("_", 1)
+        t3.add_row(fmt, fused, _pct(e["accuracy"]), _pct(e["heldout_accuracy"]),
+                   str(e["quant_modules"]), f"{e['quant_elements_per_image']:,}")
+    return [t1, t2, t3]
