@@ -19,12 +19,19 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["SIMULATORS", "SimulatorMissing", "ensure_simulator", "verilator_root",
+__all__ = ["SIMULATORS", "selected_simulators", "SimulatorMissing", "ensure_simulator", "verilator_root",
            "BenchResult", "run_bench", "BUILD_ROOT"]
 
 SIMULATORS = ("icarus", "verilator")
 BUILD_ROOT = Path(__file__).resolve().parent.parent / "build"
 MIN_VERILATOR = (5, 36)
+
+
+def selected_simulators() -> list[str]:
+    """The simulators the environment variable ``SIM`` selects (``icarus``, ``verilator``, or
+    ``all``/unset for both): how CI's simulator matrix reaches the test suite."""
+    only = os.environ.get("SIM", "all")
+    return list(SIMULATORS) if only in ("", "all") else [only]
 
 
 class SimulatorMissing(RuntimeError):
@@ -118,12 +125,20 @@ def _digest(*parts) -> str:
 
 def run_bench(*, sim: str, sources: list[Path], toplevel: str, test_module: str,
               params: dict, waves: bool = False, build_root: Path | None = None,
-              quiet: bool = True) -> BenchResult:
+              quiet: bool = True, trace: str = "fst",
+              extra_build_args: list[str] | None = None) -> BenchResult:
     """Build ``sources`` (cached) and run the cocotb ``test_module`` with ``params``.
 
     ``params`` reach the testbench as JSON in ``AQUA_COSIM_PARAMS``; the bench writes its
     statistics to ``params["stats_file"]`` (set here).
+
+    ``trace`` (with ``waves``): ``"fst"`` (default, both simulators) or ``"saif"`` (Verilator
+    only: ``--trace-saif``, the file is ``dump.saif``). ``extra_build_args`` are appended to
+    the simulator's build flags (and so to the build's hash).
     """
+    if trace not in ("fst", "saif") or (trace == "saif" and sim != "verilator"):
+        raise ValueError(f"trace must be 'fst' or (Verilator only) 'saif', not {trace!r} "
+                         f"for {sim}")
     from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
 
@@ -139,7 +154,8 @@ def run_bench(*, sim: str, sources: list[Path], toplevel: str, test_module: str,
     if sim == "verilator":
         build_args = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC"]
         if waves:
-            build_args.append("--trace-fst")
+            build_args.append("--trace-saif" if trace == "saif" else "--trace-fst")
+    build_args = [*build_args, *(extra_build_args or [])]
     text = b"".join(Path(s).read_bytes() for s in sources)
     build_dir = build_root / f"{toplevel}-{sim}-{_digest(text, sim, waves, build_args)}"
     build_dir.mkdir(parents=True, exist_ok=True)
@@ -202,7 +218,8 @@ def run_bench(*, sim: str, sources: list[Path], toplevel: str, test_module: str,
     stats = json.loads(stats_file.read_text()) if stats_file.exists() else {}
     wave = None
     if waves:
-        candidates = [run_dir / "dump.fst", build_dir / f"{toplevel}.fst", run_dir / f"{toplevel}.fst"]
+        candidates = [run_dir / "dump.saif"] if trace == "saif" else []
+        candidates += [run_dir / "dump.fst", build_dir / f"{toplevel}.fst", run_dir / f"{toplevel}.fst"]
         wave = next((c for c in candidates if c.exists()), None)
     return BenchResult(sim=sim, toplevel=toplevel, tests=tests, failed=failed, stats=stats,
                        results_xml=xml, waves=wave,

@@ -10,7 +10,7 @@ import pytest
 
 from aqua.config import load_config
 from cosim.blocks import AGU_FRACTIONS, AGU_SHAPES, _agu_rows, _Draw, build_table, ports, run_block
-from cosim.sim import SIMULATORS
+from cosim.sim import selected_simulators
 
 pytestmark = pytest.mark.cosim
 
@@ -18,9 +18,7 @@ CYCLES = 6000
 SEED = int(os.environ.get("AQUA_SEED", "20261128"))
 
 
-def sims():
-    only = os.environ.get("SIM", "all")
-    return list(SIMULATORS) if only in ("", "all") else [only]
+sims = selected_simulators
 
 
 def test_stimulus_covers_every_crop_and_toggles_every_input_bit():

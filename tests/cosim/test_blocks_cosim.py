@@ -10,7 +10,7 @@ from amaranth.lib import data
 
 from aqua.config import load_config
 from cosim.blocks import BLOCK_NAMES, build_table, ports, run_block
-from cosim.sim import SIMULATORS
+from cosim.sim import selected_simulators
 
 pytestmark = pytest.mark.cosim
 
@@ -21,9 +21,7 @@ CYCLES = {"icarus": 4000, "verilator": 8000}
 SEED = int(os.environ.get("AQUA_SEED", "20261128"))
 
 
-def sims():
-    only = os.environ.get("SIM", "all")
-    return list(SIMULATORS) if only in ("", "all") else [only]
+sims = selected_simulators
 
 
 @pytest.mark.parametrize("sim", sims())

@@ -8,7 +8,7 @@ import torch
 
 from aqua.config import load_config
 from cosim.run import random_jobs, run_datapath
-from cosim.sim import SIMULATORS
+from cosim.sim import SIMULATORS, selected_simulators
 
 pytestmark = pytest.mark.cosim
 
@@ -23,9 +23,7 @@ VECTORS = {
 SEED = int(os.environ.get("AQUA_SEED", "20261128"))
 
 
-def sims():
-    only = os.environ.get("SIM", "all")
-    return list(SIMULATORS) if only in ("", "all") else [only]
+sims = selected_simulators
 
 
 @pytest.mark.parametrize("sim", sims())
