@@ -24,7 +24,7 @@ STAMP = $(VENV)/.installed
 # multi-threaded torch kernel on an oversubscribed core waits at every barrier.
 TEST_ENV = OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 
-.PHONY: all demo test bench verilog cosim train configs quantize clean distclean install
+.PHONY: all demo test bench verilog cosim train configs quantize energy clean distclean install
 
 all: demo
 
@@ -56,6 +56,9 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(TEST_ENV) $(PY) -m pytest -n 2 -m slow tests
 	$(TEST_ENV) $(AQUA) bench --config $(CONFIG)
+
+energy: $(STAMP)
+	$(AQUA) energy --config $(CONFIG)
 
 verilog: $(STAMP)
 	$(AQUA) verilog --config $(CONFIG)

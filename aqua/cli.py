@@ -39,6 +39,7 @@ COMMANDS: dict[str, str] = {
     "cosim": "aqua.cmd_cosim",
     "bench": "aqua.cmd_bench",
     "quantize": "aqua.cmd_quantize",
+    "energy": "aqua.cmd_energy",
 }
 
 

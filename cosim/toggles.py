@@ -1,0 +1,259 @@
+r"""Per-bit toggle counts of every signal of a co-simulated run, the same under both simulators.
+
+Sources of switching activity:
+
+* an FST file (Icarus through our dump module, Verilator with ``--trace-fst``), read with
+  ``pywellen``: each signal's value changes are collapsed to the last value per time stamp (so
+  delta-cycle glitches of one simulator do not count), turned into a bit matrix and XORed row to
+  row with numpy. A bit toggles when it goes ``0 -> 1`` or ``1 -> 0``; ``x``/``z`` read as 0
+  (Verilator's two-state model: Icarus starts undriven testbench inputs at ``x``, Verilator at
+  0, and the first drive then counts the same under both). Names that occur twice in one file
+  (yosys' escaped ``\levels[0]`` beside the bus ``levels``) are ambiguous and left out.
+* a SAIF file (Verilator with ``--trace-saif``): the ``(TC n)`` toggle count of every bit.
+
+Names are normalised so that the same net has the same key under both simulators: the top
+scope (``aqua_datapath``) is dropped, Verilator's duplicate ``$rootio`` scope is skipped, the
+backslash of escaped identifiers is removed and array members are written ``name[i]`` (Verilator
+writes ``name.[i]``). A key is ``"crossbar.gated_row0"`` for a net of the ``crossbar`` instance,
+``"phase"`` for one of the top module.
+
+Every signal is attributed to a **block** (the first instance of its path: ``crossbar``,
+``adc``, ``shiftadd``; nets of the top module are ``control``) and a **class**, read from the
+generated Verilog (:func:`signal_classes`): ``register`` (assigned in an
+``always @(posedge clk)`` block), ``clock`` (``clk``), ``input`` (an input port of a sub-module:
+an alias of the driving net in the parent, left out of energy so that a net is counted once),
+``comb`` (every other net, output ports included).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["normalise", "fst_toggles", "saif_toggles", "signal_classes", "Toggles",
+           "block_of", "BLOCKS", "CLASSES", "toggle_run"]
+
+BLOCKS = ("crossbar", "adc", "shiftadd", "control")
+CLASSES = ("register", "comb", "clock", "input")
+
+
+def normalise(full_name: str) -> str | None:
+    """The simulator-independent key of a hierarchical name, or ``None`` for a duplicate scope
+    (Verilator's ``$rootio``)."""
+    parts = full_name.replace(".[", "[").split(".")
+    if parts[0] in ("$rootio", "TOP"):
+        return None
+    parts = [p.strip().lstrip("\\").strip() for p in parts[1:]]   # drop the top scope
+    return ".".join(parts)
+
+
+def block_of(key: str) -> str:
+    """``crossbar``/``adc``/``shiftadd`` for nets inside those instances, else ``control``."""
+    head = key.split(".", 1)
+    return head[0] if len(head) == 2 and head[0] in BLOCKS else "control"
+
+
+def _bits_matrix(values: list, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """``values`` (ints or strings of 0/1/x/z) as bit matrices ``[n, width]`` (LSB first):
+    the value bits and a 'known' mask."""
+    n = len(values)
+    nbytes = (width + 7) // 8
+    val = np.zeros((n, nbytes), dtype=np.uint8)
+    known = np.ones((n, width), dtype=bool)
+    strs = []
+    for i, v in enumerate(values):
+        if isinstance(v, int):
+            val[i] = np.frombuffer(v.to_bytes(nbytes, "little"), dtype=np.uint8)
+        else:
+            strs.append(i)
+    bits = np.unpackbits(val, axis=1, bitorder="little")[:, :width].astype(bool)
+    for i in strs:                     # strings are MSB first, possibly shorter than width
+        s = str(values[i]).lower().rjust(width, "0")[-width:][::-1]
+        b = np.frombuffer(s.encode(), dtype=np.uint8)
+        bits[i] = b == ord("1")
+        known[i] = (b == ord("0")) | (b == ord("1"))
+    return bits & known, known
+
+
+def _toggle_counts(times: list[int], values: list, width: int, start: int = 0) -> np.ndarray:
+    """Per-bit 0<->1 transitions of a change list (last value per time stamp), counted from
+    the state at time ``start``."""
+    if len(values) < 2:
+        return np.zeros(width, dtype=np.int64)
+    t = np.asarray(times, dtype=np.int64)
+    last = np.ones(len(t), dtype=bool)
+    last[:-1] = t[1:] != t[:-1]
+    idx = np.nonzero(last)[0]
+    before = int((t[idx] <= start).sum())
+    if before > 1:
+        idx = idx[before - 1:]
+    if len(idx) < 2:
+        return np.zeros(width, dtype=np.int64)
+    bits, _ = _bits_matrix([values[i] for i in idx], width)
+    flips = bits[1:] != bits[:-1]
+    return flips.sum(axis=0, dtype=np.int64)
+
+
+def _stimulus_start(w) -> int:
+    """The first falling edge of ``clk`` after ``rst`` is released: where the bench starts
+    driving the inputs. Before it, undriven inputs are ``x`` under Icarus and 0 under
+    Verilator, and the nets computed from them differ."""
+    sig = {}
+    for v in w.all_vars():
+        key = normalise(v.full_name)
+        if key in ("clk", "rst") and key not in sig:
+            s = v.signal
+            sig[key] = [s[i] for i in range(len(s))]
+    if "clk" not in sig or "rst" not in sig:
+        return 0
+    released = next((t for t, v in sig["rst"] if v == 0 and t > 0), 0)
+    return next((t for t, v in sig["clk"] if v == 0 and t >= released), released)
+
+
+def fst_toggles(path: str | Path, *, from_reset: bool = True) -> dict[str, np.ndarray]:
+    """Per-bit toggle counts (LSB first) of every variable of an FST/VCD file, by key,
+    counted from the stimulus start (:func:`_stimulus_start`) unless ``from_reset=False``."""
+    import pywellen
+
+    w = pywellen.Waveform(str(path))
+    start = _stimulus_start(w) if from_reset else 0
+    out: dict[str, np.ndarray] = {}
+    ambiguous = set()
+    for v in w.all_vars():
+        key = normalise(v.full_name)
+        if key is None or key in ambiguous:
+            continue
+        if key in out:          # e.g. yosys' escaped `\levels[0]` beside the bus `levels`
+            ambiguous.add(key)
+            del out[key]
+            continue
+        width = v.bitwidth or 1
+        sig = v.signal
+        n = len(sig)
+        changes = [sig[i] for i in range(n)]
+        out[key] = _toggle_counts([c[0] for c in changes], [c[1] for c in changes], width,
+                                  start)
+    return out
+
+
+_SAIF_NET = re.compile(r"^\s*\((\S+)\s+\(T0 \d+\).*\(TC (\d+)\)")
+_SAIF_INSTANCE = re.compile(r"^\s*\(INSTANCE\s+(\S+)")
+
+
+def saif_toggles(path: str | Path) -> dict[str, np.ndarray]:
+    """Per-bit toggle counts of a SAIF file (as Verilator writes it: one net per line), by
+    key. Bits of a vector are the nets ``name\\[i\\]``."""
+    scopes: list[tuple[str, int]] = []          # (instance, paren depth at which it opened)
+    per_bit: dict[str, dict[int, int]] = defaultdict(dict)
+    depth = 0
+    with open(path) as f:
+        for line in f:
+            m = _SAIF_INSTANCE.match(line)
+            if m:
+                scopes.append((m.group(1), depth + 1))
+            else:
+                m = _SAIF_NET.match(line)
+                if m:
+                    name, tc = m.group(1).replace("\\", ""), int(m.group(2))
+                    bit = 0
+                    bm = re.match(r"(.*)\[(\d+)\]$", name)
+                    if bm:
+                        name, bit = bm.group(1), int(bm.group(2))
+                    key = normalise(".".join([*(sc for sc, _ in scopes), name]))
+                    if key is not None:
+                        per_bit[key][bit] = tc
+            depth += line.count("(") - line.count(")")
+            while scopes and depth < scopes[-1][1]:
+                scopes.pop()
+    out = {}
+    for key, bits in per_bit.items():
+        arr = np.zeros(max(bits) + 1, dtype=np.int64)
+        for b, tc in bits.items():
+            arr[b] = tc
+        out[key] = arr
+    return out
+
+
+def _verilog_modules(text: str):
+    """``(instance path prefix, module body)`` of each module of the yosys Verilog."""
+    for m in re.finditer(r"^module\s+(\\?\S+)\s*\(.*?^endmodule", text, re.S | re.M):
+        name = m.group(1).lstrip("\\")
+        parts = name.split(".")
+        yield ".".join(parts[1:]), m.group(0)
+
+
+def signal_classes(verilog: str | Path) -> dict[str, str]:
+    """``key -> class`` for the registers, clocks and sub-module inputs of the generated
+    Verilog; every other key is ``comb`` (see :func:`classify`)."""
+    text = Path(verilog).read_text() if isinstance(verilog, Path) or "\n" not in str(verilog) \
+        else str(verilog)
+    out: dict[str, str] = {}
+    for prefix, body in _verilog_modules(text):
+        pre = f"{prefix}." if prefix else ""
+        for m in re.finditer(r"always @\(posedge \w+\)\s*\n\s*(\\?\S+)\s*<=", body):
+            out[pre + m.group(1).lstrip("\\")] = "register"
+        if prefix:
+            for m in re.finditer(r"^\s*input\s+(?:\[[^\]]*\]\s*)?(\\?\S+?)\s*;", body, re.M):
+                out[pre + m.group(1).lstrip("\\")] = "input"
+        out[pre + "clk"] = "clock"
+    return out
+
+
+def classify(key: str, classes: dict[str, str]) -> str:
+    base = re.sub(r"\[\d+\]$", "", key)
+    return classes.get(key) or classes.get(base) or "comb"
+
+
+@dataclass
+class Toggles:
+    """Toggle counts of one run: ``bits[key]`` per bit, with block and class of each key."""
+    bits: dict[str, np.ndarray]
+    classes: dict[str, str] = field(default_factory=dict)
+    cycles: int = 0
+    source: str = ""
+
+    def total(self, key: str) -> int:
+        return int(self.bits[key].sum())
+
+    def cls(self, key: str) -> str:
+        return classify(key, self.classes)
+
+    def by_block_class(self, *, include_inputs: bool = False) -> dict[str, dict[str, int]]:
+        """``{block: {class: toggles}}``; sub-module inputs (aliases of nets counted in the
+        parent) are left out unless ``include_inputs``."""
+        out = {b: {c: 0 for c in CLASSES} for b in BLOCKS}
+        for key, arr in self.bits.items():
+            if key.startswith("$auto$"):     # yosys' one-shot initial trigger
+                continue
+            c = self.cls(key)
+            if c == "input" and not include_inputs:
+                continue
+            out[block_of(key)][c] += int(arr.sum())
+        return out
+
+
+def toggle_run(cfg, sim: str, *, jobs: list[dict], seed: int, trace: str = "fst",
+               bubble: float = 0.2, backpressure: float = 0.2, label: str = "toggles"):
+    """Co-simulate the Datapath on ``jobs`` with waves on and return ``(Toggles, BenchResult)``.
+    ``trace``: ``"fst"`` (both simulators) or ``"saif"`` (Verilator only)."""
+    from .run import _config_path, save_stimulus, verilog_sources
+    from .sim import run_bench
+
+    sources, top = verilog_sources(cfg, "datapath")
+    stim = save_stimulus(jobs, f"{cfg.name}-{cfg.digest}-{label}-{seed}")
+    params = {"config": str(_config_path(cfg)), "seed": seed, "stimulus": str(stim),
+              "bubble": bubble, "backpressure": backpressure, "inject_cycle": -1,
+              "outputs_file": str(stim.with_suffix(f".{sim}.{trace}.out.pt"))}
+    res = run_bench(sim=sim, sources=sources, toplevel=top, test_module="cosim.tb_datapath",
+                    params=params, waves=True, trace=trace)
+    if not res.passed:
+        raise RuntimeError(f"{sim} toggle run failed against the golden model (seed {seed})")
+    if res.waves is None:
+        raise RuntimeError(f"{sim} wrote no {trace} file")
+    bits = saif_toggles(res.waves) if trace == "saif" else fst_toggles(res.waves)
+    return Toggles(bits, signal_classes(Path(sources[0])), res.stats.get("cycles", 0),
+                   str(res.waves)), res

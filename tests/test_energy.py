@@ -1,0 +1,98 @@
+"""The energy table loader, the analytic events of a cropped layer, and `aqua energy`."""
+
+import json
+
+import pytest
+import torch
+
+from aqua.cli import main
+from aqua.config import load_config
+from aqua.energy import EVENT_KEYS, EnergyTableError, event_energy, load_energy_table
+from golden.events import datapath_events
+
+TABLE = """
+name = "t"
+[events.adc_conversion]
+energy = 1.67
+unit = "pJ"
+source = "x"
+""" + "".join(f'[events.{k}]\nenergy = 1\nunit = "fJ"\nsource = "s"\n'
+              for k in EVENT_KEYS[1:]) + "".join(
+    f'[toggle.{k}]\nenergy = 1\nunit = "fJ"\nsource = "s"\n' for k in ("register", "comb", "clock"))
+
+
+def test_shipped_table_has_units_and_sources():
+    t = load_energy_table("isaac32nm")
+    assert t.events["adc_conversion"].pj == pytest.approx(1.67)
+    assert t.events["dac_drive"].pj == pytest.approx(0.417)
+    assert t.events["shift_add"].pj == pytest.approx(0.021)
+    assert t.toggle["comb"].pj == pytest.approx(1e-3)
+    assert all(e.source for e in [*t.events.values(), *t.toggle.values()])
+
+
+@pytest.mark.parametrize("old,new,msg", [
+    ('energy = 1.67', 'energy = -1', "non-negative"),
+    ('unit = "pJ"', 'unit = "mW"', "unit must be one of"),
+    ('source = "x"', 'source = ""', "source must say"),
+    ('[events.adc_conversion]', '[events.adc]', "missing adc_conversion"),
+])
+def test_table_errors(tmp_path, old, new, msg):
+    f = tmp_path / "t.toml"
+    f.write_text(TABLE.replace(old, new, 1))
+    with pytest.raises(EnergyTableError, match=msg):
+        load_energy_table(f)
+
+
+def test_table_ok_and_unknown_name(tmp_path):
+    f = tmp_path / "t.toml"
+    f.write_text(TABLE)
+    t = load_energy_table(f)
+    assert t.events["row_read"].pj == pytest.approx(1e-3)
+    with pytest.raises(EnergyTableError, match="no energy table"):
+        load_energy_table("nope")
+
+
+def test_events_and_energy_by_hand():
+    cfg = load_config("small")
+    x = torch.zeros(3, cfg.rows, dtype=torch.int64)
+    x[0, 0] = 1          # one level in chunk 0
+    x[1, :2] = 3         # two rows x two chunks
+    ev = datapath_events(cfg, x, jobs=1)
+    assert ev["dac_drives"] == 5 and ev["dac_level_sum"] == 5
+    assert ev["adc_conversions"] == 3 * cfg.input_cycles * cfg.cols
+    assert ev["weight_writes"] == cfg.rows * cfg.outputs
+    e = event_energy(load_energy_table(), ev)
+    assert e["adc_conversion"]["pj"] == pytest.approx(ev["adc_conversions"] * 1.67)
+    assert e["adc_conversion"]["block"] == "adc"
+
+
+def test_crop_removes_work():
+    from aqua.cmd_energy import crop_jobs
+    from cosim.run import cnn_jobs
+    from golden.fixedpoint import QuantLayer
+
+    cfg = load_config("small")
+    g = torch.Generator().manual_seed(1)
+    layer = QuantLayer(0, "conv", torch.randint(-3, 4, (4, 1, 3, 3), generator=g),
+                       torch.zeros(4, dtype=torch.int64), 2, True, 1, 1, 4, 4, 6,
+                       x=torch.randint(0, 256, (1, 1, 8, 8), generator=g))
+    full, ow = crop_jobs(cfg, layer, (0, 8, 0, 8))
+    assert ow == (0, 8, 0, 8)
+    assert all(torch.equal(a["x"], b["x"]) for a, b in zip(full, cnn_jobs(cfg, layer)))
+    cropped, ow = crop_jobs(cfg, layer, (2, 8, 0, 8))
+    assert ow == (1, 8, 0, 8) and cropped[0]["x"].shape[0] == 7 * 8
+
+
+def test_cli_energy_analytic(tmp_path, capsys):
+    assert main(["energy", "--no-rtl", "--out", str(tmp_path)]) == 0
+    doc = json.loads((tmp_path / "energy-small-layer0.json").read_text())
+    assert len(doc["crops"]) == 16
+    full = doc["crops"][0]["analog_pj"]
+    assert all(c["analog_pj"] < full for c in doc["crops"][1:])
+    assert (tmp_path / "energy-small-layer0.png").stat().st_size > 0
+    assert "best crop" in capsys.readouterr().out
+
+
+def test_cli_energy_bad_table(capsys):
+    assert main(["energy", "--no-rtl", "--table", "nope"]) == 2
+    assert "no energy table" in capsys.readouterr().err
