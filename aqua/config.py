@@ -392,6 +392,23 @@ def config_names() -> list[str]:
     return sorted(p.stem for p in CONFIG_DIR.glob("*.toml"))
 
 
+def read_named_toml(name_or_path: str | Path, folder: Path, what: str,
+                    error: type[Exception]) -> tuple[Path, dict]:
+    """Find ``name_or_path`` (a shipped name in ``folder`` or a path) and parse its TOML;
+    raise ``error`` with one clear message when it is missing or not valid TOML."""
+    path = Path(name_or_path)
+    if path.suffix != ".toml" and not path.exists():
+        path = folder / f"{name_or_path}.toml"
+    if not path.is_file():
+        names = ", ".join(sorted(p.stem for p in folder.glob("*.toml")))
+        raise error(f"no {what} '{name_or_path}': give a shipped name "
+                    f"({names}) or the path of a .toml file")
+    try:
+        return path, tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise error(f"{path}: not valid TOML: {exc}") from None
+
+
 def load_config(name_or_path: str | Path = "small") -> AccelConfig:
     """Load a shipped configuration by name, or any TOML file by path.
 
@@ -400,16 +417,6 @@ def load_config(name_or_path: str | Path = "small") -> AccelConfig:
     ConfigError
         With one message naming the file, key, value and what is allowed.
     """
-    path = Path(name_or_path)
-    if path.suffix != ".toml" and not path.exists():
-        path = CONFIG_DIR / f"{name_or_path}.toml"
-    if not path.is_file():
-        names = ", ".join(config_names())
-        raise ConfigError(f"no configuration '{name_or_path}': give a shipped name "
-                          f"({names}) or the path of a .toml file")
-    try:
-        doc = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    path, doc = read_named_toml(name_or_path, CONFIG_DIR, "configuration", ConfigError)
     doc.setdefault("name", path.stem)
     return AccelConfig.from_dict(doc, source=str(path))

@@ -15,11 +15,10 @@ as one ``error:`` line) naming the file, key and problem.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from aqua.config import CONFIG_DIR, ConfigError
+from aqua.config import CONFIG_DIR, ConfigError, read_named_toml
 
 __all__ = ["EnergyTable", "EnergyTableError", "load_energy_table", "ENERGY_DIR", "EVENT_KEYS",
            "TOGGLE_KEYS", "EVENT_MAP", "event_energy", "toggle_energy"]
@@ -88,17 +87,7 @@ def _entry(src: str, section: str, key: str, doc) -> Entry:
 
 def load_energy_table(name_or_path: str | Path = "isaac32nm") -> EnergyTable:
     """Load a shipped table by name (``configs/energy/<name>.toml``) or any TOML by path."""
-    path = Path(name_or_path)
-    if path.suffix != ".toml" and not path.exists():
-        path = ENERGY_DIR / f"{name_or_path}.toml"
-    if not path.is_file():
-        names = ", ".join(sorted(p.stem for p in ENERGY_DIR.glob("*.toml")))
-        raise EnergyTableError(f"no energy table '{name_or_path}': give a shipped name "
-                               f"({names}) or the path of a .toml file")
-    try:
-        doc = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise EnergyTableError(f"{path}: not valid TOML: {exc}") from None
+    path, doc = read_named_toml(name_or_path, ENERGY_DIR, "energy table", EnergyTableError)
     src = str(path)
     unknown = set(doc) - {"name", "description", "technology_nm", "events", "toggle"}
     if unknown:
