@@ -6,9 +6,9 @@ edge acts on; registers change at the edge, the bench drives inputs at the falli
 * ``input_handshakes`` / ``output_handshakes`` / ``weight_writes``: edges with
   ``i.valid & i.ready`` / ``o.valid & o.ready`` / ``wr.valid``;
 * ``xbar_steps``: edges with ``phase = XBAR``; ``row_activations`` = that times
-  ``rows_per_cycle``; ``dac_drives`` / ``dac_level_sum``: at those edges, the crossbar's
-  ``levels`` input (``rows_per_cycle`` fields of ``dac_bits``), rows with a nonzero level and
-  the sum of the levels;
+  ``rows_per_cycle``; ``dac_drives`` / ``dac_level_sum``: at those edges, the rows of the
+  crossbar's ``levels`` input in the row group its ``step`` input selects (decoded with the
+  port's own layout), rows with a nonzero level and the sum of the levels;
 * ``adc_steps``: cycles with the ``adc_valid`` register set (each ADC step edge sets it for
   exactly one cycle; the schedule never stalls inside a vector); ``adc_conversions`` and
   ``shift_adds`` = that times ``adc_columns_per_cycle``;
@@ -25,12 +25,13 @@ from pathlib import Path
 import numpy as np
 
 from golden.events import EVENTS
+from hdl.layouts import Phase
 
+from .bits import unpack
 from .toggles import normalise
 
 __all__ = ["rtl_events"]
 
-PHASE_XBAR, PHASE_ADC = 1, 2
 
 
 def _signals(path, keys: set[str]) -> dict[str, tuple[np.ndarray, list]]:
@@ -65,8 +66,10 @@ def _at(sig, times: np.ndarray) -> list:
 
 def rtl_events(cfg, waves: str | Path) -> dict[str, int]:
     """The events of :data:`golden.events.EVENTS` counted from the run's FST ``waves``."""
+    from .blocks import ports
+
     keys = {"clk", "phase", "adc_valid", "i__valid", "i__ready", "o__valid", "o__ready",
-            "wr__valid", "crossbar.levels"}
+            "wr__valid", "crossbar.levels", "crossbar.step"}
     sig = _signals(waves, keys)
     ct, cv = sig["clk"]
     cv = np.asarray(cv)
@@ -75,17 +78,18 @@ def rtl_events(cfg, waves: str | Path) -> dict[str, int]:
     a = {k: np.asarray(_at(sig[k], before), dtype=np.int64)
          for k in ("phase", "adc_valid", "i__valid", "i__ready", "o__valid", "o__ready",
                    "wr__valid")}
-    xbar = a["phase"] == PHASE_XBAR
-    adc = a["phase"] == PHASE_ADC
-    levels = [v for v, on in zip(_at(sig["crossbar.levels"], before), xbar) if on]
-    P, D = cfg.rows_per_cycle or cfg.rows, cfg.dac_bits
-    mask = (1 << D) - 1
+    xbar = a["phase"] == Phase.XBAR.value
+    adc = a["phase"] == Phase.ADC.value
+    levels_layout = ports(cfg, "crossbar")["levels"][1]
+    P = cfg.rows_per_cycle
     drives = level_sum = 0
-    for v in levels:
-        for r in range(P):
-            lv = (v >> (r * D)) & mask
-            drives += lv != 0
-            level_sum += lv
+    for v, group, on in zip(_at(sig["crossbar.levels"], before),
+                            _at(sig["crossbar.step"], before), xbar):
+        if not on:
+            continue
+        row_levels = list(unpack(levels_layout, v).values())[group * P:(group + 1) * P]
+        drives += sum(lv != 0 for lv in row_levels)
+        level_sum += sum(row_levels)
     adc_steps = int(a["adc_valid"].sum())
     ev = {
         "input_handshakes": int((a["i__valid"] & a["i__ready"]).sum()),

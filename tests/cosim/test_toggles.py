@@ -99,6 +99,19 @@ def test_verilator_saif_matches_fst():
         assert d.shape == tf[k].shape and ((d == 0) | (d == 1)).all(), (k, d)
 
 
+@pytest.mark.cosim
+@pytest.mark.parametrize("name", ["small_drop", "small_signed"])
+def test_events_with_several_row_groups_per_chunk(name):
+    """With rows_per_cycle < rows each crossbar step drives a different row group: the DAC
+    drives read from the waveform are those of the group the step selects."""
+    cfg = load_config(name)
+    assert cfg.xbar_steps > 1
+    sim = selected_simulators()[-1]
+    jobs = random_jobs(cfg, 20, SEED)
+    _, run = toggle_run(cfg, sim, jobs=jobs, seed=SEED, label="events")
+    assert rtl_events(cfg, run.waves) == jobs_events(cfg, jobs)
+
+
 def _verilog(cfg):
     from cosim.run import verilog_sources
     return verilog_sources(cfg, "datapath")[0][0]
