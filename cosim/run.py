@@ -142,16 +142,22 @@ class CosimRun:
 
 def run_datapath(cfg: AccelConfig, sim: str, *, jobs: list[dict], seed: int,
                  bubble: float = 0.2, backpressure: float = 0.2, label: str = "random",
-                 rerun_with_waves: bool = True, inject_cycle: int = -1) -> CosimRun:
-    """Co-simulate the Datapath on ``jobs`` under ``sim`` and compare every cycle."""
+                 rerun_with_waves: bool = True, inject_cycle: int = -1,
+                 waves: bool = False, trace: str = "fst") -> CosimRun:
+    """Co-simulate the Datapath on ``jobs`` under ``sim`` and compare every cycle.
+
+    With ``waves`` the run itself records a waveform (``trace``: ``"fst"``, or ``"saif"`` under
+    Verilator), whose path is ``run.waves``."""
     t0 = time.perf_counter()
     sources, top = verilog_sources(cfg, "datapath")
     stim = save_stimulus(jobs, f"{cfg.name}-{cfg.digest}-{label}-{seed}")
     params = {"config": str(_config_path(cfg)), "seed": seed, "stimulus": str(stim),
               "bubble": bubble, "backpressure": backpressure, "inject_cycle": inject_cycle,
-              "outputs_file": str(stim.with_suffix(f".{sim}.out.pt"))}
+              "outputs_file": str(stim.with_suffix(f".{sim}{'.' + trace if waves else ''}"
+                                                   f".out.pt"))}
     run, res = run_checked("datapath", cfg, sim, sources, top, "cosim.tb_datapath", params,
-                           seed=seed, t0=t0, rerun_with_waves=rerun_with_waves)
+                           seed=seed, t0=t0, rerun_with_waves=rerun_with_waves, waves=waves,
+                           trace=trace)
     out_file = Path(params["outputs_file"])
     if res.passed and out_file.exists():
         run.outputs = torch.load(out_file, weights_only=True)
@@ -179,13 +185,17 @@ def save_stimulus(obj, stem: str) -> Path:
 
 def run_checked(block: str, cfg: AccelConfig, sim: str, sources, top: str, test_module: str,
                 params: dict, *, seed: int, t0: float,
-                rerun_with_waves: bool = True) -> tuple["CosimRun", BenchResult]:
+                rerun_with_waves: bool = True, waves: bool = False,
+                trace: str = "fst") -> tuple["CosimRun", BenchResult]:
     """Run one bench and make its results row; a failing run is repeated with waveforms on
-    and the FST path is added to the message."""
+    (unless it had them already) and the FST path is added to the message."""
     res = run_bench(sim=sim, sources=sources, toplevel=top, test_module=test_module,
-                    params=params)
+                    params=params, waves=waves, trace=trace)
     run = _row(block, cfg, sim, res, seed, time.perf_counter() - t0)
-    if not res.passed and rerun_with_waves:
+    run.waves = res.waves
+    if waves and not res.passed:
+        run.message += f"; waveform: {res.waves}"
+    elif not res.passed and rerun_with_waves:
         again = run_bench(sim=sim, sources=sources, toplevel=top, test_module=test_module,
                           params=params, waves=True)
         run.waves = again.waves

@@ -238,22 +238,18 @@ class Toggles:
 
 def toggle_run(cfg, sim: str, *, jobs: list[dict], seed: int, trace: str = "fst",
                bubble: float = 0.2, backpressure: float = 0.2, label: str = "toggles"):
-    """Co-simulate the Datapath on ``jobs`` with waves on and return ``(Toggles, BenchResult)``.
+    """Co-simulate the Datapath on ``jobs`` with waves on and return ``(Toggles, CosimRun)``.
     ``trace``: ``"fst"`` (both simulators) or ``"saif"`` (Verilator only)."""
-    from .run import _config_path, save_stimulus, verilog_sources
-    from .sim import run_bench
+    from .run import run_datapath, verilog_sources
 
-    sources, top = verilog_sources(cfg, "datapath")
-    stim = save_stimulus(jobs, f"{cfg.name}-{cfg.digest}-{label}-{seed}")
-    params = {"config": str(_config_path(cfg)), "seed": seed, "stimulus": str(stim),
-              "bubble": bubble, "backpressure": backpressure, "inject_cycle": -1,
-              "outputs_file": str(stim.with_suffix(f".{sim}.{trace}.out.pt"))}
-    res = run_bench(sim=sim, sources=sources, toplevel=top, test_module="cosim.tb_datapath",
-                    params=params, waves=True, trace=trace)
+    res = run_datapath(cfg, sim, jobs=jobs, seed=seed, bubble=bubble,
+                       backpressure=backpressure, label=label, waves=True, trace=trace)
     if not res.passed:
-        raise RuntimeError(f"{sim} toggle run failed against the golden model (seed {seed})")
+        raise RuntimeError(f"{sim} toggle run failed against the golden model (seed {seed}): "
+                           f"{res.message}")
     if res.waves is None:
         raise RuntimeError(f"{sim} wrote no {trace} file")
+    sources, _ = verilog_sources(cfg, "datapath")
     bits = saif_toggles(res.waves) if trace == "saif" else fst_toggles(res.waves)
     return Toggles(bits, signal_classes(Path(sources[0])), res.stats.get("cycles", 0),
                    str(res.waves)), res
