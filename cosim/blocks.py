@@ -110,11 +110,7 @@ def port_fields(name: str, shape, value: int) -> dict[str, int]:
     if isinstance(shape, data.Layout):
         return {(f"{name}{path}" if path.startswith("[") else f"{name}.{path}"): v
                 for path, v in unpack(shape, value).items()}
-    s = Shape.cast(shape)
-    v = value & ((1 << s.width) - 1)
-    if s.signed and v >> (s.width - 1):
-        v -= 1 << s.width
-    return {name: v}
+    return unpack(data.StructLayout({name: shape}), value)
 
 
 def _wrap(v, bits: int, *, signed: bool):
@@ -342,9 +338,10 @@ class _Draw:
 
 def _crossbar_rows(cfg: AccelConfig, cycles: int, draw: _Draw) -> _Rows:
     R, O, S, T, X = cfg.rows, cfg.outputs, cfg.slices, cfg.input_cycles, cfg.xbar_steps
-    from hdl.layouts import index_bits
-    row_top, group_top = (1 << index_bits(R)) - 1, (1 << index_bits(O)) - 1
-    step_top = (1 << index_bits(X)) - 1
+    from hdl.layouts import weight_write_layout
+    wl = weight_write_layout(cfg)
+    row_top, group_top = ((1 << wl[f].width) - 1 for f in ("row", "group"))
+    step_top = (1 << Shape.cast(ports(cfg, "crossbar")["step"][1]).width) - 1
     rows = _Rows({"rst": 0, "wr__valid": 0, "wr__payload.row": 0, "wr__payload.group": 0,
                   "wr__payload.value": 0, "wr__payload.flags": 0, "levels": [0] * R,
                   "step": 0, "en": 0, "clear": 0})
@@ -496,11 +493,11 @@ class AGUModel:
     are as wide as in the RTL, so a rejected setup latches truncated start values."""
 
     def __init__(self, max_height: int = 32, max_width: int = 32):
-        from hdl.layouts import index_bits
+        from hdl.layouts import agu_address_layout
         self.max_height, self.max_width = max_height, max_width
-        self.row_mask = (1 << index_bits(max_height)) - 1
-        self.col_mask = (1 << index_bits(max_width)) - 1
-        self.lin_mask = (1 << index_bits(max_height * max_width)) - 1
+        address = agu_address_layout(max_height, max_width)
+        self.row_mask, self.col_mask, self.lin_mask = (
+            (1 << address[name].width) - 1 for name in ("row", "col", "linear"))
         self.reset()
 
     def reset(self):

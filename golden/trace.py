@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from aqua.config import AccelConfig
+from hdl.layouts import Phase
 
 from .arith import (adc_convert, adc_reconstruct, check_range, chunk_positions, chunk_signs,
                     encode_weights, finalize, flip_recover, input_chunks)
@@ -21,8 +22,9 @@ from .arith import (adc_convert, adc_reconstruct, check_range, chunk_positions, 
 __all__ = ["Schedule", "schedule", "DatapathTrace", "datapath_trace", "stream_cycles",
            "PHASE_IDLE", "PHASE_XBAR", "PHASE_ADC", "PHASE_FINAL", "PHASE_OUT"]
 
-# Values of hdl.layouts.Phase (kept here as plain ints: golden does not import the HDL).
-PHASE_IDLE, PHASE_XBAR, PHASE_ADC, PHASE_FINAL, PHASE_OUT = range(5)
+# The controller's phase codes, as plain ints, from the one enum the RTL uses.
+PHASE_IDLE, PHASE_XBAR, PHASE_ADC, PHASE_FINAL, PHASE_OUT = (
+    p.value for p in (Phase.IDLE, Phase.XBAR, Phase.ADC, Phase.FINAL, Phase.OUT))
 
 
 @dataclass(frozen=True)
