@@ -462,10 +462,14 @@ def float_reference(q: QuantLayer) -> torch.Tensor:
     x = from_fixed(q.x, q.x_frac)
     w = from_fixed(q.weight, q.w_frac)
     b = from_fixed(q.bias, q.w_frac + q.x_frac)
+    return float_layer(q, x, w, b) * math.ldexp(1.0, q.out_frac)
+
+
+def float_layer(q, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The float convolution or linear map of layer ``q`` (anything with ``kind``, ``stride``,
+    ``padding`` and ``relu``), then its ReLU."""
     if q.kind == "conv":
         y = F.conv2d(x, w, b, stride=q.stride, padding=q.padding)
     else:
         y = F.linear(x, w, b)
-    if q.relu:
-        y = torch.relu(y)
-    return y * math.ldexp(1.0, q.out_frac)
+    return torch.relu(y) if q.relu else y

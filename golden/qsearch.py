@@ -65,7 +65,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from golden.fixedpoint import (calibration_images, frac_bits_for, round_half_even, saturate)
+from golden.fixedpoint import (calibration_images, float_layer, frac_bits_for, round_half_even,
+                               saturate)
 
 __all__ = ["Fmt", "LayerFormat", "LayerInfo", "describe", "fake_quant", "round_half_up",
            "fake_forward", "accuracy", "macs", "memory_bits", "multiply_cost", "cost_summary",
@@ -221,13 +222,7 @@ def _run(layers: Sequence[LayerInfo], qw: Sequence, x: torch.Tensor, start: int,
         if L.pool_before:
             x = x.mean(dim=(2, 3))
         w, b = qw[i]
-        x = fake_quant(x, f.x if f is not None else None)
-        if L.kind == "conv":
-            x = F.conv2d(x, w, b, stride=L.stride, padding=L.padding)
-        else:
-            x = F.linear(x, w, b)
-        if L.relu:
-            x = torch.relu(x)
+        x = float_layer(L, fake_quant(x, f.x if f is not None else None), w, b)
     return x
 
 
