@@ -25,6 +25,10 @@ Exact rules (all integer or :class:`fractions.Fraction` arithmetic, no float rou
   reads input rows ``oy*s - p .. oy*s - p + k - 1``; it is computed iff that range meets
   ``[r0, r1)`` and the column range meets ``[c0, c1)``. Those positions form a rectangle
   (:func:`output_window`); the others are 0 in :func:`cropped_conv2d`.
+* **Fractions in hardware.** The ``ConvTile`` takes ``f`` as an ``FRACTION_BITS``-bit code,
+  ``f = code / 2**FRACTION_BITS`` (:func:`fraction_code`); with such an ``f`` the rules above
+  are exact integer arithmetic, ``n = min((code*H + 2**(FRACTION_BITS-1)) >> FRACTION_BITS,
+  (H-1) >> 1)``, which the RTL computes.
 * **AGU order.** :func:`agu_sequence` lists every kept input position once, row-major over the
   window (row ``r0`` first, columns ``c0 .. c1-1`` within a row), with ``linear = row*W + col``,
   ``first`` on the first entry and ``last`` on the last.
@@ -38,14 +42,15 @@ from numbers import Integral, Real
 
 import torch
 
-from aqua.config import AccelConfig
+from aqua.config import AccelConfig, ConvGeometry
+from hdl.layouts import FRACTION_BITS
 
 from .layer import conv2d, tile_counts
 
 __all__ = ["CROP_VECTORS", "crop_vector", "crop_index", "crop_amount", "kept_window",
            "scale_window", "check_window", "crop_activations", "output_window",
            "cropped_conv2d", "CropCounts", "crop_counts", "AGUEntry", "agu_sequence",
-           "agu_cycles"]
+           "agu_cycles", "fraction_code", "tile_cycles"]
 
 #: The 16 crop vectors ``(top, bottom, left, right)``; index ``top*8 + bottom*4 + left*2 + right``.
 CROP_VECTORS: tuple[tuple[int, int, int, int], ...] = tuple(
@@ -293,3 +298,55 @@ def agu_cycles(H: int, W: int, kernel: int, stride: int, padding: int, window) -
     r0, r1, c0, c1 = check_window(window, H, W)
     _conv_params(kernel, stride, padding)
     return (r1 - r0) * (c1 - c0) + 1
+
+
+def fraction_code(fraction) -> int:
+    """The ``FRACTION_BITS``-bit code of ``fraction`` for the ``ConvTile`` setup:
+    ``fraction * 2**FRACTION_BITS``, which must be an integer (the fraction is taken exactly).
+
+    >>> fraction_code(0.25), fraction_code(Fraction(3, 16))
+    (64, 48)
+
+    Raises
+    ------
+    ValueError
+        If ``fraction`` is outside ``[0, 1/2)`` or not a multiple of ``2**-FRACTION_BITS``.
+    """
+    code = _fraction(fraction) * (1 << FRACTION_BITS)
+    if code.denominator != 1:
+        raise ValueError(f"fraction {fraction} is not a multiple of 1/{1 << FRACTION_BITS}; "
+                         f"the tile takes {FRACTION_BITS}-bit fractions")
+    return int(code)
+
+
+def tile_cycles(cfg: AccelConfig, geom: ConvGeometry, H: int, W: int, window) -> int:
+    """Clock edges of one ``ConvTile`` run, from the edge that samples ``start`` to the edge
+    that raises ``done``, both included, with the host's pixel stream always valid.
+
+    With ``n`` kept input pixels (the window's area), ``P`` computed output positions
+    (:func:`output_window`), ``taps = kernel**2``, the datapath latency ``L`` and the period
+    ``D = max(L + 1, taps + 2)`` of consecutive vectors (the crossbars' ``L + 1``, unless the
+    gather of ``taps`` reads plus one capture is slower)::
+
+        start edge                                   1
+        load: one edge per kept pixel                n
+        first position from the output AGU           1
+        gather: taps reads, the last one captured    taps + 1
+        crossbars take the vector                    1
+        every further position                       (P - 1) * D
+        the last one's latency, output written       L + 1   (raises done)
+
+    that is ``n + taps + L + 5 + (P - 1) * D``. If no output is computed (``P = 0``) the run
+    ends at the edge loading the last pixel: ``n + 1``. Cropped pixels and positions cost
+    nothing. A setup the tile rejects takes 1 edge (the start edge raises ``error``).
+    """
+    if not isinstance(geom, ConvGeometry):
+        raise TypeError(f"geom must be a ConvGeometry, not {geom!r}")
+    r0, r1, c0, c1 = check_window(window, H, W)
+    o = output_window(window, H, W, geom.kernel, geom.stride, geom.padding)
+    n = (r1 - r0) * (c1 - c0)
+    P = (o[1] - o[0]) * (o[3] - o[2])
+    if P == 0:
+        return n + 1
+    L, taps = cfg.latency, geom.taps
+    return n + taps + L + 5 + (P - 1) * max(L + 1, taps + 2)

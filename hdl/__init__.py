@@ -6,13 +6,14 @@ generator (``gen/``) emits one module ``aqua_<name>`` per entry.
 
 from .adc import ADCQuantizer
 from .agu import RegionCropAGU
+from .convtile import ConvTile
 from .crossbar import CrossbarMAC
 from .datapath import Datapath
 from .layouts import Phase
 from .shiftadd import ShiftAdd
 
 __all__ = ["BLOCKS", "CrossbarMAC", "ADCQuantizer", "ShiftAdd", "Datapath", "Phase",
-           "RegionCropAGU"]
+           "RegionCropAGU", "ConvTile"]
 
 BLOCKS = {
     "crossbar": CrossbarMAC,

@@ -8,11 +8,16 @@ anywhere else.
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, enum
 
-from aqua.config import AccelConfig
+from aqua.config import AccelConfig, ConvGeometry
+
+#: Width of the run-time crop fraction: an unsigned fixed-point code ``f = code / 2**8``.
+FRACTION_BITS = 8
 
 __all__ = ["Phase", "weight_write_layout", "input_layout", "output_layout",
            "layer_config_layout", "obs_layout", "index_bits", "xsum_bits", "step_bits",
-           "chunk_bits", "agu_config_layout", "agu_address_layout"]
+           "chunk_bits", "agu_config_layout", "agu_address_layout", "FRACTION_BITS",
+           "tile_setup_layout", "tile_weight_write_layout", "tile_layer_layout",
+           "tile_pixel_layout", "tile_output_layout", "tile_read_layout"]
 
 
 class Phase(enum.Enum, shape=3):
@@ -118,3 +123,57 @@ def agu_address_layout(max_height: int, max_width: int) -> data.StructLayout:
         "first":  1,
         "last":   1,
     })
+
+
+# -- ConvTile ---------------------------------------------------------------------------------
+
+def tile_setup_layout(geom: ConvGeometry) -> data.StructLayout:
+    """Run-time configuration of one :class:`~hdl.convtile.ConvTile` image: the input map size
+    and either an explicit kept window (``mode = 0``: ``r0, r1, c0, c1``) or a crop vector and
+    fraction (``mode = 1``: ``crop`` bits ``top<<3 | bottom<<2 | left<<1 | right`` as
+    ``golden.crop.crop_index``, ``fraction = code / 2**FRACTION_BITS``)."""
+    hb, wb = geom.max_height.bit_length(), geom.max_width.bit_length()
+    return data.StructLayout({
+        "height": hb, "width": wb,
+        "mode": 1, "crop": 4, "fraction": FRACTION_BITS,
+        "r0": hb, "r1": hb,
+        "c0": wb, "c1": wb,
+    })
+
+
+def tile_weight_write_layout(cfg: AccelConfig, geom: ConvGeometry) -> data.StructLayout:
+    """One weight write of a tile: :func:`weight_write_layout` plus the crossbar ``xbar``
+    (output-channel group of ``cfg.outputs`` channels) it goes to."""
+    return data.StructLayout({
+        "xbar": index_bits(geom.groups(cfg)),
+        **{name: field.shape for name, field in weight_write_layout(cfg)},
+    })
+
+
+def tile_layer_layout(cfg: AccelConfig, geom: ConvGeometry) -> data.StructLayout:
+    """Run-time layer settings of a tile: :func:`layer_config_layout` with a bias for every
+    output of every crossbar (channel ``o`` is output ``o % outputs`` of crossbar
+    ``o // outputs``)."""
+    return data.StructLayout({
+        "shift": signed(cfg.shift_bits),
+        "relu":  1,
+        "bias":  data.ArrayLayout(signed(cfg.bias_bits), geom.groups(cfg) * cfg.outputs),
+    })
+
+
+def tile_pixel_layout(cfg: AccelConfig, geom: ConvGeometry) -> data.StructLayout:
+    """One input pixel: the activation of every input channel (channel 0 in the low bits);
+    also the word of the tile's input feature-map memory."""
+    return data.StructLayout({"x": data.ArrayLayout(_input_shape(cfg), geom.in_channels)})
+
+
+def tile_output_layout(cfg: AccelConfig, geom: ConvGeometry) -> data.StructLayout:
+    """One output pixel: the result of every output channel; the word of the output memory."""
+    return data.StructLayout({"y": data.ArrayLayout(signed(cfg.output_bits),
+                                                    geom.out_channels)})
+
+
+def tile_read_layout(geom: ConvGeometry) -> data.StructLayout:
+    """An output-memory read address: output ``row`` and ``col``."""
+    return data.StructLayout({"row": index_bits(geom.max_out_height),
+                              "col": index_bits(geom.max_out_width)})

@@ -1,0 +1,310 @@
+"""A conv layer on crossbars: region-crop address generation, feature-map memories, im2col
+gather and one :class:`~hdl.datapath.Datapath` per output-channel group (AQuA, ``golden.crop``).
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from aqua.config import AccelConfig, ConvGeometry
+
+from ._common import check_config
+from .agu import RegionCropAGU
+from .datapath import Datapath
+from .layouts import (FRACTION_BITS, index_bits, input_layout, tile_layer_layout,
+                      tile_output_layout, tile_pixel_layout, tile_read_layout,
+                      tile_setup_layout, tile_weight_write_layout)
+
+__all__ = ["ConvTile", "TileState", "DEFAULT_GEOMETRY"]
+
+#: The geometry ``make verilog`` builds: the demo CNN's first layer (1 -> 8, 3x3, stride 1,
+#: padding 1, 32x32), which fits every shipped configuration in one row tile.
+DEFAULT_GEOMETRY = ConvGeometry(in_channels=1, out_channels=8, kernel=3, stride=1, padding=1,
+                                max_height=32, max_width=32)
+
+
+class TileState(enum.Enum, shape=2):
+    IDLE = 0      #: waiting for ``start``
+    LOAD = 1      #: writing the kept input pixels into the feature-map memory
+    COMPUTE = 2   #: gathering windows, running the crossbars, writing outputs
+
+
+def _divide(value, divisor: int):
+    """``value // divisor`` for a non-negative value and a constant divisor (a shift for
+    powers of two)."""
+    if divisor & (divisor - 1) == 0:
+        return value >> (divisor.bit_length() - 1)
+    return value // Const(divisor)
+
+
+class ConvTile(wiring.Component):
+    """One conv layer (``geom``) for one image under one crop, then ``done``.
+
+    **Run.** At a clock edge with ``start`` high while not ``busy``, ``setup`` is sampled: the
+    input map size ``height x width`` and the kept window, explicit (``mode = 0``) or from a
+    crop vector and fraction (``mode = 1``, ``golden.crop.kept_window`` with
+    ``f = fraction / 256``). The computed output window follows (``golden.crop.output_window``).
+    If the setup is invalid (a size of 0 or above the maximum, a window outside the map or
+    empty, a fraction of 1/2 or more, a map smaller than the kernel with padding) the start edge
+    raises ``error`` and ``done`` and nothing else happens. Otherwise:
+
+    1. **Load.** A :class:`~hdl.agu.RegionCropAGU` walks the kept window row-major; the host
+       streams the kept pixels in that order on ``fmap`` (all ``in_channels`` of a pixel per
+       transfer) and each is written to the input memory at ``row*width + col``. Cropped pixels
+       are never sent and never written.
+    2. **Compute.** A second AGU walks the computed output window. For each output position the
+       gather reads the ``kernel**2`` taps of its receptive field from the input memory, one
+       per clock; taps outside the kept window (cropped, or padding) read as 0. The im2col
+       vector (row ``c*kernel**2 + ky*kernel + kx``, as ``torch.nn.functional.unfold``) goes to
+       every crossbar at once; their outputs (bias, FlexPoint shift, ReLU, saturation per
+       ``layer``) are written to the output memory at ``oy*Wo + ox``. The gather of the next
+       position overlaps the crossbars' work on the current one.
+
+    The edge that writes the last output drops ``busy`` and raises ``done`` for one clock (with
+    an empty output window, the edge that loads the last pixel). With ``fmap`` always valid,
+    a run takes ``golden.crop.tile_cycles`` edges from the start edge to the edge raising
+    ``done``, both included. A new image may start in the clock ``done`` is high, without a
+    reset; weights and ``layer`` stay.
+
+    **Read-out.** ``rd`` addresses an output pixel; ``rd_data`` shows it one clock later, or 0
+    if the position lies outside the last run's computed output window (cropped outputs are
+    0, ``golden.crop.cropped_conv2d``), or before any run finished.
+
+    **Weights.** ``wr`` writes a weight and flags to crossbar ``xbar`` as
+    :class:`~hdl.datapath.Datapath` does; only while not ``busy``.
+
+    Parameters
+    ----------
+    cfg : :class:`~aqua.config.AccelConfig`
+        The crossbar configuration (one crossbar per output group).
+    geom : :class:`~aqua.config.ConvGeometry`
+        The layer; ``geom.rows <= cfg.rows``.
+
+    Raises
+    ------
+    TypeError
+        If ``cfg`` or ``geom`` has the wrong type.
+    ConfigError
+        If the layer's im2col rows do not fit one crossbar.
+    """
+
+    def __init__(self, cfg: AccelConfig, geom: ConvGeometry = DEFAULT_GEOMETRY):
+        self._cfg = check_config(cfg)
+        if not isinstance(geom, ConvGeometry):
+            raise TypeError(f"geom must be a ConvGeometry, not {geom!r}")
+        self._geom = geom.check(cfg)
+        super().__init__({
+            "wr":      In(stream.Signature(tile_weight_write_layout(cfg, geom),
+                                           always_ready=True)),
+            "layer":   In(tile_layer_layout(cfg, geom)),
+            "setup":   In(tile_setup_layout(geom)),
+            "start":   In(1),
+            "fmap":    In(stream.Signature(tile_pixel_layout(cfg, geom))),
+            "rd":      In(tile_read_layout(geom)),
+            "rd_data": Out(tile_output_layout(cfg, geom)),
+            "state":   Out(TileState),
+            "busy":    Out(1),
+            "done":    Out(1),
+            "error":   Out(1),
+        })
+
+    @property
+    def cfg(self) -> AccelConfig:
+        return self._cfg
+
+    @property
+    def geom(self) -> ConvGeometry:
+        return self._geom
+
+    def elaborate(self, platform):
+        cfg, g = self._cfg, self._geom
+        k, s, p, taps = g.kernel, g.stride, g.padding, g.taps
+        O, groups = cfg.outputs, g.groups(cfg)
+        hb, wb = g.max_height.bit_length(), g.max_width.bit_length()
+        Ho_max, Wo_max = g.max_out_height, g.max_out_width
+        m = Module()
+
+        m.submodules.agu_in = agu_in = RegionCropAGU(cfg, max_height=g.max_height,
+                                                     max_width=g.max_width)
+        m.submodules.agu_out = agu_out = RegionCropAGU(cfg, max_height=Ho_max,
+                                                       max_width=Wo_max)
+        m.submodules.fmap_mem = fmap_mem = Memory(
+            shape=tile_pixel_layout(cfg, g).members["x"], depth=g.max_height * g.max_width, init=[])
+        m.submodules.out_mem = out_mem = Memory(
+            shape=tile_output_layout(cfg, g).members["y"], depth=Ho_max * Wo_max, init=[])
+        fmap_wr, fmap_rd = fmap_mem.write_port(), fmap_mem.read_port()
+        out_wr, out_rd = out_mem.write_port(), out_mem.read_port()
+        dps = []
+        for x in range(groups):
+            dp = Datapath(cfg)
+            m.submodules[f"xbar{x}"] = dp
+            dps.append(dp)
+
+        state = Signal(TileState)
+        idle = state == TileState.IDLE
+        m.d.comb += [self.state.eq(state), self.busy.eq(~idle)]
+
+        # -- the sampled setup: kept window, output window, validity (combinational)
+        su = self.setup
+        H, W = su.height, su.width
+        frac_half = 1 << (FRACTION_BITS - 1)
+        n_r, n_c = Signal(hb), Signal(wb)
+        for n, size in ((n_r, H), (n_c, W)):
+            amount = (su.fraction * size + frac_half) >> FRACTION_BITS
+            cap = (size - 1) >> 1
+            m.d.comb += n.eq(Mux(amount < cap, amount, cap))
+        win = Signal(data.StructLayout({"r0": hb, "r1": hb, "c0": wb, "c1": wb}))
+        with m.If(su.mode):
+            m.d.comb += [win.r0.eq(Mux(su.crop[3], n_r, 0)), win.r1.eq(H - Mux(su.crop[2], n_r, 0)),
+                         win.c0.eq(Mux(su.crop[1], n_c, 0)), win.c1.eq(W - Mux(su.crop[0], n_c, 0))]
+        with m.Else():
+            m.d.comb += [win.r0.eq(su.r0), win.r1.eq(su.r1), win.c0.eq(su.c0), win.c1.eq(su.c1)]
+        bad = Signal()
+        m.d.comb += bad.eq((H == 0) | (H > g.max_height) | (W == 0) | (W > g.max_width)
+                           | (su.mode & (su.fraction >= frac_half))
+                           | (H + 2 * p < k) | (W + 2 * p < k)
+                           | (win.r0 >= win.r1) | (win.r1 > H)
+                           | (win.c0 >= win.c1) | (win.c1 > W))
+        out_lay = data.StructLayout({"ho": Ho_max.bit_length(), "wo": Wo_max.bit_length(),
+                                     "r0": Ho_max.bit_length(), "r1": Ho_max.bit_length(),
+                                     "c0": Wo_max.bit_length(), "c1": Wo_max.bit_length()})
+        ow = Signal(out_lay)
+        for size, lo, hi, n_out, first, end in ((H, win.r0, win.r1, ow.ho, ow.r0, ow.r1),
+                                                (W, win.c0, win.c1, ow.wo, ow.c0, ow.c1)):
+            # golden.crop._out_range: outputs whose [o*s - p, o*s - p + k) meets [lo, hi).
+            m.d.comb += n_out.eq(_divide(size + 2 * p - k, s) + 1)
+            lead = lo + p + s
+            m.d.comb += first.eq(Mux(lead >= k, _divide(lead - k, s), 0))
+            stop = _divide(hi - 1 + p, s) + 1
+            m.d.comb += end.eq(Mux(stop < n_out, stop, n_out))
+
+        # -- latched per image
+        held = Signal(data.StructLayout({"width": wb, "r0": hb, "r1": hb, "c0": wb, "c1": wb}))
+        held_out = Signal(out_lay)
+        shown = Signal(out_lay)          # the output window rd masks with (last finished run)
+        begin = Signal()
+        m.d.comb += begin.eq(idle & self.start & ~bad)
+        m.d.sync += self.done.eq(0)
+        with m.If(idle & self.start):
+            m.d.sync += self.error.eq(bad)
+            with m.If(bad):
+                m.d.sync += self.done.eq(1)
+            with m.Else():
+                m.d.sync += [held.width.eq(W), held.r0.eq(win.r0), held.r1.eq(win.r1),
+                             held.c0.eq(win.c0), held.c1.eq(win.c1), held_out.eq(ow),
+                             state.eq(TileState.LOAD)]
+
+        # -- load: the input AGU addresses the kept pixels the host streams
+        m.d.comb += [
+            agu_in.start.eq(begin),
+            agu_in.setup.height.eq(H), agu_in.setup.width.eq(W),
+            agu_in.setup.r0.eq(win.r0), agu_in.setup.r1.eq(win.r1),
+            agu_in.setup.c0.eq(win.c0), agu_in.setup.c1.eq(win.c1),
+            agu_in.addr.ready.eq(self.fmap.valid),
+            self.fmap.ready.eq(agu_in.addr.valid),
+            fmap_wr.en.eq(agu_in.addr.valid & self.fmap.valid),
+            fmap_wr.addr.eq(agu_in.addr.payload.linear),
+            fmap_wr.data.eq(self.fmap.payload.x),
+        ]
+        out_empty = (held_out.r0 >= held_out.r1) | (held_out.c0 >= held_out.c1)
+        loaded = Signal()
+        m.d.comb += loaded.eq((state == TileState.LOAD) & fmap_wr.en & agu_in.addr.payload.last)
+        m.d.comb += [
+            agu_out.start.eq(loaded & ~out_empty),
+            agu_out.setup.height.eq(held_out.ho), agu_out.setup.width.eq(held_out.wo),
+            agu_out.setup.r0.eq(held_out.r0), agu_out.setup.r1.eq(held_out.r1),
+            agu_out.setup.c0.eq(held_out.c0), agu_out.setup.c1.eq(held_out.c1),
+        ]
+        finished = Signal()            # the edge that ends a started run
+        with m.If(loaded):
+            m.d.sync += state.eq(Mux(out_empty, TileState.IDLE, TileState.COMPUTE))
+            with m.If(out_empty):
+                m.d.sync += [self.done.eq(1), shown.eq(held_out)]
+
+        # -- gather: kernel**2 reads per output position into the staging vector
+        sb = (max(g.max_height, g.max_width) * s + k).bit_length() + 1
+        base_row, base_col = Signal(signed(sb)), Signal(signed(sb))
+        ky, kx = Signal(index_bits(k)), Signal(index_bits(k))
+        tap = Signal(index_bits(taps))
+        pos_lin, pos_last = Signal(agu_out.addr.payload.linear.shape()), Signal()
+        issuing = Signal()             # a read is issued at the next edge
+        gathering = Signal()           # issuing or capturing
+        cap_valid, cap_tap, cap_ok = Signal(), Signal(index_bits(taps)), Signal()
+        staged = Signal()
+        staging = Signal(input_layout(cfg))
+        staged_lin, staged_last = Signal.like(pos_lin), Signal()
+        take = Signal()                # the crossbars take the staged vector at the next edge
+        m.d.comb += take.eq(staged & dps[0].i.ready)
+
+        in_row, in_col = base_row + ky, base_col + kx
+        tap_ok = Signal()
+        m.d.comb += tap_ok.eq((in_row >= held.r0) & (in_row < held.r1)
+                              & (in_col >= held.c0) & (in_col < held.c1))
+        m.d.comb += [
+            fmap_rd.en.eq(issuing),
+            fmap_rd.addr.eq(Mux(tap_ok, in_row[:hb] * held.width + in_col[:wb], 0)),
+            agu_out.addr.ready.eq(~gathering & (~staged | take)),
+        ]
+        with m.If(agu_out.addr.valid & agu_out.addr.ready):
+            oy, ox = agu_out.addr.payload.row, agu_out.addr.payload.col
+            pad = Const(p, signed(p.bit_length() + 1))
+            m.d.sync += [base_row.eq(oy * s - pad), base_col.eq(ox * s - pad), ky.eq(0), kx.eq(0),
+                         tap.eq(0), pos_lin.eq(agu_out.addr.payload.linear),
+                         pos_last.eq(agu_out.addr.payload.last), issuing.eq(1),
+                         gathering.eq(1)]
+        with m.If(issuing):
+            m.d.sync += [cap_valid.eq(1), cap_tap.eq(tap), cap_ok.eq(tap_ok), tap.eq(tap + 1)]
+            with m.If(kx == k - 1):
+                m.d.sync += [kx.eq(0), ky.eq(ky + 1)]
+            with m.Else():
+                m.d.sync += kx.eq(kx + 1)
+            with m.If(tap == taps - 1):
+                m.d.sync += issuing.eq(0)
+        with m.Elif(cap_valid):
+            m.d.sync += cap_valid.eq(0)
+        with m.If(cap_valid):
+            with m.Switch(cap_tap):
+                for j in range(taps):
+                    with m.Case(j):
+                        m.d.sync += [staging.x[c * taps + j].eq(Mux(cap_ok, fmap_rd.data[c], 0))
+                                     for c in range(g.in_channels)]
+            with m.If(cap_tap == taps - 1):
+                m.d.sync += [staged.eq(1), staged_lin.eq(pos_lin), staged_last.eq(pos_last),
+                             gathering.eq(0)]
+        with m.If(take):
+            m.d.sync += staged.eq(0)
+
+        # -- crossbars: one per output group, in lockstep; outputs into the output memory
+        pending_lin, pending_last = Signal.like(pos_lin), Signal()
+        with m.If(take):
+            m.d.sync += [pending_lin.eq(staged_lin), pending_last.eq(staged_last)]
+        for x, dp in enumerate(dps):
+            m.d.comb += [
+                dp.wr.valid.eq(self.wr.valid & (self.wr.payload.xbar == x)),
+                dp.wr.payload.row.eq(self.wr.payload.row),
+                dp.wr.payload.group.eq(self.wr.payload.group),
+                dp.wr.payload.value.eq(self.wr.payload.value),
+                dp.wr.payload.flags.eq(self.wr.payload.flags),
+                dp.layer.shift.eq(self.layer.shift),
+                dp.layer.relu.eq(self.layer.relu),
+                dp.i.valid.eq(staged),
+                dp.i.payload.eq(staging),
+                dp.o.ready.eq(1),
+            ]
+            m.d.comb += [dp.layer.bias[o].eq(self.layer.bias[x * O + o]) for o in range(O)]
+        m.d.comb += [
+            out_wr.en.eq(dps[0].o.valid),
+            out_wr.addr.eq(pending_lin),
+            out_wr.data.eq(Cat(dps[o // O].o.payload.y[o % O] for o in range(g.out_channels))),
+        ]
+        with m.If(dps[0].o.valid & pending_last):
+            m.d.sync += [state.eq(TileState.IDLE), self.done.eq(1), shown.eq(held_out)]
+
+        # -- read-out, masked by the last finished run's output window
+        inside = Signal()
+        m.d.comb += out_rd.addr.eq(self.rd.row * shown.wo + self.rd.col)
+        m.d.sync += inside.eq((self.rd.row >= shown.r0) & (self.rd.row < shown.r1)
+                              & (self.rd.col >= shown.c0) & (self.rd.col < shown.c1))
+        m.d.comb += self.rd_data.y.eq(Mux(inside, out_rd.data.as_value(), 0))
+        return m
