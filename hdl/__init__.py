@@ -6,7 +6,7 @@ generator (``gen/``) emits one module ``aqua_<name>`` per entry.
 
 from .adc import ADCQuantizer
 from .agu import RegionCropAGU
-from .convtile import ConvTile
+from .convtile import ConvTile, default_tile
 from .crossbar import CrossbarMAC
 from .datapath import Datapath
 from .layouts import Phase
@@ -21,4 +21,5 @@ BLOCKS = {
     "shiftadd": ShiftAdd,
     "datapath": Datapath,
     "agu": RegionCropAGU,
+    "convtile": default_tile,    # the demo CNN's conv0 where it fits (default_geometry)
 }

@@ -1,10 +1,10 @@
 """Helpers shared by the ``hdl`` components: parameter checks and balanced adder trees."""
 
-from amaranth.hdl import Value
+from amaranth.hdl import Const, Value
 
 from aqua.config import AccelConfig
 
-__all__ = ["check_config", "tree_sum"]
+__all__ = ["check_config", "tree_sum", "above"]
 
 
 def check_config(cfg) -> AccelConfig:
@@ -34,3 +34,12 @@ def tree_sum(values) -> Value:
             paired.append(values[-1])
         values = paired
     return values[0]
+
+
+def above(value, maximum: int) -> Value:
+    """``value > maximum``, or a constant 0 when ``value``'s width cannot exceed ``maximum``
+    (so that no comparison is constant, which Verilator's lint rejects)."""
+    value = Value.cast(value)
+    if maximum >= (1 << len(value)) - 1 and not value.shape().signed:
+        return Const(0, 1)
+    return value > maximum

@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 
 from aqua.config import AccelConfig
 
-from ._common import check_config
+from ._common import above, check_config
 from .layouts import agu_address_layout, agu_config_layout, index_bits
 
 __all__ = ["RegionCropAGU"]
@@ -122,8 +122,8 @@ class RegionCropAGU(wiring.Component):
         busy = Signal()
 
         bad = Signal()
-        m.d.comb += bad.eq((cfg_in.height == 0) | (cfg_in.height > self._max_height)
-                           | (cfg_in.width == 0) | (cfg_in.width > self._max_width)
+        m.d.comb += bad.eq((cfg_in.height == 0) | above(cfg_in.height, self._max_height)
+                           | (cfg_in.width == 0) | above(cfg_in.width, self._max_width)
                            | (cfg_in.r0 >= cfg_in.r1) | (cfg_in.r1 > cfg_in.height)
                            | (cfg_in.c0 >= cfg_in.c1) | (cfg_in.c1 > cfg_in.width))
 

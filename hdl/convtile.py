@@ -9,19 +9,36 @@ from amaranth.lib.wiring import In, Out
 
 from aqua.config import AccelConfig, ConvGeometry
 
-from ._common import check_config
+from ._common import above, check_config
 from .agu import RegionCropAGU
 from .datapath import Datapath
 from .layouts import (FRACTION_BITS, index_bits, input_layout, tile_layer_layout,
                       tile_output_layout, tile_pixel_layout, tile_read_layout,
                       tile_setup_layout, tile_weight_write_layout)
 
-__all__ = ["ConvTile", "TileState", "DEFAULT_GEOMETRY"]
+__all__ = ["ConvTile", "TileState", "DEFAULT_GEOMETRY", "default_geometry", "default_tile"]
 
 #: The geometry ``make verilog`` builds: the demo CNN's first layer (1 -> 8, 3x3, stride 1,
 #: padding 1, 32x32), which fits every shipped configuration in one row tile.
 DEFAULT_GEOMETRY = ConvGeometry(in_channels=1, out_channels=8, kernel=3, stride=1, padding=1,
                                 max_height=32, max_width=32)
+
+
+def default_geometry(cfg: AccelConfig) -> ConvGeometry:
+    """:data:`DEFAULT_GEOMETRY` if it fits one crossbar of ``cfg``; else the same layer with
+    the largest square kernel (at most 3) whose taps fit, and as many input channels as the
+    rows allow (``small_signed``, 8 rows: 2 channels, 2x2 kernel, padding 0)."""
+    check_config(cfg)
+    if DEFAULT_GEOMETRY.rows <= cfg.rows:
+        return DEFAULT_GEOMETRY
+    k = max(n for n in (1, 2, 3) if n * n <= cfg.rows)
+    return ConvGeometry(in_channels=cfg.rows // (k * k), out_channels=8, kernel=k,
+                        stride=1, padding=(k - 1) // 2, max_height=32, max_width=32)
+
+
+def default_tile(cfg: AccelConfig) -> "ConvTile":
+    """The tile ``make verilog`` builds for ``cfg``: :func:`default_geometry`."""
+    return ConvTile(cfg, default_geometry(cfg))
 
 
 class TileState(enum.Enum, shape=2):
@@ -117,6 +134,16 @@ class ConvTile(wiring.Component):
     def geom(self) -> ConvGeometry:
         return self._geom
 
+    @property
+    def memories(self) -> list[dict]:
+        """The feature-map memories: name, depth, word width and bits (for the manifest)."""
+        g, cfg = self._geom, self._cfg
+        words = {"fmap_mem": (g.max_height * g.max_width, g.in_channels * cfg.input_bits),
+                 "out_mem": (g.max_out_height * g.max_out_width,
+                             g.out_channels * cfg.output_bits)}
+        return [{"name": name, "depth": depth, "width": width, "bits": depth * width}
+                for name, (depth, width) in words.items()]
+
     def elaborate(self, platform):
         cfg, g = self._cfg, self._geom
         k, s, p, taps = g.kernel, g.stride, g.padding, g.taps
@@ -161,7 +188,7 @@ class ConvTile(wiring.Component):
         with m.Else():
             m.d.comb += [win.r0.eq(su.r0), win.r1.eq(su.r1), win.c0.eq(su.c0), win.c1.eq(su.c1)]
         bad = Signal()
-        m.d.comb += bad.eq((H == 0) | (H > g.max_height) | (W == 0) | (W > g.max_width)
+        m.d.comb += bad.eq((H == 0) | above(H, g.max_height) | (W == 0) | above(W, g.max_width)
                            | (su.mode & (su.fraction >= frac_half))
                            | (H + 2 * p < k) | (W + 2 * p < k)
                            | (win.r0 >= win.r1) | (win.r1 > H)

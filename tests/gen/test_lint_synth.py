@@ -29,7 +29,7 @@ def test_lint_clean(tmp_path, name):
     results = lint_dir(tmp_path)          # raises LintError with the output on any complaint
     assert {(r.tool, r.top) for r in results} == {
         (tool, f"aqua_{b}") for tool in ("verilator", "iverilog")
-        for b in ("crossbar", "adc", "shiftadd", "datapath", "agu")}
+        for b in ("crossbar", "adc", "shiftadd", "datapath", "agu", "convtile")}
     assert all(r.ok and r.output == "" for r in results)
 
 
