@@ -33,7 +33,7 @@ from hdl import BLOCKS
 from hdl.layouts import (input_layout, layer_config_layout, obs_layout, output_layout,
                          weight_write_layout)
 
-__all__ = ["generate", "default_out_dir", "module_name", "describe_shape", "port_table",
+__all__ = ["generate", "default_out_dir", "module_name", "component_entry", "block_entry", "describe_shape", "port_table",
            "write_if_changed", "generator_version", "BUILD_DIR", "MANIFEST", "SYNTH_FILE"]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -216,8 +216,11 @@ def _check_blocks(blocks) -> list[str]:
 
 def block_entry(cfg: AccelConfig, block: str) -> tuple[str, dict]:
     """Build block ``block`` for ``cfg``: its Verilog text and its manifest entry."""
-    component = BLOCKS[block](cfg)
-    module = module_name(block)
+    return component_entry(BLOCKS[block](cfg), module_name(block))
+
+
+def component_entry(component: wiring.Component, module: str) -> tuple[str, dict]:
+    """Verilog module ``module`` of ``component`` and its manifest entry."""
     convert_ports, _, constants = _port_map(component)
     text = verilog.convert(component, name=module, ports=convert_ports, emit_src=False)
     entry = {
