@@ -259,16 +259,19 @@ def _print(cfg, table, args, layer, rows, full, best, rtl, per_layer):
     from aqua._cmdutil import console
 
     con = console()
-    keys = list(full["by_event"])
+    keys = [k for k in full["by_event"] if not k.startswith("digital.")]
+    digital = lambda r: sum(v for k, v in r["by_event"].items() if k.startswith("digital."))  # noqa: E731
     cal = full["calibration"] or "none: analog events only, digital logic not charged"
     t = Table(title=f"layer {layer.index} ({layer.shape}) of the demo CNN, config {cfg.name}, "
                     f"table {table.name}, crop fraction {args.fraction}, image {args.image} "
                     f"(analytic, pJ)")
-    for c in ("crop", "TBLR", "positions", *keys, "total pJ", "saved", "L1 err"):
+    for c in ("crop", "TBLR", "positions", *keys, "digital (cal.)", "total pJ", "saved",
+              "L1 err"):
         t.add_column(c, justify="left" if c in ("crop", "TBLR") else "right")
     for r in rows:
         t.add_row(f"{r['crop']}{' *' if r is best else ''}", "".join(map(str, r["vector"])),
                   str(r["positions"]), *(f"{r['by_event'][k]:,.0f}" for k in keys),
+                  f"{digital(r):,.0f}",
                   f"{r['total_pj']:,.0f}", f"{1 - r['total_pj'] / full['total_pj']:.1%}",
                   str(r["l1_error"]))
     con.print(t)
