@@ -173,17 +173,24 @@ def run_datapath(cfg: AccelConfig, sim: str, *, jobs: list[dict], seed: int,
     return run
 
 
-def save_stimulus(obj, stem: str) -> Path:
-    """``torch.save`` ``obj`` under ``build/cosim/stimulus/``, named by its content hash (so
-    parallel workers never overwrite each other's stimulus), atomically."""
+def save_stimulus(obj, stem: str, *, as_json: bool = False) -> Path:
+    """``torch.save`` ``obj`` (or, ``as_json``, write it as JSON) under
+    ``build/cosim/stimulus/``, named by its content hash (so parallel workers never overwrite
+    each other's stimulus), atomically."""
     import hashlib
     import io
+    import json
     import os
 
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    blob = buf.getvalue()
-    path = BUILD_ROOT / "cosim" / "stimulus" / f"{stem}-{hashlib.sha256(blob).hexdigest()[:12]}.pt"
+    if as_json:
+        blob = json.dumps(obj).encode()
+    else:
+        buf = io.BytesIO()
+        torch.save(obj, buf)
+        blob = buf.getvalue()
+    suffix = ".json" if as_json else ".pt"
+    path = BUILD_ROOT / "cosim" / "stimulus" / \
+        f"{stem}-{hashlib.sha256(blob).hexdigest()[:12]}{suffix}"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")

@@ -109,3 +109,169 @@ def bad_setup(geom: ConvGeometry, label: str, **fields) -> TileImage:
              "r0": 0, "r1": 1, "c0": 0, "c1": 1, **fields}
     return TileImage(label, pack(tile_setup_layout(geom), **setup), [], 0, 0, None, 1,
                      error=True)
+
+
+# -- co-simulation -----------------------------------------------------------------------------
+
+def tile_sources(cfg: AccelConfig, geom: ConvGeometry) -> tuple[list[Path], str]:
+    """The Verilog of ``ConvTile(cfg, geom)`` (written if changed) and its module name, under
+    ``build/verilog/<config>/tiles/<geometry digest>/``."""
+    import hashlib
+
+    from gen.verilog import component_entry, write_if_changed
+    from hdl import ConvTile
+
+    from .run import BUILD_ROOT
+
+    key = hashlib.sha256(json.dumps([cfg.digest, geom.to_dict()]).encode()).hexdigest()[:12]
+    out = BUILD_ROOT / "verilog" / cfg.name / "tiles" / key
+    path = out / "aqua_convtile.v"
+    if not path.exists():
+        text, _ = component_entry(ConvTile(cfg, geom), "aqua_convtile")
+        write_if_changed(path, text)
+        write_if_changed(out / "geometry.json", json.dumps(geom.to_dict(), indent=2) + "\n")
+    return [path], "aqua_convtile"
+
+
+@dataclass
+class TileRun:
+    """One co-simulated sequence of images on one simulator, compared with the golden model."""
+    sim: str
+    config: str
+    label: str
+    images: list[TileImage]
+    results: list[dict]
+    passed: bool
+    message: str
+    cycles: int
+    sim_wall_s: float
+    wall_s: float
+    seed: int
+    rows: list[dict] = field(default_factory=list)   # per image: label, cycles RTL/golden
+
+    @property
+    def cycles_per_s(self) -> float:
+        return self.cycles / self.sim_wall_s if self.sim_wall_s else 0.0
+
+
+def check_tile_run(cfg: AccelConfig, geom: ConvGeometry, images: list[TileImage],
+                   results: list[dict]) -> tuple[list[str], list[dict]]:
+    """Compare the bench's results with the golden expectations: for every image the error
+    flag, the cycle count (``golden.crop.tile_cycles``), the pixels accepted, one ``done``
+    pulse, and the output map bit for bit. Returns (problems, per-image rows)."""
+    from hdl.layouts import tile_output_layout
+
+    from .bits import unpack
+
+    problems, rows = [], []
+    if len(results) != len(images):
+        return [f"the bench reported {len(results)} of {len(images)} images"], rows
+    layout = tile_output_layout(cfg, geom)
+    for img, res in zip(images, results):
+        row = {"label": img.label, "window": img.window, "cycles_rtl": res["edges"],
+               "cycles_golden": img.cycles, "error": bool(res["error"]), "outputs_equal": None}
+        rows.append(row)
+        where = f"image '{img.label}'"
+        if bool(res["error"]) != img.error:
+            problems.append(f"{where}: error flag {res['error']}, expected {int(img.error)}")
+        if res["edges"] != img.cycles:
+            problems.append(f"{where}: {res['edges']} cycles, golden.crop.tile_cycles "
+                            f"says {img.cycles}")
+        if res["sent"] != len(img.pixels) or res["done_pulses"] != 1 or res["busy_after_done"]:
+            problems.append(f"{where}: {res['sent']} of {len(img.pixels)} pixels taken, "
+                            f"{res['done_pulses']} done pulses, busy after done "
+                            f"{res['busy_after_done']}")
+        if img.expected is None:
+            continue
+        got = torch.tensor([[unpack(layout, w)[f"y[{o}]"] for o in range(geom.out_channels)]
+                            for w in res["outputs"]], dtype=torch.int64)
+        got = got.t().reshape(geom.out_channels, img.out_height, img.out_width)
+        diff = (got != img.expected).nonzero()
+        row["outputs_equal"] = len(diff) == 0
+        if len(diff):
+            o, r, c = diff[0].tolist()
+            problems.append(f"{where}: {len(diff)} outputs differ; first: channel {o}, row "
+                            f"{r}, col {c}: expected {int(img.expected[o, r, c])}, got "
+                            f"{int(got[o, r, c])}")
+    return problems, rows
+
+
+def run_tile(cfg: AccelConfig, geom: ConvGeometry, layer, images: list[TileImage], sim: str,
+             *, seed: int = 0, label: str = "tile", waves: bool = False) -> TileRun:
+    """Co-simulate ``images`` back to back on ``ConvTile(cfg, geom)`` programmed with
+    ``layer`` (``weight, bias, shift, relu``) under ``sim``, and compare with the golden
+    model. A failing run is repeated with waves on and the waveform path put in the
+    message."""
+    from hdl.layouts import tile_read_layout
+
+    from .run import _config_path, save_stimulus
+    from .sim import run_bench
+
+    t0 = time.perf_counter()
+    sources, top = tile_sources(cfg, geom)
+    read_layout = tile_read_layout(geom)
+    reads: dict[tuple[int, int], list[int]] = {}
+    docs = []
+    for img in images:
+        shape = (img.out_height, img.out_width)
+        if shape not in reads:
+            rr, cc = torch.meshgrid(torch.arange(shape[0]), torch.arange(shape[1]),
+                                    indexing="ij")
+            reads[shape] = pack_rows(read_layout, {"row": rr.reshape(-1),
+                                                   "col": cc.reshape(-1)}) if rr.numel() else []
+        docs.append({**img.to_json(), "reads": reads[shape]})
+    stim = {"writes": tile_writes(cfg, geom, layer.weight),
+            "layer": tile_layer(cfg, geom, layer.bias, layer.shift, layer.relu),
+            "images": docs}
+    stem = f"tile-{cfg.name}-{label}-{seed}"
+    stim_path = save_stimulus(stim, stem, as_json=True)
+    results_file = stim_path.with_suffix(f".{sim}{'.waves' if waves else ''}.results.json")
+    params = {"config": str(_config_path(cfg)), "seed": seed, "stimulus": str(stim_path),
+              "results_file": str(results_file)}
+
+    def bench(with_waves):
+        results_file.unlink(missing_ok=True)
+        res = run_bench(sim=sim, sources=sources, toplevel=top, test_module="cosim.tb_convtile",
+                        params=params, waves=with_waves)
+        doc = json.loads(results_file.read_text()) if results_file.exists() else None
+        return res, doc
+
+    res, doc = bench(waves)
+    problems = [] if doc else [f"the bench wrote no results; log tail:\n"
+                               + "\n".join(res.log.strip().splitlines()[-15:])]
+    rows = []
+    if doc:
+        more, rows = check_tile_run(cfg, geom, images, doc["images"])
+        problems += more
+    passed = res.passed and not problems
+    message = "; ".join(problems[:3])
+    if not passed:
+        message += f" (config {cfg.name}, seed {seed})"
+        again = res if waves else bench(True)[0]
+        message += f"; waveform: {again.waves}" if again.waves else "; no waveform written"
+    return TileRun(sim=sim, config=cfg.name, label=label, images=images,
+                   results=doc["images"] if doc else [], passed=passed, message=message,
+                   cycles=doc["cycles"] if doc else 0,
+                   sim_wall_s=doc["wall_s"] if doc else 0.0,
+                   wall_s=time.perf_counter() - t0, seed=seed, rows=rows)
+
+
+def demo_tile_layer(cfg: AccelConfig, index: int, image: int = 0):
+    """Conv layer ``index`` of the shipped demo CNN quantized for ``cfg``
+    (``golden.fixedpoint``), its geometry and its integer input for test image ``image``:
+    ``(layer, geom, x [Cin, H, W])``."""
+    from golden.cnn import load_democnn
+    from golden.data import cluttered_digits
+    from golden.fixedpoint import quant_layer, quantize_democnn
+
+    net = quantize_democnn(cfg, load_democnn())
+    convs = net.conv_layers
+    if not 0 <= index < len(convs):
+        raise ValueError(f"the demo CNN has conv layers 0..{len(convs) - 1}, not {index}")
+    images, _ = cluttered_digits("test")
+    layer = quant_layer(net, index, images[image:image + 1])
+    cout, cin, k, _ = layer.weight.shape
+    H, W = layer.x.shape[-2:]
+    geom = ConvGeometry(cin, cout, k, stride=layer.stride, padding=layer.padding,
+                        max_height=H, max_width=W)
+    return layer, geom, layer.x[0]
