@@ -9,10 +9,11 @@ from .agu import RegionCropAGU
 from .crossbar import CrossbarMAC
 from .datapath import Datapath
 from .layouts import Phase
+from .requant import MultiplierRequantizer, ShiftRoundRequantizer
 from .shiftadd import ShiftAdd
 
 __all__ = ["BLOCKS", "CrossbarMAC", "ADCQuantizer", "ShiftAdd", "Datapath", "Phase",
-           "RegionCropAGU"]
+           "RegionCropAGU", "ShiftRoundRequantizer", "MultiplierRequantizer"]
 
 BLOCKS = {
     "crossbar": CrossbarMAC,
@@ -20,4 +21,7 @@ BLOCKS = {
     "shiftadd": ShiftAdd,
     "datapath": Datapath,
     "agu": RegionCropAGU,
+    # accumulator (acc_bits) -> output_bits: the two requantizers compared by `aqua quantize`
+    "requant_shift": ShiftRoundRequantizer.from_config,
+    "requant_mult": MultiplierRequantizer.from_config,
 }
