@@ -1,3 +1,5 @@
+# amaranth: UnusedElaboratable=no
+# (``from_config`` is a factory: the block it returns is elaborated, or not, by its caller.)
 """Two requantizers from a signed accumulator to a signed narrow output (``golden.requant``):
 shift-and-round, and a fixed-point multiplier followed by a rounding shift (gemmlowp)."""
 
