@@ -88,9 +88,13 @@ def _sources(cfg: AccelConfig, block: str, netlist: str) -> tuple[list[Path], st
         return sources, top
     if netlist != "gates":
         raise ValueError(f"netlist must be one of {', '.join(NETLISTS)}, not {netlist!r}")
-    from gen.synth import gate_netlist
-    out = sources[0].with_name(f"{top}.gates.v")
-    if not out.exists() or out.stat().st_mtime < sources[0].stat().st_mtime:
+    import hashlib
+
+    from gen.synth import GATES_SCRIPT, gate_netlist
+    # named by the RTL and the script it was made with: a change of either makes a new one
+    key = hashlib.sha256(sources[0].read_bytes() + GATES_SCRIPT.encode()).hexdigest()[:12]
+    out = sources[0].with_name(f"{top}.gates-{key}.v")
+    if not out.exists():
         gate_netlist(sources[0], top, out)
     return [out], top
 
