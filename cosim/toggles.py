@@ -236,7 +236,9 @@ def signal_classes(verilog: str | Path) -> dict[str, str]:
     out: dict[str, str] = {}
     for prefix, body in _verilog_modules(text):
         pre = f"{prefix}." if prefix else ""
-        for m in re.finditer(r"always @\(posedge \w+\)\s*\n\s*(\\?\S+)\s*<=", body):
+        # `q <= d;` (RTL), or `if (rst) q[3] <= 1'h0;` (yosys' gate netlists, bit by bit)
+        for m in re.finditer(r"always @\(posedge \w+\)\s*\n\s*(?:if \([^)]*\)\s*)?"
+                             r"(\\?[^\s\[]+)(?:\[\d+\])?\s*<=", body):
             out[pre + m.group(1).lstrip("\\")] = "register"
         if prefix:
             for m in re.finditer(r"^\s*input\s+(?:\[[^\]]*\]\s*)?(\\?\S+?)\s*;", body, re.M):

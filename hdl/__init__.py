@@ -10,10 +10,11 @@ from .convtile import ConvTile, default_tile
 from .crossbar import CrossbarMAC
 from .datapath import Datapath
 from .layouts import Phase
+from .requant import MultiplierRequantizer, ShiftRoundRequantizer
 from .shiftadd import ShiftAdd
 
 __all__ = ["BLOCKS", "CrossbarMAC", "ADCQuantizer", "ShiftAdd", "Datapath", "Phase",
-           "RegionCropAGU", "ConvTile"]
+           "RegionCropAGU", "ConvTile", "ShiftRoundRequantizer", "MultiplierRequantizer"]
 
 BLOCKS = {
     "crossbar": CrossbarMAC,
@@ -22,4 +23,7 @@ BLOCKS = {
     "datapath": Datapath,
     "agu": RegionCropAGU,
     "convtile": default_tile,    # the demo CNN's conv0 where it fits (default_geometry)
+    # accumulator (acc_bits) -> output_bits: the two requantizers compared by `aqua quantize`
+    "requant_shift": ShiftRoundRequantizer.from_config,
+    "requant_mult": MultiplierRequantizer.from_config,
 }

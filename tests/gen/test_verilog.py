@@ -100,7 +100,8 @@ def test_subset_keeps_other_blocks(generated, tmp_path):
     assert generate(cfg, tmp_path, ["adc"]) == manifest
     (tmp_path / "aqua_crossbar.v").write_text("edited\n")
     assert list(generate(cfg, tmp_path, ["adc"])["blocks"]) == ["adc", "shiftadd", "datapath",
-                                                                 "agu", "convtile"]
+                                                                 "agu", "convtile",
+                                                                 "requant_shift", "requant_mult"]
     other = load_config("small_clip")
     assert list(generate(other, tmp_path, ["adc"])["blocks"]) == ["adc"]
 
@@ -184,6 +185,7 @@ def test_parameter_errors(tmp_path):
     with pytest.raises(TypeError, match=r"^cfg must be an AccelConfig"):
         generate("small", tmp_path)
     with pytest.raises(ValueError, match=r"^blocks must be names from crossbar, adc, "
-                                         r"shiftadd, datapath, agu, convtile, not \[.alu.\]"):
+                                         r"shiftadd, datapath, agu, convtile, requant_shift, "
+                                         r"requant_mult, not \['alu'\]"):
         generate(load_config("small"), tmp_path, ["alu"])
     assert not list(tmp_path.iterdir())
