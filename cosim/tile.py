@@ -275,3 +275,39 @@ def demo_tile_layer(cfg: AccelConfig, index: int, image: int = 0):
     geom = ConvGeometry(cin, cout, k, stride=layer.stride, padding=layer.padding,
                         max_height=H, max_width=W)
     return layer, geom, layer.x[0]
+
+
+def demo_layers_for(cfg: AccelConfig) -> list[int]:
+    """The demo CNN's conv layers whose im2col rows fit one crossbar of ``cfg`` (the layers a
+    ``ConvTile`` of ``cfg`` can compute)."""
+    from golden.cnn import CONV_SPECS
+    return [i for i, s in enumerate(CONV_SPECS) if s.cin * s.kernel ** 2 <= cfg.rows]
+
+
+def crop_sweep(cfg: AccelConfig, index: int, sim: str, *, crops=range(16),
+               fraction: float = 0.25, image: int = 0, seed: int = 0,
+               waves: bool = False) -> TileRun:
+    """Demo conv layer ``index`` on test image ``image`` through the RTL ``ConvTile`` under
+    each crop vector in ``crops`` (the tile derives the window from the vector and
+    ``fraction``), back to back in one simulation; compared with the golden model."""
+    from golden.crop import CROP_VECTORS
+
+    layer, geom, x = demo_tile_layer(cfg, index, image)
+    images = [tile_image(cfg, geom, x, layer, crop=CROP_VECTORS[c], fraction=fraction,
+                         label=f"crop {c:2d} {''.join('TBLR'[i] if b else '-' for i, b in enumerate(CROP_VECTORS[c]))}")
+              for c in crops]
+    return run_tile(cfg, geom, layer, images, sim, seed=seed, label=f"layer{index}",
+                    waves=waves)
+
+
+def tile_cosim_row(run: TileRun, index: int):
+    """A :class:`cosim.run.CosimRun` row for the ``aqua cosim`` table: cycles simulated,
+    values compared (every output of every image plus each image's cycle count and flags)."""
+    from .run import CosimRun
+
+    compared = sum(img.expected.numel() if img.expected is not None else 0
+                   for img in run.images) + 3 * len(run.images)
+    return CosimRun(block=f"convtile L{index}", sim=run.sim, config=run.config,
+                    cycles=run.cycles, compared=compared, vectors=len(run.images),
+                    passed=run.passed, wall_s=run.wall_s, sim_wall_s=run.sim_wall_s,
+                    seed=run.seed, message=run.message)

@@ -1,0 +1,88 @@
+"""The ConvTile under Icarus and Verilator on the demo CNN's real trained layers: conv0 on
+``small`` and the middle layer conv1 (8 -> 16 channels, stride 2) on ``medium``, under each of
+the 16 crop vectors, back to back in one simulation per layer. For every crop the output memory
+is bit-exact with ``golden.crop.cropped_conv2d``, the cycle count equals
+``golden.crop.tile_cycles``, so the cycles saved against the uncropped run equal the predicted
+saving. Icarus runs the 80-row crossbar at under 100 cycles/s: its sweep of conv1 is slow-marked
+(``make bench``)."""
+
+import os
+
+import pytest
+import torch
+
+from aqua.config import load_config
+from cosim.sim import selected_simulators
+from cosim.tile import crop_sweep, demo_tile_layer, run_tile, tile_image
+from golden.crop import CROP_VECTORS, crop_counts
+
+pytestmark = pytest.mark.cosim
+
+SEED = int(os.environ.get("AQUA_SEED", "20261128"))
+ALL = list(range(16))
+
+
+def check_sweep(run, cfg, index, record_property, crops=ALL):
+    print(f"seed {run.seed}")
+    record_property("cycles_compared", run.cycles)
+    assert run.passed, run.message
+    assert [r["label"][:7] for r in run.rows] == [f"crop {c:2d}" for c in crops]
+    assert all(r["outputs_equal"] and not r["error"] for r in run.rows)
+    base = run.rows[0]
+    assert base["window"] == (0, 32, 0, 32)
+    layer, geom, x = demo_tile_layer(cfg, index)
+    for r, img in zip(run.rows, run.images):
+        # measured == predicted, so the saving is the predicted one
+        assert r["cycles_rtl"] == r["cycles_golden"]
+        assert base["cycles_rtl"] - r["cycles_rtl"] == base["cycles_golden"] - r["cycles_golden"]
+        # fewer positions computed -> fewer cycles; and the outputs are not trivially zero
+        counts = crop_counts(cfg, geom.in_channels, geom.out_channels, 32, 32, geom.kernel,
+                             geom.stride, geom.padding, img.window)
+        assert (counts.positions < counts.positions_full) == (r["cycles_rtl"]
+                                                             < base["cycles_rtl"])
+        # (ReLU layers of a real network are sparse: conv1 keeps ~12% nonzero uncropped)
+        assert len(img.expected.unique()) > 10, r["label"]
+
+
+@pytest.mark.parametrize("sim", selected_simulators())
+def test_conv0_all_crops(sim, record_property):
+    cfg = load_config("small")
+    crops = ALL if sim == "verilator" else [0, 5, 10, 15]
+    run = crop_sweep(cfg, 0, sim, crops=crops, seed=SEED)
+    check_sweep(run, cfg, 0, record_property, crops)
+
+
+def test_conv1_all_crops_verilator(record_property):
+    if "verilator" not in selected_simulators():
+        pytest.skip("SIM excludes verilator")
+    cfg = load_config("medium")
+    run = crop_sweep(cfg, 1, "verilator", seed=SEED)
+    check_sweep(run, cfg, 1, record_property)
+    assert len(run.rows) == 16
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("index,name", [(0, "small"), (1, "medium")])
+def test_all_crops_icarus(index, name, record_property):
+    if "icarus" not in selected_simulators():
+        pytest.skip("SIM excludes icarus")
+    cfg = load_config(name)
+    run = crop_sweep(cfg, index, "icarus", seed=SEED)
+    check_sweep(run, cfg, index, record_property)
+
+
+@pytest.mark.parametrize("sim", selected_simulators())
+def test_a_wrong_expectation_fails_with_a_waveform(sim):
+    """The comparison has teeth: one golden output changed by 1 fails the run, naming the
+    image, channel and position, and the rerun leaves a waveform."""
+    cfg = load_config("small")
+    layer, geom, x = demo_tile_layer(cfg, 0)
+    img = tile_image(cfg, geom, x, layer, window=(10, 14, 3, 9), label="small window")
+    o, r, c = (img.expected != 0).nonzero()[0].tolist()
+    img.expected[o, r, c] += 1
+    run = run_tile(cfg, geom, layer, [img], sim, seed=SEED, label="corrupt")
+    assert not run.passed
+    assert f"image 'small window': 1 outputs differ; first: channel {o}, row {r}, col {c}" \
+        in run.message
+    assert "waveform: " in run.message
+    assert os.path.exists(run.message.split("waveform: ")[1])
