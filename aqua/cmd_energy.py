@@ -87,7 +87,7 @@ def run(args) -> int:
         window = kept_window(i, args.fraction, H, W)
         jobs, ow = crop_jobs(cfg, layer, window)
         events = jobs_events(cfg, jobs)
-        ee = event_energy(table, events)
+        ee = event_energy(table, events, cfg)
         err = int((cropped_conv2d(cfg, layer.x, layer.weight, layer.bias, window=window,
                                   **conv) - full_out).abs().sum())
         rows.append({"crop": i, "vector": list(vec), "window": list(window),

@@ -4,11 +4,15 @@ A table gives, with a unit and a source string each,
 
 * ``[events.<name>]``: energy per event for the parts an RTL stand-in cannot model physically
   (:data:`EVENT_KEYS`: ADC conversion, DAC drive, crossbar row read, sample-and-hold,
-  shift-and-add), and
+  shift-and-add, and the eDRAM buffer's reads and writes per bit of the feature maps), and
 * ``[toggle.<class>]``: energy per bit toggle of the digital logic by signal class
   (``register``, ``comb``; ``clock`` is per register bit per clock cycle).
 
-Units are ``fJ``, ``pJ`` or ``nJ``; everything is converted to pJ. ``load_energy_table``
+Units are ``fJ``, ``pJ`` or ``nJ``; everything is converted to pJ. ``adc_reference_bits`` is the
+resolution of the ADC the ``adc_conversion`` entry was measured for; a configuration with another
+ADC width is charged ``adc_conversion * 2**(adc_bits - adc_reference_bits)`` per conversion
+(:func:`adc_scale`: the Walden figure of merit, energy per conversion proportional to
+``2**bits`` at a constant FoM, the rule ISAAC uses for its ADC). ``load_energy_table``
 validates the file and raises :class:`EnergyTableError` (a ``ConfigError``, so ``aqua`` prints it
 as one ``error:`` line) naming the file, key and problem.
 """
@@ -21,10 +25,12 @@ from pathlib import Path
 from aqua.config import CONFIG_DIR, ConfigError, read_named_toml
 
 __all__ = ["EnergyTable", "EnergyTableError", "load_energy_table", "ENERGY_DIR", "EVENT_KEYS",
-           "TOGGLE_KEYS", "EVENT_MAP", "event_energy", "toggle_energy"]
+           "TOGGLE_KEYS", "EVENT_MAP", "adc_scale", "event_pj", "event_energy", "toggle_energy",
+           "digital_total"]
 
 ENERGY_DIR = CONFIG_DIR / "energy"
-EVENT_KEYS = ("adc_conversion", "dac_drive", "row_read", "sample_hold", "shift_add")
+EVENT_KEYS = ("adc_conversion", "dac_drive", "row_read", "sample_hold", "shift_add",
+              "edram_read_bit", "edram_write_bit")
 TOGGLE_KEYS = ("register", "comb", "clock")
 UNITS = {"fJ": 1e-3, "pJ": 1.0, "nJ": 1e3}
 
@@ -35,6 +41,8 @@ EVENT_MAP = {
     "row_read": ("row_activations", "crossbar"),
     "sample_hold": ("sample_holds", "crossbar"),
     "shift_add": ("shift_adds", "shiftadd"),
+    "edram_read_bit": ("ifmap_read_bits", "memory"),
+    "edram_write_bit": ("ofmap_write_bits", "memory"),
 }
 
 
@@ -58,9 +66,11 @@ class EnergyTable:
     events: dict[str, Entry]
     toggle: dict[str, Entry]
     path: str = ""
+    adc_reference_bits: int = 8
 
     def to_dict(self) -> dict:
         return {"name": self.name, "technology_nm": self.technology_nm, "path": self.path,
+                "adc_reference_bits": self.adc_reference_bits,
                 "events": {k: vars(e) for k, e in self.events.items()},
                 "toggle": {k: vars(e) for k, e in self.toggle.items()}}
 
@@ -89,7 +99,8 @@ def load_energy_table(name_or_path: str | Path = "isaac32nm") -> EnergyTable:
     """Load a shipped table by name (``configs/energy/<name>.toml``) or any TOML by path."""
     path, doc = read_named_toml(name_or_path, ENERGY_DIR, "energy table", EnergyTableError)
     src = str(path)
-    unknown = set(doc) - {"name", "description", "technology_nm", "events", "toggle"}
+    unknown = set(doc) - {"name", "description", "technology_nm", "adc_reference_bits", "events",
+                          "toggle"}
     if unknown:
         raise EnergyTableError(f"{src}: unknown key(s) {sorted(unknown)}")
     sections = {}
@@ -106,15 +117,46 @@ def load_energy_table(name_or_path: str | Path = "isaac32nm") -> EnergyTable:
     nm = doc.get("technology_nm", 0)
     if isinstance(nm, bool) or not isinstance(nm, int) or nm < 0:
         raise EnergyTableError(f"{src}: technology_nm must be a non-negative integer")
+    ref = doc.get("adc_reference_bits")
+    if isinstance(ref, bool) or not isinstance(ref, int) or not 1 <= ref <= 24:
+        raise EnergyTableError(f"{src}: adc_reference_bits must be an integer in [1, 24] (the "
+                               f"ADC resolution adc_conversion is for), not {ref!r}")
     return EnergyTable(str(doc.get("name", path.stem)), str(doc.get("description", "")), nm,
-                       sections["events"], sections["toggle"], src)
+                       sections["events"], sections["toggle"], src, ref)
 
 
-def event_energy(table: EnergyTable, events: dict[str, int]) -> dict[str, dict[str, float]]:
-    """pJ per event class (``{event: {"count", "pj", "block"}}``) from ``golden.events`` counts."""
-    return {name: {"count": int(events[count]), "block": block,
-                   "pj": events[count] * table.events[name].pj}
-            for name, (count, block) in EVENT_MAP.items()}
+def adc_scale(table: EnergyTable, cfg) -> float:
+    """Factor on the table's ``adc_conversion`` energy for ``cfg``'s ADC:
+    ``2**(cfg.adc_bits - table.adc_reference_bits)`` (energy per conversion doubles per bit at a
+    constant Walden figure of merit; see docs/energy.md).
+
+    >>> from aqua.config import load_config
+    >>> adc_scale(load_energy_table(), load_config("small"))     # 5-bit ADC, 8-bit reference
+    0.125
+    """
+    return 2.0 ** (cfg.adc_bits - table.adc_reference_bits)
+
+
+def event_pj(table: EnergyTable, cfg) -> dict[str, float]:
+    """pJ per event of :data:`EVENT_KEYS` for ``cfg`` (the ADC scaled by :func:`adc_scale`)."""
+    pj = {k: e.pj for k, e in table.events.items()}
+    pj["adc_conversion"] *= adc_scale(table, cfg)
+    return pj
+
+
+def event_energy(table: EnergyTable, events: dict, cfg) -> dict[str, dict]:
+    """pJ per event class (``{event: {"count", "pj", "block"}}``) from the counts of
+    ``golden.events`` / ``golden.energy_model`` for ``cfg``. Events absent from ``events``
+    (the feature-map memory of a bare Datapath run) count 0. Counts may be ints or ``[B]``
+    tensors (then ``pj`` is a float64 tensor)."""
+    pj = event_pj(table, cfg)
+    out = {}
+    for name, (count, block) in EVENT_MAP.items():
+        n = events.get(count, 0)
+        out[name] = {"count": n if hasattr(n, "dtype") else int(n), "block": block,
+                     "pj": n.double() * pj[name] if hasattr(n, "dtype")
+                     else n * pj[name]}
+    return out
 
 
 def toggle_energy(table: EnergyTable, toggles) -> dict[str, dict[str, float]]:
@@ -135,3 +177,8 @@ def toggle_energy(table: EnergyTable, toggles) -> dict[str, dict[str, float]]:
                   "register_toggles": split[b]["register"], "comb_toggles": split[b]["comb"],
                   "register_bits": reg_bits[b]}
     return out
+
+
+def digital_total(te: dict[str, dict]) -> float:
+    """pJ of a :func:`toggle_energy` result summed over blocks and classes."""
+    return sum(b["register"] + b["comb"] + b["clock"] for b in te.values())

@@ -12,6 +12,7 @@ from golden.events import datapath_events
 
 TABLE = """
 name = "t"
+adc_reference_bits = 8
 [events.adc_conversion]
 energy = 1.67
 unit = "pJ"
@@ -61,8 +62,10 @@ def test_events_and_energy_by_hand():
     assert ev["dac_drives"] == 5 and ev["dac_level_sum"] == 5
     assert ev["adc_conversions"] == 3 * cfg.input_cycles * cfg.cols
     assert ev["weight_writes"] == cfg.rows * cfg.outputs
-    e = event_energy(load_energy_table(), ev)
-    assert e["adc_conversion"]["pj"] == pytest.approx(ev["adc_conversions"] * 1.67)
+    e = event_energy(load_energy_table(), ev, cfg)
+    # 5-bit ADC charged 2**(5 - 8) of the table's 8-bit 1.67 pJ
+    assert e["adc_conversion"]["pj"] == pytest.approx(ev["adc_conversions"] * 1.67 / 8)
+    assert e["edram_read_bit"]["pj"] == 0          # a bare Datapath run has no memory
     assert e["adc_conversion"]["block"] == "adc"
 
 

@@ -1,0 +1,339 @@
+"""The analytic energy model of a conv layer on crossbars: event counts and pJ, no simulation.
+
+A ``Cin -> Cout`` ``k x k`` convolution is mapped as :func:`golden.layer.conv2d` maps it: its
+im2col patches have ``K = Cin*k*k`` rows, cut into ``row_tiles`` crossbars of ``cfg.rows`` rows
+and ``groups`` of ``cfg.outputs`` outputs (:func:`golden.layer.tile_counts`). Under a kept
+``window`` of the layer's input map (``golden.crop``), only the output positions of
+:func:`golden.crop.output_window` are computed; each computed position is one input vector of
+every ``(row tile, group)`` crossbar, so ``vectors = positions * row_tiles * groups``, and each
+vector has the per-vector events of :mod:`golden.events` (the Datapath's schedule). On top of
+the Datapath, the layer reads its kept input activations once from the eDRAM buffer (the AGU
+order of :func:`golden.crop.agu_sequence`) and writes its computed outputs once.
+
+Counts (all exact for the Datapath; the test suite holds them equal to
+:func:`golden.events.datapath_events` on the explicit cropped im2col vectors and to the RTL):
+
+=======================  ===================================================================
+``positions``            computed output positions (``crop_counts(...).positions``)
+``crossbars``            ``row_tiles * groups``
+``vectors``              ``positions * crossbars`` (= input and output handshakes)
+``weight_writes``        ``crossbars * rows * outputs`` (each crossbar programmed once)
+``xbar_steps`` ...       per vector as :mod:`golden.events` (``T*X`` crossbar steps, ``T*R``
+                         row reads, ``T*C`` sample-holds, ADC conversions and shift-adds,
+                         ``T*G`` ADC steps)
+``dac_drives``           ``groups *`` (cropped im2col entry, chunk) pairs with a nonzero DAC
+                         level; ``dac_level_sum`` the sum of those levels
+``ifmap_reads``          kept input activations read (``kept positions * Cin``);
+                         ``ifmap_read_bits = ifmap_reads * input_bits``
+``ofmap_writes``         outputs written (``positions * Cout``); ``ofmap_write_bits`` ``=
+                         ofmap_writes * output_bits``
+``idle_cycles``          0: the layer streams its vectors back to back (a co-simulated run
+                         has some; the calibration fits their cost)
+=======================  ===================================================================
+
+Without the input activations ``x`` the DAC counts are an **upper bound** (every DAC level of
+every im2col row of every computed position driven, padding included); with ``x`` they are
+exact per image and the data-dependent counts are ``[B]`` tensors.
+
+Energy (:func:`conv_layer_energy`): the event counts times the table's pJ per event
+(:func:`aqua.energy.event_pj`, ADC scaled to ``cfg.adc_bits``) plus, when a calibration is
+available, the digital energy of each block as pJ per operation fitted on RTL toggle runs
+(:class:`Calibration`, ``configs/energy/calibration/<config>.toml``, made by
+``aqua energy --calibrate``).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from aqua.config import AccelConfig
+from aqua.energy import ENERGY_DIR, EnergyTable, EnergyTableError, event_energy
+
+from .arith import input_chunks
+from .crop import check_window, crop_counts, output_window
+from .layer import tile_counts
+
+__all__ = ["conv_layer_events", "conv_layer_energy", "LayerEnergy", "Calibration",
+           "load_calibration", "calibration_path", "CALIBRATION_DIR", "LAYER_EVENTS", "OPS",
+           "BLOCKS"]
+
+CALIBRATION_DIR = ENERGY_DIR / "calibration"
+
+#: every key of :func:`conv_layer_events`
+LAYER_EVENTS = ("positions", "crossbars", "vectors", "input_handshakes", "output_handshakes",
+                "weight_writes", "xbar_steps", "row_activations", "dac_drives", "dac_level_sum",
+                "sample_holds", "adc_steps", "adc_conversions", "shift_adds", "ifmap_reads",
+                "ifmap_read_bits", "ofmap_writes", "ofmap_write_bits", "idle_cycles")
+
+#: calibrated digital operation -> the event count it is charged per
+OPS = {"xbar_step": "xbar_steps", "adc_step": "adc_steps", "vector": "vectors",
+       "dac_drive": "dac_drives", "weight_write": "weight_writes", "idle_cycle": "idle_cycles"}
+
+#: blocks of :attr:`LayerEnergy.by_block`
+BLOCKS = ("crossbar", "adc", "shiftadd", "control", "memory")
+
+
+def _multiplicity(H: int, W: int, k: int, s: int, p: int, ow) -> torch.Tensor:
+    """``[H, W]``: how many (computed output position, kernel offset) pairs read each input
+    position, i.e. how often it appears in the im2col patches of the positions in ``ow``."""
+    ho, wo = (H + 2 * p - k) // s + 1, (W + 2 * p - k) // s + 1
+    on = torch.zeros(ho, wo, dtype=torch.float64)
+    on[ow[0]:ow[1], ow[2]:ow[3]] = 1
+    cols = on.reshape(1, 1, ho * wo).expand(1, k * k, ho * wo)
+    m = F.fold(cols, (H, W), (k, k), padding=p, stride=s)          # sums patches back
+    return m.reshape(H, W).round().to(torch.int64)
+
+
+def _dac_counts(cfg: AccelConfig, x: torch.Tensor, window, mult: torch.Tensor):
+    """``(drives, level_sum)`` per image of the cropped im2col inputs of one crossbar group:
+    ``Σ`` over kept input values of (nonzero chunks, chunk sum) times their multiplicity."""
+    r0, r1, c0, c1 = window
+    kept = x[:, :, r0:r1, c0:c1]                                    # [B, Cin, h, w]
+    levels = input_chunks(cfg, kept.unsqueeze(-1)).squeeze(-1)       # [B, Cin, h, w, T]
+    m = mult[r0:r1, c0:c1]
+    drives = ((levels != 0).sum(-1) * m).sum(dim=(1, 2, 3))
+    level_sum = (levels.sum(-1) * m).sum(dim=(1, 2, 3))
+    return drives, level_sum
+
+
+def conv_layer_events(cfg: AccelConfig, *, in_channels: int, out_channels: int, height: int,
+                      width: int, kernel: int, stride: int, padding: int, window=None,
+                      x: torch.Tensor | None = None) -> dict[str, int | torch.Tensor]:
+    """Event counts of one conv layer on ``cfg``'s crossbars (the table in the module
+    docstring, keys :data:`LAYER_EVENTS`).
+
+    Parameters
+    ----------
+    window : (r0, r1, c0, c1) or None
+        Kept window of this layer's ``height x width`` input map; ``None`` keeps everything.
+    x : torch.Tensor, optional
+        The layer's integer input activations, ``[B, Cin, H, W]`` or ``[Cin, H, W]``. With
+        ``x``, ``dac_drives`` and ``dac_level_sum`` are exact per image (cropped and padding
+        zeros drive nothing) and are ``[B]`` int64 tensors (``[1]`` for a ``[Cin, H, W]``
+        input); every other count is an int. Without ``x`` they are an **upper bound**: every
+        DAC level of every im2col entry of every computed position is driven (``dac_drives``
+        counts chunks, ``dac_level_sum`` their maximum levels).
+
+    Raises
+    ------
+    ValueError
+        For a bad geometry or window, or ``x`` of the wrong shape or range.
+    """
+    k = int(kernel)
+    H, W = int(height), int(width)
+    window = (0, H, 0, W) if window is None else check_window(window, H, W)
+    cc = crop_counts(cfg, in_channels, out_channels, H, W, k, stride, padding, window)
+    K = in_channels * k * k
+    tiles, groups = tile_counts(cfg, K, out_channels)
+    V, T = cc.activations, cfg.input_cycles
+    kept = (window[1] - window[0]) * (window[3] - window[2])
+    ev: dict[str, int | torch.Tensor] = {
+        "positions": cc.positions,
+        "crossbars": tiles * groups,
+        "vectors": V,
+        "input_handshakes": V,
+        "output_handshakes": V,
+        "weight_writes": tiles * groups * cfg.rows * cfg.outputs,
+        "xbar_steps": V * T * cfg.xbar_steps,
+        "row_activations": V * T * cfg.rows,
+        "sample_holds": V * T * cfg.cols,
+        "adc_steps": V * T * cfg.adc_steps,
+        "adc_conversions": V * T * cfg.cols,
+        "shift_adds": V * T * cfg.cols,
+        "ifmap_reads": kept * in_channels,
+        "ifmap_read_bits": kept * in_channels * cfg.input_bits,
+        "ofmap_writes": cc.positions * out_channels,
+        "ofmap_write_bits": cc.positions * out_channels * cfg.output_bits,
+        "idle_cycles": 0,
+    }
+    entries = cc.positions * K                      # im2col entries of one group
+    if x is None:
+        ev["dac_drives"] = groups * entries * T
+        ev["dac_level_sum"] = groups * entries * sum((1 << cfg.chunk_width(t)) - 1
+                                                     for t in range(T))
+    else:
+        if x.dim() == 3:
+            x = x.unsqueeze(0)
+        if x.dim() != 4 or tuple(x.shape[1:]) != (in_channels, H, W):
+            raise ValueError(f"x must be [B, {in_channels}, {H}, {W}] or "
+                             f"[{in_channels}, {H}, {W}], not {list(x.shape)}")
+        ow = output_window(window, H, W, k, stride, padding)
+        mult = _multiplicity(H, W, k, stride, padding, ow)
+        drives, level_sum = _dac_counts(cfg, x, window, mult)
+        ev["dac_drives"] = groups * drives
+        ev["dac_level_sum"] = groups * level_sum
+    return {key: ev[key] for key in LAYER_EVENTS}
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Digital energy per operation of each block, fitted on RTL toggle runs of one config.
+
+    ``pj[block][op]`` is pJ per operation ``op`` of :data:`OPS` (charged per the event count
+    ``OPS[op]``); ``provenance`` records the runs, date, seed, table and fit residuals."""
+    config: str
+    digest: str
+    table: str
+    pj: dict[str, dict[str, float]]
+    provenance: dict = field(default_factory=dict)
+    path: str = ""
+
+    def digital(self, events: dict) -> dict[str, dict[str, float | torch.Tensor]]:
+        """``{block: {op: pJ}}`` for the counts of :func:`conv_layer_events` (or any dict with
+        the counts of :data:`OPS`)."""
+        return {b: {op: _scale(events[OPS[op]], e) for op, e in ops.items()}
+                for b, ops in self.pj.items()}
+
+    def to_toml(self) -> str:
+        """The calibration file (read back by :func:`load_calibration`)."""
+        import json
+
+        lines = ["# Digital energy per operation, fitted by `aqua energy --calibrate` on RTL",
+                 "# toggle runs (docs/energy.md). pJ per operation, per block.",
+                 f"config = {json.dumps(self.config)}", f"digest = {json.dumps(self.digest)}",
+                 f"table = {json.dumps(self.table)}", ""]
+        for b, ops in self.pj.items():
+            lines.append(f"[pj.{b}]")
+            lines += [f"{op} = {v!r}" for op, v in ops.items()]
+            lines.append("")
+        lines.append("[provenance]")
+        lines += _toml_values(self.provenance, "provenance")
+        return "\n".join(lines) + "\n"
+
+
+def _toml_values(d: dict, prefix: str) -> list[str]:
+    """``d`` as TOML lines (scalars, lists and inline tables; nested dicts as sub-tables)."""
+    out, subs = [], []
+    for key, v in d.items():
+        if isinstance(v, dict):
+            subs.append((key, v))
+        else:
+            out.append(f"{key} = {_toml_inline(v)}")
+    for key, v in subs:
+        out += ["", f"[{prefix}.{key}]", *_toml_values(v, f"{prefix}.{key}")]
+    return out
+
+
+def _toml_inline(v) -> str:
+    import json
+
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float, str)):
+        return json.dumps(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_inline(e) for e in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k} = {_toml_inline(e)}" for k, e in v.items()) + "}"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def _scale(count, pj: float):
+    return count.double() * pj if isinstance(count, torch.Tensor) else count * pj
+
+
+def calibration_path(cfg: AccelConfig) -> Path:
+    """Where the shipped calibration of ``cfg`` lives: ``configs/energy/calibration/<name>.toml``."""
+    return CALIBRATION_DIR / f"{cfg.name}.toml"
+
+
+def load_calibration(cfg: AccelConfig, path: str | Path | None = None) -> Calibration | None:
+    """The shipped calibration of ``cfg`` (or the file ``path``), or ``None`` if there is none
+    or it was fitted for another tile (its ``digest`` differs from ``cfg.digest``).
+
+    Raises
+    ------
+    EnergyTableError
+        If the file exists but is malformed (names the file and the key).
+    """
+    p = Path(path) if path is not None else calibration_path(cfg)
+    if not p.is_file():
+        return None
+    try:
+        doc = tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise EnergyTableError(f"{p}: invalid TOML: {exc}") from None
+    for key in ("config", "digest", "table", "pj"):
+        if key not in doc:
+            raise EnergyTableError(f"{p}: missing {key!r}")
+    if doc["digest"] != cfg.digest:
+        return None
+    pj = {}
+    for b, ops in doc["pj"].items():
+        if b not in BLOCKS:
+            raise EnergyTableError(f"{p}: [pj.{b}]: unknown block; allowed: {', '.join(BLOCKS)}")
+        bad = set(ops) - set(OPS)
+        if bad:
+            raise EnergyTableError(f"{p}: [pj.{b}] has unknown operations {sorted(bad)}; "
+                                   f"allowed: {', '.join(OPS)}")
+        if any(isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0
+               for v in ops.values()):
+            raise EnergyTableError(f"{p}: [pj.{b}] values must be non-negative numbers")
+        pj[b] = {op: float(v) for op, v in ops.items()}
+    return Calibration(doc["config"], doc["digest"], doc["table"], pj,
+                       doc.get("provenance", {}), str(p))
+
+
+@dataclass(frozen=True)
+class LayerEnergy:
+    """Energy of one conv layer (:func:`conv_layer_energy`).
+
+    ``events``: :func:`conv_layer_events`; ``by_event``: pJ per table event (``adc_conversion``,
+    ``dac_drive``, ... of :data:`aqua.energy.EVENT_MAP`) and, when calibrated, per digital
+    operation (``digital.<op>``, summed over blocks); ``by_block``: pJ per block of
+    :data:`BLOCKS`; ``total_pj``: their sum. Values are floats, or ``[B]`` float64 tensors when
+    ``x`` was batched. ``calibration``: the calibration file used, or ``None`` (event energies
+    only: the digital logic is not charged).
+    """
+    events: dict
+    by_event: dict
+    by_block: dict
+    total_pj: float | torch.Tensor
+    calibration: str | None = None
+
+
+def conv_layer_energy(cfg: AccelConfig, table: EnergyTable, *, in_channels: int,
+                      out_channels: int, height: int, width: int, kernel: int, stride: int,
+                      padding: int, window=None, x: torch.Tensor | None = None,
+                      calibration: Calibration | None = None) -> LayerEnergy:
+    """pJ of one conv layer: :func:`conv_layer_events` times ``table`` (ADC scaled to
+    ``cfg.adc_bits``), plus the calibrated digital energy.
+
+    ``calibration=None`` loads the shipped calibration of ``cfg`` (:func:`load_calibration`);
+    if there is none, or it was fitted under another table, only the event energies are
+    charged and ``LayerEnergy.calibration`` is ``None``. Without ``x`` the DAC energy is an
+    upper bound (see :func:`conv_layer_events`).
+
+    Raises
+    ------
+    ValueError
+        If an explicit ``calibration`` was fitted for another config or table.
+    """
+    events = conv_layer_events(cfg, in_channels=in_channels, out_channels=out_channels,
+                               height=height, width=width, kernel=kernel, stride=stride,
+                               padding=padding, window=window, x=x)
+    if calibration is None:
+        calibration = load_calibration(cfg)
+        if calibration is not None and calibration.table != table.name:
+            calibration = None
+    elif calibration.digest != cfg.digest or calibration.table != table.name:
+        raise ValueError(f"calibration {calibration.path or calibration.config} is for config "
+                         f"{calibration.config} ({calibration.digest}) and table "
+                         f"{calibration.table}, not {cfg.name} ({cfg.digest}) and {table.name}")
+    by_event, by_block = {}, dict.fromkeys(BLOCKS, 0.0)
+    for name, e in event_energy(table, events, cfg).items():
+        by_event[name] = e["pj"]
+        by_block[e["block"]] = by_block[e["block"]] + e["pj"]
+    if calibration is not None:
+        for b, ops in calibration.digital(events).items():
+            for op, pj in ops.items():
+                by_event[f"digital.{op}"] = by_event.get(f"digital.{op}", 0.0) + pj
+                by_block[b] = by_block[b] + pj
+    total = sum(by_block.values())
+    return LayerEnergy(events, by_event, by_block, total,
+                       calibration.path or calibration.config if calibration else None)
