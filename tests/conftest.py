@@ -26,18 +26,3 @@ def pytest_terminal_summary(terminalreporter):
             f"co-simulation: {sum(_cycles.values()):,} cycles compared with the golden model "
             f"in {len(_cycles)} runs")
 
-
-def _energy_model_stand_in():
-    """Until ``golden.energy_model`` (issue 5) lands, the crop-study tests run against
-    ``tests/energy_shim.py``, which has its API."""
-    import importlib
-    import sys
-
-    try:
-        importlib.import_module("golden.energy_model")
-    except ImportError:
-        from tests import energy_shim
-        sys.modules["golden.energy_model"] = energy_shim
-
-
-_energy_model_stand_in()
