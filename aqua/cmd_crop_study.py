@@ -104,6 +104,10 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise UsageError(f"--from-layer: {exc}") from None
         train, test = _demo_data(args.test_images, args.train_images)
+        from golden.cnn import evaluate
+
+        subject.description += (f" (model {args.model or 'shipped'}: float top-1 "
+                                f"{100 * evaluate(model, *test):.1f}% on these test images)")
     if args.test_images is not None:
         test = (test[0][:args.test_images], test[1][:args.test_images])
     train = (train[0][:args.train_images], train[1][:args.train_images])
@@ -116,7 +120,12 @@ def run(args: argparse.Namespace) -> int:
     with progress(f"16 crops x {n} images", n) as advance, single_thread():
         res = CS.run_study(subject, train, test, fraction=args.fraction, progress=advance,
                            batch=args.batch)
+    from golden.energy_model import load_calibration
+
+    cal = load_calibration(cfg)
     res.update(config=cfg.name, table=table.name, from_layer=args.from_layer,
+               energy_calibration=cal.path if cal is not None and cal.table == table.name
+               else None,
                rtl_cosim="pending: the RTL ConvTile is not built yet; "
                          "golden.study.first_layer_cases gives its test cases")
     res["wall_seconds"] = time.perf_counter() - t0
@@ -150,4 +159,8 @@ def _report(res, out, con) -> None:
     con.print(t)
     own = ", ".join(f"{k}: {v / 1e3:.1f} nJ" for k, v in res["learned_energy_per_image"].items())
     con.print(f"learned 0th layer's own energy per image (counted above): {own}")
+    cal = res.get("energy_calibration")
+    con.print("energy: analytic events x table " + (f"+ digital energy calibrated on RTL "
+              f"toggles ({cal})" if cal else "only (no RTL toggle calibration shipped for this "
+              "config: digital logic not charged)"))
     con.print(f"RTL co-simulation of predicted crops: {res['rtl_cosim']}")

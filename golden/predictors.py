@@ -103,11 +103,13 @@ def _thresholds(risk: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.tensor([-1.0], dtype=torch.float64), vals.to(torch.float64)])
 
 
-def calibrate(risk: torch.Tensor, ranks: torch.Tensor, cost: torch.Tensor, k: int) -> float:
+def calibrate(risk: torch.Tensor, ranks: torch.Tensor, cost: torch.Tensor, k: int,
+              budget: float = 0.0) -> float:
     """The largest threshold at which choosing by :func:`choose` keeps the top-k accuracy of
-    the calibration images (``risk``, ``ranks`` ``[N, 16]``) at least the uncropped one (-1,
-    never crop, if none does)."""
-    base = int((ranks[:, 0] < k).sum())
+    the calibration images (``risk``, ``ranks`` ``[N, 16]``) at least the uncropped one less
+    ``budget`` (a fraction, e.g. 0.01 for one percentage point); -1 (never crop) if none
+    does."""
+    base = int((ranks[:, 0] < k).sum()) - int(budget * len(ranks))
     best = -1.0
     idx = torch.arange(len(risk))
     for tau in _thresholds(risk):
