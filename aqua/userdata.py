@@ -170,8 +170,8 @@ def _normalizer(mean, std, channels):
     def per_channel(v, default, name):
         v = [default] if v is None else list(v)
         if len(v) not in (1, channels):
-            raise _error(f"--{name} needs 1 or {channels} values (one per channel), "
-                         f"not {len(v)}")
+            want = "1 value" if channels == 1 else f"1 or {channels} values (one per channel)"
+            raise _error(f"--{name} needs {want} for {channels}-channel images, not {len(v)}")
         if name == "std" and any(s <= 0 for s in v):
             raise _error("--std values must be positive")
         return torch.tensor(v * (channels if len(v) == 1 else 1)).view(1, -1, 1, 1)

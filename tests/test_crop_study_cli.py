@@ -117,7 +117,7 @@ def test_user_mistakes(user_files, tmp_path, capsys):
     np.savez(tmp_path / "rgb.npz", x=np.zeros((8, 16, 16, 3), np.uint8), y=np.arange(8) % 3)
     assert "does not take the images [N, 3, 16, 16]" in _fail(
         capsys, "--model", FACTORY, "--weights", w, "--images", str(tmp_path / "rgb.npz"))
-    assert "--mean needs 1 or 1 values" in _fail(capsys, "--model", FACTORY, "--weights", w,
+    assert "--mean needs 1 value for 1-channel images, not 2" in _fail(capsys, "--model", FACTORY, "--weights", w,
                                                  "--images", npz, "--mean", "0", "0")
     assert "can only be cropped at its input" in _fail(
         capsys, "--model", str(user_files / "net.ts"), "--images", npz, "--from-layer", "1")
