@@ -1,32 +1,82 @@
-"""``aqua energy``: energy of the demo CNN's first conv layer, uncropped and for every crop.
+"""``aqua energy [CONFIG] [LAYER] [CROP]``: energy of a demo-CNN conv layer, uncropped and per crop.
 
-For one test image, the layer runs on one crossbar (``cosim.run.cnn_jobs``); a crop streams only
-the im2col patches of the output positions that ``golden.crop.output_window`` says are computed
-(with the cropped activations at zero), so a crop removes work. For the uncropped run and each of
-the 16 crop vectors, the analytic model (``golden.events`` x the energy table) gives the energy
-per event class and per block; for the uncropped run and the best crop an actual co-simulation
-adds the toggle-based digital energy and checks the RTL's event counts against the analytic ones.
+For one test image, the layer's input activations come from the integer network
+(``golden.fixedpoint.quant_layer``); the crop window is taken on the image
+(``golden.crop.kept_window``) and scaled to the layer's map. For the uncropped layer and each
+crop vector (all 16, or the one ``CROP``), the analytic model (``golden.energy_model``) gives the
+energy per event class and per block: the table's events (ADC scaled to the config's width,
+eDRAM feature-map traffic) plus the digital logic per operation from the shipped calibration
+(``configs/energy/calibration/<config>.toml``; without one, events only, and the report says
+so). A per-layer table gives every conv layer uncropped and under its best crop.
+
+Unless ``--analytic``, the uncropped layer and the best crop are also co-simulated
+(``cosim.run.cnn_jobs``: one job per crossbar, cropped activations zero, only computed output
+positions streamed); the RTL's event counts are checked equal to the analytic ones and the
+digital energy from the RTL's per-bit toggles is reported beside the calibrated estimate.
 
 The *best crop* is the non-trivial crop vector whose cropped layer output is closest (L1) to the
 uncropped one: the crop that removes work where this image has nothing to compute.
+
+``--calibrate`` fits the calibration instead (``cosim.calibrate``; several minutes) and writes
+it to ``configs/energy/calibration/<config>.toml`` (or ``--out``).
 """
 
 from __future__ import annotations
 
-HELP = "energy of the first conv layer, uncropped and per crop vector (analytic + toggles)"
+HELP = "energy of a demo-CNN conv layer, uncropped and per crop (analytic, RTL toggles)"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--config", default="small", help="accelerator config (name or path)")
+    parser.add_argument("config_pos", nargs="?", metavar="CONFIG",
+                        help="accelerator config, name or path (default small)")
+    parser.add_argument("layer_pos", nargs="?", metavar="LAYER",
+                        help="conv layer index of the demo CNN (default 0)")
+    parser.add_argument("crop_pos", nargs="?", metavar="CROP",
+                        help="crop vector index 0..15, or 'all' (default)")
+    parser.add_argument("--config", default=None, help="accelerator config (name or path)")
+    parser.add_argument("--layer", default=None, help="conv layer index (default 0)")
+    parser.add_argument("--crop", default=None, help="crop index 0..15 or 'all' (default)")
     parser.add_argument("--table", default="isaac32nm",
                         help="energy table: name in configs/energy/ or path (default isaac32nm)")
     parser.add_argument("--fraction", type=float, default=0.25, help="crop fraction (0.25)")
     parser.add_argument("--image", type=int, default=0, help="test image index (0)")
     parser.add_argument("--sim", default="verilator", choices=("verilator", "icarus"),
                         help="simulator of the toggle runs (verilator)")
-    parser.add_argument("--no-rtl", action="store_true",
-                        help="analytic model only (no co-simulation)")
-    parser.add_argument("--out", default=None, help="output folder (build/energy/)")
+    parser.add_argument("--analytic", "--no-rtl", dest="analytic", action="store_true",
+                        help="analytic model only, no co-simulation (fast)")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="fit the per-operation digital calibration on RTL toggle runs")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the co-simulations (0)")
+    parser.add_argument("--out", default=None,
+                        help="output folder (build/energy/); with --calibrate, the file")
+
+
+def _pick(name: str, positional, option, default):
+    from aqua.cli import UsageError
+
+    if positional is not None and option is not None and positional != option:
+        raise UsageError(f"{name} given twice: {positional!r} and --{name} {option!r}")
+    return positional if positional is not None else option if option is not None else default
+
+
+def _parse(args, conv_layers: int):
+    """``(layer index, crop indices)`` from the positional/option values, checked."""
+    from aqua.cli import UsageError
+
+    layer = _pick("layer", args.layer_pos, args.layer, "0")
+    try:
+        layer = int(layer)
+    except ValueError:
+        layer = -1
+    if not 0 <= layer < conv_layers:
+        raise UsageError(f"LAYER must be a conv layer of the demo CNN, 0..{conv_layers - 1}, "
+                         f"not {_pick('layer', args.layer_pos, args.layer, '0')!r}")
+    crop = str(_pick("crop", args.crop_pos, args.crop, "all"))
+    if crop == "all":
+        return layer, None
+    if not crop.isdigit() or not 0 <= int(crop) < 16:
+        raise UsageError(f"CROP must be a crop vector index 0..15 or 'all', not {crop!r}")
+    return layer, int(crop)
 
 
 def crop_jobs(cfg, layer, window):
@@ -49,27 +99,67 @@ def crop_jobs(cfg, layer, window):
     return jobs, ow
 
 
+def layer_geometry(layer) -> dict:
+    """The keyword arguments of ``golden.energy_model.conv_layer_events`` for ``layer``."""
+    cout, cin, k, _ = layer.weight.shape
+    _, _, H, W = layer.x.shape
+    return dict(in_channels=cin, out_channels=cout, height=H, width=W, kernel=k,
+                stride=layer.stride, padding=layer.padding)
+
+
+def _num(v):
+    return float(v.sum()) if hasattr(v, "dtype") else v
+
+
+def crop_rows(cfg, table, layer, fraction, image_hw, crops):
+    """One analytic row per crop index: window, positions, events, pJ per event class and
+    block, total, and the L1 change of the layer output."""
+    from golden.crop import CROP_VECTORS, cropped_conv2d, kept_window, scale_window
+    from golden.energy_model import conv_layer_energy
+    from golden.layer import conv2d
+
+    H0, W0 = image_hw
+    geo = layer_geometry(layer)
+    conv = dict(stride=layer.stride, padding=layer.padding, shift=layer.shift, relu=layer.relu)
+    full_out = conv2d(cfg, layer.x, layer.weight, layer.bias, **conv)
+    rows = []
+    for i in crops:
+        window = scale_window(kept_window(i, fraction, H0, W0), H0, W0, geo["height"],
+                              geo["width"])
+        e = conv_layer_energy(cfg, table, window=window, x=layer.x, **geo)
+        err = int((cropped_conv2d(cfg, layer.x, layer.weight, layer.bias, window=window,
+                                  **conv) - full_out).abs().sum())
+        rows.append({"crop": i, "vector": list(CROP_VECTORS[i]), "window": list(window),
+                     "positions": e.events["positions"],
+                     "events": {k: _num(v) for k, v in e.events.items()},
+                     "by_event": {k: _num(v) for k, v in e.by_event.items()},
+                     "by_block": {k: _num(v) for k, v in e.by_block.items()},
+                     "total_pj": _num(e.total_pj), "calibration": e.calibration,
+                     "l1_error": err})
+    return rows
+
+
 def run(args) -> int:
     import json
     import time
     from pathlib import Path
 
-    from aqua.cli import UsageError, progress
-    from aqua.config import load_config
-    from aqua.energy import EVENT_MAP, event_energy, load_energy_table, toggle_energy
+    from aqua._cmdutil import config_from_args
+    from aqua.cli import UsageError
+    from aqua.energy import load_energy_table
     from cosim.sim import BUILD_ROOT
-    from golden.cnn import load_democnn
-    from golden.crop import CROP_VECTORS, cropped_conv2d, kept_window
+    from golden.cnn import CONV_SPECS, load_democnn
     from golden.data import cluttered_digits
-    from golden.events import jobs_events
     from golden.fixedpoint import quant_layer, quantize_democnn
-    from golden.layer import conv2d
 
     t0 = time.perf_counter()
-    cfg = load_config(args.config)
+    cfg = config_from_args(_pick("config", args.config_pos, args.config, "small"))
     table = load_energy_table(args.table)
     if not 0 <= args.fraction < 0.5:
         raise UsageError(f"--fraction must lie in [0, 0.5), not {args.fraction}")
+    if args.calibrate:
+        return _calibrate(cfg, table, args)
+    index, crop = _parse(args, len(CONV_SPECS))
     out_dir = Path(args.out) if args.out else BUILD_ROOT / "energy"
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -77,112 +167,150 @@ def run(args) -> int:
     x, _ = cluttered_digits("test")
     if not 0 <= args.image < x.shape[0]:
         raise UsageError(f"--image must lie in [0, {x.shape[0] - 1}]")
-    layer = quant_layer(net, 0, x[args.image:args.image + 1])
-    _, _, H, W = layer.x.shape
-    conv = dict(stride=layer.stride, padding=layer.padding, shift=layer.shift, relu=layer.relu)
-    full_out = conv2d(cfg, layer.x, layer.weight, layer.bias, **conv)
-
-    rows = []
-    for i, vec in enumerate(CROP_VECTORS):
-        window = kept_window(i, args.fraction, H, W)
-        jobs, ow = crop_jobs(cfg, layer, window)
-        events = jobs_events(cfg, jobs)
-        ee = event_energy(table, events, cfg)
-        err = int((cropped_conv2d(cfg, layer.x, layer.weight, layer.bias, window=window,
-                                  **conv) - full_out).abs().sum())
-        rows.append({"crop": i, "vector": list(vec), "window": list(window),
-                     "output_window": list(ow), "positions": (ow[1] - ow[0]) * (ow[3] - ow[2]),
-                     "events": events, "event_pj": {k: v["pj"] for k, v in ee.items()},
-                     "analog_pj": sum(v["pj"] for v in ee.values()), "l1_error": err,
-                     "jobs": jobs})
+    img = x[args.image:args.image + 1]
+    hw = tuple(img.shape[-2:])
+    layers = [quant_layer(net, i, img) for i in range(len(CONV_SPECS))]
+    layer = layers[index]
+    rows = crop_rows(cfg, table, layer, args.fraction, hw,
+                     range(16) if crop is None else sorted({0, crop}))
     full = rows[0]
-    best = min(rows[1:], key=lambda r: (r["l1_error"], r["analog_pj"]))
+    best = (min(rows[1:], key=lambda r: (r["l1_error"], r["total_pj"])) if crop is None
+            else rows[-1])
+    per_layer = []
+    for q in layers:                      # every conv layer: uncropped and its best crop
+        lr = crop_rows(cfg, table, q, args.fraction, hw, range(16))
+        b = min(lr[1:], key=lambda r: (r["l1_error"], r["total_pj"]))
+        per_layer.append({"layer": q.index, "shape": q.shape, "full_pj": lr[0]["total_pj"],
+                          "best_crop": b["crop"], "best_pj": b["total_pj"]})
 
-    rtl = {}
-    if not args.no_rtl:
-        from cosim.events import rtl_events
-        from cosim.toggles import toggle_run
-        with progress("toggle runs", 2) as advance:
-            for r in (full, best):
-                tg, res = toggle_run(cfg, args.sim, jobs=r["jobs"], seed=args.image,
-                                     bubble=0.0, backpressure=0.0,
-                                     label=f"energy-crop{r['crop']}")
-                ev = rtl_events(cfg, res.waves)
-                te = toggle_energy(table, tg)
-                rtl[r["crop"]] = {"sim": args.sim, "cycles": tg.cycles, "waves": str(res.waves),
-                                  "events_match": ev == r["events"], "rtl_events": ev,
-                                  "digital_pj": te,
-                                  "digital_total_pj": sum(b["register"] + b["comb"] + b["clock"]
-                                                          for b in te.values())}
-                if ev != r["events"]:
-                    raise RuntimeError(f"RTL events differ from the analytic model for crop "
-                                       f"{r['crop']}: {ev} vs {r['events']}")
-                advance()
-
-    _print(cfg, table, args, rows, full, best, rtl)
-    for r in rows:
-        del r["jobs"]
+    rtl = {} if args.analytic else _rtl_runs(cfg, table, args, layer, (full, best))
+    _print(cfg, table, args, layer, rows, full, best, rtl, per_layer)
     doc = {"config": cfg.name, "table": table.to_dict(), "fraction": args.fraction,
-           "image": args.image, "layer": layer.shape, "map": [H, W], "crops": rows,
-           "best_crop": best["crop"], "rtl": {str(k): v for k, v in rtl.items()},
+           "image": args.image, "layer": index, "shape": layer.shape,
+           "map": list(layer.x.shape[-2:]), "calibration": full["calibration"],
+           "crops": rows, "best_crop": best["crop"], "layers": per_layer,
+           "rtl": {str(k): v for k, v in rtl.items()},
            "wall_s": round(time.perf_counter() - t0, 2)}
-    json_path = out_dir / f"energy-{cfg.name}-layer0.json"
+    stem = f"energy-{cfg.name}-layer{index}"
+    json_path = out_dir / f"{stem}.json"
     json_path.write_text(json.dumps(doc, indent=1))
-    png = out_dir / f"energy-{cfg.name}-layer0.png"
-    _plot(png, rows, full, best, rtl, list(EVENT_MAP))
+    png = out_dir / f"{stem}.png"
+    _plot(png, index, rows, full, best, rtl)
     print(f"wrote {json_path} and {png} ({time.perf_counter() - t0:.1f} s)")
     return 0
 
 
-def _print(cfg, table, args, rows, full, best, rtl):
-    from rich.console import Console
+def _rtl_runs(cfg, table, args, layer, rows) -> dict:
+    from aqua.cli import progress
+    from aqua.energy import digital_total, toggle_energy
+    from cosim.events import rtl_events
+    from cosim.toggles import toggle_run
+    from golden.crop import check_window
+
+    out = {}
+    with progress("toggle runs", len(rows)) as advance:
+        for r in rows:
+            H, W = layer.x.shape[-2:]
+            jobs, _ = crop_jobs(cfg, layer, check_window(r["window"], H, W))
+            tg, res = toggle_run(cfg, args.sim, jobs=jobs, seed=args.seed, bubble=0.0,
+                                 backpressure=0.0, label=f"energy-l{layer.index}-c{r['crop']}")
+            ev = rtl_events(cfg, res.waves)
+            mismatch = {k: (v, r["events"][k]) for k, v in ev.items() if v != r["events"][k]}
+            if mismatch:
+                raise RuntimeError(f"RTL events differ from the analytic model for crop "
+                                   f"{r['crop']}: {mismatch} (RTL, analytic)")
+            te = toggle_energy(table, tg)
+            analytic = sum(v for k, v in r["by_event"].items() if k.startswith("digital."))
+            out[r["crop"]] = {"sim": args.sim, "cycles": tg.cycles, "waves": str(res.waves),
+                              "events_match": True, "digital_pj": te,
+                              "digital_total_pj": digital_total(te),
+                              "calibrated_digital_pj": analytic}
+            advance()
+    return out
+
+
+def _calibrate(cfg, table, args) -> int:
+    from pathlib import Path
+
+    from aqua.cli import progress
+    from cosim.calibrate import CALIBRATION_RUNS, HELDOUT_RUNS, calibrate
+    from golden.energy_model import calibration_path
+
+    with progress("calibration runs", len(CALIBRATION_RUNS) + len(HELDOUT_RUNS)) as advance:
+        cal = calibrate(cfg, table, sim=args.sim, seed=args.seed, fraction=args.fraction,
+                        advance=advance)
+    path = Path(args.out) if args.out else calibration_path(cfg)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(cal.to_toml())
+    p = cal.provenance
+    for r in (*p["runs"], *p["heldout"]):
+        kind = "fit" if r in p["runs"] else "held out"
+        print(f"{kind:8} layer {r['layer']} crop {r['crop']:2} image {r['image']}: "
+              f"{r['vectors']:5} vectors, toggles {r['measured_pj']:10,.0f} pJ, calibrated "
+              f"model {r['predicted_pj']:10,.0f} pJ ({r['error']:+.1%})")
+    print(f"held-out error: mean {p['heldout_mean_abs_error']:.1%}, max "
+          f"{p['heldout_max_abs_error']:.1%}; wrote {path} ({p['wall_s']} s)")
+    return 0
+
+
+def _print(cfg, table, args, layer, rows, full, best, rtl, per_layer):
     from rich.table import Table
 
-    from aqua.energy import EVENT_MAP
+    from aqua._cmdutil import console
 
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=160)
-    t = Table(title=f"layer 0 of the demo CNN, config {cfg.name}, table {table.name}, "
-                    f"crop fraction {args.fraction} (analytic, pJ)")
-    t.add_column("crop")
-    t.add_column("TBLR")
-    t.add_column("positions", justify="right")
-    for k in EVENT_MAP:
-        t.add_column(k, justify="right")
-    t.add_column("analog pJ", justify="right")
-    t.add_column("saved", justify="right")
-    t.add_column("L1 err", justify="right")
+    con = console()
+    keys = [k for k in full["by_event"] if not k.startswith("digital.")]
+    digital = lambda r: sum(v for k, v in r["by_event"].items() if k.startswith("digital."))  # noqa: E731
+    cal = full["calibration"] or "none: analog events only, digital logic not charged"
+    t = Table(title=f"layer {layer.index} ({layer.shape}) of the demo CNN, config {cfg.name}, "
+                    f"table {table.name}, crop fraction {args.fraction}, image {args.image} "
+                    f"(analytic, pJ)")
+    for c in ("crop", "TBLR", "positions", *keys, "digital (cal.)", "total pJ", "saved",
+              "L1 err"):
+        t.add_column(c, justify="left" if c in ("crop", "TBLR") else "right")
     for r in rows:
-        mark = " *" if r is best else ""
-        t.add_row(f"{r['crop']}{mark}", "".join(map(str, r["vector"])), str(r["positions"]),
-                  *(f"{r['event_pj'][k]:,.0f}" for k in EVENT_MAP), f"{r['analog_pj']:,.0f}",
-                  f"{1 - r['analog_pj'] / full['analog_pj']:.1%}", str(r["l1_error"]))
-    console.print(t)
-    console.print(f"* best crop: {best['crop']} (smallest L1 change of the layer output)")
+        t.add_row(f"{r['crop']}{' *' if r is best else ''}", "".join(map(str, r["vector"])),
+                  str(r["positions"]), *(f"{r['by_event'][k]:,.0f}" for k in keys),
+                  f"{digital(r):,.0f}",
+                  f"{r['total_pj']:,.0f}", f"{1 - r['total_pj'] / full['total_pj']:.1%}",
+                  str(r["l1_error"]))
+    con.print(t)
+    con.print(f"* best crop: {best['crop']} (smallest L1 change of the layer output); "
+              f"digital calibration: {cal}")
+    b = Table(title=f"per block, uncropped vs crop {best['crop']} (pJ)")
+    for c in ("block", "uncropped", f"crop {best['crop']}", "saved"):
+        b.add_column(c, justify="left" if c == "block" else "right")
+    for blk, v in full["by_block"].items():
+        w = best["by_block"][blk]
+        b.add_row(blk, f"{v:,.1f}", f"{w:,.1f}", f"{1 - w / v:.1%}" if v else "")
+    b.add_row("[b]layer[/b]", f"[b]{full['total_pj']:,.1f}[/b]", f"[b]{best['total_pj']:,.1f}[/b]",
+              f"{1 - best['total_pj'] / full['total_pj']:.1%}")
+    con.print(b)
+    lt = Table(title="every conv layer, uncropped and its best crop (analytic, pJ)")
+    for c in ("layer", "shape", "uncropped", "best crop", "cropped", "saved"):
+        lt.add_column(c, justify="left" if c in ("layer", "shape") else "right")
+    for r in per_layer:
+        lt.add_row(str(r["layer"]), r["shape"], f"{r['full_pj']:,.0f}", str(r["best_crop"]),
+                   f"{r['best_pj']:,.0f}", f"{1 - r['best_pj'] / r['full_pj']:.1%}")
+    con.print(lt)
     if rtl:
-        b = Table(title=f"uncropped vs best crop {best['crop']}: per block (pJ; digital from "
-                        f"{rtl[0]['sim']} toggles)")
-        for c in ("crop", "block", "analog events", "digital reg", "digital comb",
-                  "digital clock", "total"):
-            b.add_column(c, justify="right" if c not in ("crop", "block") else "left")
-        for r in (full, best):
-            d = rtl[r["crop"]]["digital_pj"]
-            for blk in d:
-                analog = sum(r["event_pj"][k] for k, (_, bb) in EVENT_MAP.items() if bb == blk)
-                dd = d[blk]
-                b.add_row(str(r["crop"]), blk, f"{analog:,.1f}", f"{dd['register']:,.1f}",
-                          f"{dd['comb']:,.1f}", f"{dd['clock']:,.1f}",
-                          f"{analog + dd['register'] + dd['comb'] + dd['clock']:,.1f}")
-            tot = r["analog_pj"] + rtl[r["crop"]]["digital_total_pj"]
-            b.add_row(str(r["crop"]), "[b]layer[/b]", f"{r['analog_pj']:,.1f}", "", "", "",
-                      f"[b]{tot:,.1f}[/b]")
-        console.print(b)
-        ok = all(v["events_match"] for v in rtl.values())
-        console.print(f"RTL event counts equal the analytic model: {ok}")
+        rt = Table(title=f"digital logic: RTL toggles ({next(iter(rtl.values()))['sim']}) vs "
+                         f"calibrated model (pJ)")
+        for c in ("crop", "cycles", *next(iter(rtl.values()))["digital_pj"], "toggles total",
+                  "calibrated model", "error"):
+            rt.add_column(c, justify="right")
+        for crop, d in rtl.items():
+            est = d["calibrated_digital_pj"]
+            rt.add_row(str(crop), f"{d['cycles']:,}",
+                       *(f"{v['register'] + v['comb'] + v['clock']:,.0f}"
+                         for v in d["digital_pj"].values()),
+                       f"{d['digital_total_pj']:,.0f}", f"{est:,.0f}",
+                       f"{est / d['digital_total_pj'] - 1:+.1%}" if est else "-")
+        con.print(rt)
+        con.print("RTL event counts equal the analytic model: True")
 
 
-def _plot(path, rows, full, best, rtl, event_keys):
+def _plot(path, index, rows, full, best, rtl):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -191,32 +319,31 @@ def _plot(path, rows, full, best, rtl, event_keys):
     ax = axes[0]
     xs = list(range(len(rows)))
     bottom = [0.0] * len(rows)
-    for k in event_keys:
-        vals = [r["event_pj"][k] / 1e3 for r in rows]
+    for k in full["by_event"]:
+        vals = [r["by_event"][k] / 1e3 for r in rows]
         ax.bar(xs, vals, bottom=bottom, label=k)
         bottom = [a + b for a, b in zip(bottom, vals)]
     ax.set_xticks(xs, ["".join(map(str, r["vector"])) for r in rows], rotation=60)
     ax.set_xlabel("crop vector (top bottom left right)")
-    ax.set_ylabel("nJ (analytic, analog events)")
-    ax.set_title("layer 0 energy per crop")
-    ax.legend(fontsize=8)
+    ax.set_ylabel("nJ (analytic)")
+    ax.set_title(f"layer {index} energy per crop, by event class")
+    ax.legend(fontsize=7, ncol=2)
     ax = axes[1]
+    labels = [f"crop {r['crop']}" for r in (full, best)]
+    bottom = [0.0, 0.0]
+    for blk in full["by_block"]:
+        vals = [r["by_block"][blk] / 1e3 for r in (full, best)]
+        ax.bar(labels, vals, bottom=bottom, label=blk)
+        bottom = [a + b for a, b in zip(bottom, vals)]
     if rtl:
-        labels = [f"crop {r['crop']}" for r in (full, best)]
-        bottom = [0.0, 0.0]
-        parts = {"analog events": [r["analog_pj"] for r in (full, best)]}
-        for cls in ("register", "comb", "clock"):
-            parts[f"digital {cls}"] = [sum(b[cls] for b in rtl[r["crop"]]["digital_pj"].values())
-                                       for r in (full, best)]
-        for name, vals in parts.items():
-            vals = [v / 1e3 for v in vals]
-            ax.bar(labels, vals, bottom=bottom, label=name)
-            bottom = [a + b for a, b in zip(bottom, vals)]
-        ax.set_title("uncropped vs best crop (RTL toggles)")
-        ax.set_ylabel("nJ")
-        ax.legend(fontsize=8)
-    else:
-        ax.axis("off")
+        analog = [r["total_pj"] - sum(v for k, v in r["by_event"].items()
+                                      if k.startswith("digital.")) for r in (full, best)]
+        ax.scatter(labels, [(a + rtl[r["crop"]]["digital_total_pj"]) / 1e3
+                            for a, r in zip(analog, (full, best))],
+                   color="k", marker="_", s=400, label="events + RTL toggles", zorder=3)
+    ax.set_title("uncropped vs best crop, by block")
+    ax.set_ylabel("nJ")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -12,7 +12,7 @@ Units are ``fJ``, ``pJ`` or ``nJ``; everything is converted to pJ. ``adc_referen
 resolution of the ADC the ``adc_conversion`` entry was measured for; a configuration with another
 ADC width is charged ``adc_conversion * 2**(adc_bits - adc_reference_bits)`` per conversion
 (:func:`adc_scale`: the Walden figure of merit, energy per conversion proportional to
-``2**bits`` at a constant FoM, the rule ISAAC uses for its ADC). ``load_energy_table``
+``2**bits`` at a constant FoM; Walden, IEEE JSAC 1999). ``load_energy_table``
 validates the file and raises :class:`EnergyTableError` (a ``ConfigError``, so ``aqua`` prints it
 as one ``error:`` line) naming the file, key and problem.
 """

@@ -61,34 +61,43 @@ def random_jobs(cfg: AccelConfig, vectors: int, seed: int, jobs: int = 4) -> lis
 
 def cnn_jobs(cfg: AccelConfig, layer, *, max_vectors: int | None = None) -> list[dict]:
     """Jobs that compute a real conv layer (``golden.fixedpoint.QuantLayer`` with its inputs
-    ``x`` set) on one crossbar: its im2col patches, one job per output group.
+    ``x`` set) on crossbars: its im2col patches, one job per (row tile, output group), in the
+    order row tile 0 group 0, group 1, ..., row tile 1 group 0, ...
 
-    The layer must fit the crossbar's rows (``Cin*kh*kw <= rows``), so that each job's outputs
-    are final outputs of the layer (bias, FlexPoint shift, ReLU included)."""
+    When the layer fits the crossbar's rows (``Cin*kh*kw <= rows``) there is one row tile and
+    each job's outputs are final outputs of the layer (bias, FlexPoint shift, ReLU included).
+    Otherwise each job computes one row tile's partial sums (the bias on row tile 0 only, the
+    layer's shift, no ReLU): the work and events of the layer's crossbars, whose outputs are
+    added outside the Datapath (``docs/arithmetic.md`` section 6)."""
     import torch.nn.functional as F
+
+    from golden.layer import tile_counts
 
     cout, cin, kh, kw = layer.weight.shape
     K = cin * kh * kw
-    if K > cfg.rows:
-        raise ValueError(f"layer {layer.shape} needs {K} crossbar rows; {cfg.name} has "
-                         f"{cfg.rows}")
+    tiles, groups = tile_counts(cfg, K, cout)
     x = layer.x
     patches = F.unfold(x.double(), (kh, kw), padding=layer.padding, stride=layer.stride)
     patches = patches.transpose(1, 2).reshape(-1, K).to(torch.int64)
     if max_vectors is not None:
         patches = patches[:max_vectors]
-    xs = torch.zeros(patches.shape[0], cfg.rows, dtype=torch.int64)
+    xs = torch.zeros(patches.shape[0], tiles * cfg.rows, dtype=torch.int64)
     xs[:, :K] = patches
-    wmat = layer.weight.reshape(cout, K).t()                      # [K, Cout]
+    wmat = torch.zeros(tiles * cfg.rows, cout, dtype=torch.int64)
+    wmat[:K] = layer.weight.reshape(cout, K).t()                  # [K, Cout], zero padded
     jobs = []
-    for g in range(-(-cout // cfg.outputs)):
-        cols = range(g * cfg.outputs, min(cout, (g + 1) * cfg.outputs))
-        w = torch.zeros(cfg.rows, cfg.outputs, dtype=torch.int64)
-        w[:K, :len(cols)] = wmat[:, cols.start:cols.stop]
-        bias = torch.zeros(cfg.outputs, dtype=torch.int64)
-        bias[:len(cols)] = layer.bias[cols.start:cols.stop]
-        jobs.append({"x": xs, "w": w, "bias": bias, "shift": layer.shift,
-                     "relu": bool(layer.relu), "outputs": len(cols)})
+    for t in range(tiles):
+        rows = slice(t * cfg.rows, (t + 1) * cfg.rows)
+        for g in range(groups):
+            cols = range(g * cfg.outputs, min(cout, (g + 1) * cfg.outputs))
+            w = torch.zeros(cfg.rows, cfg.outputs, dtype=torch.int64)
+            w[:, :len(cols)] = wmat[rows, cols.start:cols.stop]
+            bias = torch.zeros(cfg.outputs, dtype=torch.int64)
+            if t == 0:
+                bias[:len(cols)] = layer.bias[cols.start:cols.stop]
+            jobs.append({"x": xs[:, rows].contiguous(), "w": w, "bias": bias,
+                         "shift": layer.shift, "relu": bool(layer.relu) and tiles == 1,
+                         "outputs": len(cols), "tile": t})
     return jobs
 
 

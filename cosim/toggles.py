@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["normalise", "fst_toggles", "saif_toggles", "signal_classes", "Toggles",
+__all__ = ["normalise", "fst_toggles", "fst_cycle_toggles", "saif_toggles", "signal_classes", "Toggles",
            "block_of", "BLOCKS", "CLASSES", "toggle_run"]
 
 BLOCKS = ("crossbar", "adc", "shiftadd", "control")
@@ -79,11 +79,10 @@ def _bits_matrix(values: list, width: int) -> tuple[np.ndarray, np.ndarray]:
     return bits & known, known
 
 
-def _toggle_counts(times: list[int], values: list, width: int, start: int = 0) -> np.ndarray:
-    """Per-bit 0<->1 transitions of a change list (last value per time stamp), counted from
-    the state at time ``start``."""
-    if len(values) < 2:
-        return np.zeros(width, dtype=np.int64)
+def _flips(times: list[int], values: list, width: int,
+           start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``(times [n], flips [n, width])``: the bits that toggle at each change of a change list
+    (last value per time stamp), counted from the state at time ``start``."""
     t = np.asarray(times, dtype=np.int64)
     last = np.ones(len(t), dtype=bool)
     last[:-1] = t[1:] != t[:-1]
@@ -92,10 +91,15 @@ def _toggle_counts(times: list[int], values: list, width: int, start: int = 0) -
     if before > 1:
         idx = idx[before - 1:]
     if len(idx) < 2:
-        return np.zeros(width, dtype=np.int64)
+        return np.zeros(0, dtype=np.int64), np.zeros((0, width), dtype=bool)
     bits, _ = _bits_matrix([values[i] for i in idx], width)
-    flips = bits[1:] != bits[:-1]
-    return flips.sum(axis=0, dtype=np.int64)
+    return t[idx[1:]], bits[1:] != bits[:-1]
+
+
+def _toggle_counts(times: list[int], values: list, width: int, start: int = 0) -> np.ndarray:
+    """Per-bit 0<->1 transitions of a change list (last value per time stamp), counted from
+    the state at time ``start``."""
+    return _flips(times, values, width, start)[1].sum(axis=0, dtype=np.int64)
 
 
 def _stimulus_start(w) -> int:
@@ -114,14 +118,14 @@ def _stimulus_start(w) -> int:
     return next((t for t, v in sig["clk"] if v == 0 and t >= released), released)
 
 
-def fst_toggles(path: str | Path, *, from_reset: bool = True) -> dict[str, np.ndarray]:
-    """Per-bit toggle counts (LSB first) of every variable of an FST/VCD file, by key,
-    counted from the stimulus start (:func:`_stimulus_start`) unless ``from_reset=False``."""
+def _fst_flips(path: str | Path, from_reset: bool):
+    """``(waveform, {key: (times, flips [n, width])})`` of every unambiguous variable of an
+    FST/VCD file, counted from the stimulus start unless ``from_reset=False``."""
     import pywellen
 
     w = pywellen.Waveform(str(path))
     start = _stimulus_start(w) if from_reset else 0
-    out: dict[str, np.ndarray] = {}
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     ambiguous = set()
     for v in w.all_vars():
         key = normalise(v.full_name)
@@ -131,13 +135,51 @@ def fst_toggles(path: str | Path, *, from_reset: bool = True) -> dict[str, np.nd
             ambiguous.add(key)
             del out[key]
             continue
-        width = v.bitwidth or 1
         sig = v.signal
-        n = len(sig)
-        changes = [sig[i] for i in range(n)]
-        out[key] = _toggle_counts([c[0] for c in changes], [c[1] for c in changes], width,
-                                  start)
-    return out
+        changes = [sig[i] for i in range(len(sig))]
+        out[key] = _flips([c[0] for c in changes], [c[1] for c in changes], v.bitwidth or 1,
+                          start)
+    return w, out
+
+
+def fst_toggles(path: str | Path, *, from_reset: bool = True) -> dict[str, np.ndarray]:
+    """Per-bit toggle counts (LSB first) of every variable of an FST/VCD file, by key,
+    counted from the stimulus start (:func:`_stimulus_start`) unless ``from_reset=False``."""
+    _, flips = _fst_flips(path, from_reset)
+    return {key: f.sum(axis=0, dtype=np.int64) for key, (_, f) in flips.items()}
+
+
+def fst_cycle_toggles(path: str | Path, classes: dict[str, str]
+                      ) -> tuple[np.ndarray, dict[tuple[str, str], np.ndarray]]:
+    """Toggles per clock cycle: ``(rising, {(block, class): counts [n]})``, where ``rising``
+    are the ``n`` rising edges of ``clk`` and cycle ``i`` is ``[rising[i], rising[i+1])`` (the
+    results of edge ``i`` and the inputs the bench drives for edge ``i+1``). Counted from the
+    stimulus start, ``register`` and ``comb`` nets only (as :meth:`Toggles.by_block_class`);
+    summed over cycles (plus the few toggles before the first edge) it equals those totals."""
+    w, flips = _fst_flips(path, True)
+    clk = _values(w, "clk")
+    rising = np.asarray([t for (t, v), (_, u) in zip(clk[1:], clk) if str(v) == "1"
+                         and str(u) != "1"], dtype=np.int64)
+    n = len(rising)
+    out = {(b, c): np.zeros(n, dtype=np.int64) for b in BLOCKS for c in ("register", "comb")}
+    for key, (times, f) in flips.items():
+        c = classify(key, classes)
+        if key.startswith("$auto$") or c not in ("register", "comb") or not len(times):
+            continue
+        cyc = np.searchsorted(rising, times, side="right") - 1
+        keep = cyc >= 0
+        out[(block_of(key), c)] += np.bincount(cyc[keep], weights=f[keep].sum(axis=1),
+                                               minlength=n).astype(np.int64)
+    return rising, out
+
+
+def _values(w, key: str) -> list:
+    """``[(time, value)]`` of the variable ``key`` of the waveform ``w``."""
+    for v in w.all_vars():
+        if normalise(v.full_name) == key:
+            s = v.signal
+            return [s[i] for i in range(len(s))]
+    raise KeyError(key)
 
 
 _SAIF_NET = re.compile(r"^\s*\((\S+)\s+\(T0 \d+\).*\(TC (\d+)\)")

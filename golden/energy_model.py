@@ -70,9 +70,14 @@ LAYER_EVENTS = ("positions", "crossbars", "vectors", "input_handshakes", "output
                 "sample_holds", "adc_steps", "adc_conversions", "shift_adds", "ifmap_reads",
                 "ifmap_read_bits", "ofmap_writes", "ofmap_write_bits", "idle_cycles")
 
-#: calibrated digital operation -> the event count it is charged per
-OPS = {"xbar_step": "xbar_steps", "adc_step": "adc_steps", "vector": "vectors",
-       "dac_drive": "dac_drives", "weight_write": "weight_writes", "idle_cycle": "idle_cycles"}
+#: calibrated digital operation -> the event count it is charged per. ``xbar_step`` /
+#: ``adc_step``: a clock cycle of the crossbar / ADC phase (clock, control and the fixed part of
+#: their toggles); ``xbar_drive`` / ``adc_drive``: the data-dependent toggles of those cycles,
+#: per nonzero DAC level driven; ``vector``: the final and output cycles of a vector;
+#: ``weight_write``: a programming cycle; ``idle_cycle``: a cycle waiting for input.
+OPS = {"xbar_step": "xbar_steps", "xbar_drive": "dac_drives", "adc_step": "adc_steps",
+       "adc_drive": "dac_drives", "vector": "vectors", "weight_write": "weight_writes",
+       "idle_cycle": "idle_cycles"}
 
 #: blocks of :attr:`LayerEnergy.by_block`
 BLOCKS = ("crossbar", "adc", "shiftadd", "control", "memory")

@@ -89,13 +89,32 @@ def test_crop_removes_work():
 def test_cli_energy_analytic(tmp_path, capsys):
     assert main(["energy", "--no-rtl", "--out", str(tmp_path)]) == 0
     doc = json.loads((tmp_path / "energy-small-layer0.json").read_text())
-    assert len(doc["crops"]) == 16
-    full = doc["crops"][0]["analog_pj"]
-    assert all(c["analog_pj"] < full for c in doc["crops"][1:])
+    assert len(doc["crops"]) == 16 and len(doc["layers"]) == 4
+    full = doc["crops"][0]
+    assert full["positions"] == 1024 and full["events"]["vectors"] == 2048
+    assert all(c["total_pj"] < full["total_pj"] for c in doc["crops"][1:])
+    assert full["total_pj"] == pytest.approx(sum(full["by_block"].values()))
     assert (tmp_path / "energy-small-layer0.png").stat().st_size > 0
     assert "best crop" in capsys.readouterr().out
 
 
-def test_cli_energy_bad_table(capsys):
-    assert main(["energy", "--no-rtl", "--table", "nope"]) == 2
-    assert "no energy table" in capsys.readouterr().err
+def test_cli_energy_positional(tmp_path):
+    assert main(["energy", "small", "3", "15", "--analytic", "--out", str(tmp_path)]) == 0
+    doc = json.loads((tmp_path / "energy-small-layer3.json").read_text())
+    assert [c["crop"] for c in doc["crops"]] == [0, 15] and doc["best_crop"] == 15
+    # conv 16->32 s2 on 16x16: 9 row tiles x 8 groups, 64 positions uncropped
+    assert doc["crops"][0]["events"]["crossbars"] == 72
+    assert doc["crops"][0]["events"]["vectors"] == 64 * 72
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["energy", "--no-rtl", "--table", "nope"], "no energy table"),
+    (["energy", "small", "4", "--analytic"], "LAYER must be a conv layer of the demo CNN, 0..3"),
+    (["energy", "small", "0", "16", "--analytic"], "CROP must be a crop vector index 0..15"),
+    (["energy", "small", "--config", "isaac", "--analytic"], "config given twice"),
+    (["energy", "nope", "--analytic"], "nope"),
+])
+def test_cli_energy_errors(capsys, argv, msg):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and msg in err and err.count("\n") == 1
