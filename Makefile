@@ -27,7 +27,7 @@ STAMP = $(VENV)/.installed
 # multi-threaded torch kernel on an oversubscribed core waits at every barrier.
 TEST_ENV = OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 
-.PHONY: all demo test bench verilog cosim train configs quantize energy clean distclean install
+.PHONY: all demo test bench verilog cosim train configs quantize energy aqua clean distclean install
 
 all: demo
 
@@ -73,6 +73,14 @@ cosim: $(STAMP)
 
 train: $(STAMP)
 	$(AQUA) train
+
+# The crop study on the demo CNN trained here (cached: `make train` or deleting it retrains).
+MODEL = build/models/democnn.pt
+$(MODEL): | $(STAMP)
+	$(TEST_ENV) $(AQUA) train --output $@
+
+aqua: $(STAMP) $(MODEL)
+	$(TEST_ENV) $(AQUA) crop-study --config $(CONFIG) --model $(MODEL)
 
 configs: $(STAMP)
 	$(AQUA) configs

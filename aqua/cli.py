@@ -40,6 +40,7 @@ COMMANDS: dict[str, str] = {
     "bench": "aqua.cmd_bench",
     "quantize": "aqua.cmd_quantize",
     "energy": "aqua.cmd_energy",
+    "crop-study": "aqua.cmd_crop_study",
 }
 
 

@@ -25,3 +25,4 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(
             f"co-simulation: {sum(_cycles.values()):,} cycles compared with the golden model "
             f"in {len(_cycles)} runs")
+

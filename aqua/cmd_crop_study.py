@@ -1,0 +1,166 @@
+"""``aqua crop-study``: the AQuA per-input crop study, beside the paper's figures.
+
+Every test image runs under all 16 crop vectors (one batched pass per batch of images) through
+the golden fixed-point demo CNN (or a user's float model, ``--model``); the oracle picks per
+image the cheapest crop that keeps it correct, the predictors (entropy, gradient, corners, the
+learned 0th layer) pick one without running the network. Energy comes from
+``golden.energy_model`` with the ISAAC table. Writes ``study.json``, ``crop_histogram.png`` and
+``accuracy_energy.png`` to ``--out`` (default ``build/crop_study/``) and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from aqua._cmdutil import add_config_argument, nonnegative_int, positive_int
+
+HELP = "per-input crop study: oracle, predictors and energy beside the AQuA paper"
+
+STUDY_SEED = 4242     #: rendering seed of the training images the predictors learn from
+
+
+def _fraction(text: str) -> float:
+    try:
+        f = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, not {text!r}") from None
+    if not 0 < f < 0.5:
+        raise argparse.ArgumentTypeError(f"must lie in (0, 0.5), not {f}")
+    return f
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_config_argument(p)
+    p.add_argument("--table", default="isaac32nm", help="energy table (default isaac32nm)")
+    p.add_argument("--fraction", type=_fraction, default=0.25,
+                   help="crop fraction of each cropped side (default 0.25)")
+    p.add_argument("--from-layer", type=nonnegative_int, default=0, metavar="L",
+                   help="first conv layer whose input is cropped (default 0: the image)")
+    p.add_argument("--test-images", type=positive_int, default=None, metavar="N",
+                   help="use the first N test images (default: all)")
+    p.add_argument("--train-images", type=positive_int, default=960, metavar="N",
+                   help="training images for the predictors: 2/3 fit the learned 0th layer, "
+                        "1/3 calibrate the thresholds (default 960)")
+    p.add_argument("--batch", type=positive_int, default=32, help="images per batch (32)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="output folder (default build/crop_study/)")
+    g = p.add_argument_group("your own model and images (default: the demo CNN on the "
+                             "cluttered digits)")
+    g.add_argument("--model", default=None, metavar="FILE|MODULE:FACTORY",
+                   help="a TorchScript file, or module:factory (with --weights); without "
+                        "--images, a demo CNN state dict")
+    g.add_argument("--weights", default=None, metavar="FILE",
+                   help="state dict for --model module:factory")
+    g.add_argument("--images", default=None, metavar="DIR|FILE.npz",
+                   help="a folder with one subfolder per class, or an .npz with x and y")
+    g.add_argument("--size", type=positive_int, default=None, metavar="PIXELS",
+                   help="resize images to PIXELS x PIXELS (default: keep)")
+    g.add_argument("--mean", type=float, nargs="+", default=None,
+                   help="per-channel mean subtracted after scaling to [0, 1] (default 0)")
+    g.add_argument("--std", type=float, nargs="+", default=None,
+                   help="per-channel std divided by (default 1)")
+    g.add_argument("--classes", type=positive_int, default=None,
+                   help="number of classes the model outputs (checked)")
+    g.add_argument("--grayscale", action="store_true", help="convert images to one channel")
+
+
+def _demo_data(n_test, n_train):
+    from golden.data import cluttered_digits
+
+    xte, yte = cluttered_digits("test")
+    xtr, ytr = cluttered_digits("train", seed=STUDY_SEED, copies=1)
+    return (xtr[:n_train], ytr[:n_train]), (xte[:n_test], yte[:n_test])
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import time
+    from pathlib import Path
+
+    from aqua import crop_study as CS
+    from aqua._cmdutil import config_from_args, console, load_model, single_thread
+    from aqua.cli import UsageError, progress
+    from aqua.energy import load_energy_table
+    from cosim.sim import BUILD_ROOT
+
+    t0 = time.perf_counter()
+    cfg = config_from_args(args.config)
+    table = load_energy_table(args.table)
+    out = Path(args.out) if args.out else BUILD_ROOT / "crop_study"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot write {out}: {exc.strerror or exc}") from None
+
+    if args.images is not None or args.weights is not None or (
+            args.model is not None and (":" in args.model or args.classes is not None)):
+        from aqua import userdata
+
+        subject, train, test = userdata.user_study_inputs(args, cfg, table)
+    else:
+        model = load_model(args.model)
+        try:
+            subject = CS.democnn_subject(cfg, table, model, args.fraction, args.from_layer)
+        except ValueError as exc:
+            raise UsageError(f"--from-layer: {exc}") from None
+        train, test = _demo_data(args.test_images, args.train_images)
+        from golden.cnn import evaluate
+
+        subject.description += (f" (model {args.model or 'shipped'}: float top-1 "
+                                f"{100 * evaluate(model, *test):.1f}% on these test images)")
+    if args.test_images is not None:
+        test = (test[0][:args.test_images], test[1][:args.test_images])
+    train = (train[0][:args.train_images], train[1][:args.train_images])
+    if len(train[1]) < 3:
+        raise UsageError("need at least 3 training images (to fit and calibrate predictors)")
+
+    n = len(test[1]) + len(train[1])
+    # One torch thread: on a small shared machine a multi-threaded kernel waits for a busy
+    # core at every barrier (see aqua._cmdutil.best_time).
+    with progress(f"16 crops x {n} images", n) as advance, single_thread():
+        res = CS.run_study(subject, train, test, fraction=args.fraction, progress=advance,
+                           batch=args.batch)
+    from golden.energy_model import load_calibration
+
+    cal = load_calibration(cfg)
+    res.update(config=cfg.name, table=table.name, from_layer=args.from_layer,
+               energy_calibration=cal.path if cal is not None and cal.table == table.name
+               else None,
+               rtl_cosim="pending: the RTL ConvTile is not built yet; "
+                         "golden.study.first_layer_cases gives its test cases")
+    res["wall_seconds"] = time.perf_counter() - t0
+    _report(res, out, console())
+    (out / "study.json").write_text(json.dumps(res, indent=1) + "\n")
+    paths = CS.write_plots(res, out)
+    print(f"wrote {out / 'study.json'}, " + ", ".join(str(p) for p in paths))
+    print(f"{res['wall_seconds']:.0f} s in all")
+    return 0
+
+
+def _report(res, out, con) -> None:
+    from rich.table import Table
+
+    from aqua import crop_study as CS
+
+    u = res["uncropped"]
+    con.print(f"{res['subject']}; crop fraction {res['fraction']}, from layer "
+              f"{res['from_layer']}; {res['test_images']} test images, "
+              f"{res['train_images']} training images ({res['fit_images']} fit the learned "
+              f"0th layer, {res['calibration_images']} calibrate thresholds)")
+    con.print(f"uncropped: top-1 {100 * u['top1']:.1f}%, top-5 {100 * u['top5']:.1f}%, "
+              f"{u['energy_pj_per_image'] / 1e6:.3f} uJ/image ({res['energy_unit']}); "
+              f"oracle pass {res['images_per_second']:.1f} images/s x 16 crops")
+    t = Table(title="AQuA crop study: measured beside the paper (ImageNet, ISAAC)")
+    t.add_column("metric")
+    t.add_column("paper", justify="right")
+    t.add_column("measured", justify="right")
+    for row in CS.table_rows(res):
+        t.add_row(*row)
+    con.print(t)
+    own = ", ".join(f"{k}: {v / 1e3:.1f} nJ" for k, v in res["learned_energy_per_image"].items())
+    con.print(f"learned 0th layer's own energy per image (counted above): {own}")
+    cal = res.get("energy_calibration")
+    con.print("energy: analytic events x table " + (f"+ digital energy calibrated on RTL "
+              f"toggles ({cal})" if cal else "only (no RTL toggle calibration shipped for this "
+              "config: digital logic not charged)"))
+    con.print(f"RTL co-simulation of predicted crops: {res['rtl_cosim']}")

@@ -1,0 +1,228 @@
+"""The AQuA crop study end to end: oracle, predictors, energy, the table beside the paper.
+
+:func:`run_study` takes a :class:`Subject` (the network under study: the golden quantized demo
+CNN, :func:`democnn_subject`, or a user's float model, :mod:`aqua.userdata`) and two image sets:
+
+* *training images*, split in two: the first two thirds fit the learned 0th layer, the last
+  third calibrates every predictor's threshold (``golden.predictors.calibrate``); the per-crop
+  energy the predictors rank crops by is the mean over all of them;
+* *test images*, on which everything reported is measured.
+
+The result is one JSON-able dict; :func:`table_rows`, :func:`write_plots` present it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from golden import predictors as P
+from golden import study as S
+
+__all__ = ["PAPER", "Subject", "democnn_subject", "run_study", "table_rows", "write_plots"]
+
+#: The seed papers' figures (ImageNet, ISAAC): share of images that tolerate some crop at
+#: unchanged top-1, and computational energy saved at unchanged top-1 / top-5.
+PAPER = {"tolerate_top1": 0.75, "tolerate_top5": None, "saved_top1": 0.335, "saved_top5": 0.420}
+#: Accuracy budgets the predictors' thresholds are calibrated to: unchanged, and at most one
+#: percentage point lost on the calibration images.
+BUDGETS = (0.0, 0.01)
+
+
+@dataclass
+class Subject:
+    """A network under study: ``forward(images) -> (logits [16, B, classes], inputs)``,
+    ``energy(inputs) -> pJ [16, B, layers]``; ``energy_unit`` is "pJ" or, when the geometry
+    is unknown, "kept input share"."""
+    name: str
+    classes: int
+    forward: Callable
+    energy: Callable
+    plan: list
+    geoms: list
+    description: str
+    energy_unit: str = "pJ"
+    predictor_energy: Callable | None = None
+    net: object = None          #: the golden QuantNet, for the demo CNN
+
+
+def democnn_subject(cfg, table, model, fraction, from_layer: int = 0,
+                    size: tuple[int, int] = (32, 32)) -> Subject:
+    """The demo CNN quantized to ``cfg``, run through the golden model."""
+    from golden.fixedpoint import quantize_democnn
+
+    net = quantize_democnn(cfg, model)
+    geoms = S.democnn_geometry(net, *size)
+    plan = S.crop_plan(geoms, fraction, from_layer)
+    return Subject(
+        name="democnn", classes=net.layers[-1].weight.shape[0],
+        forward=lambda x: S.crop_forward(net, x, plan, with_inputs=True),
+        energy=lambda inputs: S.crop_energy(cfg, table, geoms, plan, inputs),
+        plan=plan, geoms=geoms,
+        description=f"demo CNN, golden fixed-point model on config '{cfg.name}'",
+        predictor_energy=lambda z: _predictor_energy(cfg, table, z, size), net=net)
+
+
+def _predictor_energy(cfg, table, zeroth: P.ZerothLayer, size) -> float:
+    """pJ per image of the learned 0th layer on the crossbar (its kernels and classifier,
+    uncropped, DAC drives at the energy model's default without activations)."""
+    geoms = zeroth.geometry(*size)
+    return float(S.crop_energy(cfg, table, geoms, [[None] * len(geoms)]).sum())
+
+
+def _ranks_tol(arr: S.StudyArrays, ks):
+    ranks = S.true_ranks(arr.logits, arr.labels)
+    return ranks, {k: S.tolerated(ranks, k) for k in ks}
+
+
+def run_study(subject: Subject, train: tuple, test: tuple, *, fraction: float,
+              progress: Callable[[int], None] | None = None, batch: int = 32) -> dict:
+    """Everything the crop study reports, as a JSON-able dict (see the module docstring)."""
+    ks = (1, 5) if subject.classes > 5 else (1,)
+    xtr, ytr = train
+    xte, yte = test
+    arr_te = S.run_crops(subject.forward, subject.energy, xte, yte, batch=batch,
+                         progress=progress)
+    arr_tr = S.run_crops(subject.forward, subject.energy, xtr, ytr, batch=batch,
+                         progress=progress)
+    ranks, tol = _ranks_tol(arr_te, ks)
+    ranks_tr, tol_tr = _ranks_tol(arr_tr, ks)
+    energy = arr_te.total_energy
+    cost = arr_tr.total_energy.mean(0)
+    n_fit = (2 * len(ytr)) // 3
+    cal = slice(n_fit, None)
+
+    res = {"subject": subject.description, "classes": subject.classes, "fraction": fraction,
+           "energy_unit": subject.energy_unit, "test_images": len(yte),
+           "train_images": len(ytr), "fit_images": n_fit, "calibration_images": len(ytr) - n_fit,
+           "images_per_second": (len(yte) + len(ytr)) / (arr_te.seconds + arr_tr.seconds),
+           "crops_per_pass": S.NCROPS, "ks": list(ks), "paper": PAPER,
+           "energy_per_crop": energy.mean(0).tolist(),
+           "energy_per_layer_uncropped": arr_te.energy[:, 0].mean(0).tolist(),
+           "uncropped": S.summarize_choice(torch.zeros(len(yte), dtype=torch.long), ranks,
+                                           energy),
+           "fixed_crops": [S.summarize_choice(torch.full((len(yte),), c), ranks, energy)
+                           for c in range(S.NCROPS)],
+           "methods": {}, "curves": {}}
+    hist = {}
+    for k in ks:
+        tolerant = tol[k][:, 1:].any(1) & (ranks[:, 0] < k)
+        res[f"tolerate_top{k}"] = float(tol[k][:, 1:].any(1).float().mean())
+        res[f"tolerate_top{k}_correct"] = float(tolerant.float().mean())
+        choice = S.oracle_choice(tol[k], energy)
+        res["methods"][f"oracle/top{k}"] = S.summarize_choice(choice, ranks, energy)
+        hist[f"oracle/top{k}"] = torch.bincount(choice, minlength=S.NCROPS).tolist()
+
+    risks = {}
+    for m in P.METRICS:
+        risks[m] = (P.metric_risk(xtr[cal], m, fraction), P.metric_risk(xte, m, fraction), 0.0)
+    zeroths = {k: P.train_zeroth(xtr[:n_fit], tol_tr[k][:n_fit]) for k in ks}
+    for k, z in zeroths.items():
+        own = subject.predictor_energy(z) if subject.predictor_energy else 0.0
+        risks[f"learned/top{k}"] = (z.risk(xtr[cal]), z.risk(xte), own)
+    res["learned_energy_per_image"] = {f"top{k}": risks[f"learned/top{k}"][2] for k in ks}
+
+    for name, (r_cal, r_te, own) in risks.items():
+        for k in ks:
+            if name.startswith("learned/") and name != f"learned/top{k}":
+                continue
+            for budget in BUDGETS:
+                tau = P.calibrate(r_cal, ranks_tr[cal], cost, k, budget)
+                choice = P.choose(r_te, cost, tau)
+                summary = S.summarize_choice(choice, ranks, energy, own)
+                summary.update(threshold=tau, budget=budget)
+                key = name if name.startswith("learned/") else f"{name}/top{k}"
+                key += f"@{100 * budget:g}pp" if budget else ""
+                res["methods"][key] = summary
+                if not budget:
+                    hist[key] = torch.bincount(choice, minlength=S.NCROPS).tolist()
+        res["curves"][name.split("/")[0]] = [
+            S.summarize_choice(P.choose(r_te, cost, t), ranks, energy, own)
+            for t in P.sweep(r_te, cost)]
+    res["histogram"] = hist
+    res["seconds"] = {"test": arr_te.seconds, "train": arr_tr.seconds}
+    return res
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.1f}%"
+
+
+def table_rows(res: dict) -> list[tuple[str, str, str]]:
+    """``(metric, paper, measured)`` rows of the comparison table."""
+    rows = []
+    base = res["uncropped"]
+    for k in res["ks"]:
+        rows.append((f"images that tolerate some crop (top-{k} kept)",
+                     _pct(PAPER.get(f"tolerate_top{k}")),
+                     f"{_pct(res[f'tolerate_top{k}'])} ({_pct(res[f'tolerate_top{k}_correct'])}"
+                     f" correct and kept correct)"))
+    for k in res["ks"]:
+        paper = _pct(PAPER.get(f"saved_top{k}"))
+        for key, m in res["methods"].items():
+            name, kk = key.split("/")
+            kk, _, budget = kk.partition("@")
+            if kk != f"top{k}":
+                continue
+            acc, acc0 = m[f"top{k}"], base[f"top{k}"]
+            what = f"top-{k} kept" if not budget else f"top-{k} within {budget[:-2]} pp"
+            rows.append((f"energy saved, {what}: {name}",
+                         paper if name == "oracle" else "-",
+                         f"{_pct(m['energy_saved'])} (top-{k} {100 * acc0:.1f} -> "
+                         f"{100 * acc:.1f}%, lost {100 * (acc0 - acc):+.1f} pp)"))
+    return rows
+
+
+def write_plots(res: dict, out_dir) -> list:
+    """``crop_histogram.png`` (chosen crops per method) and ``accuracy_energy.png`` (top-1
+    accuracy against energy for every predictor's threshold sweep, the oracle and the 16 fixed
+    crops); returns the paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from pathlib import Path
+
+    from golden.crop import CROP_VECTORS
+
+    out_dir = Path(out_dir)
+    paths = []
+    fig, ax = plt.subplots(figsize=(11, 4.5))
+    hist = res["histogram"]
+    width = 0.8 / len(hist)
+    for i, (name, counts) in enumerate(hist.items()):
+        ax.bar([c + (i - len(hist) / 2) * width for c in range(S.NCROPS)], counts, width,
+               label=name)
+    ax.set_xticks(range(S.NCROPS))
+    ax.set_xticklabels(["".join(map(str, v)) for v in CROP_VECTORS], rotation=90)
+    ax.set_xlabel("crop vector [top, bottom, left, right]")
+    ax.set_ylabel("test images")
+    ax.set_title(f"Chosen crops (fraction {res['fraction']})")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    paths.append(out_dir / "crop_histogram.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    rel = lambda m: 1 - m["energy_saved"]                                       # noqa: E731
+    for name, curve in res["curves"].items():
+        ax.plot([rel(m) for m in curve], [100 * m["top1"] for m in curve], ".-", label=name)
+    fixed = res["fixed_crops"]
+    ax.scatter([rel(m) for m in fixed], [100 * m["top1"] for m in fixed], marker="x",
+               color="grey", label="one crop for all images")
+    for key, m in res["methods"].items():
+        if key.startswith("oracle"):
+            ax.scatter([rel(m)], [100 * m["top1"]], marker="*", s=150, label=key)
+    ax.set_xlabel(f"energy relative to uncropped ({res['energy_unit']})")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_title("Accuracy versus energy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths.append(out_dir / "accuracy_energy.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+    return paths

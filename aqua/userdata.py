@@ -1,0 +1,318 @@
+"""The user's own model and images for ``aqua crop-study``.
+
+**Model** (``--model``): a TorchScript file (``torch.jit.save``), or ``module:factory`` (an
+importable callable returning an ``nn.Module``) with ``--weights`` (a state dict).
+
+**Images** (``--images``): a folder with one subfolder per class (sorted names are the classes
+0, 1, ...; every file in them must be an image Pillow reads), or an ``.npz`` with ``x``
+(``[N, H, W]``, ``[N, H, W, C]`` or ``[N, C, H, W]``; uint8 is divided by 255, floats are taken
+as [0, 1]) and ``y`` (``[N]`` integer labels). Preprocessing is explicit: optional
+``--grayscale``, resizing to ``--size`` (bilinear, antialiased), then ``(x - mean) / std`` per
+channel (``--mean``, ``--std``; default 0 and 1). The predictors see the [0, 1] image before
+normalisation. The images are split deterministically (a permutation with a fixed seed): the
+first half is the test set, the second the predictors' training set.
+
+**What the study runs.** The golden fixed-point path is built for DemoCNN-shaped networks, so a
+user's model runs in float:
+
+* an ``nn.Module`` (``module:factory``) gets hooks on every ``Conv2d``: the crop applies from
+  ``--from-layer`` on exactly as in the golden study (input outside the scaled window zero,
+  outputs outside the computed window zero), and energy is ``golden.energy_model`` for each
+  ``Conv2d`` and ``Linear`` (a 1x1 conv on a 1x1 map), found in call order on a probe pass,
+  without activations (so the DAC energy is the model's upper bound);
+* a TorchScript model cannot be hooked (TorchScript ignores Python hooks): only the image is
+  cropped (``--from-layer 0``) and "energy" is the share of input pixels kept.
+
+Every mistake is a :class:`~aqua.cli.UsageError` with one line.
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from aqua.crop_study import Subject
+from golden import study as S
+from golden.crop import kept_window
+
+__all__ = ["load_user_model", "load_images", "user_subject", "user_study_inputs", "SPLIT_SEED"]
+
+SPLIT_SEED = 0
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
+                  ".pgm"}
+
+
+def _error(msg: str):
+    from aqua.cli import UsageError
+    return UsageError(msg)
+
+
+def _short(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{exc.__class__.__name__}: {lines[0] if lines else ''}"[:160]
+
+
+def load_user_model(spec: str, weights: str | None) -> tuple[nn.Module, bool]:
+    """``(model in eval mode, is_torchscript)`` from ``--model`` / ``--weights``."""
+    path = Path(spec)
+    if ":" in spec and not path.exists():
+        mod_name, _, fn_name = spec.partition(":")
+        try:
+            factory = getattr(importlib.import_module(mod_name), fn_name)
+        except (ImportError, AttributeError) as exc:
+            raise _error(f"--model {spec}: cannot import {fn_name} from {mod_name} "
+                         f"({_short(exc)})") from None
+        try:
+            model = factory()
+        except Exception as exc:  # a user's factory may raise anything
+            raise _error(f"--model {spec}: the factory failed ({_short(exc)})") from None
+        if not isinstance(model, nn.Module):
+            raise _error(f"--model {spec}: the factory returned {type(model).__name__}, "
+                         f"not a torch.nn.Module")
+        if weights is None:
+            raise _error(f"--model {spec} needs --weights (a state dict)")
+        try:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+            model.load_state_dict(state)
+        except FileNotFoundError:
+            raise _error(f"--weights {weights}: no such file") from None
+        except Exception as exc:  # torch raises several kinds for a corrupt or foreign file
+            raise _error(f"--weights {weights}: not a state dict of {spec} "
+                         f"({_short(exc)})") from None
+        return model.eval(), False
+    if weights is not None:
+        raise _error("--weights goes with --model module:factory, not a TorchScript file")
+    if not path.is_file():
+        raise _error(f"--model {spec}: no such file (a TorchScript file or module:factory)")
+    try:
+        with warnings.catch_warnings():       # torch 2.13 deprecates TorchScript; still loads
+            warnings.simplefilter("ignore", DeprecationWarning)
+            model = torch.jit.load(str(path), map_location="cpu")
+    except Exception as exc:  # noqa: BLE001 - torch.jit.load raises RuntimeError and others
+        raise _error(f"--model {spec}: not a TorchScript model ({_short(exc)})") from None
+    return model.eval(), True
+
+
+def _read_folder(root: Path):
+    from PIL import Image, UnidentifiedImageError
+
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    if not classes:
+        raise _error(f"--images {root}: no class subfolders (expected one folder per class)")
+    xs, ys = [], []
+    for label, name in enumerate(classes):
+        for f in sorted((root / name).iterdir()):
+            if f.is_dir():
+                continue
+            try:
+                with Image.open(f) as im:
+                    xs.append(np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0)
+            except (UnidentifiedImageError, OSError) as exc:
+                raise _error(f"--images: cannot read {f} as an image ({_short(exc)})") from None
+            ys.append(label)
+    if not xs:
+        raise _error(f"--images {root}: the class folders hold no images")
+    if len({x.shape for x in xs}) > 1:
+        raise _error(f"--images {root}: images differ in size; give --size to resize them")
+    x = torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2)
+    return x, torch.tensor(ys, dtype=torch.int64), classes
+
+
+def _read_npz(path: Path):
+    try:
+        with np.load(path) as d:
+            if "x" not in d or "y" not in d:
+                raise _error(f"--images {path}: the .npz needs arrays 'x' and 'y', "
+                             f"has {sorted(d.files)}")
+            x, y = d["x"], d["y"]
+    except (OSError, ValueError) as exc:
+        raise _error(f"--images {path}: not a readable .npz ({_short(exc)})") from None
+    if x.ndim == 3:
+        x = x[:, None]
+    elif x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+        x = x.transpose(0, 3, 1, 2)
+    if x.ndim != 4 or y.ndim != 1 or len(x) != len(y):
+        raise _error(f"--images {path}: x must be [N, H, W], [N, H, W, C] or [N, C, H, W] and "
+                     f"y [N], not {list(x.shape)} and {list(y.shape)}")
+    if not np.issubdtype(y.dtype, np.integer) or (len(y) and y.min() < 0):
+        raise _error(f"--images {path}: y must hold integer labels >= 0")
+    xf = x.astype(np.float32) / (255.0 if x.dtype == np.uint8 else 1.0)
+    return torch.from_numpy(xf), torch.from_numpy(y.astype(np.int64)), None
+
+
+def load_images(spec: str, *, size: int | None = None, grayscale: bool = False):
+    """``(x [N, C, H, W] in [0, 1], y [N], class names or None)`` from ``--images``."""
+    path = Path(spec)
+    if path.is_dir():
+        x, y, names = _read_folder(path)
+    elif path.suffix == ".npz" and path.is_file():
+        x, y, names = _read_npz(path)
+    elif not path.exists():
+        raise _error(f"--images {spec}: no such file or folder")
+    else:
+        raise _error(f"--images {spec}: expected a folder with one subfolder per class or an "
+                     f".npz file")
+    if grayscale:
+        x = x.mean(1, keepdim=True)
+    if size is not None:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
+                          antialias=True).clamp(0, 1)
+    return x, y, names
+
+
+def _normalizer(mean, std, channels):
+    def per_channel(v, default, name):
+        v = [default] if v is None else list(v)
+        if len(v) not in (1, channels):
+            want = "1 value" if channels == 1 else f"1 or {channels} values (one per channel)"
+            raise _error(f"--{name} needs {want} for {channels}-channel images, not {len(v)}")
+        if name == "std" and any(s <= 0 for s in v):
+            raise _error("--std values must be positive")
+        return torch.tensor(v * (channels if len(v) == 1 else 1)).view(1, -1, 1, 1)
+    m, s = per_channel(mean, 0.0, "mean"), per_channel(std, 1.0, "std")
+    return lambda x: (x - m) / s
+
+
+def _probe(model: nn.Module, x: torch.Tensor):
+    """Conv2d and Linear calls of one forward pass, in order: ``[(module, ConvGeom)]``."""
+    calls = []
+
+    def hook(mod, inp, _out):
+        t = inp[0]
+        if isinstance(mod, nn.Conv2d):
+            if mod.groups != 1 or mod.kernel_size[0] != mod.kernel_size[1] or \
+                    len(set(mod.stride)) > 1 or not isinstance(mod.padding, tuple) or \
+                    len(set(mod.padding)) > 1 or mod.dilation != (1, 1):
+                raise _error(f"unsupported Conv2d {mod}: the crossbar model needs square "
+                             f"kernels, equal strides and padding, no groups or dilation")
+            g = S.ConvGeom(mod.in_channels, mod.out_channels, t.shape[-2], t.shape[-1],
+                           mod.kernel_size[0], mod.stride[0], mod.padding[0])
+        else:
+            g = S.ConvGeom(mod.in_features, mod.out_features, 1, 1)
+        if any(m is mod for m, _ in calls):
+            raise _error("a Conv2d or Linear module is called twice in one forward pass; "
+                         "the crop study needs each layer once")
+        calls.append((mod, g))
+
+    hs = [m.register_forward_hook(hook) for m in model.modules()
+          if isinstance(m, (nn.Conv2d, nn.Linear))]
+    try:
+        with torch.no_grad():
+            out = model(x)
+    finally:
+        for h in hs:
+            h.remove()
+    return calls, out
+
+
+def _mask(windows, H, W, B):
+    return S.window_masks(windows, H, W).repeat_interleave(B, 0)[:, None].float()
+
+
+def user_subject(model, scripted: bool, cfg, table, sample, normalize, *, fraction,
+                 from_layer: int, classes: int) -> Subject:
+    """The :class:`~aqua.crop_study.Subject` of a float user model (module docstring)."""
+    C = S.NCROPS
+    H, W = sample.shape[-2:]
+    if scripted:
+        if from_layer != 0:
+            raise _error("a TorchScript model can only be cropped at its input "
+                         "(--from-layer 0): TorchScript ignores the hooks a later crop needs")
+        wins = [kept_window(c, fraction, H, W) for c in range(C)]
+        share = torch.tensor([(w[1] - w[0]) * (w[3] - w[2]) / (H * W) for w in wins],
+                             dtype=torch.float64)
+
+        def forward(x):
+            B = len(x)
+            xx = (x.repeat(C, 1, 1, 1) * _mask(wins, H, W, B))
+            with torch.no_grad():
+                return model(normalize(xx)).view(C, B, -1), B
+        return Subject("user-torchscript", classes, forward,
+                       lambda B: share.view(C, 1, 1).expand(C, B, 1).clone(), plan=[],
+                       geoms=[], energy_unit="kept input share",
+                       description="user TorchScript model in float, image crop only")
+
+    calls, _ = _probe(model, normalize(sample))
+    geoms = [g for _, g in calls]
+    try:
+        plan = S.crop_plan(geoms, fraction, from_layer)
+    except ValueError as exc:
+        raise _error(f"--from-layer: {exc}") from None
+    per_crop = S.crop_energy(cfg, table, geoms, plan)                      # [C, 1, layers]
+    state = {}
+
+    def pre(mod, inp):
+        i, B = state["index"][id(mod)], state["B"]
+        wins = [plan[c][i] for c in range(C)]
+        if all(w is None for w in wins):
+            return None
+        g = geoms[i]
+        return (inp[0] * _mask(wins, g.height, g.width, B),)
+
+    def post(mod, _inp, out):
+        i, B = state["index"][id(mod)], state["B"]
+        g = geoms[i]
+        if all(plan[c][i] is None for c in range(C)):
+            return None
+        ow = [None if plan[c][i] is None else
+              S.output_window(plan[c][i], g.height, g.width, g.kernel, g.stride, g.padding)
+              for c in range(C)]
+        return out * _mask(ow, *g.out_size, B)
+
+    state["index"] = {id(m): i for i, (m, _) in enumerate(calls)}
+    for m, g in calls:
+        if isinstance(m, nn.Conv2d):
+            m.register_forward_pre_hook(pre)
+            m.register_forward_hook(post)
+
+    def forward(x):
+        state["B"] = len(x)
+        with torch.no_grad():
+            return model(normalize(x.repeat(C, 1, 1, 1))).view(C, len(x), -1), len(x)
+
+    return Subject("user-module", classes, forward,
+                   lambda B: per_crop.expand(C, B, -1).clone(), plan=plan, geoms=geoms,
+                   description=f"user model in float with crop hooks; energy of its "
+                               f"{len(geoms)} crossbar layers on config '{cfg.name}' "
+                               f"(no activations: DAC upper bound)")
+
+
+def user_study_inputs(args, cfg, table):
+    """``(subject, train, test)`` for ``aqua crop-study`` with ``--model``/``--images``."""
+    if args.images is None:
+        raise _error("--model module:factory, --weights and --classes go with --images "
+                     "(your own images)")
+    if args.model is None:
+        raise _error("--images needs --model (your model for those images)")
+    x, y, names = load_images(args.images, size=args.size, grayscale=args.grayscale)
+    model, scripted = load_user_model(args.model, args.weights)
+    normalize = _normalizer(args.mean, args.std, x.shape[1])
+    n_data = int(y.max()) + 1 if len(y) else 0
+    try:
+        with torch.no_grad():
+            out = model(normalize(x[:2]))
+    except Exception as exc:  # noqa: BLE001 - whatever a user's model raises on bad input
+        raise _error(f"the model does not take the images [N, {x.shape[1]}, {x.shape[2]}, "
+                     f"{x.shape[3]}] ({_short(exc)}); check --size, --grayscale") from None
+    if out.dim() != 2:
+        raise _error(f"the model must return logits [N, classes], not {list(out.shape)}")
+    classes = out.shape[1]
+    if args.classes is not None and args.classes != classes:
+        raise _error(f"--classes {args.classes}, but the model outputs {classes} classes")
+    if n_data > classes or (names is not None and len(names) != classes):
+        have = len(names) if names is not None else n_data
+        raise _error(f"the images have {have} classes, the model outputs {classes}")
+    if len(y) < 6:
+        raise _error(f"--images: {len(y)} images; the study needs at least 6 (half test, "
+                     f"half to fit and calibrate the predictors)")
+    subject = user_subject(model, scripted, cfg, table, x[:1], normalize,
+                           fraction=args.fraction, from_layer=args.from_layer, classes=classes)
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(SPLIT_SEED))
+    te, tr = order[:len(y) // 2], order[len(y) // 2:]
+    return subject, (x[tr], y[tr]), (x[te], y[te])

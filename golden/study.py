@@ -1,0 +1,302 @@
+"""The AQuA crop study: every image under all 16 crop vectors, the oracle, and energy.
+
+For a batch of ``B`` images the 16 crops run as one batch of ``16 * B`` through the golden
+quantized network (:func:`crop_forward`). A crop applies from conv layer ``from_layer`` on: that
+layer's input keeps ``kept_window(crop, fraction, H, W)``, every later conv layer the window
+scaled proportionally (:func:`golden.crop.scale_window`), exactly as
+:func:`golden.crop.cropped_conv2d`: cropped activations are zero and outputs whose receptive
+field lies wholly in the cropped area are not computed and read as zero. Only the computed
+output positions of each crop are streamed through the crossbar model (one
+:func:`golden.layer.matvec` call per layer for all crops), so a crop's work is really saved;
+the result is bit-identical to :func:`~golden.crop.cropped_conv2d` (tests hold it so).
+
+Energy of an image under a crop is the sum over the crossbar layers of
+``golden.energy_model.conv_layer_energy`` with the layer's kept window and its integer input
+activations; the classifier counts as a 1x1 "conv" on a 1x1 map (``kernel = height = width =
+1``), uncropped.
+
+**Oracle.** An image *tolerates* crop ``c`` at top-k if the crop keeps it correct at top-k or it
+was not correct uncropped (so choosing any tolerated crop never lowers top-k accuracy). The
+oracle takes the tolerated crop of least energy (crop 0, uncropped, is always tolerated).
+Top-k ranks break ties in the integer logits toward the lower class, as ``argmax`` does.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from aqua.config import AccelConfig
+
+from .crop import CROP_VECTORS, Window, kept_window, output_window, scale_window
+from .fixedpoint import QuantNet, global_avg_pool, quant_inputs, saturate
+from .layer import matvec
+
+__all__ = ["ConvGeom", "democnn_geometry", "crop_plan", "window_masks", "crops_conv2d",
+           "crop_forward", "crop_energy", "StudyArrays", "run_crops", "true_ranks",
+           "tolerated", "oracle_choice", "summarize_choice", "first_layer_cases", "NCROPS"]
+
+NCROPS = len(CROP_VECTORS)
+
+
+@dataclass(frozen=True)
+class ConvGeom:
+    """One crossbar layer as the energy model sees it: a conv of ``kernel x kernel`` on an
+    ``height x width`` input map (the classifier is a 1x1 conv on a 1x1 map)."""
+    in_channels: int
+    out_channels: int
+    height: int
+    width: int
+    kernel: int = 1
+    stride: int = 1
+    padding: int = 0
+
+    @property
+    def out_size(self) -> tuple[int, int]:
+        return ((self.height + 2 * self.padding - self.kernel) // self.stride + 1,
+                (self.width + 2 * self.padding - self.kernel) // self.stride + 1)
+
+    def energy_kwargs(self) -> dict:
+        return dict(in_channels=self.in_channels, out_channels=self.out_channels,
+                    height=self.height, width=self.width, kernel=self.kernel,
+                    stride=self.stride, padding=self.padding)
+
+
+def democnn_geometry(net: QuantNet, height: int = 32, width: int = 32) -> list[ConvGeom]:
+    """The crossbar layers of the quantized demo CNN: its convs, then the classifier."""
+    geoms, h, w = [], height, width
+    for q in net.layers:
+        if q.kind == "conv":
+            co, ci, k, _ = q.weight.shape
+            g = ConvGeom(ci, co, h, w, k, q.stride, q.padding)
+            h, w = g.out_size
+        else:
+            g = ConvGeom(q.weight.shape[1], q.weight.shape[0], 1, 1)
+        geoms.append(g)
+    return geoms
+
+
+def crop_plan(geoms: Sequence[ConvGeom], fraction, from_layer: int = 0
+              ) -> list[list[Window | None]]:
+    """``plan[c][l]``: the kept window of crop ``c`` on the input of crossbar layer ``l`` (None
+    = uncropped). Layers before ``from_layer`` and 1x1-map layers (the classifier) are not
+    cropped; ``from_layer`` keeps ``kept_window`` of its map, later layers that window scaled.
+
+    Raises
+    ------
+    ValueError
+        If ``from_layer`` is not a cropable (spatial) layer.
+    """
+    spatial = [i for i, g in enumerate(geoms) if g.height * g.width > 1]
+    if from_layer not in spatial:
+        raise ValueError(f"from_layer must be one of the conv layers {spatial}, "
+                         f"not {from_layer}")
+    base = geoms[from_layer]
+    plan = []
+    for c in range(NCROPS):
+        w0 = kept_window(c, fraction, base.height, base.width)
+        plan.append([None if i < from_layer or i not in spatial or c == 0 else
+                     scale_window(w0, base.height, base.width, g.height, g.width)
+                     for i, g in enumerate(geoms)])
+    return plan
+
+
+def window_masks(windows: Sequence[Window | None], H: int, W: int) -> torch.Tensor:
+    """Bool ``[len(windows), H, W]``: True inside each window (everywhere for None)."""
+    m = torch.zeros(len(windows), H, W, dtype=torch.bool)
+    for i, w in enumerate(windows):
+        if w is None:
+            m[i] = True
+        else:
+            m[i, w[0]:w[1], w[2]:w[3]] = True
+    return m
+
+
+def _out_windows(g: ConvGeom, windows):
+    return [None if w is None else output_window(w, g.height, g.width, g.kernel, g.stride,
+                                                 g.padding) for w in windows]
+
+
+def crops_conv2d(cfg: AccelConfig, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                 *, stride: int, padding: int, shift: int, relu: bool,
+                 windows: Sequence[Window | None]) -> torch.Tensor:
+    """:func:`golden.crop.cropped_conv2d` of ``x [C, B, Cin, H, W]`` where crop ``c`` has its
+    own window ``windows[c]``; only computed output positions go through the crossbar model,
+    all crops in one :func:`golden.layer.matvec` call. Returns int64 ``[C, B, Cout, Ho, Wo]``."""
+    C, B, cin, H, W = x.shape
+    cout, _, k, _ = weight.shape
+    g = ConvGeom(cin, cout, H, W, k, stride, padding)
+    ho, wo = g.out_size
+    x = x * window_masks(windows, H, W)[:, None, None].to(x.dtype)
+    patches = F.unfold(x.reshape(C * B, cin, H, W).to(torch.float32), k, padding=padding,
+                       stride=stride)                                      # [CB, K, L]
+    patches = patches.view(C, B, cin * k * k, ho * wo).transpose(2, 3)     # [C, B, L, K]
+    keep = window_masks(_out_windows(g, windows), ho, wo).view(C, 1, ho * wo).expand(C, B, -1)
+    rows = patches[keep].to(torch.int64)                                   # [N, K]
+    out = torch.zeros(C, B, ho * wo, cout, dtype=torch.int64)
+    if rows.shape[0]:
+        out[keep] = matvec(cfg, rows, weight.reshape(cout, -1).t(), bias, shift=shift,
+                           relu=relu)
+    return out.view(C, B, ho, wo, cout).permute(0, 1, 4, 2, 3)
+
+
+def crop_forward(net: QuantNet, images: torch.Tensor, plan, *, with_inputs: bool = False):
+    """Integer logits ``[C, B, classes]`` of the quantized network under each of the
+    ``C = len(plan)`` crops; with ``with_inputs`` also every crossbar layer's integer input
+    activations ``[C, B, ...]`` (for the energy model). Layers before the first cropped one
+    run once and are shared by all crops."""
+    C = len(plan)
+    cfg = net.cfg
+    x = quant_inputs(net, images)[None]                                   # [1, B, ...]
+    inputs = []
+    for i, q in enumerate(net.layers):
+        wins = [plan[c][i] for c in range(C)]
+        if x.shape[0] == 1 and any(w is not None for w in wins):
+            x = x.expand(C, *x.shape[1:])
+        if with_inputs:
+            inputs.append(x)
+        if q.kind == "conv":
+            if x.shape[0] == 1:
+                wins = wins[:1]
+            x = crops_conv2d(cfg, x, q.weight, q.bias, stride=q.stride, padding=q.padding,
+                             shift=q.shift, relu=q.relu, windows=wins)
+            if i + 1 < len(net.layers) and net.layers[i + 1].kind == "linear":
+                x = global_avg_pool(x, q.out_frac, net.layers[i + 1].x_frac)
+            x = saturate(x, cfg.input_min, cfg.input_max)
+        else:
+            lead = x.shape[:-1]
+            x = matvec(cfg, x.reshape(-1, x.shape[-1]), q.weight.t(), q.bias, shift=q.shift,
+                       relu=q.relu).view(*lead, -1)
+    x = x.expand(C, *x.shape[1:])
+    return (x, inputs) if with_inputs else x
+
+
+def _energy_model():
+    from golden import energy_model
+    return energy_model
+
+
+def crop_energy(cfg: AccelConfig, table, geoms: Sequence[ConvGeom], plan, inputs=None
+                ) -> torch.Tensor:
+    """Energy in pJ, ``[C, B, layers]`` float64 (or ``[C, 1, layers]`` without ``inputs``):
+    ``conv_layer_energy`` of every crossbar layer under each crop's window, with that layer's
+    integer inputs ``inputs[l] [C or 1, B, ...]`` when given (1x1 layers get ``[B, K, 1, 1]``).
+    """
+    em = _energy_model()
+    C = len(plan)
+    B = 1 if inputs is None else inputs[0].shape[1]
+    out = torch.zeros(C, B, len(geoms), dtype=torch.float64)
+    for i, g in enumerate(geoms):
+        done = {}
+        for c in range(C):
+            w, x, key = plan[c][i], None, (plan[c][i], -1)
+            if inputs is not None:
+                xi = inputs[i]
+                x = xi[min(c, xi.shape[0] - 1)]
+                x = x[:, :, None, None] if x.dim() == 2 else x
+                key = (w, c if xi.shape[0] > 1 else -1)
+            if key not in done:
+                e = em.conv_layer_energy(cfg, table, **g.energy_kwargs(), window=w, x=x)
+                done[key] = torch.as_tensor(e.total_pj, dtype=torch.float64)
+            out[c, :, i] = done[key]
+    return out
+
+
+@dataclass
+class StudyArrays:
+    """Everything measured on one image set: ``logits [N, C, classes]`` (int64 or float),
+    ``labels [N]``, ``energy [N, C, layers]`` pJ, and the throughput."""
+    logits: torch.Tensor
+    labels: torch.Tensor
+    energy: torch.Tensor
+    seconds: float
+    images_per_second: float = field(init=False)
+
+    def __post_init__(self):
+        self.images_per_second = len(self.labels) / max(self.seconds, 1e-9)
+
+    @property
+    def total_energy(self) -> torch.Tensor:
+        """``[N, C]`` pJ per image and crop."""
+        return self.energy.sum(-1)
+
+
+def run_crops(forward: Callable, energy: Callable, images: torch.Tensor, labels: torch.Tensor,
+              *, batch: int = 32, progress: Callable[[int], None] | None = None
+              ) -> StudyArrays:
+    """Run ``forward(images[b]) -> (logits [C, b, classes], inputs)`` and
+    ``energy(inputs) -> [C, b, layers]`` batch by batch; ``progress(n)`` after each batch."""
+    logits, energies = [], []
+    t0 = time.perf_counter()
+    for lo in range(0, len(images), batch):
+        lg, inputs = forward(images[lo:lo + batch])
+        logits.append(lg.transpose(0, 1))
+        energies.append(energy(inputs).transpose(0, 1))
+        if progress is not None:
+            progress(min(batch, len(images) - lo))
+    seconds = time.perf_counter() - t0
+    return StudyArrays(torch.cat(logits), labels.clone(), torch.cat(energies), seconds)
+
+
+def true_ranks(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Rank of the true class among the logits (0 = top-1), ties toward the lower class:
+    ``logits [N, C, K]``, ``labels [N]`` -> ``[N, C]``."""
+    own = logits.gather(-1, labels.view(-1, 1, 1).expand(-1, logits.shape[1], 1))
+    cls = torch.arange(logits.shape[-1])
+    lower = cls.view(1, 1, -1) < labels.view(-1, 1, 1)
+    return ((logits > own) | ((logits == own) & lower)).sum(-1)
+
+
+def tolerated(ranks: torch.Tensor, k: int) -> torch.Tensor:
+    """``[N, C]`` bool: crop keeps the image correct at top-k, or it was wrong uncropped."""
+    return (ranks < k) | (ranks[:, :1] >= k)
+
+
+def oracle_choice(tol: torch.Tensor, energy: torch.Tensor) -> torch.Tensor:
+    """Per image the tolerated crop of least energy (``tol``, ``energy`` ``[N, C]``)."""
+    return torch.where(tol, energy, torch.full_like(energy, float("inf"))).argmin(1)
+
+
+def summarize_choice(choice: torch.Tensor, ranks: torch.Tensor, energy: torch.Tensor,
+                     extra_pj: torch.Tensor | float = 0.0) -> dict:
+    """Accuracy (top-1, top-5) and energy of choosing crop ``choice [N]`` per image, against
+    the uncropped network; ``extra_pj`` is a predictor's own energy per image."""
+    n = len(choice)
+    idx = torch.arange(n)
+    r = ranks[idx, choice]
+    base = float(energy[:, 0].sum())
+    spent = float(energy[idx, choice].sum()) + float(torch.as_tensor(extra_pj).sum()
+                                                     if torch.is_tensor(extra_pj)
+                                                     else extra_pj * n)
+    return {
+        "top1": float((r < 1).float().mean()),
+        "top5": float((r < 5).float().mean()),
+        "top1_uncropped": float((ranks[:, 0] < 1).float().mean()),
+        "top5_uncropped": float((ranks[:, 0] < 5).float().mean()),
+        "energy_pj_per_image": spent / max(n, 1),
+        "energy_saved": 1.0 - spent / base if base else 0.0,
+        "cropped_share": float((choice != 0).float().mean()),
+    }
+
+
+def first_layer_cases(net: QuantNet, images: torch.Tensor, crops: Sequence[int], plan
+                      ) -> list[dict]:
+    """The hook for co-simulating the predictor's crops in the RTL ConvTile (pending: the
+    ConvTile is not built yet). Per image: its chosen crop, the kept window of the first
+    layer's input, the integer input ``x [1, Cin, H, W]`` and the golden first-layer output
+    (:func:`golden.crop.cropped_conv2d`) that the ConvTile must reproduce bit for bit."""
+    from .crop import cropped_conv2d
+
+    q = net.layers[0]
+    x = quant_inputs(net, images)
+    cases = []
+    for i, c in enumerate(crops):
+        w = plan[int(c)][0] or (0, x.shape[-2], 0, x.shape[-1])
+        y = cropped_conv2d(net.cfg, x[i:i + 1], q.weight, q.bias, stride=q.stride,
+                           padding=q.padding, shift=q.shift, relu=q.relu, window=w)
+        cases.append({"crop": int(c), "window": w, "x": x[i:i + 1], "golden": y})
+    return cases
