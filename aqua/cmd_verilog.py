@@ -89,15 +89,22 @@ def run(args: argparse.Namespace) -> int:
                                                          "gen s", "synth s") else "left")
     for b in blocks:
         e = manifest["blocks"][b]
-        table.add_row(b, e["file"], str(e.get("latency", "-")), str(len(e["ports"])),
+        latency = e.get("latency")
+        table.add_row(b, e["file"], "-" if latency is None else str(latency),
+                      str(len(e["ports"])),
                       "clean" if e["module"] in lint else "skipped",
                       f"{cells[b]:,}" if b in cells else "-",
                       f"{gen_t.get(b, 0.0):.2f}", f"{synth_t[b]:.1f}" if b in synth_t else "-")
     console.print(table)
+    for b in blocks:
+        for mem in manifest["blocks"][b].get("memories", []):
+            console.print(f"{b}: memory {mem['name']}: {mem['depth']:,} x {mem['width']} bits "
+                          f"= {mem['bits']:,} bits (one $mem_v2 macro in the cell count)")
     console.print(f"manifest: {out / 'manifest.json'}  (generated in {total_gen:.1f} s; "
                   f"lint = verilator --lint-only -Wall and iverilog -g2005)")
     if not do_synth:
-        console.print("synthesis skipped for a crossbar this large: run with --synth"
+        console.print(("synthesis skipped (--no-synth)" if args.no_synth else
+                       "synthesis skipped for a crossbar this large: run with --synth")
                       + (" (cell counts shown are from an earlier --synth run of the same "
                          "Verilog)" if cells else ""))
     return 0
