@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -189,10 +190,14 @@ def run_bench(*, sim: str, sources: list[Path], toplevel: str, test_module: str,
             import logging
             runner.log.setLevel(logging.ERROR)
         logs = {"log_file": log_path} if quiet else {}
-        runner.build(sources=[str(s) for s in sources], hdl_toplevel=toplevel,
-                     build_dir=build_dir, build_args=build_args, waves=runner_waves,
-                     timescale=("1ns", "1ps"), verbose=False,
-                     **({"log_file": build_dir / "build.log"} if quiet else {}))
+        # Test processes (pytest-xdist workers) share build directories: one builds, the
+        # others wait for it and then find the build up to date.
+        with open(build_dir / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            runner.build(sources=[str(s) for s in sources], hdl_toplevel=toplevel,
+                         build_dir=build_dir, build_args=build_args, waves=runner_waves,
+                         timescale=("1ns", "1ps"), verbose=False,
+                         **({"log_file": build_dir / "build.log"} if quiet else {}))
         xml = run_dir / "results.xml"
         try:
             runner.test(hdl_toplevel=toplevel, test_module=test_module,

@@ -13,6 +13,7 @@ from aqua.config import load_config
 from gen.lint import WAIVERS, LintError, lint_dir, lint_file
 from gen.synth import synth_dir
 from gen.verilog import generate
+from hdl import BLOCKS
 
 SMALL = ("small", "small_clip", "small_drop", "small_signed")
 
@@ -29,7 +30,7 @@ def test_lint_clean(tmp_path, name):
     results = lint_dir(tmp_path)          # raises LintError with the output on any complaint
     assert {(r.tool, r.top) for r in results} == {
         (tool, f"aqua_{b}") for tool in ("verilator", "iverilog")
-        for b in ("crossbar", "adc", "shiftadd", "datapath", "agu", "convtile")}
+        for b in BLOCKS}
     assert all(r.ok and r.output == "" for r in results)
 
 
