@@ -26,7 +26,7 @@ from aqua.config import CONFIG_DIR, ConfigError, read_named_toml
 
 __all__ = ["EnergyTable", "EnergyTableError", "load_energy_table", "ENERGY_DIR", "EVENT_KEYS",
            "TOGGLE_KEYS", "EVENT_MAP", "adc_scale", "event_pj", "event_energy", "toggle_energy",
-           "digital_total"]
+           "block_toggle_energy", "digital_total"]
 
 ENERGY_DIR = CONFIG_DIR / "energy"
 EVENT_KEYS = ("adc_conversion", "dac_drive", "row_read", "sample_hold", "shift_add",
@@ -161,22 +161,25 @@ def event_energy(table: EnergyTable, events: dict, cfg) -> dict[str, dict]:
 
 def toggle_energy(table: EnergyTable, toggles) -> dict[str, dict[str, float]]:
     """pJ of the digital logic per block and class from a ``cosim.toggles.Toggles``:
-    register and combinational bit toggles, plus the clock (register bits x cycles)."""
-    from cosim.toggles import BLOCKS, block_of
-
+    register and combinational bit toggles, memory-port toggles (priced as combinational
+    nets), plus the clock (register bits x cycles)."""
     split = toggles.by_block_class()
-    reg_bits = dict.fromkeys(BLOCKS, 0)
-    for key, arr in toggles.bits.items():
-        if toggles.cls(key) == "register":
-            reg_bits[block_of(key)] += len(arr)
-    out = {}
-    for b in BLOCKS:
-        out[b] = {"register": split[b]["register"] * table.toggle["register"].pj,
-                  "comb": split[b]["comb"] * table.toggle["comb"].pj,
-                  "clock": reg_bits[b] * toggles.cycles * table.toggle["clock"].pj,
-                  "register_toggles": split[b]["register"], "comb_toggles": split[b]["comb"],
-                  "register_bits": reg_bits[b]}
-    return out
+    reg_bits = toggles.register_bits()
+    return {b: block_toggle_energy(table, split[b], reg_bits[b], toggles.cycles)
+            for b in toggles.blocks}
+
+
+def block_toggle_energy(table: EnergyTable, toggles: dict[str, int], register_bits: int,
+                        cycles: int) -> dict[str, float]:
+    """pJ of one block from its toggles per class (``register``, ``comb`` and, if present,
+    ``memport``), its register bits and the cycles: ``register``, ``comb``, ``clock`` pJ (the
+    memory ports' toggles are in ``comb``) and the counts behind them."""
+    r, c, k = (table.toggle[x].pj for x in ("register", "comb", "clock"))
+    mp = toggles.get("memport", 0)
+    return {"register": toggles["register"] * r, "comb": (toggles["comb"] + mp) * c,
+            "clock": register_bits * cycles * k, "register_toggles": toggles["register"],
+            "comb_toggles": toggles["comb"], "memport_toggles": mp,
+            "register_bits": register_bits}
 
 
 def digital_total(te: dict[str, dict]) -> float:
