@@ -25,7 +25,7 @@ from pathlib import Path
 from aqua.config import CONFIG_DIR, ConfigError, read_named_toml
 
 __all__ = ["EnergyTable", "EnergyTableError", "load_energy_table", "ENERGY_DIR", "EVENT_KEYS",
-           "TOGGLE_KEYS", "EVENT_MAP", "adc_scale", "event_pj", "event_energy", "toggle_energy",
+           "TOGGLE_KEYS", "EVENT_MAP", "TILE_MEMORY", "adc_scale", "event_pj", "event_energy", "toggle_energy",
            "block_toggle_energy", "digital_total"]
 
 ENERGY_DIR = CONFIG_DIR / "energy"
@@ -44,6 +44,12 @@ EVENT_MAP = {
     "edram_read_bit": ("ifmap_read_bits", "memory"),
     "edram_write_bit": ("ofmap_write_bits", "memory"),
 }
+
+#: memory entries of a ``ConvTile`` run (``event_energy(..., tile=True)``): its input memory
+#: is the eDRAM buffer the gather reads (``positions * k * k`` words, not each input once),
+#: and both memories' writes are charged
+TILE_MEMORY = {"edram_read_bit": ("gather_read_bits",),
+               "edram_write_bit": ("ifmap_read_bits", "ofmap_write_bits")}
 
 
 class EnergyTableError(ConfigError):
@@ -144,15 +150,18 @@ def event_pj(table: EnergyTable, cfg) -> dict[str, float]:
     return pj
 
 
-def event_energy(table: EnergyTable, events: dict, cfg) -> dict[str, dict]:
+def event_energy(table: EnergyTable, events: dict, cfg, *, tile: bool = False
+                 ) -> dict[str, dict]:
     """pJ per event class (``{event: {"count", "pj", "block"}}``) from the counts of
     ``golden.events`` / ``golden.energy_model`` for ``cfg``. Events absent from ``events``
     (the feature-map memory of a bare Datapath run) count 0. Counts may be ints or ``[B]``
-    tensors (then ``pj`` is a float64 tensor)."""
+    tensors (then ``pj`` is a float64 tensor). ``tile``: the memory entries count a
+    ``ConvTile``'s accesses (:data:`TILE_MEMORY`)."""
     pj = event_pj(table, cfg)
     out = {}
     for name, (count, block) in EVENT_MAP.items():
-        n = events.get(count, 0)
+        counts = TILE_MEMORY[name] if tile and name in TILE_MEMORY else (count,)
+        n = sum(events.get(c, 0) for c in counts)
         out[name] = {"count": n if hasattr(n, "dtype") else int(n), "block": block,
                      "pj": n.double() * pj[name] if hasattr(n, "dtype")
                      else n * pj[name]}
