@@ -14,7 +14,9 @@ Sources of switching activity:
 Names are normalised so that the same net has the same key under both simulators: the top
 scope (``aqua_datapath``) is dropped, Verilator's duplicate ``$rootio`` scope is skipped, the
 backslash of escaped identifiers is removed and array members are written ``name[i]`` (Verilator
-writes ``name.[i]``). A key is ``"crossbar.gated_row0"`` for a net of the ``crossbar`` instance,
+writes ``name.[i]``). Names starting with ``_`` are left out: Verilator does not trace them, and
+the only ones yosys writes are a memory read port's data register (``_0_``), an alias of the
+read-data net that is counted. A key is ``"crossbar.gated_row0"`` for a net of the ``crossbar`` instance,
 ``"phase"`` for one of the top module.
 
 Every signal is attributed to a **block** (:func:`block_of`: the first instance of its path,
@@ -154,8 +156,8 @@ def _fst_flips(path: str | Path, from_reset: bool):
     ambiguous = set()
     for v in w.all_vars():
         key = normalise(v.full_name)
-        if key is None or key in ambiguous:
-            continue
+        if key is None or key in ambiguous or key.rsplit(".", 1)[-1].startswith("_"):
+            continue            # `_0_`: yosys' memory read register, hidden by Verilator
         if key in out:          # e.g. yosys' escaped `\levels[0]` beside the bus `levels`
             ambiguous.add(key)
             del out[key]

@@ -65,7 +65,8 @@ from .layer import tile_counts
 
 __all__ = ["conv_layer_events", "conv_layer_energy", "LayerEnergy", "Calibration",
            "load_calibration", "calibration_path", "CALIBRATION_DIR", "LAYER_EVENTS", "OPS",
-           "BLOCKS", "TILE_OPS", "TILE_BLOCKS"]
+           "BLOCKS", "TILE_OPS", "TILE_BLOCKS",
+           "tile_idle_cycles"]
 
 CALIBRATION_DIR = ENERGY_DIR / "calibration"
 
@@ -333,6 +334,14 @@ class LayerEnergy:
     calibration: str | None = None
 
 
+def tile_idle_cycles(events: dict) -> int:
+    """Idle cycles of the Datapaths of a ``ConvTile`` run (charged per ``idle_cycle``): each
+    crossbar waits while the kept pixels load (``fmap_writes`` cycles), and while the others
+    are programmed (``weight_writes`` are one cycle each, one crossbar at a time)."""
+    n = events["crossbars"]
+    return n * events["fmap_writes"] + (n - 1) * events["weight_writes"]
+
+
 def conv_layer_energy(cfg: AccelConfig, table: EnergyTable, *, in_channels: int,
                       out_channels: int, height: int, width: int, kernel: int, stride: int,
                       padding: int, window=None, x: torch.Tensor | None = None,
@@ -367,6 +376,8 @@ def conv_layer_energy(cfg: AccelConfig, table: EnergyTable, *, in_channels: int,
         raise ValueError(f"calibration {calibration.path or calibration.config} is for config "
                          f"{calibration.config} ({calibration.digest}) and table "
                          f"{calibration.table}, not {cfg.name} ({cfg.digest}) and {table.name}")
+    if tile:
+        events = {**events, "idle_cycles": tile_idle_cycles(events)}
     by_event, by_block = {}, dict.fromkeys(TILE_BLOCKS if tile else BLOCKS, 0.0)
     for name, e in event_energy(table, events, cfg, tile=tile).items():
         by_event[name] = e["pj"]
