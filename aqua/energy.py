@@ -184,10 +184,10 @@ def block_toggle_energy(table: EnergyTable, toggles: dict[str, int], register_bi
     ``memport``), its register bits and the cycles: ``register``, ``comb``, ``clock`` pJ (the
     memory ports' toggles are in ``comb``) and the counts behind them."""
     r, c, k = (table.toggle[x].pj for x in ("register", "comb", "clock"))
-    mp = toggles.get("memport", 0)
-    return {"register": toggles["register"] * r, "comb": (toggles["comb"] + mp) * c,
-            "clock": register_bits * cycles * k, "register_toggles": toggles["register"],
-            "comb_toggles": toggles["comb"], "memport_toggles": mp,
+    reg, comb, mp = (toggles.get(x, 0) for x in ("register", "comb", "memport"))
+    return {"register": reg * r, "comb": (comb + mp) * c,
+            "clock": register_bits * cycles * k, "register_toggles": reg,
+            "comb_toggles": comb, "memport_toggles": mp,
             "register_bits": register_bits}
 
 
