@@ -46,6 +46,10 @@ def add_arguments(parser) -> None:
                         help="analytic model only, no co-simulation (fast)")
     parser.add_argument("--calibrate", action="store_true",
                         help="fit the per-operation digital calibration on RTL toggle runs")
+    parser.add_argument("--tile", action="store_true",
+                        help="run the layer on the RTL ConvTile (layers that fit one "
+                             "crossbar): per-crop toggle energy by block and class; with "
+                             "--calibrate, fit the tile's own logic")
     parser.add_argument("--seed", type=int, default=0, help="seed of the co-simulations (0)")
     parser.add_argument("--out", default=None,
                         help="output folder (build/energy/); with --calibrate, the file")
@@ -157,11 +161,19 @@ def run(args) -> int:
     table = load_energy_table(args.table)
     if not 0 <= args.fraction < 0.5:
         raise UsageError(f"--fraction must lie in [0, 0.5), not {args.fraction}")
-    if args.calibrate:
+    if args.calibrate and not args.tile:
         return _calibrate(cfg, table, args)
     index, crop = _parse(args, len(CONV_SPECS))
+    if args.tile:
+        from aqua.cmd_energy_tile import calibrate_tile, run_tile_report
+        if args.analytic:
+            raise UsageError("--tile co-simulates the ConvTile; it cannot be --analytic")
+        if args.calibrate:
+            return calibrate_tile(cfg, table, args, index)
     out_dir = Path(args.out) if args.out else BUILD_ROOT / "energy"
     out_dir.mkdir(parents=True, exist_ok=True)
+    if args.tile:
+        return run_tile_report(cfg, table, args, index, crop, out_dir)
 
     net = quantize_democnn(cfg, load_democnn())
     x, _ = cluttered_digits("test")

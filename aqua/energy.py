@@ -25,8 +25,8 @@ from pathlib import Path
 from aqua.config import CONFIG_DIR, ConfigError, read_named_toml
 
 __all__ = ["EnergyTable", "EnergyTableError", "load_energy_table", "ENERGY_DIR", "EVENT_KEYS",
-           "TOGGLE_KEYS", "EVENT_MAP", "adc_scale", "event_pj", "event_energy", "toggle_energy",
-           "digital_total"]
+           "TOGGLE_KEYS", "EVENT_MAP", "TILE_MEMORY", "adc_scale", "event_pj", "event_energy", "toggle_energy",
+           "block_toggle_energy", "digital_total"]
 
 ENERGY_DIR = CONFIG_DIR / "energy"
 EVENT_KEYS = ("adc_conversion", "dac_drive", "row_read", "sample_hold", "shift_add",
@@ -44,6 +44,12 @@ EVENT_MAP = {
     "edram_read_bit": ("ifmap_read_bits", "memory"),
     "edram_write_bit": ("ofmap_write_bits", "memory"),
 }
+
+#: memory entries of a ``ConvTile`` run (``event_energy(..., tile=True)``): its input memory
+#: is the eDRAM buffer the gather reads (``positions * k * k`` words, not each input once),
+#: and both memories' writes are charged
+TILE_MEMORY = {"edram_read_bit": ("gather_read_bits",),
+               "edram_write_bit": ("ifmap_read_bits", "ofmap_write_bits")}
 
 
 class EnergyTableError(ConfigError):
@@ -144,15 +150,18 @@ def event_pj(table: EnergyTable, cfg) -> dict[str, float]:
     return pj
 
 
-def event_energy(table: EnergyTable, events: dict, cfg) -> dict[str, dict]:
+def event_energy(table: EnergyTable, events: dict, cfg, *, tile: bool = False
+                 ) -> dict[str, dict]:
     """pJ per event class (``{event: {"count", "pj", "block"}}``) from the counts of
     ``golden.events`` / ``golden.energy_model`` for ``cfg``. Events absent from ``events``
     (the feature-map memory of a bare Datapath run) count 0. Counts may be ints or ``[B]``
-    tensors (then ``pj`` is a float64 tensor)."""
+    tensors (then ``pj`` is a float64 tensor). ``tile``: the memory entries count a
+    ``ConvTile``'s accesses (:data:`TILE_MEMORY`)."""
     pj = event_pj(table, cfg)
     out = {}
     for name, (count, block) in EVENT_MAP.items():
-        n = events.get(count, 0)
+        counts = TILE_MEMORY[name] if tile and name in TILE_MEMORY else (count,)
+        n = sum(events.get(c, 0) for c in counts)
         out[name] = {"count": n if hasattr(n, "dtype") else int(n), "block": block,
                      "pj": n.double() * pj[name] if hasattr(n, "dtype")
                      else n * pj[name]}
@@ -161,22 +170,25 @@ def event_energy(table: EnergyTable, events: dict, cfg) -> dict[str, dict]:
 
 def toggle_energy(table: EnergyTable, toggles) -> dict[str, dict[str, float]]:
     """pJ of the digital logic per block and class from a ``cosim.toggles.Toggles``:
-    register and combinational bit toggles, plus the clock (register bits x cycles)."""
-    from cosim.toggles import BLOCKS, block_of
-
+    register and combinational bit toggles, memory-port toggles (priced as combinational
+    nets), plus the clock (register bits x cycles)."""
     split = toggles.by_block_class()
-    reg_bits = dict.fromkeys(BLOCKS, 0)
-    for key, arr in toggles.bits.items():
-        if toggles.cls(key) == "register":
-            reg_bits[block_of(key)] += len(arr)
-    out = {}
-    for b in BLOCKS:
-        out[b] = {"register": split[b]["register"] * table.toggle["register"].pj,
-                  "comb": split[b]["comb"] * table.toggle["comb"].pj,
-                  "clock": reg_bits[b] * toggles.cycles * table.toggle["clock"].pj,
-                  "register_toggles": split[b]["register"], "comb_toggles": split[b]["comb"],
-                  "register_bits": reg_bits[b]}
-    return out
+    reg_bits = toggles.register_bits()
+    return {b: block_toggle_energy(table, split[b], reg_bits[b], toggles.cycles)
+            for b in toggles.blocks}
+
+
+def block_toggle_energy(table: EnergyTable, toggles: dict[str, int], register_bits: int,
+                        cycles: int) -> dict[str, float]:
+    """pJ of one block from its toggles per class (``register``, ``comb`` and, if present,
+    ``memport``), its register bits and the cycles: ``register``, ``comb``, ``clock`` pJ (the
+    memory ports' toggles are in ``comb``) and the counts behind them."""
+    r, c, k = (table.toggle[x].pj for x in ("register", "comb", "clock"))
+    reg, comb, mp = (toggles.get(x, 0) for x in ("register", "comb", "memport"))
+    return {"register": reg * r, "comb": (comb + mp) * c,
+            "clock": register_bits * cycles * k, "register_toggles": reg,
+            "comb_toggles": comb, "memport_toggles": mp,
+            "register_bits": register_bits}
 
 
 def digital_total(te: dict[str, dict]) -> float:

@@ -107,7 +107,7 @@ def measure(cfg, table, jobs, *, sim: str = "verilator", seed: int = 0,
     from golden.events import jobs_events
 
     from .events import rtl_events
-    from .toggles import BLOCKS, block_of, fst_cycle_toggles, toggle_run
+    from .toggles import fst_cycle_toggles, toggle_run
 
     tg, res = toggle_run(cfg, sim, jobs=jobs, seed=seed, bubble=0.0, backpressure=0.0,
                          label=label)
@@ -118,20 +118,30 @@ def measure(cfg, table, jobs, *, sim: str = "verilator", seed: int = 0,
                            f"{events}")
     rising, per = fst_cycle_toggles(res.waves, tg.classes)
     cats = _categories(res.waves, rising)
-    reg_bits = dict.fromkeys(BLOCKS, 0)
-    for key, arr in tg.bits.items():
-        if tg.cls(key) == "register":
-            reg_bits[block_of(key)] += len(arr)
-    r, c, k = (table.toggle[x].pj for x in ("register", "comb", "clock"))
-    pj = {cat: {b: float(per[(b, "register")][m].sum() * r + per[(b, "comb")][m].sum() * c
-                         + reg_bits[b] * int(m.sum()) * k) for b in BLOCKS}
-          for cat, m in cats.items()}
+    pj = {cat: cycle_energy(table, per, tg.register_bits(), m) for cat, m in cats.items()}
     te = toggle_energy(table, tg)
     events = {**events, "vectors": events["input_handshakes"],
               "idle_cycles": int(cats["idle"].sum())}
     return {"events": events, "cycles": tg.cycles,
             "counts": {cat: int(m.sum()) for cat, m in cats.items()}, "pj": pj,
             "digital": {b: v["register"] + v["comb"] + v["clock"] for b, v in te.items()}}
+
+
+def cycle_energy(table, per: dict, reg_bits: dict[str, int], mask) -> dict[str, float]:
+    """``{group: pJ}`` of the cycles ``mask`` selects (a boolean mask or a slice) from the
+    per-cycle toggles ``per`` of :func:`cosim.toggles.fst_cycle_toggles`: register toggles,
+    combinational and memory-port toggles (priced as combinational) and the clock of the
+    group's register bits (``reg_bits``, 0 for groups without registers) on each cycle."""
+    from aqua.energy import block_toggle_energy
+
+    groups = {g for g, _ in per}
+    out = {}
+    for g in sorted(groups):
+        counts = {c: int(per[(g, c)][mask].sum()) for _, c in per if _ == g}
+        n = int(np.ones(len(next(iter(per.values()))), dtype=bool)[mask].sum())
+        e = block_toggle_energy(table, counts, reg_bits.get(g, 0), n)
+        out[g] = float(e["register"] + e["comb"] + e["clock"])
+    return out
 
 
 def _features(m: dict, cat: str) -> list[float]:

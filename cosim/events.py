@@ -30,7 +30,7 @@ from hdl.layouts import Phase
 from .bits import unpack
 from .toggles import normalise
 
-__all__ = ["rtl_events"]
+__all__ = ["rtl_events", "rtl_tile_events", "TILE_EVENTS"]
 
 
 
@@ -64,29 +64,32 @@ def _at(sig, times: np.ndarray) -> list:
     return [vals[i] if i >= 0 else 0 for i in idx]
 
 
-def rtl_events(cfg, waves: str | Path) -> dict[str, int]:
-    """The events of :data:`golden.events.EVENTS` counted from the run's FST ``waves``."""
-    from .blocks import ports
-
-    keys = {"clk", "phase", "adc_valid", "i__valid", "i__ready", "o__valid", "o__ready",
-            "wr__valid", "crossbar.levels", "crossbar.step"}
-    sig = _signals(waves, keys)
+def _edges(waves, keys: set[str]):
+    """``(rising, sig)``: the rising edges of ``clk`` and ``key -> (times, values)``."""
+    sig = _signals(waves, keys | {"clk"})
     ct, cv = sig["clk"]
     cv = np.asarray(cv)
-    rising = ct[1:][(cv[1:] == 1) & (cv[:-1] == 0)]
-    before = rising - 1                          # the state each edge acts on
-    a = {k: np.asarray(_at(sig[k], before), dtype=np.int64)
-         for k in ("phase", "adc_valid", "i__valid", "i__ready", "o__valid", "o__ready",
-                   "wr__valid")}
+    return ct[1:][(cv[1:] == 1) & (cv[:-1] == 0)], sig
+
+
+_DATAPATH_KEYS = ("phase", "adc_valid", "i__valid", "i__ready", "o__valid", "o__ready",
+                  "wr__valid", "crossbar.levels", "crossbar.step")
+
+
+def _datapath_events(cfg, sig, before: np.ndarray, prefix: str = "") -> dict[str, int]:
+    """The events of :data:`golden.events.EVENTS` of the Datapath whose nets are
+    ``prefix + name``, at the edges whose preceding instants are ``before``."""
+    from .blocks import ports
+
+    a = {k: np.asarray(_at(sig[prefix + k], before), dtype=np.int64)
+         for k in _DATAPATH_KEYS[:7]}
     xbar = a["phase"] == Phase.XBAR.value
     adc = a["phase"] == Phase.ADC.value
     levels_layout = ports(cfg, "crossbar")["levels"][1]
     P = cfg.rows_per_cycle
     drives = level_sum = 0
-    for v, group, on in zip(_at(sig["crossbar.levels"], before),
-                            _at(sig["crossbar.step"], before), xbar):
-        if not on:
-            continue
+    for v, group in zip(_at(sig[prefix + "crossbar.levels"], before[xbar]),
+                        _at(sig[prefix + "crossbar.step"], before[xbar])):
         row_levels = list(unpack(levels_layout, v).values())[group * P:(group + 1) * P]
         drives += sum(lv != 0 for lv in row_levels)
         level_sum += sum(row_levels)
@@ -108,3 +111,58 @@ def rtl_events(cfg, waves: str | Path) -> dict[str, int]:
     ev["sample_holds"] = int((adc & prev_xbar).sum()) * cfg.cols
     assert set(ev) == set(EVENTS)
     return ev
+
+
+def rtl_events(cfg, waves: str | Path) -> dict[str, int]:
+    """The events of :data:`golden.events.EVENTS` counted from the run's FST ``waves``."""
+    rising, sig = _edges(waves, set(_DATAPATH_KEYS))
+    return _datapath_events(cfg, sig, rising - 1)
+
+
+#: events of a ConvTile run beyond the Datapaths' (keys of ``golden.energy_model``)
+TILE_EVENTS = ("positions", "vectors", "fmap_writes", "ifmap_reads", "ifmap_read_bits",
+               "gather_reads", "gather_read_bits", "ofmap_writes", "ofmap_write_bits")
+
+
+def _one(nets: set[str], what: str) -> str:
+    if len(nets) != 1:
+        raise ValueError(f"expected one net for {what}, found {sorted(nets)}")
+    return next(iter(nets))
+
+
+def rtl_tile_events(cfg, geom, waves: str | Path, verilog: str | Path,
+                    windows: list[tuple[int, int]]) -> list[dict[str, int]]:
+    """Events of a ``ConvTile`` run from its FST ``waves``, one dict per ``(t0, t1)`` window
+    of rising-edge times (both included): the Datapath events of every ``xbar<i>`` summed
+    (:data:`golden.events.EVENTS`), and the memory accesses read from the memories' port
+    enables (:func:`cosim.toggles.memory_ports`): ``fmap_writes`` (input-memory write
+    enables: kept pixels loaded; ``ifmap_reads`` = that x ``in_channels`` activations),
+    ``gather_reads`` (input-memory read enables of the im2col gather), ``ofmap_writes``
+    (output-memory write enables x ``out_channels``; ``positions`` = the enables), with
+    ``*_bits`` as ``golden.energy_model.conv_layer_events``; ``vectors`` = input handshakes."""
+    from .toggles import memory_ports
+
+    mp = memory_ports(verilog)
+    en = {"fmap_writes": _one(mp["fmap_mem"]["write"]["en"], "the fmap_mem write enable"),
+          "gather_reads": _one(mp["fmap_mem"]["read"]["en"], "the fmap_mem read enable"),
+          "positions": _one(mp["out_mem"]["write"]["en"], "the out_mem write enable")}
+    groups = geom.groups(cfg)
+    keys = {f"xbar{x}.{k}" for x in range(groups) for k in _DATAPATH_KEYS} | set(en.values())
+    rising, sig = _edges(waves, keys)
+    out = []
+    for t0, t1 in windows:
+        before = rising[(rising >= t0) & (rising <= t1)] - 1
+        ev = dict.fromkeys(EVENTS, 0)
+        for x in range(groups):
+            for k, v in _datapath_events(cfg, sig, before, f"xbar{x}.").items():
+                ev[k] += v
+        for k, net in en.items():
+            ev[k] = int(np.asarray(_at(sig[net], before), dtype=np.int64).sum())
+        cin, cout = geom.in_channels, geom.out_channels
+        ev.update(vectors=ev["input_handshakes"], ifmap_reads=ev["fmap_writes"] * cin,
+                  ifmap_read_bits=ev["fmap_writes"] * cin * cfg.input_bits,
+                  gather_read_bits=ev["gather_reads"] * cin * cfg.input_bits,
+                  ofmap_writes=ev["positions"] * cout,
+                  ofmap_write_bits=ev["positions"] * cout * cfg.output_bits)
+        out.append(ev)
+    return out

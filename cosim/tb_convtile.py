@@ -86,6 +86,7 @@ async def convtile_runs_images(dut):
             outputs.append(int(dut.rd_data.value))
         results.append({"label": img["label"], "edges": int((done_at[seen] - t_start)
                                                               // PERIOD_NS) + 1,
+                        "t_start": t_start, "t_done": done_at[seen],
                         "error": error, "busy_after_done": busy, "sent": sent,
                         "done_pulses": len(done_at) - seen, "outputs": outputs})
         await fall           # done is low again before the next start

@@ -148,6 +148,7 @@ class TileRun:
     wall_s: float
     seed: int
     rows: list[dict] = field(default_factory=list)   # per image: label, cycles RTL/golden
+    waves: str | None = None                         # the FST, when run with waves
 
     @property
     def cycles_per_s(self) -> float:
@@ -253,7 +254,8 @@ def run_tile(cfg: AccelConfig, geom: ConvGeometry, layer, images: list[TileImage
                    results=doc["images"] if doc else [], passed=passed, message=message,
                    cycles=doc["cycles"] if doc else 0,
                    sim_wall_s=doc["wall_s"] if doc else 0.0,
-                   wall_s=time.perf_counter() - t0, seed=seed, rows=rows)
+                   wall_s=time.perf_counter() - t0, seed=seed, rows=rows,
+                   waves=str(res.waves) if waves and res.waves else None)
 
 
 def demo_tile_layer(cfg: AccelConfig, index: int, image: int = 0):

@@ -14,15 +14,23 @@ Sources of switching activity:
 Names are normalised so that the same net has the same key under both simulators: the top
 scope (``aqua_datapath``) is dropped, Verilator's duplicate ``$rootio`` scope is skipped, the
 backslash of escaped identifiers is removed and array members are written ``name[i]`` (Verilator
-writes ``name.[i]``). A key is ``"crossbar.gated_row0"`` for a net of the ``crossbar`` instance,
+writes ``name.[i]``). Names starting with ``_`` are left out: Verilator does not trace them, and
+the only ones yosys writes are a memory read port's data register (``_0_``), an alias of the
+read-data net that is counted. A key is ``"crossbar.gated_row0"`` for a net of the ``crossbar`` instance,
 ``"phase"`` for one of the top module.
 
-Every signal is attributed to a **block** (the first instance of its path: ``crossbar``,
-``adc``, ``shiftadd``; nets of the top module are ``control``) and a **class**, read from the
-generated Verilog (:func:`signal_classes`): ``register`` (assigned in an
-``always @(posedge clk)`` block), ``clock`` (``clk``), ``input`` (an input port of a sub-module:
-an alias of the driving net in the parent, left out of energy so that a net is counted once),
-``comb`` (every other net, output ports included).
+Every signal is attributed to a **block** (:func:`block_of`: the first instance of its path,
+after the ``xbar<i>.`` of a Datapath inside a ``ConvTile``: ``crossbar``, ``adc``, ``shiftadd``;
+``agu_in``/``agu_out`` are ``agu``; memory ports are ``memory``; every other net, the Datapath's
+and the tile's own, is ``control``) and a **class**, read from the generated Verilog
+(:func:`signal_classes`): ``register`` (assigned in an ``always @(posedge clk)`` block),
+``clock`` (``clk``), ``input`` (an input port of a sub-module: an alias of the driving net in
+the parent, left out of energy so that a net is counted once), ``memport`` (the address, data
+and enable nets of a memory's read and write ports, found in the statements that access the
+array; block ``memory``), ``comb`` (every other net, output ports included). Memory arrays
+themselves are dumped by neither simulator (Icarus' ``$dumpvars`` skips arrays, Verilator
+traces arrays of at most 32 words), so their bit cells have no toggles here: memory energy is
+charged per access bit from the event counts.
 """
 
 from __future__ import annotations
@@ -35,10 +43,15 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["normalise", "fst_toggles", "fst_cycle_toggles", "saif_toggles", "signal_classes", "Toggles",
-           "block_of", "BLOCKS", "CLASSES", "toggle_run"]
+           "block_of", "BLOCKS", "TILE_BLOCKS", "CLASSES", "toggle_run", "memory_ports"]
 
+#: blocks of a Datapath run; a ConvTile run adds the AGUs and the memories
 BLOCKS = ("crossbar", "adc", "shiftadd", "control")
-CLASSES = ("register", "comb", "clock", "input")
+TILE_BLOCKS = (*BLOCKS, "agu", "memory")
+CLASSES = ("register", "comb", "clock", "input", "memport")
+#: the classes whose toggles are charged per toggle (``clock`` is per register bit per cycle)
+TOGGLING = ("register", "comb", "memport")
+_DATAPATH_BLOCKS = ("crossbar", "adc", "shiftadd")
 
 
 def normalise(full_name: str) -> str | None:
@@ -51,10 +64,24 @@ def normalise(full_name: str) -> str | None:
     return ".".join(parts)
 
 
-def block_of(key: str) -> str:
-    """``crossbar``/``adc``/``shiftadd`` for nets inside those instances, else ``control``."""
-    head = key.split(".", 1)
-    return head[0] if len(head) == 2 and head[0] in BLOCKS else "control"
+def block_of(key: str, classes: dict[str, str] | None = None) -> str:
+    """The block of the net ``key``: ``crossbar``/``adc``/``shiftadd`` for nets inside those
+    instances (of the Datapath, or of ``xbar<i>`` in a ConvTile), ``agu`` inside ``agu_in`` /
+    ``agu_out``, ``memory`` for memory instances and, given ``classes``, memory-port nets;
+    else ``control`` (the Datapath's own nets and the tile's: gather, FSM, registers)."""
+    if classes is not None and classify(key, classes) == "memport":
+        return "memory"
+    parts = key.split(".")
+    if len(parts) > 1 and re.fullmatch(r"xbar\d+", parts[0]):
+        parts = parts[1:]
+    if len(parts) > 1:
+        if parts[0] in _DATAPATH_BLOCKS:
+            return parts[0]
+        if parts[0] in ("agu_in", "agu_out"):
+            return "agu"
+        if parts[0] in ("fmap_mem", "out_mem"):
+            return "memory"
+    return "control"
 
 
 def _bits_matrix(values: list, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -129,8 +156,8 @@ def _fst_flips(path: str | Path, from_reset: bool):
     ambiguous = set()
     for v in w.all_vars():
         key = normalise(v.full_name)
-        if key is None or key in ambiguous:
-            continue
+        if key is None or key in ambiguous or key.rsplit(".", 1)[-1].startswith("_"):
+            continue            # `_0_`: yosys' memory read register, hidden by Verilator
         if key in out:          # e.g. yosys' escaped `\levels[0]` beside the bus `levels`
             ambiguous.add(key)
             del out[key]
@@ -149,27 +176,32 @@ def fst_toggles(path: str | Path, *, from_reset: bool = True) -> dict[str, np.nd
     return {key: f.sum(axis=0, dtype=np.int64) for key, (_, f) in flips.items()}
 
 
-def fst_cycle_toggles(path: str | Path, classes: dict[str, str]
-                      ) -> tuple[np.ndarray, dict[tuple[str, str], np.ndarray]]:
-    """Toggles per clock cycle: ``(rising, {(block, class): counts [n]})``, where ``rising``
+def fst_cycle_toggles(path: str | Path, classes: dict[str, str], *, blocks=BLOCKS,
+                      group=None) -> tuple[np.ndarray, dict[tuple[str, str], np.ndarray]]:
+    """Toggles per clock cycle: ``(rising, {(group, class): counts [n]})``, where ``rising``
     are the ``n`` rising edges of ``clk`` and cycle ``i`` is ``[rising[i], rising[i+1])`` (the
     results of edge ``i`` and the inputs the bench drives for edge ``i+1``). Counted from the
-    stimulus start, ``register`` and ``comb`` nets only (as :meth:`Toggles.by_block_class`);
-    summed over cycles (plus the few toggles before the first edge) it equals those totals."""
+    stimulus start, charged classes only (:data:`TOGGLING`, as
+    :meth:`Toggles.by_block_class`); summed over cycles (plus the few toggles before the first
+    edge) it equals those totals. ``group(key)`` names the group of a net (default its block,
+    :func:`block_of`); ``blocks`` are the groups always present in the result."""
     w, flips = _fst_flips(path, True)
+    group = group or (lambda key: block_of(key, classes))
     clk = _values(w, "clk")
     rising = np.asarray([t for (t, v), (_, u) in zip(clk[1:], clk) if str(v) == "1"
                          and str(u) != "1"], dtype=np.int64)
     n = len(rising)
-    out = {(b, c): np.zeros(n, dtype=np.int64) for b in BLOCKS for c in ("register", "comb")}
+    out = {(b, c): np.zeros(n, dtype=np.int64) for b in blocks for c in TOGGLING}
     for key, (times, f) in flips.items():
         c = classify(key, classes)
-        if key.startswith("$auto$") or c not in ("register", "comb") or not len(times):
+        if key.startswith("$auto$") or c not in TOGGLING or not len(times):
             continue
         cyc = np.searchsorted(rising, times, side="right") - 1
         keep = cyc >= 0
-        out[(block_of(key), c)] += np.bincount(cyc[keep], weights=f[keep].sum(axis=1),
-                                               minlength=n).astype(np.int64)
+        g = (group(key), c)
+        out.setdefault(g, np.zeros(n, dtype=np.int64))
+        out[g] += np.bincount(cyc[keep], weights=f[keep].sum(axis=1),
+                              minlength=n).astype(np.int64)
     return rising, out
 
 
@@ -228,11 +260,56 @@ def _verilog_modules(text: str):
         yield ".".join(parts[1:]), m.group(0)
 
 
-def signal_classes(verilog: str | Path) -> dict[str, str]:
-    """``key -> class`` for the registers, clocks and sub-module inputs of the generated
-    Verilog; every other key is ``comb`` (see :func:`classify`)."""
-    text = Path(verilog).read_text() if isinstance(verilog, Path) or "\n" not in str(verilog) \
+_IDENT = re.compile(r"\\\S+|[A-Za-z_][\w$]*")
+
+
+def _idents(expr: str) -> set[str]:
+    """The net names of a Verilog expression (escaped identifiers lose their backslash)."""
+    expr = re.sub(r"\d+'[hbdo][0-9a-fA-FxXzZ_]+", " ", expr)
+    return {m.lstrip("\\") for m in _IDENT.findall(expr)}
+
+
+def memory_ports(verilog: str | Path) -> dict[str, dict[str, dict[str, set[str]]]]:
+    """``{memory: {"write"|"read": {"en"|"addr"|"data": {net, ...}}}}`` of every memory
+    array (``reg [w] name [d];``) of the generated Verilog: the nets of the statements that
+    write it (``if (en) mem[addr] <= data;``) and read it (``[if (en)] q <= mem[addr];`` and
+    the net ``assign`` ed from ``q``). Keys are prefixed with their instance path."""
+    text = _text(verilog)
+    out: dict[str, dict] = {}
+    for prefix, body in _verilog_modules(text):
+        pre = f"{prefix}." if prefix else ""
+        for mem in re.findall(r"^\s*reg\s+\[[^\]]*\]\s*(\\?\S+)\s*\[[^\]]*\]\s*;", body, re.M):
+            m_ = re.escape(mem)
+            ports = out.setdefault(pre + mem.lstrip("\\"), {})
+            for en, addr, data in re.findall(
+                    r"if \(([^)]*)\)\s*\n?\s*" + m_ + r"\[(.*?)\]\s*<=\s*([^;]*);", body):
+                ports.setdefault("write", {"en": set(), "addr": set(), "data": set()})
+                for part, expr in (("en", en), ("addr", addr), ("data", data)):
+                    ports["write"][part] |= {pre + n for n in _idents(expr)}
+            for en, q, addr in re.findall(r"(?:if \(([^)]*)\)\s*begin\s*)?(\\?\S+)\s*<=\s*"
+                                          + m_ + r"\[(.*?)\];", body):
+                ports.setdefault("read", {"en": set(), "addr": set(), "data": set()})
+                rd = ports["read"]
+                rd["en"] |= {pre + n for n in _idents(en)}
+                rd["addr"] |= {pre + n for n in _idents(addr)}
+                q = q.lstrip("\\")
+                rd["data"].add(pre + q)
+                for y in re.findall(r"assign\s+(\\?\S+)\s*=\s*\\?" + re.escape(q) + r"\s*;",
+                                    body):
+                    rd["data"].add(pre + y.lstrip("\\"))
+    return out
+
+
+def _text(verilog: str | Path) -> str:
+    return Path(verilog).read_text() if isinstance(verilog, Path) or "\n" not in str(verilog) \
         else str(verilog)
+
+
+def signal_classes(verilog: str | Path) -> dict[str, str]:
+    """``key -> class`` for the registers, clocks, sub-module inputs and memory ports
+    (:func:`memory_ports`) of the generated Verilog; every other key is ``comb`` (see
+    :func:`classify`)."""
+    text = _text(verilog)
     out: dict[str, str] = {}
     for prefix, body in _verilog_modules(text):
         pre = f"{prefix}." if prefix else ""
@@ -244,6 +321,10 @@ def signal_classes(verilog: str | Path) -> dict[str, str]:
             for m in re.finditer(r"^\s*input\s+(?:\[[^\]]*\]\s*)?(\\?\S+?)\s*;", body, re.M):
                 out[pre + m.group(1).lstrip("\\")] = "input"
         out[pre + "clk"] = "clock"
+    for ports in memory_ports(text).values():
+        for port in ports.values():
+            for nets in port.values():
+                out.update(dict.fromkeys(nets - {"clk"}, "memport"))
     return out
 
 
@@ -254,11 +335,13 @@ def classify(key: str, classes: dict[str, str]) -> str:
 
 @dataclass
 class Toggles:
-    """Toggle counts of one run: ``bits[key]`` per bit, with block and class of each key."""
+    """Toggle counts of one run: ``bits[key]`` per bit, with block and class of each key;
+    ``blocks``: :data:`BLOCKS` for a Datapath run, :data:`TILE_BLOCKS` for a ConvTile."""
     bits: dict[str, np.ndarray]
     classes: dict[str, str] = field(default_factory=dict)
     cycles: int = 0
     source: str = ""
+    blocks: tuple[str, ...] = BLOCKS
 
     def total(self, key: str) -> int:
         return int(self.bits[key].sum())
@@ -266,17 +349,28 @@ class Toggles:
     def cls(self, key: str) -> str:
         return classify(key, self.classes)
 
+    def block(self, key: str) -> str:
+        return block_of(key, self.classes)
+
+    def register_bits(self) -> dict[str, int]:
+        """``{block: register bits}`` (each is charged clock energy every cycle)."""
+        out = dict.fromkeys(self.blocks, 0)
+        for key, arr in self.bits.items():
+            if self.cls(key) == "register":
+                out[self.block(key)] += len(arr)
+        return out
+
     def by_block_class(self, *, include_inputs: bool = False) -> dict[str, dict[str, int]]:
         """``{block: {class: toggles}}``; sub-module inputs (aliases of nets counted in the
         parent) are left out unless ``include_inputs``."""
-        out = {b: {c: 0 for c in CLASSES} for b in BLOCKS}
+        out = {b: {c: 0 for c in CLASSES} for b in self.blocks}
         for key, arr in self.bits.items():
             if key.startswith("$auto$"):     # yosys' one-shot initial trigger
                 continue
             c = self.cls(key)
             if c == "input" and not include_inputs:
                 continue
-            out[block_of(key)][c] += int(arr.sum())
+            out[self.block(key)][c] += int(arr.sum())
         return out
 
 

@@ -27,6 +27,11 @@ Counts (all exact for the Datapath; the test suite holds them equal to
                          ``ifmap_read_bits = ifmap_reads * input_bits``
 ``ofmap_writes``         outputs written (``positions * Cout``); ``ofmap_write_bits`` ``=
                          ofmap_writes * output_bits``
+``fmap_writes``          kept pixels (words of ``Cin`` activations) written into a
+                         ``ConvTile``'s input memory (its write enables)
+``gather_reads``         the ``ConvTile``'s im2col gather: ``positions * k * k`` input-memory
+                         words read (its read enables, padding and cropped taps included);
+                         ``gather_read_bits = gather_reads * Cin * input_bits``
 ``idle_cycles``          0: the layer streams its vectors back to back (a co-simulated run
                          has some; the calibration fits their cost)
 =======================  ===================================================================
@@ -60,7 +65,8 @@ from .layer import tile_counts
 
 __all__ = ["conv_layer_events", "conv_layer_energy", "LayerEnergy", "Calibration",
            "load_calibration", "calibration_path", "CALIBRATION_DIR", "LAYER_EVENTS", "OPS",
-           "BLOCKS"]
+           "BLOCKS", "TILE_OPS", "TILE_BLOCKS",
+           "tile_idle_cycles"]
 
 CALIBRATION_DIR = ENERGY_DIR / "calibration"
 
@@ -68,7 +74,8 @@ CALIBRATION_DIR = ENERGY_DIR / "calibration"
 LAYER_EVENTS = ("positions", "crossbars", "vectors", "input_handshakes", "output_handshakes",
                 "weight_writes", "xbar_steps", "row_activations", "dac_drives", "dac_level_sum",
                 "sample_holds", "adc_steps", "adc_conversions", "shift_adds", "ifmap_reads",
-                "ifmap_read_bits", "ofmap_writes", "ofmap_write_bits", "idle_cycles")
+                "ifmap_read_bits", "ofmap_writes", "ofmap_write_bits", "fmap_writes",
+                "gather_reads", "gather_read_bits", "idle_cycles")
 
 #: calibrated digital operation -> the event count it is charged per. ``xbar_step`` /
 #: ``adc_step``: a clock cycle of the crossbar / ADC phase (clock, control and the fixed part of
@@ -79,8 +86,17 @@ OPS = {"xbar_step": "xbar_steps", "xbar_drive": "dac_drives", "adc_step": "adc_s
        "adc_drive": "dac_drives", "vector": "vectors", "weight_write": "weight_writes",
        "idle_cycle": "idle_cycles"}
 
-#: blocks of :attr:`LayerEnergy.by_block`
+#: blocks of :attr:`LayerEnergy.by_block`; a ``ConvTile`` (``tile=True``) adds its AGUs
 BLOCKS = ("crossbar", "adc", "shiftadd", "control", "memory")
+TILE_BLOCKS = (*BLOCKS, "agu")
+
+#: the ``ConvTile``'s own digital logic (AGUs, memory ports, gather and FSM: everything
+#: outside its Datapaths), calibrated per operation on tile toggle runs
+#: (``aqua energy --tile --calibrate``): ``tile_pixel`` per kept pixel loaded,
+#: ``tile_gather`` per gather read, ``tile_weight_write`` per weight write (the tile's share
+#: of programming). Charged only with ``tile=True``; the Datapaths inside keep :data:`OPS`.
+TILE_OPS = {"tile_pixel": "fmap_writes", "tile_gather": "gather_reads",
+            "tile_weight_write": "weight_writes"}
 
 
 def _multiplicity(H: int, W: int, k: int, s: int, p: int, ow) -> torch.Tensor:
@@ -154,6 +170,9 @@ def conv_layer_events(cfg: AccelConfig, *, in_channels: int, out_channels: int, 
         "ifmap_read_bits": kept * in_channels * cfg.input_bits,
         "ofmap_writes": cc.positions * out_channels,
         "ofmap_write_bits": cc.positions * out_channels * cfg.output_bits,
+        "fmap_writes": kept,
+        "gather_reads": cc.positions * k * k,
+        "gather_read_bits": cc.positions * k * k * in_channels * cfg.input_bits,
         "idle_cycles": 0,
     }
     entries = cc.positions * K                      # im2col entries of one group
@@ -187,12 +206,20 @@ class Calibration:
     pj: dict[str, dict[str, float]]
     provenance: dict = field(default_factory=dict)
     path: str = ""
+    tile_pj: dict[str, dict[str, float]] = field(default_factory=dict)
 
-    def digital(self, events: dict) -> dict[str, dict[str, float | torch.Tensor]]:
+    def digital(self, events: dict, *, tile: bool = False
+                ) -> dict[str, dict[str, float | torch.Tensor]]:
         """``{block: {op: pJ}}`` for the counts of :func:`conv_layer_events` (or any dict with
-        the counts of :data:`OPS`)."""
-        return {b: {op: _scale(events[OPS[op]], e) for op, e in ops.items()}
-                for b, ops in self.pj.items()}
+        the counts of :data:`OPS`); with ``tile``, also the ``ConvTile``'s own logic
+        (:data:`TILE_OPS`, ``tile_pj``)."""
+        out = {b: {op: _scale(events[OPS[op]], e) for op, e in ops.items()}
+               for b, ops in self.pj.items()}
+        if tile:
+            for b, ops in self.tile_pj.items():
+                out.setdefault(b, {}).update({op: _scale(events[TILE_OPS[op]], e)
+                                              for op, e in ops.items()})
+        return out
 
     def to_toml(self) -> str:
         """The calibration file (read back by :func:`load_calibration`)."""
@@ -202,10 +229,11 @@ class Calibration:
                  "# toggle runs (docs/energy.md). pJ per operation, per block.",
                  f"config = {json.dumps(self.config)}", f"digest = {json.dumps(self.digest)}",
                  f"table = {json.dumps(self.table)}", ""]
-        for b, ops in self.pj.items():
-            lines.append(f"[pj.{b}]")
-            lines += [f"{op} = {v!r}" for op, v in ops.items()]
-            lines.append("")
+        for section, table in (("pj", self.pj), ("tile_pj", self.tile_pj)):
+            for b, ops in table.items():
+                lines.append(f"[{section}.{b}]")
+                lines += [f"{op} = {v!r}" for op, v in ops.items()]
+                lines.append("")
         lines.append("[provenance]")
         lines += _toml_values(self.provenance, "provenance")
         return "\n".join(lines) + "\n"
@@ -268,20 +296,24 @@ def load_calibration(cfg: AccelConfig, path: str | Path | None = None) -> Calibr
             raise EnergyTableError(f"{p}: missing {key!r}")
     if doc["digest"] != cfg.digest:
         return None
-    pj = {}
-    for b, ops in doc["pj"].items():
-        if b not in BLOCKS:
-            raise EnergyTableError(f"{p}: [pj.{b}]: unknown block; allowed: {', '.join(BLOCKS)}")
-        bad = set(ops) - set(OPS)
-        if bad:
-            raise EnergyTableError(f"{p}: [pj.{b}] has unknown operations {sorted(bad)}; "
-                                   f"allowed: {', '.join(OPS)}")
-        if any(isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0
-               for v in ops.values()):
-            raise EnergyTableError(f"{p}: [pj.{b}] values must be non-negative numbers")
-        pj[b] = {op: float(v) for op, v in ops.items()}
-    return Calibration(doc["config"], doc["digest"], doc["table"], pj,
-                       doc.get("provenance", {}), str(p))
+    tables = {}
+    for section, blocks, allowed in (("pj", BLOCKS, OPS), ("tile_pj", TILE_BLOCKS, TILE_OPS)):
+        tables[section] = {}
+        for b, ops in doc.get(section, {}).items():
+            if b not in blocks:
+                raise EnergyTableError(f"{p}: [{section}.{b}]: unknown block; allowed: "
+                                       f"{', '.join(blocks)}")
+            bad = set(ops) - set(allowed)
+            if bad:
+                raise EnergyTableError(f"{p}: [{section}.{b}] has unknown operations "
+                                       f"{sorted(bad)}; allowed: {', '.join(allowed)}")
+            if any(isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0
+                   for v in ops.values()):
+                raise EnergyTableError(f"{p}: [{section}.{b}] values must be non-negative "
+                                       f"numbers")
+            tables[section][b] = {op: float(v) for op, v in ops.items()}
+    return Calibration(doc["config"], doc["digest"], doc["table"], tables["pj"],
+                       doc.get("provenance", {}), str(p), tables["tile_pj"])
 
 
 @dataclass(frozen=True)
@@ -302,12 +334,26 @@ class LayerEnergy:
     calibration: str | None = None
 
 
+def tile_idle_cycles(events: dict) -> int:
+    """Idle cycles of the Datapaths of a ``ConvTile`` run (charged per ``idle_cycle``): each
+    crossbar waits while the kept pixels load (``fmap_writes`` cycles), and while the others
+    are programmed (``weight_writes`` are one cycle each, one crossbar at a time)."""
+    n = events["crossbars"]
+    return n * events["fmap_writes"] + (n - 1) * events["weight_writes"]
+
+
 def conv_layer_energy(cfg: AccelConfig, table: EnergyTable, *, in_channels: int,
                       out_channels: int, height: int, width: int, kernel: int, stride: int,
                       padding: int, window=None, x: torch.Tensor | None = None,
-                      calibration: Calibration | None = None) -> LayerEnergy:
+                      calibration: Calibration | None = None, tile: bool = False
+                      ) -> LayerEnergy:
     """pJ of one conv layer: :func:`conv_layer_events` times ``table`` (ADC scaled to
     ``cfg.adc_bits``), plus the calibrated digital energy.
+
+    ``tile``: the layer as one ``ConvTile`` computes it (its geometry must fit one crossbar):
+    memory energy is that of the tile's memories (:data:`aqua.energy.TILE_MEMORY`: the
+    gather's reads, the input memory's and the output memory's writes, per bit) and the
+    calibration's ``tile_pj`` charges the tile's own logic (block ``agu`` among them).
 
     ``calibration=None`` loads the shipped calibration of ``cfg`` (:func:`load_calibration`);
     if there is none, or it was fitted under another table, only the event energies are
@@ -330,12 +376,14 @@ def conv_layer_energy(cfg: AccelConfig, table: EnergyTable, *, in_channels: int,
         raise ValueError(f"calibration {calibration.path or calibration.config} is for config "
                          f"{calibration.config} ({calibration.digest}) and table "
                          f"{calibration.table}, not {cfg.name} ({cfg.digest}) and {table.name}")
-    by_event, by_block = {}, dict.fromkeys(BLOCKS, 0.0)
-    for name, e in event_energy(table, events, cfg).items():
+    if tile:
+        events = {**events, "idle_cycles": tile_idle_cycles(events)}
+    by_event, by_block = {}, dict.fromkeys(TILE_BLOCKS if tile else BLOCKS, 0.0)
+    for name, e in event_energy(table, events, cfg, tile=tile).items():
         by_event[name] = e["pj"]
         by_block[e["block"]] = by_block[e["block"]] + e["pj"]
     if calibration is not None:
-        for b, ops in calibration.digital(events).items():
+        for b, ops in calibration.digital(events, tile=tile).items():
             for op, pj in ops.items():
                 by_event[f"digital.{op}"] = by_event.get(f"digital.{op}", 0.0) + pj
                 by_block[b] = by_block[b] + pj

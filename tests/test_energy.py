@@ -113,6 +113,8 @@ def test_cli_energy_positional(tmp_path):
     (["energy", "small", "0", "16", "--analytic"], "CROP must be a crop vector index 0..15"),
     (["energy", "small", "--config", "isaac", "--analytic"], "config given twice"),
     (["energy", "nope", "--analytic"], "nope"),
+    (["energy", "small", "1", "--tile"], "--tile: layer 1 needs 72 crossbar rows, small has 16"),
+    (["energy", "small", "0", "--tile", "--analytic"], "--tile co-simulates the ConvTile"),
 ])
 def test_cli_energy_errors(capsys, argv, msg):
     assert main(argv) == 2
