@@ -46,7 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="output folder (default build/crop_study/)")
     p.add_argument("--rtl-images", type=nonnegative_int, default=4, metavar="N",
                    help="test images whose first conv layer runs, under the learned "
-                        "predictor's crop, through the RTL ConvTile (default 4; 0: skip)")
+                        "predictor's crop (top-1 within 1 pp), through the RTL ConvTile "
+                        "(default 4; 0: skip)")
     p.add_argument("--sim", default="verilator", choices=["verilator", "icarus"],
                    help="simulator of the RTL step (default verilator; Icarus is ~30x slower)")
     g = p.add_argument_group("your own model and images (default: the demo CNN on the "
@@ -164,7 +165,7 @@ def _rtl_step(args, cfg, subject, test, res) -> dict:
         ensure_simulator(args.sim)
     except SimulatorMissing as exc:
         return {"skipped": str(exc)}
-    method = CS.rtl_method(res)
+    method = CS.RTL_METHOD
     choice = res["choices"][method]
     idx = CS.rtl_images(choice, args.rtl_images)
     with console().status(f"co-simulating conv0 of {len(idx)} images in the RTL ConvTile "
