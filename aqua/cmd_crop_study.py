@@ -4,8 +4,11 @@ Every test image runs under all 16 crop vectors (one batched pass per batch of i
 the golden fixed-point demo CNN (or a user's float model, ``--model``); the oracle picks per
 image the cheapest crop that keeps it correct, the predictors (entropy, gradient, corners, the
 learned 0th layer) pick one without running the network. Energy comes from
-``golden.energy_model`` with the ISAAC table. Writes ``study.json``, ``crop_histogram.png`` and
-``accuracy_energy.png`` to ``--out`` (default ``build/crop_study/``) and prints the table.
+``golden.energy_model`` with the ISAAC table. Then the first conv layer of ``--rtl-images``
+test images under the learned predictor's crops runs through the RTL ``ConvTile`` in one
+co-simulation (``--sim``), bit-exact with the study's golden output and in the predicted cycles,
+or the run exits 1. Writes ``study.json``, ``crop_histogram.png`` and ``accuracy_energy.png``
+to ``--out`` (default ``build/crop_study/``) and prints the tables.
 """
 
 from __future__ import annotations

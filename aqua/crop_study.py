@@ -8,7 +8,9 @@ CNN, :func:`democnn_subject`, or a user's float model, :mod:`aqua.userdata`) and
   energy the predictors rank crops by is the mean over all of them;
 * *test images*, on which everything reported is measured.
 
-The result is one JSON-able dict; :func:`table_rows`, :func:`write_plots` present it.
+The result is one JSON-able dict (with every method's crop per test image in ``choices``);
+:func:`table_rows`, :func:`write_plots` present it. :func:`rtl_first_layer` runs the first conv
+layer of some test images under a predictor's crops through the RTL ``ConvTile``.
 """
 
 from __future__ import annotations
