@@ -79,8 +79,10 @@ MODEL = build/models/democnn.pt
 $(MODEL): | $(STAMP)
 	$(TEST_ENV) $(AQUA) train --output $@
 
+# Its RTL step runs under Verilator unless SIM names Icarus.
 aqua: $(STAMP) $(MODEL)
-	$(TEST_ENV) $(AQUA) crop-study --config $(CONFIG) --model $(MODEL)
+	$(TEST_ENV) $(AQUA) crop-study --config $(CONFIG) --model $(MODEL) \
+		$(if $(filter icarus verilator,$(SIM)),--sim $(SIM))
 
 configs: $(STAMP)
 	$(AQUA) configs

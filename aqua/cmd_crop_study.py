@@ -4,8 +4,11 @@ Every test image runs under all 16 crop vectors (one batched pass per batch of i
 the golden fixed-point demo CNN (or a user's float model, ``--model``); the oracle picks per
 image the cheapest crop that keeps it correct, the predictors (entropy, gradient, corners, the
 learned 0th layer) pick one without running the network. Energy comes from
-``golden.energy_model`` with the ISAAC table. Writes ``study.json``, ``crop_histogram.png`` and
-``accuracy_energy.png`` to ``--out`` (default ``build/crop_study/``) and prints the table.
+``golden.energy_model`` with the ISAAC table. Then the first conv layer of ``--rtl-images``
+test images under the learned predictor's crops runs through the RTL ``ConvTile`` in one
+co-simulation (``--sim``), bit-exact with the study's golden output and in the predicted cycles,
+or the run exits 1. Writes ``study.json``, ``crop_histogram.png`` and ``accuracy_energy.png``
+to ``--out`` (default ``build/crop_study/``) and prints the tables.
 """
 
 from __future__ import annotations
@@ -44,6 +47,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=positive_int, default=32, help="images per batch (32)")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="output folder (default build/crop_study/)")
+    p.add_argument("--rtl-images", type=nonnegative_int, default=4, metavar="N",
+                   help="test images whose first conv layer runs, under the learned "
+                        "predictor's crop (top-1 within 1 pp), through the RTL ConvTile "
+                        "(default 4; 0: skip)")
+    p.add_argument("--sim", default="verilator", choices=["verilator", "icarus"],
+                   help="simulator of the RTL step (default verilator; Icarus is ~30x slower)")
     g = p.add_argument_group("your own model and images (default: the demo CNN on the "
                              "cluttered digits)")
     g.add_argument("--model", default=None, metavar="FILE|MODULE:FACTORY",
@@ -125,16 +134,49 @@ def run(args: argparse.Namespace) -> int:
     cal = load_calibration(cfg)
     res.update(config=cfg.name, table=table.name, from_layer=args.from_layer,
                energy_calibration=cal.path if cal is not None and cal.table == table.name
-               else None,
-               rtl_cosim="pending: the RTL ConvTile is not built yet; "
-                         "golden.study.first_layer_cases gives its test cases")
+               else None)
+    res["rtl_cosim"] = _rtl_step(args, cfg, subject, test, res)
     res["wall_seconds"] = time.perf_counter() - t0
     _report(res, out, console())
     (out / "study.json").write_text(json.dumps(res, indent=1) + "\n")
     paths = CS.write_plots(res, out)
     print(f"wrote {out / 'study.json'}, " + ", ".join(str(p) for p in paths))
     print(f"{res['wall_seconds']:.0f} s in all")
+    rtl = res["rtl_cosim"]
+    if rtl.get("passed") is False:
+        import sys
+
+        print(f"error: RTL co-simulation of the predicted crops failed: {rtl['message']}",
+              file=sys.stderr)
+        return 1
     return 0
+
+
+def _rtl_step(args, cfg, subject, test, res) -> dict:
+    """The first conv layer of ``--rtl-images`` test images under the predictor's crops in the
+    RTL ConvTile (``aqua.crop_study.rtl_first_layer``), or ``{"skipped": why}``."""
+    from aqua import crop_study as CS
+    from aqua._cmdutil import console
+    from cosim.sim import SimulatorMissing, ensure_simulator
+
+    if not args.rtl_images:
+        return {"skipped": "--rtl-images 0"}
+    if subject.net is None:
+        return {"skipped": "a user's model runs in float, not through the golden fixed-point "
+                           "model the RTL is held to"}
+    try:
+        ensure_simulator(args.sim)
+    except SimulatorMissing as exc:
+        return {"skipped": str(exc)}
+    method = CS.RTL_METHOD
+    choice = res["choices"][method]
+    idx = CS.rtl_images(choice, args.rtl_images)
+    with console().status(f"co-simulating conv0 of {len(idx)} images in the RTL ConvTile "
+                          f"under {args.sim}"):
+        rtl = CS.rtl_first_layer(cfg, subject, test[0][idx], [choice[i] for i in idx],
+                                 args.fraction, args.sim, labels=idx)
+    rtl["method"] = method
+    return rtl
 
 
 def _report(res, out, con) -> None:
@@ -163,4 +205,27 @@ def _report(res, out, con) -> None:
     con.print("energy: analytic events x table " + (f"+ digital energy calibrated on RTL "
               f"toggles ({cal})" if cal else "only (no RTL toggle calibration shipped for this "
               "config: digital logic not charged)"))
-    con.print(f"RTL co-simulation of predicted crops: {res['rtl_cosim']}")
+    _report_rtl(res["rtl_cosim"], con)
+
+
+def _report_rtl(rtl: dict, con) -> None:
+    from rich.table import Table
+
+    if "skipped" in rtl:
+        con.print(f"RTL co-simulation of the predicted crops: skipped ({rtl['skipped']})")
+        return
+    t = Table(title=f"conv0 in the RTL ConvTile under {rtl['sim']}, crops of {rtl['method']} "
+                    f"({rtl['cycles']:,} cycles in one simulation, {rtl['wall_s']:.1f} s)")
+    for col in ("test image", "crop", "window", "tile given", "cycles RTL", "cycles golden",
+                "saved vs uncropped", "bit-exact"):
+        t.add_column(col, justify="left" if col in ("window", "tile given") else "right")
+    for r in rtl["images"]:
+        saved = "-" if r["cycles_saved"] is None else (
+            f"{100 * r['cycles_saved']:.1f}% of {r['cycles_uncropped']:,}")
+        t.add_row(str(r["image"]), r["vector"], str(tuple(r["window"])), r["tile_window_from"],
+                  "-" if r["cycles_rtl"] is None else f"{r['cycles_rtl']:,}",
+                  f"{r['cycles_golden']:,}", saved,
+                  "[green]yes[/]" if r["bit_exact"] else "[red]no[/]")
+    con.print(t)
+    if not rtl["passed"]:
+        con.print(f"[red]RTL FAILED[/]: {rtl['message']}")

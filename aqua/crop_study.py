@@ -8,7 +8,9 @@ CNN, :func:`democnn_subject`, or a user's float model, :mod:`aqua.userdata`) and
   energy the predictors rank crops by is the mean over all of them;
 * *test images*, on which everything reported is measured.
 
-The result is one JSON-able dict; :func:`table_rows`, :func:`write_plots` present it.
+The result is one JSON-able dict (with every method's crop per test image in ``choices``);
+:func:`table_rows`, :func:`write_plots` present it. :func:`rtl_first_layer` runs the first conv
+layer of some test images under a predictor's crops through the RTL ``ConvTile``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import torch
 from golden import predictors as P
 from golden import study as S
 
-__all__ = ["PAPER", "Subject", "democnn_subject", "run_study", "table_rows", "write_plots"]
+__all__ = ["PAPER", "RTL_METHOD", "Subject", "democnn_subject", "run_study", "table_rows",
+           "write_plots", "rtl_images", "rtl_first_layer"]
 
 #: The seed papers' figures (ImageNet, ISAAC): share of images that tolerate some crop at
 #: unchanged top-1, and computational energy saved at unchanged top-1 / top-5.
@@ -105,7 +108,7 @@ def run_study(subject: Subject, train: tuple, test: tuple, *, fraction: float,
                                            energy),
            "fixed_crops": [S.summarize_choice(torch.full((len(yte),), c), ranks, energy)
                            for c in range(S.NCROPS)],
-           "methods": {}, "curves": {}}
+           "methods": {}, "curves": {}, "choices": {}}
     hist = {}
     for k in ks:
         tolerant = tol[k][:, 1:].any(1) & (ranks[:, 0] < k)
@@ -113,6 +116,7 @@ def run_study(subject: Subject, train: tuple, test: tuple, *, fraction: float,
         res[f"tolerate_top{k}_correct"] = float(tolerant.float().mean())
         choice = S.oracle_choice(tol[k], energy)
         res["methods"][f"oracle/top{k}"] = S.summarize_choice(choice, ranks, energy)
+        res["choices"][f"oracle/top{k}"] = choice.tolist()
         hist[f"oracle/top{k}"] = torch.bincount(choice, minlength=S.NCROPS).tolist()
 
     risks = {}
@@ -136,6 +140,7 @@ def run_study(subject: Subject, train: tuple, test: tuple, *, fraction: float,
                 key = name if name.startswith("learned/") else f"{name}/top{k}"
                 key += f"@{100 * budget:g}pp" if budget else ""
                 res["methods"][key] = summary
+                res["choices"][key] = choice.tolist()
                 if not budget:
                     hist[key] = torch.bincount(choice, minlength=S.NCROPS).tolist()
         res["curves"][name.split("/")[0]] = [
@@ -226,3 +231,70 @@ def write_plots(res: dict, out_dir) -> list:
     fig.savefig(paths[-1], dpi=120)
     plt.close(fig)
     return paths
+
+
+#: The predictor whose crops the RTL step co-simulates: the learned 0th layer calibrated to
+#: top-1 within 1 pp (on the demo CNN it crops a fifth of the test images at unchanged test
+#: top-1; calibrated to strictly unchanged top-1 it crops none).
+RTL_METHOD = "learned/top1@1pp"
+
+
+def rtl_images(choice, n: int) -> list[int]:
+    """``n`` test images for the RTL step: the first ones the predictor crops (``choice [N]``,
+    crop 0 = uncropped), then, if it crops fewer than ``n``, the first uncropped ones; in
+    test-set order."""
+    cropped = [i for i, c in enumerate(choice) if c]
+    kept = [i for i, c in enumerate(choice) if not c]
+    return sorted((cropped + kept)[:n])
+
+
+def rtl_first_layer(cfg, subject: Subject, images, crops, fraction, sim: str, *,
+                    labels=None, seed: int = 0) -> dict:
+    """The first conv layer of ``images [B, C, H, W]`` under ``crops`` (one per image) through
+    the RTL ``ConvTile`` of ``cfg``, back to back in one co-simulation under ``sim``, compared
+    with the study's golden output (``golden.study.first_layer_cases``: the same quantized
+    layer, integer input and kept window the study ran). When the window is the one the crop
+    vector and ``fraction`` give, the tile derives it itself (``mode = 1``), else it gets the
+    window (``mode = 0``). Returns a JSON-able dict: per image the crop, window, RTL and golden
+    (``golden.crop.tile_cycles``) cycles, the uncropped cycles and whether the output map is
+    bit-exact; ``passed`` and ``message``. ``skipped`` (and nothing else) says why a layer
+    that does not fit one crossbar is not run.
+    """
+    from cosim.tile import layer_geometry, run_tile, tile_image
+    from golden.crop import CROP_VECTORS, fraction_code, kept_window, tile_cycles
+
+    cases = S.first_layer_cases(subject.net, images, crops, subject.plan)
+    layer = cases[0]["layer"]
+    H, W = cases[0]["x"].shape[-2:]
+    geom = layer_geometry(layer, H, W)
+    if geom.rows > cfg.rows:
+        return {"skipped": f"conv0's {geom.rows} im2col rows do not fit one {cfg.rows}-row "
+                           f"crossbar of '{cfg.name}'"}
+    labels = list(range(len(cases))) if labels is None else labels
+    tiles = []
+    for i, case in zip(labels, cases):
+        vec = CROP_VECTORS[case["crop"]]
+        try:
+            fraction_code(fraction)            # raises if the tile's code cannot hold it
+            own = tuple(kept_window(vec, fraction, H, W)) == tuple(case["window"])
+        except ValueError:
+            own = False
+        how = dict(crop=vec, fraction=fraction) if own else dict(window=case["window"])
+        img = tile_image(cfg, geom, case["x"][0], layer, label=f"test image {i}", **how)
+        img.expected = case["golden"][0]       # the study's own golden output
+        tiles.append((img, "crop vector" if own else "window"))
+    run = run_tile(cfg, geom, layer, [t for t, _ in tiles], sim, seed=seed, label="crop-study")
+    full = tile_cycles(cfg, geom, H, W, (0, H, 0, W))
+    rows = []
+    for i, case, (img, how), r in zip(labels, cases, tiles, run.rows or [{}] * len(tiles)):
+        rows.append({"image": int(i), "crop": case["crop"],
+                     "vector": "".join(map(str, CROP_VECTORS[case["crop"]])),
+                     "window": list(case["window"]), "tile_window_from": how,
+                     "cycles_rtl": r.get("cycles_rtl"), "cycles_golden": img.cycles,
+                     "cycles_uncropped": full,
+                     "cycles_saved": None if r.get("cycles_rtl") is None
+                     else 1 - r["cycles_rtl"] / full,
+                     "bit_exact": bool(r.get("outputs_equal"))})
+    return {"sim": sim, "config": cfg.name, "layer": 0, "images": rows, "passed": run.passed,
+            "message": run.message, "cycles": run.cycles, "sim_wall_s": run.sim_wall_s,
+            "wall_s": run.wall_s}

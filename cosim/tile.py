@@ -25,7 +25,7 @@ from hdl.layouts import (tile_layer_layout, tile_pixel_layout, tile_setup_layout
 from .bits import pack, pack_rows
 
 __all__ = ["TileImage", "tile_writes", "tile_layer", "tile_image", "bad_setup",
-           "TileRun", "run_tile", "demo_tile_layer", "check_tile_run"]
+           "TileRun", "run_tile", "layer_geometry", "demo_tile_layer", "check_tile_run"]
 
 
 def tile_writes(cfg: AccelConfig, geom: ConvGeometry, weight: torch.Tensor) -> list[int]:
@@ -272,11 +272,15 @@ def demo_tile_layer(cfg: AccelConfig, index: int, image: int = 0):
         raise ValueError(f"the demo CNN has conv layers 0..{len(convs) - 1}, not {index}")
     images, _ = cluttered_digits("test")
     layer = quant_layer(net, index, images[image:image + 1])
+    return layer, layer_geometry(layer, *layer.x.shape[-2:]), layer.x[0]
+
+
+def layer_geometry(layer, height: int, width: int) -> ConvGeometry:
+    """The ``ConvTile`` geometry of conv ``layer`` (``weight [Cout, Cin, k, k]``, ``stride``,
+    ``padding``) on ``height x width`` input maps."""
     cout, cin, k, _ = layer.weight.shape
-    H, W = layer.x.shape[-2:]
-    geom = ConvGeometry(cin, cout, k, stride=layer.stride, padding=layer.padding,
-                        max_height=H, max_width=W)
-    return layer, geom, layer.x[0]
+    return ConvGeometry(cin, cout, k, stride=layer.stride, padding=layer.padding,
+                        max_height=int(height), max_width=int(width))
 
 
 def demo_layers_for(cfg: AccelConfig) -> list[int]:

@@ -285,10 +285,12 @@ def summarize_choice(choice: torch.Tensor, ranks: torch.Tensor, energy: torch.Te
 
 def first_layer_cases(net: QuantNet, images: torch.Tensor, crops: Sequence[int], plan
                       ) -> list[dict]:
-    """The hook for co-simulating the predictor's crops in the RTL ConvTile (pending: the
-    ConvTile is not built yet). Per image: its chosen crop, the kept window of the first
-    layer's input, the integer input ``x [1, Cin, H, W]`` and the golden first-layer output
-    (:func:`golden.crop.cropped_conv2d`) that the ConvTile must reproduce bit for bit."""
+    """The first conv layer of ``images`` under their chosen ``crops`` as the study runs it,
+    for the RTL ``ConvTile`` (``aqua.crop_study.rtl_first_layer``). Per image: its crop, the
+    kept window ``plan[crop][0]`` of the first layer's input (the whole map if the layer is not
+    cropped), the integer input ``x [1, Cin, H, W]``, the quantized ``layer`` and the golden
+    first-layer output (:func:`golden.crop.cropped_conv2d`) the tile must reproduce bit for
+    bit."""
     from .crop import cropped_conv2d
 
     q = net.layers[0]
@@ -298,5 +300,5 @@ def first_layer_cases(net: QuantNet, images: torch.Tensor, crops: Sequence[int],
         w = plan[int(c)][0] or (0, x.shape[-2], 0, x.shape[-1])
         y = cropped_conv2d(net.cfg, x[i:i + 1], q.weight, q.bias, stride=q.stride,
                            padding=q.padding, shift=q.shift, relu=q.relu, window=w)
-        cases.append({"crop": int(c), "window": w, "x": x[i:i + 1], "golden": y})
+        cases.append({"crop": int(c), "window": w, "x": x[i:i + 1], "layer": q, "golden": y})
     return cases

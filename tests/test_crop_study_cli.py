@@ -12,6 +12,10 @@ import torch
 from torch import nn
 
 from aqua.cli import main
+from aqua.config import ConvGeometry, load_config
+from aqua.crop_study import rtl_images
+from cosim.sim import selected_simulators
+from golden.crop import kept_window, tile_cycles
 
 
 def tiny_net() -> nn.Module:
@@ -48,16 +52,87 @@ def _fail(capsys, *argv):
 
 def test_demo_smoke(tmp_path, capsys):
     assert main(["crop-study", "--test-images", "6", "--train-images", "9",
-                 "--out", str(tmp_path)]) == 0
+                 "--rtl-images", "0", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "energy saved, top-1 kept: oracle" in out and "33.5%" in out
+    assert "RTL co-simulation of the predicted crops: skipped (--rtl-images 0)" in out
     res = json.loads((tmp_path / "study.json").read_text())
+    assert res["rtl_cosim"] == {"skipped": "--rtl-images 0"}
+    assert len(res["choices"]["learned/top1"]) == 6
     assert res["energy_per_crop"][0] == pytest.approx(res["uncropped"]["energy_pj_per_image"])
     orc = res["methods"]["oracle/top1"]
     assert orc["top1"] >= res["uncropped"]["top1"] and orc["energy_saved"] >= 0
     assert set(res["histogram"]) >= {"oracle/top1", "entropy/top1", "learned/top1"}
     assert (tmp_path / "crop_histogram.png").stat().st_size > 1000
     assert (tmp_path / "accuracy_energy.png").stat().st_size > 1000
+
+
+@pytest.mark.cosim
+def test_demo_rtl_step_verilator(tmp_path, capsys):
+    """The study's own conv0 (quantized layer, integer inputs, kept windows) of 2 test images
+    under the learned predictor's crops, in the RTL ConvTile: bit-exact, cycles as predicted."""
+    if "verilator" not in selected_simulators():
+        pytest.skip("SIM excludes verilator")
+    assert main(["crop-study", "--test-images", "8", "--train-images", "9", "--rtl-images",
+                 "2", "--out", str(tmp_path)]) == 0
+    assert "conv0 in the RTL ConvTile under verilator" in capsys.readouterr().out
+    res = json.loads((tmp_path / "study.json").read_text())
+    rtl = res["rtl_cosim"]
+    assert rtl["passed"] and rtl["message"] == "" and rtl["method"] == "learned/top1@1pp"
+    choice = res["choices"]["learned/top1@1pp"]
+    assert [r["image"] for r in rtl["images"]] == rtl_images(choice, 2)
+    full = tile_cycles(load_config("small"), ConvGeometry(1, 8, 3, padding=1), 32, 32,
+                       (0, 32, 0, 32))
+    for r in rtl["images"]:
+        assert r["crop"] == choice[r["image"]]
+        assert r["window"] == list(kept_window(r["crop"], 0.25, 32, 32))
+        assert r["tile_window_from"] == "crop vector" and r["bit_exact"]
+        assert r["cycles_rtl"] == r["cycles_golden"] and r["cycles_uncropped"] == full == 44045
+        assert r["cycles_saved"] == pytest.approx(1 - r["cycles_rtl"] / full)
+    assert rtl["cycles"] > sum(r["cycles_rtl"] for r in rtl["images"])
+
+
+@pytest.mark.cosim
+def test_rtl_step_gives_the_tile_the_studys_window():
+    """Cropping from layer 1, conv0 keeps its whole input whatever the crop: the tile gets
+    that window explicitly (``mode = 0``), not the crop vector's."""
+    if "verilator" not in selected_simulators():
+        pytest.skip("SIM excludes verilator")
+    from aqua.crop_study import democnn_subject, rtl_first_layer
+    from aqua.energy import load_energy_table
+    from golden.cnn import load_democnn
+    from golden.data import cluttered_digits
+
+    cfg = load_config("small")
+    subject = democnn_subject(cfg, load_energy_table("isaac32nm"), load_democnn(), 0.25,
+                              from_layer=1)
+    x, _ = cluttered_digits("test")
+    rtl = rtl_first_layer(cfg, subject, x[7:8], [15], 0.25, "verilator", labels=[7])
+    assert rtl["passed"], rtl["message"]
+    assert rtl["images"] == [{
+        "image": 7, "crop": 15, "vector": "1111", "window": [0, 32, 0, 32],
+        "tile_window_from": "window", "cycles_rtl": 44045, "cycles_golden": 44045,
+        "cycles_uncropped": 44045, "cycles_saved": 0.0, "bit_exact": True}]
+
+
+def test_rtl_images_prefers_cropped_ones():
+    assert rtl_images([0, 3, 0, 15, 0], 2) == [1, 3]
+    assert rtl_images([0, 3, 0, 15, 0], 4) == [0, 1, 2, 3]
+    assert rtl_images([0, 0], 4) == [0, 1]
+
+
+def test_a_failing_rtl_step_exits_1(tmp_path, capsys, monkeypatch):
+    from aqua import cmd_crop_study
+
+    monkeypatch.setattr(cmd_crop_study, "_rtl_step", lambda *a: {
+        "sim": "verilator", "method": "learned/top1", "cycles": 5, "wall_s": 0.1,
+        "passed": False, "message": "image 'test image 0': 3 outputs differ", "images": []})
+    assert main(["crop-study", "--test-images", "4", "--train-images", "9",
+                 "--out", str(tmp_path)]) == 1
+    captured = capsys.readouterr()
+    assert "RTL FAILED" in captured.out
+    assert captured.err.strip() == ("error: RTL co-simulation of the predicted crops failed: "
+                                    "image 'test image 0': 3 outputs differ")
 
 
 @pytest.mark.parametrize("model", ["factory", "torchscript"])
@@ -71,6 +146,7 @@ def test_user_model_and_npz(user_files, tmp_path, capsys, model):
     assert res["classes"] == 3 and res["test_images"] == 6 and res["ks"] == [1]
     assert res["energy_unit"] == ("pJ" if model == "factory" else "kept input share")
     assert res["energy_per_crop"][15] < res["energy_per_crop"][0]
+    assert res["rtl_cosim"]["skipped"].startswith("a user's model runs in float")
 
 
 def test_image_folder(tmp_path, capsys):
