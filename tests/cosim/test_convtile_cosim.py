@@ -86,3 +86,27 @@ def test_a_wrong_expectation_fails_with_a_waveform(sim):
         in run.message
     assert "waveform: " in run.message
     assert os.path.exists(run.message.split("waveform: ")[1])
+
+
+@pytest.mark.parametrize("sim", selected_simulators())
+def test_refused_setups_in_the_generated_verilog(sim):
+    """Bad runtime configurations end at the start edge with ``error`` (1 cycle, one ``done``
+    pulse, no pixel taken) in the generated Verilog too, and the images after them run
+    bit-exactly without a reset."""
+    from cosim.tile import bad_setup
+
+    cfg = load_config("small")
+    layer, geom, x = demo_tile_layer(cfg, 0)
+    good = tile_image(cfg, geom, x, layer, window=(12, 16, 10, 15), label="good")
+    images = [bad_setup(geom, "window outside the map", height=32, width=32, r0=30, r1=33,
+                        c1=32),
+              good,
+              bad_setup(geom, "zero-size window", height=32, width=32, r0=5, r1=5, c1=32),
+              bad_setup(geom, "fraction 1/2", height=32, width=32, mode=1, crop=15,
+                        fraction=128),
+              bad_setup(geom, "map larger than the maximum", height=33, width=32, r1=33, c1=32),
+              good]
+    run = run_tile(cfg, geom, layer, images, sim, seed=SEED, label="refused")
+    assert run.passed, run.message
+    assert [(r["error"], r["cycles_rtl"]) for r in run.rows] == [
+        (True, 1), (False, good.cycles), (True, 1), (True, 1), (True, 1), (False, good.cycles)]
