@@ -14,12 +14,12 @@ __all__ = ["console", "positive_int", "nonnegative_int", "add_config_argument", 
 
 
 def console():
-    """A rich console on standard output: the terminal's width on a terminal, 150 columns when
-    piped (rich's default of 80 would wrap the tables)."""
+    """A rich console on standard output: the terminal's width on a terminal, 200 columns when
+    piped (rich's default of 80 would wrap the tables; the energy report is that wide)."""
     from rich.console import Console
 
     con = Console()
-    return con if con.is_terminal else Console(width=150)
+    return con if con.is_terminal else Console(width=200)
 
 
 def positive_int(text: str) -> int:

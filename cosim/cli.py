@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_table(rows) -> None:
-    from rich.console import Console
+    from aqua._cmdutil import console
     from rich.table import Table
 
     table = Table(title="co-simulation against the golden cycle trace")
@@ -125,14 +125,13 @@ def print_table(rows) -> None:
                           "convtile") else "-",
                       "[green]pass[/]" if r.passed else "[red]FAIL[/]", f"{r.wall_s:.1f}",
                       f"{r.cycles_per_s:,.0f}")
-    console = Console()
-    (console if console.is_terminal else Console(width=110)).print(table)
+    console().print(table)
 
 
 def print_crop_cycles(run, index: int, fraction: float) -> None:
     """Per crop vector: the kept window, the cycles the RTL took and the golden prediction,
     and the cycles saved against the uncropped run (measured and predicted)."""
-    from rich.console import Console
+    from aqua._cmdutil import console
     from rich.table import Table
 
     table = Table(title=f"ConvTile, demo CNN layer {index}, {run.config}, {run.sim}: cycles "
@@ -148,5 +147,4 @@ def print_crop_cycles(run, index: int, fraction: float) -> None:
         table.add_row(r["label"], str(r["window"]), f"{r['cycles_rtl']:,}",
                       f"{r['cycles_golden']:,}", *saved,
                       "bit-exact" if r["outputs_equal"] else "[red]differ[/]")
-    console = Console()
-    (console if console.is_terminal else Console(width=110)).print(table)
+    console().print(table)
