@@ -322,6 +322,16 @@ def _print(cfg, table, args, layer, rows, full, best, rtl, per_layer):
         con.print("RTL event counts equal the analytic model: True")
 
 
+def stacked_bars(ax, xs, rows, key, parts) -> None:
+    """One bar per row at ``xs``, stacked by ``row[key][part]`` for ``part`` in ``parts`` (pJ,
+    drawn in nJ)."""
+    bottom = [0.0] * len(rows)
+    for part in parts:
+        vals = [r[key][part] / 1e3 for r in rows]
+        ax.bar(xs, vals, bottom=bottom, label=part)
+        bottom = [a + b for a, b in zip(bottom, vals)]
+
+
 def _plot(path, index, rows, full, best, rtl):
     import matplotlib
     matplotlib.use("Agg")
@@ -330,11 +340,7 @@ def _plot(path, index, rows, full, best, rtl):
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), width_ratios=[3, 1])
     ax = axes[0]
     xs = list(range(len(rows)))
-    bottom = [0.0] * len(rows)
-    for k in full["by_event"]:
-        vals = [r["by_event"][k] / 1e3 for r in rows]
-        ax.bar(xs, vals, bottom=bottom, label=k)
-        bottom = [a + b for a, b in zip(bottom, vals)]
+    stacked_bars(ax, xs, rows, "by_event", full["by_event"])
     ax.set_xticks(xs, ["".join(map(str, r["vector"])) for r in rows], rotation=60)
     ax.set_xlabel("crop vector (top bottom left right)")
     ax.set_ylabel("nJ (analytic)")
@@ -342,11 +348,7 @@ def _plot(path, index, rows, full, best, rtl):
     ax.legend(fontsize=7, ncol=2)
     ax = axes[1]
     labels = [f"crop {r['crop']}" for r in (full, best)]
-    bottom = [0.0, 0.0]
-    for blk in full["by_block"]:
-        vals = [r["by_block"][blk] / 1e3 for r in (full, best)]
-        ax.bar(labels, vals, bottom=bottom, label=blk)
-        bottom = [a + b for a, b in zip(bottom, vals)]
+    stacked_bars(ax, labels, (full, best), "by_block", full["by_block"])
     if rtl:
         analog = [r["total_pj"] - sum(v for k, v in r["by_event"].items()
                                       if k.startswith("digital.")) for r in (full, best)]

@@ -190,12 +190,10 @@ def _plot(path, index, rows, full, best):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(12, 4.5))
+    from .cmd_energy import stacked_bars
+
     xs = list(range(len(rows)))
-    bottom = [0.0] * len(rows)
-    for b in full["toggle_by_block"]:
-        vals = [r["toggle_by_block"][b] / 1e3 for r in rows]
-        ax.bar(xs, vals, bottom=bottom, label=b)
-        bottom = [a + v for a, v in zip(bottom, vals)]
+    stacked_bars(ax, xs, rows, "toggle_by_block", full["toggle_by_block"])
     ax.scatter(xs, [r["analytic_total_pj"] / 1e3 for r in rows], color="k", marker="_", s=300,
                label="analytic (calibrated)", zorder=3)
     ax.set_xticks(xs, [f"{r['crop']}" + ("*" if r is best else "") for r in rows])

@@ -23,7 +23,7 @@ from aqua.config import load_config
 from cosim.bits import field_mask, pack, pack_rows, unpack
 from cosim.components import (ClockedLoop, Mismatch, StreamSink, StreamSource, WriteDriver,
                               bubbles)
-from golden.arith import encode_weights
+from golden.arith import flag_words
 from golden.trace import PHASE_IDLE, PHASE_OUT, datapath_trace
 from hdl.layouts import (input_layout, layer_config_layout, obs_layout, output_layout,
                          weight_write_layout)
@@ -178,8 +178,7 @@ async def datapath_matches_golden_every_cycle(dut):
 
     async def run_job(job):
         # Program the crossbar: one write per (row, group); the host computes the flags.
-        _, flags = encode_weights(cfg, job["w"])
-        flag_bits = [sum(int(f) << s for s, f in enumerate(row)) for row in flags.tolist()]
+        flag_bits = flag_words(cfg, job["w"])
         writes = [pack(wl, row=r, group=o, value=int(job["w"][r, o]), flags=flag_bits[o])
                   for r in range(cfg.rows) for o in range(cfg.outputs)]
         writer.send(writes)

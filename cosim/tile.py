@@ -16,15 +16,14 @@ from pathlib import Path
 import torch
 
 from aqua.config import AccelConfig, ConvGeometry
-from golden.arith import encode_weights
-from golden.crop import (crop_index, cropped_conv2d, fraction_code, kept_window,
-                         output_window, tile_cycles)
+from golden.arith import flag_words
+from golden.crop import crop_index, cropped_conv2d, fraction_code, kept_window, tile_cycles
 from hdl.layouts import (tile_layer_layout, tile_pixel_layout, tile_setup_layout,
                          tile_weight_write_layout)
 
 from .bits import pack, pack_rows
 
-__all__ = ["TileImage", "tile_writes", "tile_layer", "tile_image", "bad_setup",
+__all__ = ["TileImage", "tile_writes", "tile_layer", "tile_setup", "tile_image", "bad_setup",
            "TileRun", "run_tile", "layer_geometry", "demo_tile_layer", "check_tile_run"]
 
 
@@ -41,8 +40,7 @@ def tile_writes(cfg: AccelConfig, geom: ConvGeometry, weight: torch.Tensor) -> l
     writes = []
     for x in range(geom.groups(cfg)):
         w = wmat[:, x * O:(x + 1) * O]
-        _, flags = encode_weights(cfg, w)
-        flag_bits = [sum(int(f) << s for s, f in enumerate(row)) for row in flags.tolist()]
+        flag_bits = flag_words(cfg, w)
         rows, outs = torch.meshgrid(torch.arange(cfg.rows), torch.arange(O), indexing="ij")
         writes += pack_rows(layout, {
             "xbar": torch.full((cfg.rows * O,), x), "row": rows.reshape(-1),
@@ -79,36 +77,43 @@ class TileImage:
                 "error": self.error}
 
 
+def tile_setup(geom: ConvGeometry, **fields) -> int:
+    """The ``setup`` word with ``fields`` set (``tile_setup_layout``); the others are 0."""
+    layout = tile_setup_layout(geom)
+    names = [name for name, _ in layout]
+    unknown = set(fields) - set(names)
+    if unknown:
+        raise ValueError(f"unknown setup fields {sorted(unknown)}; the layout has {names}")
+    return pack(layout, **{name: fields.get(name, 0) for name in names})
+
+
 def tile_image(cfg: AccelConfig, geom: ConvGeometry, x: torch.Tensor, layer, *, crop=None,
                fraction=None, window=None, label: str = "") -> TileImage:
     """Image ``x [Cin, H, W]`` under a crop vector and fraction (the tile computes the window,
     ``mode = 1``) or an explicit ``window`` (``mode = 0``); ``layer`` is a
     ``golden.fixedpoint.QuantLayer``-like object (``weight, bias, shift, relu``)."""
     cin, H, W = x.shape
-    setup = {"height": H, "width": W, "mode": 0, "crop": 0, "fraction": 0,
-             "r0": 0, "r1": 0, "c0": 0, "c1": 0}
     if window is None:
         window = kept_window(crop, fraction, H, W)
-        setup.update(mode=1, crop=crop_index(crop), fraction=fraction_code(fraction))
+        setup = tile_setup(geom, height=H, width=W, mode=1, crop=crop_index(crop),
+                           fraction=fraction_code(fraction))
     else:
-        setup.update(zip(("r0", "r1", "c0", "c1"), window))
+        setup = tile_setup(geom, height=H, width=W, **dict(zip(("r0", "r1", "c0", "c1"),
+                                                               window)))
     r0, r1, c0, c1 = window
     kept = x[:, r0:r1, c0:c1].permute(1, 2, 0).reshape(-1, cin)      # AGU order, [n, Cin]
     pixels = pack_rows(tile_pixel_layout(cfg, geom), {"x": kept})
     expected = cropped_conv2d(cfg, x.unsqueeze(0), layer.weight, layer.bias,
                               stride=geom.stride, padding=geom.padding, shift=layer.shift,
                               relu=layer.relu, window=window)[0]
-    return TileImage(label or f"window {tuple(window)}", pack(tile_setup_layout(geom), **setup),
-                     pixels, geom.out_size(H), geom.out_size(W), expected,
+    return TileImage(label or f"window {tuple(window)}", setup, pixels, geom.out_size(H), geom.out_size(W), expected,
                      tile_cycles(cfg, geom, H, W, window), window=tuple(window))
 
 
 def bad_setup(geom: ConvGeometry, label: str, **fields) -> TileImage:
     """A setup the tile must refuse (``error`` and ``done`` at the start edge, 1 cycle)."""
-    setup = {"height": 1, "width": 1, "mode": 0, "crop": 0, "fraction": 0,
-             "r0": 0, "r1": 1, "c0": 0, "c1": 1, **fields}
-    return TileImage(label, pack(tile_setup_layout(geom), **setup), [], 0, 0, None, 1,
-                     error=True)
+    setup = tile_setup(geom, **{"height": 1, "width": 1, "r1": 1, "c1": 1, **fields})
+    return TileImage(label, setup, [], 0, 0, None, 1, error=True)
 
 
 # -- co-simulation -----------------------------------------------------------------------------
@@ -238,7 +243,7 @@ def run_tile(cfg: AccelConfig, geom: ConvGeometry, layer, images: list[TileImage
         return res, doc
 
     res, doc = bench(waves)
-    problems = [] if doc else [f"the bench wrote no results; log tail:\n"
+    problems = [] if doc else ["the bench wrote no results; log tail:\n"
                                + "\n".join(res.log.strip().splitlines()[-15:])]
     rows = []
     if doc:

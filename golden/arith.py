@@ -13,7 +13,7 @@ from aqua.config import AccelConfig
 
 __all__ = [
     "saturate", "round_shift", "relu", "check_range",
-    "encode_weights", "input_chunks", "chunk_signs", "chunk_positions",
+    "encode_weights", "flag_words", "input_chunks", "chunk_signs", "chunk_positions",
     "adc_convert", "adc_reconstruct", "flip_recover", "slice_weights", "finalize",
 ]
 
@@ -92,6 +92,13 @@ def encode_weights(cfg: AccelConfig, w: torch.Tensor) -> tuple[torch.Tensor, tor
         flags = torch.zeros(c.shape[1:], dtype=torch.bool)
     cells = torch.where(flags, cfg.cell_max - c, c)
     return cells, flags
+
+
+def flag_words(cfg: AccelConfig, w: torch.Tensor) -> list[int]:
+    """The ``flags`` field of the weight writes of ``w [rows, outputs]``, one integer per
+    output (group): bit ``s`` is the flag of slice ``s`` (``hdl.layouts.weight_write_layout``)."""
+    _, flags = encode_weights(cfg, w)
+    return [sum(int(f) << s for s, f in enumerate(row)) for row in flags.tolist()]
 
 
 # -- section 2: input chunks -----------------------------------------------------------------

@@ -18,6 +18,16 @@ __all__ = ["RegionCropAGU"]
 MAX_SIDE = 4096
 
 
+def invalid_window(setup, max_height: int, max_width: int):
+    """Whether ``setup`` (``height, width, r0, r1, c0, c1`` as in
+    :func:`~hdl.layouts.agu_config_layout`) is a run the AGU refuses: a size of 0 or above the
+    maximum, or a window that is empty or reaches outside the map."""
+    return ((setup.height == 0) | above(setup.height, max_height)
+            | (setup.width == 0) | above(setup.width, max_width)
+            | (setup.r0 >= setup.r1) | (setup.r1 > setup.height)
+            | (setup.c0 >= setup.c1) | (setup.c1 > setup.width))
+
+
 def _side(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, Integral):
         raise TypeError(f"{name} must be an integer, not {value!r}")
@@ -122,10 +132,7 @@ class RegionCropAGU(wiring.Component):
         busy = Signal()
 
         bad = Signal()
-        m.d.comb += bad.eq((cfg_in.height == 0) | above(cfg_in.height, self._max_height)
-                           | (cfg_in.width == 0) | above(cfg_in.width, self._max_width)
-                           | (cfg_in.r0 >= cfg_in.r1) | (cfg_in.r1 > cfg_in.height)
-                           | (cfg_in.c0 >= cfg_in.c1) | (cfg_in.c1 > cfg_in.width))
+        m.d.comb += bad.eq(invalid_window(cfg_in, self._max_height, self._max_width))
 
         first = (row == held.r0) & (col == held.c0)
         last = (row + 1 == held.r1) & (col + 1 == held.c1)

@@ -3,16 +3,17 @@ gather and one :class:`~hdl.datapath.Datapath` per output-channel group (AQuA, `
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
-from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib import enum, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from aqua.config import AccelConfig, ConvGeometry
 
-from ._common import above, check_config
-from .agu import RegionCropAGU
+from ._common import check_config
+from .agu import RegionCropAGU, invalid_window
 from .datapath import Datapath
-from .layouts import (FRACTION_BITS, index_bits, input_layout, tile_layer_layout,
+from .layouts import (FRACTION_BITS, agu_config_layout, index_bits, input_layout,
+                      tile_layer_layout,
                       tile_output_layout, tile_pixel_layout, tile_read_layout,
                       tile_setup_layout, tile_weight_write_layout)
 
@@ -138,9 +139,9 @@ class ConvTile(wiring.Component):
     def memories(self) -> list[dict]:
         """The feature-map memories: name, depth, word width and bits (for the manifest)."""
         g, cfg = self._geom, self._cfg
-        words = {"fmap_mem": (g.max_height * g.max_width, g.in_channels * cfg.input_bits),
+        words = {"fmap_mem": (g.max_height * g.max_width, tile_pixel_layout(cfg, g).size),
                  "out_mem": (g.max_out_height * g.max_out_width,
-                             g.out_channels * cfg.output_bits)}
+                             tile_output_layout(cfg, g).size)}
         return [{"name": name, "depth": depth, "width": width, "bits": depth * width}
                 for name, (depth, width) in words.items()]
 
@@ -148,7 +149,6 @@ class ConvTile(wiring.Component):
         cfg, g = self._cfg, self._geom
         k, s, p, taps = g.kernel, g.stride, g.padding, g.taps
         O, groups = cfg.outputs, g.groups(cfg)
-        hb, wb = g.max_height.bit_length(), g.max_width.bit_length()
         Ho_max, Wo_max = g.max_out_height, g.max_out_width
         m = Module()
 
@@ -176,29 +176,28 @@ class ConvTile(wiring.Component):
         su = self.setup
         H, W = su.height, su.width
         frac_half = 1 << (FRACTION_BITS - 1)
+        # the kept window, and the computed output window, as the AGUs take them
+        win = Signal(agu_config_layout(g.max_height, g.max_width))
+        hb, wb = len(win.height), len(win.width)
         n_r, n_c = Signal(hb), Signal(wb)
         for n, size in ((n_r, H), (n_c, W)):
             amount = (su.fraction * size + frac_half) >> FRACTION_BITS
             cap = (size - 1) >> 1
             m.d.comb += n.eq(Mux(amount < cap, amount, cap))
-        win = Signal(data.StructLayout({"r0": hb, "r1": hb, "c0": wb, "c1": wb}))
+        m.d.comb += [win.height.eq(H), win.width.eq(W)]
         with m.If(su.mode):
             m.d.comb += [win.r0.eq(Mux(su.crop[3], n_r, 0)), win.r1.eq(H - Mux(su.crop[2], n_r, 0)),
                          win.c0.eq(Mux(su.crop[1], n_c, 0)), win.c1.eq(W - Mux(su.crop[0], n_c, 0))]
         with m.Else():
             m.d.comb += [win.r0.eq(su.r0), win.r1.eq(su.r1), win.c0.eq(su.c0), win.c1.eq(su.c1)]
         bad = Signal()
-        m.d.comb += bad.eq((H == 0) | above(H, g.max_height) | (W == 0) | above(W, g.max_width)
+        m.d.comb += bad.eq(invalid_window(win, g.max_height, g.max_width)
                            | (su.mode & (su.fraction >= frac_half))
-                           | (H + 2 * p < k) | (W + 2 * p < k)
-                           | (win.r0 >= win.r1) | (win.r1 > H)
-                           | (win.c0 >= win.c1) | (win.c1 > W))
-        out_lay = data.StructLayout({"ho": Ho_max.bit_length(), "wo": Wo_max.bit_length(),
-                                     "r0": Ho_max.bit_length(), "r1": Ho_max.bit_length(),
-                                     "c0": Wo_max.bit_length(), "c1": Wo_max.bit_length()})
+                           | (H + 2 * p < k) | (W + 2 * p < k))
+        out_lay = agu_config_layout(Ho_max, Wo_max)
         ow = Signal(out_lay)
-        for size, lo, hi, n_out, first, end in ((H, win.r0, win.r1, ow.ho, ow.r0, ow.r1),
-                                                (W, win.c0, win.c1, ow.wo, ow.c0, ow.c1)):
+        for size, lo, hi, n_out, first, end in ((H, win.r0, win.r1, ow.height, ow.r0, ow.r1),
+                                                (W, win.c0, win.c1, ow.width, ow.c0, ow.c1)):
             # golden.crop._out_range: outputs whose [o*s - p, o*s - p + k) meets [lo, hi).
             m.d.comb += n_out.eq(_divide(size + 2 * p - k, s) + 1)
             lead = lo + p + s
@@ -207,7 +206,7 @@ class ConvTile(wiring.Component):
             m.d.comb += end.eq(Mux(stop < n_out, stop, n_out))
 
         # -- latched per image
-        held = Signal(data.StructLayout({"width": wb, "r0": hb, "r1": hb, "c0": wb, "c1": wb}))
+        held = Signal.like(win)
         held_out = Signal(out_lay)
         shown = Signal(out_lay)          # the output window rd masks with (last finished run)
         begin = Signal()
@@ -218,16 +217,12 @@ class ConvTile(wiring.Component):
             with m.If(bad):
                 m.d.sync += self.done.eq(1)
             with m.Else():
-                m.d.sync += [held.width.eq(W), held.r0.eq(win.r0), held.r1.eq(win.r1),
-                             held.c0.eq(win.c0), held.c1.eq(win.c1), held_out.eq(ow),
-                             state.eq(TileState.LOAD)]
+                m.d.sync += [held.eq(win), held_out.eq(ow), state.eq(TileState.LOAD)]
 
         # -- load: the input AGU addresses the kept pixels the host streams
         m.d.comb += [
             agu_in.start.eq(begin),
-            agu_in.setup.height.eq(H), agu_in.setup.width.eq(W),
-            agu_in.setup.r0.eq(win.r0), agu_in.setup.r1.eq(win.r1),
-            agu_in.setup.c0.eq(win.c0), agu_in.setup.c1.eq(win.c1),
+            agu_in.setup.eq(win),
             agu_in.addr.ready.eq(self.fmap.valid),
             self.fmap.ready.eq(agu_in.addr.valid),
             fmap_wr.en.eq(agu_in.addr.valid & self.fmap.valid),
@@ -239,11 +234,8 @@ class ConvTile(wiring.Component):
         m.d.comb += loaded.eq((state == TileState.LOAD) & fmap_wr.en & agu_in.addr.payload.last)
         m.d.comb += [
             agu_out.start.eq(loaded & ~out_empty),
-            agu_out.setup.height.eq(held_out.ho), agu_out.setup.width.eq(held_out.wo),
-            agu_out.setup.r0.eq(held_out.r0), agu_out.setup.r1.eq(held_out.r1),
-            agu_out.setup.c0.eq(held_out.c0), agu_out.setup.c1.eq(held_out.c1),
+            agu_out.setup.eq(held_out),
         ]
-        finished = Signal()            # the edge that ends a started run
         with m.If(loaded):
             m.d.sync += state.eq(Mux(out_empty, TileState.IDLE, TileState.COMPUTE))
             with m.If(out_empty):
@@ -330,7 +322,7 @@ class ConvTile(wiring.Component):
 
         # -- read-out, masked by the last finished run's output window
         inside = Signal()
-        m.d.comb += out_rd.addr.eq(self.rd.row * shown.wo + self.rd.col)
+        m.d.comb += out_rd.addr.eq(self.rd.row * shown.width + self.rd.col)
         m.d.sync += inside.eq((self.rd.row >= shown.r0) & (self.rd.row < shown.r1)
                               & (self.rd.col >= shown.c0) & (self.rd.col < shown.c1))
         m.d.comb += self.rd_data.y.eq(Mux(inside, out_rd.data.as_value(), 0))

@@ -7,7 +7,7 @@ import torch
 from amaranth.lib import data, enum
 
 from aqua.config import AccelConfig, load_config
-from golden.arith import encode_weights
+from golden.arith import flag_words
 
 SMALL_CONFIGS = ("small", "small_clip", "small_drop", "small_signed")
 
@@ -64,13 +64,9 @@ def random_inputs(cfg: AccelConfig, rng: random.Random, vectors: int) -> torch.T
 
 def weight_writes(cfg: AccelConfig, w: torch.Tensor) -> list[dict]:
     """The ``wr`` payloads that program ``w [rows, outputs]``, with the flags of section 1."""
-    _, flags = encode_weights(cfg, w)
-    writes = []
-    for r in range(cfg.rows):
-        for o in range(cfg.outputs):
-            f = sum(int(flags[o, s]) << s for s in range(cfg.slices))
-            writes.append({"row": r, "group": o, "value": int(w[r, o]), "flags": f})
-    return writes
+    flags = flag_words(cfg, w)
+    return [{"row": r, "group": o, "value": int(w[r, o]), "flags": flags[o]}
+            for r in range(cfg.rows) for o in range(cfg.outputs)]
 
 
 def config(name: str) -> AccelConfig:
