@@ -7,7 +7,7 @@ import time
 from contextlib import contextmanager
 from typing import Callable
 
-from aqua.config import AccelConfig, load_config
+from arch.config import AccelConfig, load_config
 
 __all__ = ["console", "positive_int", "nonnegative_int", "add_config_argument", "config_from_args",
            "load_model", "best_time", "single_thread"]
@@ -51,7 +51,7 @@ def add_config_argument(parser: argparse.ArgumentParser, default: str = "small")
 
 
 def config_from_args(value: str) -> AccelConfig:
-    """Load ``--config``; :class:`~aqua.config.ConfigError` (or an unreadable file, reported as
+    """Load ``--config``; :class:`~arch.config.ConfigError` (or an unreadable file, reported as
     :class:`~aqua.cli.UsageError`) goes up to :func:`aqua.cli.main`."""
     from aqua.cli import UsageError
 

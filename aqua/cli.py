@@ -11,7 +11,7 @@ and is listed once in :data:`COMMANDS`. A module's top level should import only 
 library, so that ``aqua --help`` stays fast; heavy imports go inside ``run``.
 
 A mistake of the user (a bad configuration path, invalid TOML, a configuration that
-:class:`aqua.config.ConfigError` refuses, an out-of-range option) is reported as a single
+:class:`arch.config.ConfigError` refuses, an out-of-range option) is reported as a single
 ``error: ...`` line on standard error with exit status 2, never a traceback: commands raise
 :class:`UsageError` (or let ``ConfigError`` through) and :func:`main` prints it.
 """
@@ -23,7 +23,7 @@ import importlib
 import sys
 from contextlib import contextmanager
 
-from aqua.config import ConfigError
+from arch.config import ConfigError
 
 __all__ = ["main", "COMMANDS", "UsageError", "build_parser", "progress", "EXIT_USAGE"]
 

@@ -16,7 +16,7 @@ def run(args: argparse.Namespace) -> int:
 
     from aqua._cmdutil import console
 
-    from aqua.config import CONFIG_DIR, config_names, load_config
+    from arch.config import CONFIG_DIR, config_names, load_config
 
     table = Table(title=f"configurations in {CONFIG_DIR}")
     for col in ("name", "crossbar", "cell", "weights", "inputs", "DAC", "ADC", "output",

@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     from aqua import crop_study as CS
     from aqua._cmdutil import config_from_args, console, load_model, single_thread
     from aqua.cli import UsageError, progress
-    from aqua.energy import load_energy_table
+    from arch.energy import load_energy_table
     from cosim.sim import BUILD_ROOT
 
     t0 = time.perf_counter()

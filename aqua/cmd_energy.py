@@ -150,7 +150,7 @@ def run(args) -> int:
 
     from aqua._cmdutil import config_from_args
     from aqua.cli import UsageError
-    from aqua.energy import load_energy_table
+    from arch.energy import load_energy_table
     from cosim.sim import BUILD_ROOT
     from golden.cnn import CONV_SPECS, load_democnn
     from golden.data import cluttered_digits
@@ -214,7 +214,7 @@ def run(args) -> int:
 
 def _rtl_runs(cfg, table, args, layer, rows) -> dict:
     from aqua.cli import progress
-    from aqua.energy import digital_total, toggle_energy
+    from arch.energy import digital_total, toggle_energy
     from cosim.events import rtl_events
     from cosim.toggles import toggle_run
     from golden.crop import check_window

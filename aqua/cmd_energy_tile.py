@@ -57,7 +57,7 @@ def tile_rows(cfg, table, index, image, crops, fraction, sim, seed, calibration=
         tog_block = by_block(d)
         tog = sum(tog_block.values())
         ev_block = {b: 0.0 for b in e.by_block}
-        from aqua.energy import event_energy
+        from arch.energy import event_energy
         for x in event_energy(table, ev, cfg, tile=True).values():
             ev_block[x["block"]] += float(x["pj"])
         rows.append({

@@ -86,7 +86,7 @@ def hardware_report(report: dict, args, con) -> dict:
     import torch
 
     from aqua.cli import UsageError
-    from aqua.config import load_config
+    from arch.config import load_config
     from cosim.requant import compare_requantizers
     from cosim.run import assemble_outputs, cnn_jobs, run_datapath
     from cosim.sim import SIMULATORS, SimulatorMissing

@@ -42,7 +42,7 @@ import torch
 from amaranth.hdl import Const, Shape, ValueCastable
 from amaranth.lib import data, wiring
 
-from aqua.config import AccelConfig
+from arch.config import AccelConfig
 from golden.arith import (adc_convert, adc_reconstruct, chunk_positions, chunk_signs,
                           encode_weights, finalize, flip_recover, input_chunks, slice_weights)
 

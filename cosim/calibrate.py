@@ -101,9 +101,9 @@ def measure(cfg, table, jobs, *, sim: str = "verilator", seed: int = 0,
             label: str = "calibrate") -> dict:
     """Co-simulate ``jobs`` and return the run's counts and toggle-based energy:
     ``{"events", "cycles", "counts": {category: cycles}, "pj": {category: {block: pJ}},
-    "digital": {block: pJ}}`` (``digital`` = :func:`aqua.energy.toggle_energy` per block).
+    "digital": {block: pJ}}`` (``digital`` = :func:`arch.energy.toggle_energy` per block).
     The run's RTL events are checked equal to the analytic ones."""
-    from aqua.energy import toggle_energy
+    from arch.energy import toggle_energy
     from golden.events import jobs_events
 
     from .events import rtl_events
@@ -132,7 +132,7 @@ def cycle_energy(table, per: dict, reg_bits: dict[str, int], mask) -> dict[str, 
     per-cycle toggles ``per`` of :func:`cosim.toggles.fst_cycle_toggles`: register toggles,
     combinational and memory-port toggles (priced as combinational) and the clock of the
     group's register bits (``reg_bits``, 0 for groups without registers) on each cycle."""
-    from aqua.energy import block_toggle_energy
+    from arch.energy import block_toggle_energy
 
     groups = {g for g, _ in per}
     out = {}

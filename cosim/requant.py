@@ -12,7 +12,7 @@ OSU 0.18 um cell library and toggle energy.
 * **Netlists**: the generated RTL, and the generic two-input-gate netlist Yosys makes of it
   (:func:`gen.synth.gate_netlist`): every gate output is a net, so its toggles count the work of
   the multiplier's partial products, not just the product bits the RTL names.
-* **Energy**: ``aqua.energy.toggle_energy`` with one table for both (register and
+* **Energy**: ``arch.energy.toggle_energy`` with one table for both (register and
   combinational bit toggles, clock per register bit per cycle); the requantizer's input ports
   are driven by the logic before it and left out.
 """
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from aqua.config import AccelConfig
+from arch.config import AccelConfig
 
 from .blocks import REQUANT_BLOCKS, ports, requant_rows, table_from_rows
 from .run import CosimRun, _config_path, run_checked, save_stimulus, verilog_sources
@@ -122,7 +122,7 @@ def run_requant(cfg: AccelConfig, block: str, sim: str, accs, settings, *, seed:
 def requant_energy(cfg: AccelConfig, block: str, run: CosimRun, netlist: str,
                    table=None) -> dict:
     """Toggle counts and energy (pJ) of a run made with ``waves``, inputs left out."""
-    from aqua.energy import load_energy_table, toggle_energy
+    from arch.energy import load_energy_table, toggle_energy
 
     from .toggles import Toggles, fst_toggles, signal_classes
     table = table or load_energy_table()

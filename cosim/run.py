@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from aqua.config import AccelConfig
+from arch.config import AccelConfig
 
 from .sim import BUILD_ROOT, BenchResult, run_bench
 

@@ -19,7 +19,7 @@ import torch
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles
 
-from aqua.config import load_config
+from arch.config import load_config
 from cosim.bits import field_mask, pack, pack_rows, unpack
 from cosim.components import (ClockedLoop, Mismatch, StreamSink, StreamSource, WriteDriver,
                               bubbles)

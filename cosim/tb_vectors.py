@@ -56,7 +56,7 @@ def _describe(cfg_path: str, block: str):
     shapes = {}
 
     def describe(name, value):
-        from aqua.config import load_config
+        from arch.config import load_config
         from cosim.blocks import port_fields, ports
         if not shapes:
             shapes.update({n: s for n, (_, s) in ports(load_config(cfg_path), block).items()})

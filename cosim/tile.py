@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from aqua.config import AccelConfig, ConvGeometry
+from arch.config import AccelConfig, ConvGeometry
 from golden.arith import flag_words
 from golden.crop import crop_index, cropped_conv2d, fraction_code, kept_window, tile_cycles
 from hdl.layouts import (tile_layer_layout, tile_pixel_layout, tile_setup_layout,

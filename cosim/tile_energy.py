@@ -53,8 +53,8 @@ class TileEnergyRun:
 
     def digital(self, table, i: int) -> dict[str, dict[str, float]]:
         """pJ per group (``block`` / ``block.tile``) and class of image ``i`` (its cycles and
-        the programming): :func:`aqua.energy.block_toggle_energy` of each group."""
-        from aqua.energy import block_toggle_energy
+        the programming): :func:`arch.energy.block_toggle_energy` of each group."""
+        from arch.energy import block_toggle_energy
 
         (a, b), (p, q) = self.windows[i], self.program
         out = {}

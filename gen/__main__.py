@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from aqua.config import ConfigError, load_config
+from arch.config import ConfigError, load_config
 from hdl import BLOCKS
 
 from .lint import LintError, lint_dir

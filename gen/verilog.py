@@ -28,7 +28,7 @@ from amaranth.hdl import Const, Shape, ShapeCastable, ValueCastable
 from amaranth.hdl import _ir
 from amaranth.lib import data, enum, stream, wiring
 
-from aqua.config import AccelConfig
+from arch.config import AccelConfig
 from hdl import BLOCKS
 from hdl.layouts import (input_layout, layer_config_layout, obs_layout, output_layout,
                          weight_write_layout)
@@ -286,12 +286,12 @@ def generate(cfg: AccelConfig, out_dir: str | Path | None = None, blocks=None, *
     Raises
     ------
     TypeError
-        If ``cfg`` is not an :class:`~aqua.config.AccelConfig`.
+        If ``cfg`` is not an :class:`~arch.config.AccelConfig`.
     ValueError
         If ``blocks`` names an unknown block.
     """
     if not isinstance(cfg, AccelConfig):
-        raise TypeError(f"cfg must be an AccelConfig (see aqua.config.load_config), "
+        raise TypeError(f"cfg must be an AccelConfig (see arch.config.load_config), "
                         f"not {cfg!r}")
     names = _check_blocks(blocks)
     out = Path(out_dir) if out_dir is not None else default_out_dir(cfg)

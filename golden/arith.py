@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from aqua.config import AccelConfig
+from arch.config import AccelConfig
 
 __all__ = [
     "saturate", "round_shift", "relu", "check_range",

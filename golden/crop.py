@@ -42,7 +42,7 @@ from numbers import Integral, Real
 
 import torch
 
-from aqua.config import AccelConfig, ConvGeometry
+from arch.config import AccelConfig, ConvGeometry
 from hdl.layouts import FRACTION_BITS
 
 from .layer import conv2d, tile_counts

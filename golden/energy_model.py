@@ -41,7 +41,7 @@ every im2col row of every computed position driven, padding included); with ``x`
 exact per image and the data-dependent counts are ``[B]`` tensors.
 
 Energy (:func:`conv_layer_energy`): the event counts times the table's pJ per event
-(:func:`aqua.energy.event_pj`, ADC scaled to ``cfg.adc_bits``) plus, when a calibration is
+(:func:`arch.energy.event_pj`, ADC scaled to ``cfg.adc_bits``) plus, when a calibration is
 available, the digital energy of each block as pJ per operation fitted on RTL toggle runs
 (:class:`Calibration`, ``configs/energy/calibration/<config>.toml``, made by
 ``aqua energy --calibrate``).
@@ -56,8 +56,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from aqua.config import AccelConfig
-from aqua.energy import ENERGY_DIR, EnergyTable, EnergyTableError, event_energy
+from arch.config import AccelConfig
+from arch.energy import ENERGY_DIR, EnergyTable, EnergyTableError, event_energy
 
 from .arith import input_chunks
 from .crop import check_window, crop_counts, output_window
@@ -321,7 +321,7 @@ class LayerEnergy:
     """Energy of one conv layer (:func:`conv_layer_energy`).
 
     ``events``: :func:`conv_layer_events`; ``by_event``: pJ per table event (``adc_conversion``,
-    ``dac_drive``, ... of :data:`aqua.energy.EVENT_MAP`) and, when calibrated, per digital
+    ``dac_drive``, ... of :data:`arch.energy.EVENT_MAP`) and, when calibrated, per digital
     operation (``digital.<op>``, summed over blocks); ``by_block``: pJ per block of
     :data:`BLOCKS`; ``total_pj``: their sum. Values are floats, or ``[B]`` float64 tensors when
     ``x`` was batched. ``calibration``: the calibration file used, or ``None`` (event energies
@@ -351,7 +351,7 @@ def conv_layer_energy(cfg: AccelConfig, table: EnergyTable, *, in_channels: int,
     ``cfg.adc_bits``), plus the calibrated digital energy.
 
     ``tile``: the layer as one ``ConvTile`` computes it (its geometry must fit one crossbar):
-    memory energy is that of the tile's memories (:data:`aqua.energy.TILE_MEMORY`: the
+    memory energy is that of the tile's memories (:data:`arch.energy.TILE_MEMORY`: the
     gather's reads, the input memory's and the output memory's writes, per bit) and the
     calibration's ``tile_pj`` charges the tile's own logic (block ``agu`` among them).
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import torch
 
-from aqua.config import AccelConfig
+from arch.config import AccelConfig
 
 from .arith import input_chunks
 

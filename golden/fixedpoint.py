@@ -38,7 +38,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from aqua.config import AccelConfig
+from arch.config import AccelConfig
 from golden.cnn import CONV_SPECS, DemoCNN
 from golden.data import cluttered_digits
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from aqua.config import AccelConfig
+from arch.config import AccelConfig
 
 from .arith import (adc_convert, adc_reconstruct, check_range, chunk_positions, chunk_signs,
                     encode_weights, finalize, flip_recover, input_chunks)

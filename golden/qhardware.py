@@ -2,7 +2,7 @@
 integer layer that the Datapath RTL computes bit-exactly.
 
 For conv layer ``l`` with formats ``f = formats[l]`` and output format ``o = formats[l+1].x``
-(the next layer's input), :func:`layer_config` derives an :class:`~aqua.config.AccelConfig` from
+(the next layer's input), :func:`layer_config` derives an :class:`~arch.config.AccelConfig` from
 a base tile:
 
 * ``inputs.bits = f.x.bits``, ``inputs.signed = f.x.signed``;
@@ -29,7 +29,7 @@ from typing import Sequence
 
 import torch
 
-from aqua.config import AccelConfig
+from arch.config import AccelConfig
 from golden.fixedpoint import QuantError, QuantLayer, bias_range, round_half_even, saturate
 from golden.qsearch import LayerFormat, LayerInfo, integer_params
 
@@ -61,7 +61,7 @@ def layer_config(base: AccelConfig, layers: Sequence[LayerInfo],
     ------
     QuantError
         If ``index`` is not a conv layer feeding another conv layer.
-    aqua.config.ConfigError
+    arch.config.ConfigError
         If the derived configuration is invalid (e.g. the ADC of ``base`` becomes too narrow).
     """
     _check_index(layers, formats, index)

@@ -30,7 +30,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from aqua.config import AccelConfig
+from arch.config import AccelConfig
 
 from .crop import CROP_VECTORS, Window, kept_window, output_window, scale_window
 from .fixedpoint import QuantNet, global_avg_pool, quant_inputs, saturate

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from aqua.config import AccelConfig
+from arch.config import AccelConfig
 from hdl.layouts import Phase
 
 from .arith import (adc_convert, adc_reconstruct, check_range, chunk_positions, chunk_signs,

@@ -1,6 +1,6 @@
 """Amaranth RTL of one ISAAC-style crossbar tile (``docs/arithmetic.md``).
 
-``BLOCKS`` maps a block name to a factory taking an :class:`~aqua.config.AccelConfig`; the Verilog
+``BLOCKS`` maps a block name to a factory taking an :class:`~arch.config.AccelConfig`; the Verilog
 generator (``gen/``) emits one module ``aqua_<name>`` per entry.
 """
 

@@ -2,19 +2,19 @@
 
 from amaranth.hdl import Const, Value
 
-from aqua.config import AccelConfig
+from arch.config import AccelConfig
 
 __all__ = ["check_config", "tree_sum", "above"]
 
 
 def check_config(cfg) -> AccelConfig:
-    """Return ``cfg`` if it is an :class:`~aqua.config.AccelConfig`, else raise ``TypeError``.
+    """Return ``cfg`` if it is an :class:`~arch.config.AccelConfig`, else raise ``TypeError``.
 
     Configurations are validated when they are built (``AccelConfig.__post_init__``), so a
     component only has to make sure it was given one.
     """
     if not isinstance(cfg, AccelConfig):
-        raise TypeError(f"cfg must be an AccelConfig (see aqua.config.load_config), "
+        raise TypeError(f"cfg must be an AccelConfig (see arch.config.load_config), "
                         f"not {cfg!r}")
     return cfg
 

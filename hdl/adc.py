@@ -5,7 +5,7 @@ from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from aqua.config import AccelConfig
+from arch.config import AccelConfig
 
 from ._common import check_config
 from .layouts import index_bits
@@ -34,7 +34,7 @@ class ADCQuantizer(wiring.Component):
 
     Parameters
     ----------
-    cfg : :class:`~aqua.config.AccelConfig`
+    cfg : :class:`~arch.config.AccelConfig`
         The tile configuration.
 
     Members
@@ -52,7 +52,7 @@ class ADCQuantizer(wiring.Component):
     Raises
     ------
     TypeError
-        If ``cfg`` is not an :class:`~aqua.config.AccelConfig`.
+        If ``cfg`` is not an :class:`~arch.config.AccelConfig`.
     """
 
     def __init__(self, cfg: AccelConfig):

@@ -7,7 +7,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from aqua.config import AccelConfig
+from arch.config import AccelConfig
 
 from ._common import above, check_config
 from .layouts import agu_address_layout, agu_config_layout, index_bits
@@ -57,7 +57,7 @@ class RegionCropAGU(wiring.Component):
 
     Parameters
     ----------
-    cfg : :class:`~aqua.config.AccelConfig`
+    cfg : :class:`~arch.config.AccelConfig`
         The tile configuration (the AGU does not depend on it; taken for uniformity).
     max_height, max_width : int
         Largest map size the run-time configuration may ask for, in ``[1, 4096]``.
@@ -80,7 +80,7 @@ class RegionCropAGU(wiring.Component):
     Raises
     ------
     TypeError
-        If ``cfg`` is not an :class:`~aqua.config.AccelConfig`, or a size is not an integer.
+        If ``cfg`` is not an :class:`~arch.config.AccelConfig`, or a size is not an integer.
     ValueError
         If ``max_height`` or ``max_width`` is outside ``[1, 4096]``.
     """

@@ -7,7 +7,7 @@ from amaranth.lib import enum, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from aqua.config import AccelConfig, ConvGeometry
+from arch.config import AccelConfig, ConvGeometry
 
 from ._common import check_config
 from .agu import RegionCropAGU, invalid_window
@@ -94,9 +94,9 @@ class ConvTile(wiring.Component):
 
     Parameters
     ----------
-    cfg : :class:`~aqua.config.AccelConfig`
+    cfg : :class:`~arch.config.AccelConfig`
         The crossbar configuration (one crossbar per output group).
-    geom : :class:`~aqua.config.ConvGeometry`
+    geom : :class:`~arch.config.ConvGeometry`
         The layer; ``geom.rows <= cfg.rows``.
 
     Raises

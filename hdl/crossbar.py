@@ -5,7 +5,7 @@ from amaranth.hdl import Cat, Module, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from aqua.config import AccelConfig
+from arch.config import AccelConfig
 
 from ._common import check_config, tree_sum
 from .layouts import index_bits, weight_write_layout
@@ -30,7 +30,7 @@ class CrossbarMAC(wiring.Component):
 
     Parameters
     ----------
-    cfg : :class:`~aqua.config.AccelConfig`
+    cfg : :class:`~arch.config.AccelConfig`
         The tile configuration.
 
     Members
@@ -61,7 +61,7 @@ class CrossbarMAC(wiring.Component):
     Raises
     ------
     TypeError
-        If ``cfg`` is not an :class:`~aqua.config.AccelConfig`.
+        If ``cfg`` is not an :class:`~arch.config.AccelConfig`.
     """
 
     def __init__(self, cfg: AccelConfig):

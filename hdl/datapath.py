@@ -4,7 +4,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from aqua.config import AccelConfig
+from arch.config import AccelConfig
 
 from ._common import check_config
 from .adc import ADCQuantizer
@@ -32,7 +32,7 @@ class Datapath(wiring.Component):
 
     Parameters
     ----------
-    cfg : :class:`~aqua.config.AccelConfig`
+    cfg : :class:`~arch.config.AccelConfig`
         The tile configuration.
 
     Members
@@ -51,7 +51,7 @@ class Datapath(wiring.Component):
     Raises
     ------
     TypeError
-        If ``cfg`` is not an :class:`~aqua.config.AccelConfig`.
+        If ``cfg`` is not an :class:`~arch.config.AccelConfig`.
     """
 
     def __init__(self, cfg: AccelConfig):

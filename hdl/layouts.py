@@ -1,4 +1,4 @@
-"""Payload layouts of the datapath, defined once from an :class:`~aqua.config.AccelConfig`.
+"""Payload layouts of the datapath, defined once from an :class:`~arch.config.AccelConfig`.
 
 The RTL uses these layouts for its ports; the cocotb testbenches use the very same layouts (field
 offsets and widths) to pack stimulus and unpack observations. No bit position is written down
@@ -8,7 +8,7 @@ anywhere else.
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, enum
 
-from aqua.config import AccelConfig, ConvGeometry
+from arch.config import AccelConfig, ConvGeometry
 
 #: Width of the run-time crop fraction: an unsigned fixed-point code ``f = code / 2**8``.
 FRACTION_BITS = 8

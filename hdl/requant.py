@@ -7,7 +7,7 @@ from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from aqua.config import AccelConfig
+from arch.config import AccelConfig
 
 from ._common import check_config
 

@@ -7,7 +7,7 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from aqua.config import AccelConfig
+from arch.config import AccelConfig
 
 from ._common import check_config, tree_sum
 from .layouts import chunk_bits, index_bits, layer_config_layout, xsum_bits
@@ -30,7 +30,7 @@ class ShiftAdd(wiring.Component):
 
     Parameters
     ----------
-    cfg : :class:`~aqua.config.AccelConfig`
+    cfg : :class:`~arch.config.AccelConfig`
         The tile configuration.
 
     Members
@@ -63,7 +63,7 @@ class ShiftAdd(wiring.Component):
     Raises
     ------
     TypeError
-        If ``cfg`` is not an :class:`~aqua.config.AccelConfig`.
+        If ``cfg`` is not an :class:`~arch.config.AccelConfig`.
     """
 
     def __init__(self, cfg: AccelConfig):

@@ -2,7 +2,7 @@
 
 from hypothesis import assume, strategies as st
 
-from aqua.config import AccelConfig, ConfigError
+from arch.config import AccelConfig, ConfigError
 
 
 @st.composite

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from aqua.cli import COMMANDS, build_parser, main
-from aqua.config import config_names
+from arch.config import config_names
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from aqua.config import AccelConfig, ConfigError, config_names, load_config
+from arch.config import AccelConfig, ConfigError, config_names, load_config
 
 
 def write(tmp_path, text):

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from aqua.cli import main
-from aqua.config import ConvGeometry, load_config
+from arch.config import ConvGeometry, load_config
 from aqua.crop_study import rtl_images
 from cosim.sim import selected_simulators
 from golden.crop import kept_window, tile_cycles
@@ -99,7 +99,7 @@ def test_rtl_step_gives_the_tile_the_studys_window():
     if "verilator" not in selected_simulators():
         pytest.skip("SIM excludes verilator")
     from aqua.crop_study import democnn_subject, rtl_first_layer
-    from aqua.energy import load_energy_table
+    from arch.energy import load_energy_table
     from golden.cnn import load_democnn
     from golden.data import cluttered_digits
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from aqua.cli import main
-from aqua.config import load_config
-from aqua.energy import EVENT_KEYS, EnergyTableError, event_energy, load_energy_table
+from arch.config import load_config
+from arch.energy import EVENT_KEYS, EnergyTableError, event_energy, load_energy_table
 from golden.events import datapath_events
 
 TABLE = """

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from aqua.config import load_config
+from arch.config import load_config
 from cosim.blocks import AGU_FRACTIONS, AGU_SHAPES, _agu_rows, _Draw, build_table, ports, run_block
 from cosim.sim import selected_simulators
 

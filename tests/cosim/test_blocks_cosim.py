@@ -8,7 +8,7 @@ import pytest
 from amaranth.hdl import Shape
 from amaranth.lib import data
 
-from aqua.config import load_config
+from arch.config import load_config
 from cosim.blocks import BLOCK_NAMES, build_table, ports, run_block
 from cosim.sim import selected_simulators
 

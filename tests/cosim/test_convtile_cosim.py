@@ -11,7 +11,7 @@ import os
 import pytest
 import torch
 
-from aqua.config import load_config
+from arch.config import load_config
 from cosim.sim import selected_simulators
 from cosim.tile import crop_sweep, demo_tile_layer, run_tile, tile_image
 from golden.crop import CROP_VECTORS, crop_counts

@@ -6,7 +6,7 @@ import random
 import pytest
 import torch
 
-from aqua.config import load_config
+from arch.config import load_config
 from cosim.run import random_jobs, run_datapath
 from cosim.sim import SIMULATORS, selected_simulators
 

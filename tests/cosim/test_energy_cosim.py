@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from aqua.cmd_energy import crop_jobs, layer_geometry
-from aqua.config import load_config
-from aqua.energy import load_energy_table
+from arch.config import load_config
+from arch.energy import load_energy_table
 from cosim.calibrate import HELDOUT_RUNS, calibrate, measure, predict
 from golden.energy_model import conv_layer_events, load_calibration
 from golden.events import EVENTS

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from aqua.config import load_config
+from arch.config import load_config
 from cosim.run import assemble_outputs, cnn_jobs, run_datapath
 from cosim.sim import selected_simulators
 from golden.cnn import load_democnn

@@ -3,7 +3,7 @@ against golden.requant; identical toggle counts under both simulators (slow)."""
 
 import pytest
 
-from aqua.config import load_config
+from arch.config import load_config
 from cosim.blocks import REQUANT_BLOCKS, random_accumulators, random_requant_settings
 from cosim.requant import calibrated_settings, layer_accumulators, requant_energy, run_requant
 from cosim.sim import selected_simulators

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from aqua.config import load_config
+from arch.config import load_config
 from cosim.sim import selected_simulators
 from cosim.tile import demo_tile_layer, tile_image
 from cosim.tile_energy import tile_energy_run, tile_toggles

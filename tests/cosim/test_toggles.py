@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from aqua.config import load_config
+from arch.config import load_config
 from cosim.events import rtl_events
 from cosim.run import random_jobs
 from cosim.toggles import (BLOCKS, _toggle_counts, block_of, fst_toggles, normalise,

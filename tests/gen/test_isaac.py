@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from aqua.config import load_config
+from arch.config import load_config
 from gen.lint import lint_dir
 from gen.verilog import generate
 

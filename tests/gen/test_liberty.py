@@ -3,7 +3,7 @@ when the liberty is missing."""
 
 import pytest
 
-from aqua.config import load_config
+from arch.config import load_config
 from gen.synth import OSU018_LIBERTY, LibertyMissing, check_liberty, synth_liberty
 from gen.verilog import generate
 

@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from aqua.config import load_config
+from arch.config import load_config
 from gen.lint import WAIVERS, LintError, lint_dir, lint_file
 from gen.synth import synth_dir
 from gen.verilog import generate

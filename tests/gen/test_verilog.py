@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from aqua.config import load_config
+from arch.config import load_config
 from gen.verilog import describe_shape, generate, write_if_changed
 from hdl import BLOCKS
 from hdl.layouts import (Phase, input_layout, layer_config_layout, obs_layout, output_layout,
@@ -71,7 +71,7 @@ def test_byte_identical_and_mtime_kept(generated, tmp_path, name):
 def test_byte_identical_across_processes(generated, tmp_path):
     """A fresh interpreter (another hash seed) writes the same bytes."""
     cfg, first, _ = generated["small_signed"]
-    code = ("import sys; from aqua.config import load_config; from gen.verilog import generate; "
+    code = ("import sys; from arch.config import load_config; from gen.verilog import generate; "
             "generate(load_config('small_signed'), sys.argv[1])")
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     subprocess.run([sys.executable, "-W", "error", "-c", code, str(tmp_path)], check=True,

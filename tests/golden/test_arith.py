@@ -5,7 +5,7 @@ import itertools
 import pytest
 import torch
 
-from aqua.config import AccelConfig
+from arch.config import AccelConfig
 from golden.arith import (adc_convert, adc_reconstruct, encode_weights, finalize, input_chunks,
                           round_shift, saturate)
 from golden.arith import RangeError

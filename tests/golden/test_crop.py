@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 
 import golden.crop as crop_mod
-from aqua.config import load_config
+from arch.config import load_config
 from golden.crop import (CROP_VECTORS, agu_cycles, agu_sequence, check_window, crop_activations,
                          crop_amount, crop_counts, crop_index, crop_vector, cropped_conv2d,
                          kept_window, output_window, scale_window)

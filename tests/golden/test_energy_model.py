@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from aqua.config import load_config
-from aqua.energy import event_pj, load_energy_table
+from arch.config import load_config
+from arch.energy import event_pj, load_energy_table
 from golden.crop import crop_activations, output_window
 from golden.energy_model import (LAYER_EVENTS, Calibration, conv_layer_energy,
                                  conv_layer_events, load_calibration)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from aqua.config import config_names, load_config
+from arch.config import config_names, load_config
 from golden import fixedpoint as fxp
 from golden.cnn import CONV_SPECS, load_democnn
 from golden.data import cluttered_digits

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, strategies as st
 
-from aqua.config import AccelConfig, load_config
+from arch.config import AccelConfig, load_config
 from golden.layer import conv2d, linear, matvec, matvec_acc, program
 
 from ..strategies import configs

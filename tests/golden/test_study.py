@@ -7,8 +7,8 @@ import functools
 import pytest
 import torch
 
-from aqua.config import load_config
-from aqua.energy import load_energy_table
+from arch.config import load_config
+from arch.energy import load_energy_table
 from golden import predictors as P
 from golden import study as S
 from golden.cnn import load_democnn

@@ -4,7 +4,7 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from aqua.config import config_names, load_config
+from arch.config import config_names, load_config
 from golden.layer import matvec, matvec_acc, program
 from golden.trace import datapath_trace, schedule, stream_cycles
 

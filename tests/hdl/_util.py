@@ -6,7 +6,7 @@ import random
 import torch
 from amaranth.lib import data, enum
 
-from aqua.config import AccelConfig, load_config
+from arch.config import AccelConfig, load_config
 from golden.arith import flag_words
 
 SMALL_CONFIGS = ("small", "small_clip", "small_drop", "small_signed")

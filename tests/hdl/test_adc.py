@@ -62,7 +62,7 @@ def test_rec_fits_read_bits():
 @pytest.mark.parametrize("bad", ["small", None, {}])
 def test_rejects_non_config(bad):
     with pytest.raises(TypeError, match=r"^cfg must be an AccelConfig \(see "
-                                        r"aqua.config.load_config\), not "):
+                                        r"arch.config.load_config\), not "):
         ADCQuantizer(bad)
 
 

@@ -206,7 +206,7 @@ def test_registered_in_blocks_with_default_sizes():
 @pytest.mark.parametrize("bad", ["small", None, {}])
 def test_rejects_non_config(bad):
     with pytest.raises(TypeError, match=r"^cfg must be an AccelConfig \(see "
-                                        r"aqua.config.load_config\), not "):
+                                        r"arch.config.load_config\), not "):
         RegionCropAGU(bad)
 
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from amaranth.sim import Simulator
 
-from aqua.config import ConfigError, ConvGeometry
+from arch.config import ConfigError, ConvGeometry
 from cosim.tile import bad_setup, tile_image, tile_layer, tile_writes
 from golden.crop import CROP_VECTORS
 from hdl import ConvTile

@@ -176,7 +176,7 @@ def test_clear_wins_over_en_and_latency():
 @pytest.mark.parametrize("bad", ["small", None, 3.0])
 def test_rejects_non_config(bad):
     with pytest.raises(TypeError, match=r"^cfg must be an AccelConfig \(see "
-                                        r"aqua.config.load_config\), not "):
+                                        r"arch.config.load_config\), not "):
         CrossbarMAC(bad)
 
 

@@ -14,7 +14,7 @@ import torch
 from amaranth.sim import Simulator
 from hypothesis import HealthCheck, given, settings
 
-from aqua.config import AccelConfig
+from arch.config import AccelConfig
 from golden.trace import datapath_trace
 from hdl import Datapath
 from hdl.layouts import Phase, input_layout, obs_layout, output_layout, weight_write_layout
@@ -208,7 +208,7 @@ def test_ports_match_layouts():
 @pytest.mark.parametrize("bad", ["small", None, 16])
 def test_rejects_non_config(bad):
     with pytest.raises(TypeError, match=r"^cfg must be an AccelConfig \(see "
-                                        r"aqua.config.load_config\), not "):
+                                        r"arch.config.load_config\), not "):
         Datapath(bad)
 
 

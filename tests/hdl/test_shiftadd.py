@@ -170,7 +170,7 @@ def test_shift_outside_range_is_clamped():
 @pytest.mark.parametrize("bad", ["small", None, 1])
 def test_rejects_non_config(bad):
     with pytest.raises(TypeError, match=r"^cfg must be an AccelConfig \(see "
-                                        r"aqua.config.load_config\), not "):
+                                        r"arch.config.load_config\), not "):
         ShiftAdd(bad)
 
 

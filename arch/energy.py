@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from aqua.config import CONFIG_DIR, ConfigError, read_named_toml
+from arch.config import CONFIG_DIR, ConfigError, read_named_toml
 
 __all__ = ["EnergyTable", "EnergyTableError", "load_energy_table", "ENERGY_DIR", "EVENT_KEYS",
            "TOGGLE_KEYS", "EVENT_MAP", "TILE_MEMORY", "adc_scale", "event_pj", "event_energy", "toggle_energy",
@@ -136,7 +136,7 @@ def adc_scale(table: EnergyTable, cfg) -> float:
     ``2**(cfg.adc_bits - table.adc_reference_bits)`` (energy per conversion doubles per bit at a
     constant Walden figure of merit; see docs/energy.md).
 
-    >>> from aqua.config import load_config
+    >>> from arch.config import load_config
     >>> adc_scale(load_energy_table(), load_config("small"))     # 5-bit ADC, 8-bit reference
     0.125
     """
