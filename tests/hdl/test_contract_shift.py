@@ -3,11 +3,14 @@
 left shift is exact and then saturated (``docs/arithmetic.md``, section 7), as the reference's
 Python integers compute it; and the widths of ``hdl.layouts`` follow the document."""
 
+import re
+from pathlib import Path
+
 from amaranth.sim import Simulator
 
 from arch.config import AccelConfig, load_config
 from hdl import ShiftAdd
-from hdl.layouts import xsum_bits
+from hdl.layouts import Phase, xsum_bits
 
 from ..golden import reference as ref
 from ._util import to_py
@@ -66,3 +69,11 @@ def test_exact_left_shift_then_saturation():
 def test_xsum_width_follows_the_document():
     for cfg in [EDGE] + [load_config(n) for n in ("small", "isaac", "small_signed")]:
         assert xsum_bits(cfg) == (cfg.rows * (2 ** cfg.input_bits - 1)).bit_length() + 2
+
+
+def test_phase_codes_follow_the_document():
+    """The document's ``IDLE = 0``, ``XBAR = 1``, ... are the codes of ``hdl.layouts.Phase``."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "arithmetic.md").read_text()
+    codes = dict(re.findall(r"`(IDLE|XBAR|ADC|FINAL|OUT) = (\d)`", text))
+    assert {name: int(v) for name, v in codes.items()} == {p.name: p.value for p in Phase}
+    assert Phase.IDLE.value == 0 and Phase.as_shape().width == 3
