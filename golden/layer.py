@@ -54,7 +54,16 @@ def tile_counts(cfg: AccelConfig, in_features: int, out_features: int) -> tuple[
 
 
 def program(cfg: AccelConfig, w: torch.Tensor) -> ProgrammedLayer:
-    """Tile ``w [K, N]`` (zero padded, section 6) and encode every tile (section 1)."""
+    """Tile ``w [K, N]`` (zero padded, section 6) and encode every tile (section 1).
+
+    Raises
+    ------
+    ValueError
+        If ``w`` is not a matrix, or spans more than ``cfg.max_row_tiles`` row tiles (its sums
+        would not fit 64 bits, section 6).
+    golden.arith.RangeError
+        If a weight lies outside ``[cfg.weight_min, cfg.weight_max]``.
+    """
     if w.dim() != 2:
         raise ValueError(f"weights must be a [K, N] matrix, not {list(w.shape)}")
     check_range("weights", w, cfg.weight_min, cfg.weight_max)
