@@ -43,8 +43,10 @@ def wide_configs(draw, *, modes=("lossless", "clip", "drop_lsb")):
     lo = max(-(probe.acc_bits - 1), -(62 - probe.acc_bits))
     shift_min = draw(st.integers(lo, 0))
     shift_max = draw(st.integers(shift_min, probe.acc_bits - 1))
-    return probe.replace(adc_mode=mode, adc_bits=min(adc_bits, 24), shift_min=shift_min,
-                         shift_max=shift_max) if adc_bits <= 24 else None
+    if adc_bits > 24:                        # a lossless ADC wider than the loader allows
+        return None
+    return probe.replace(adc_mode=mode, adc_bits=adc_bits, shift_min=shift_min,
+                         shift_max=shift_max)
 
 
 def any_configs():
@@ -94,9 +96,9 @@ def test_read_bits_of_an_all_zero_column_is_one():
 
 
 def chunk_bound(cfg, level_max):
-    """Largest ``|Σ_s 2^(s b) y_s|``-type terms of one chunk whose levels are at most
-    ``level_max``: (bound of the positive part, bound of the negative part) of
-    ``Σ_s 2^(s b) y_s - weight_bias * insum``, and of ``Σ_s 2^(s b) y_s`` alone."""
+    """For one chunk whose DAC levels are at most ``level_max``: ``(hi, lo)`` with
+    ``-lo <= Σ_s 2^(s*b) y_s - weight_bias*insum`` and ``Σ_s 2^(s*b) y_s <= hi``, every column's
+    ``y`` taken at its extreme independently (section 5: ``y`` is ``rec`` or ``M*insum - rec``)."""
     R, M = cfg.rows, cfg.cell_max
     read_max = R * M * level_max             # any read (flipping only lowers it)
     A, k = cfg.adc_bits, cfg.adc_drop
