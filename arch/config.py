@@ -64,7 +64,8 @@ _TOP_KEYS = {"name": str, "description": str}
 
 
 def _bits(n: int) -> int:
-    """Number of bits of the unsigned value ``n`` (0 needs 0 bits, but we never ask that)."""
+    """``bits(n) = max(1, bitlength(n))`` of ``docs/arithmetic.md``: the width of an unsigned
+    register holding ``0 .. n``; never 0 (a column whose largest read is 0 has a 1-bit sum)."""
     return max(int(n).bit_length(), 1)
 
 
@@ -351,6 +352,17 @@ class AccelConfig:
         encoding, its correction and the bias, with one guard bit for ADC rounding."""
         unsigned_sum = self.rows * ((1 << self.input_bits) - 1) * ((1 << self.weight_bits) - 1)
         return _bits(unsigned_sum) + 3
+
+    def sum_bits(self, row_tiles: int = 1) -> int:
+        """Signed width of a layer's sum ``v`` (bias included) over ``row_tiles`` row tiles:
+        ``acc_bits + bitlength(row_tiles)`` (``docs/arithmetic.md``, "Widths")."""
+        return self.acc_bits + int(row_tiles).bit_length()
+
+    @property
+    def max_row_tiles(self) -> int:
+        """Most row tiles a layer may span: its ``sum_bits`` must not exceed 64 (the golden
+        model computes ``v`` in int64), so ``2**(64 - acc_bits) - 1``."""
+        return (1 << (64 - self.acc_bits)) - 1
 
     @property
     def shift_bits(self) -> int:

@@ -12,7 +12,7 @@ import torch
 from arch.config import AccelConfig
 
 __all__ = [
-    "saturate", "round_shift", "relu", "check_range",
+    "saturate", "round_shift", "left_shift_clamp", "relu", "check_range",
     "encode_weights", "flag_words", "input_chunks", "chunk_signs", "chunk_positions",
     "adc_convert", "adc_reconstruct", "flip_recover", "slice_weights", "finalize",
 ]
@@ -53,10 +53,35 @@ def round_shift(v: torch.Tensor, sh: int) -> torch.Tensor:
     """
     v = v.to(torch.int64)
     if sh > 0:
-        return (v + (1 << (sh - 1))) >> sh
+        # (v + 2**(sh-1)) >> sh == (v >> sh) + bit sh-1 of v: with v = q*2**sh + r,
+        # 0 <= r < 2**sh, both are q + (r >= 2**(sh-1)). This form cannot overflow int64.
+        return (v >> sh) + ((v >> (sh - 1)) & 1)
     if sh < 0:
         return v << (-sh)
     return v
+
+
+def left_shift_clamp(v: torch.Tensor, n: int, bits: int) -> torch.Tensor:
+    """Clamp ``v`` to ``[-c, c]``, ``c = (2**(bits-1) >> n) + 1``, so that ``v << n`` followed
+    by ReLU and saturation to a signed ``bits`` integer gives what the exact, unbounded
+    ``v * 2**n`` gives, and ``v << n`` never leaves int64 (``docs/arithmetic.md``, section 7).
+
+    Why it is exact: ``g(x) = saturate(relu(x), bits)`` is constant on ``x >= 2**(bits-1) - 1``
+    and on ``x <= -2**(bits-1)``. Values in ``(-c, c)`` are unchanged. If ``v >= c`` then both
+    ``v * 2**n`` and ``c * 2**n`` exceed ``2**(bits-1)`` (because ``c > 2**(bits-1) / 2**n``),
+    so ``g`` gives the same value for both; if ``v <= -c``, both ``v * 2**n`` and
+    ``-c * 2**n`` lie below ``-2**(bits-1)``, same again. The largest clamped magnitude
+    shifted, ``c * 2**n <= 2**(bits-1) + 2**n``, is below ``2**63`` for ``bits <= 62``,
+    ``n <= 62``. ``tests/golden/test_arith.py`` holds this against Python integers.
+
+    >>> left_shift_clamp(torch.tensor([-9, -3, 0, 2, 3, 9]), 6, 8).tolist()
+    [-3, -3, 0, 2, 3, 3]
+    """
+    if not (0 <= n <= 62 and 1 <= bits <= 62):
+        raise ValueError(f"left_shift_clamp needs 0 <= n <= 62 and 1 <= bits <= 62, "
+                         f"not n = {n}, bits = {bits}")
+    c = ((1 << (bits - 1)) >> n) + 1
+    return v.to(torch.int64).clamp(-c, c)
 
 
 def relu(v: torch.Tensor, enable: bool = True) -> torch.Tensor:
@@ -162,8 +187,15 @@ def flip_recover(cfg: AccelConfig, rec: torch.Tensor, insum: torch.Tensor,
 # -- section 7: the output stage -------------------------------------------------------------
 
 def finalize(cfg: AccelConfig, v: torch.Tensor, *, shift: int, relu_enable: bool) -> torch.Tensor:
-    """FlexPoint shift (rounding as :func:`round_shift`), ReLU, saturation to ``output_bits``."""
+    """FlexPoint shift (rounding as :func:`round_shift`), ReLU, saturation to ``output_bits``.
+
+    The result is that of the exact shift of section 7 for any int64 ``v``: a left shift is
+    preceded by :func:`left_shift_clamp`, a right shift cannot overflow.
+    """
     if not cfg.shift_min <= shift <= cfg.shift_max:
         raise ValueError(f"shift must lie in [{cfg.shift_min}, {cfg.shift_max}] "
                          f"(output.shift_min/max), not {shift}")
+    if shift < 0:
+        # the left shift is exact and then saturated: clamp first, so int64 cannot wrap
+        v = left_shift_clamp(v, -shift, cfg.output_bits)
     return saturate(relu(round_shift(v, shift), relu_enable), cfg.output_bits)

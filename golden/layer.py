@@ -54,12 +54,27 @@ def tile_counts(cfg: AccelConfig, in_features: int, out_features: int) -> tuple[
 
 
 def program(cfg: AccelConfig, w: torch.Tensor) -> ProgrammedLayer:
-    """Tile ``w [K, N]`` (zero padded, section 6) and encode every tile (section 1)."""
+    """Tile ``w [K, N]`` (zero padded, section 6) and encode every tile (section 1).
+
+    Raises
+    ------
+    ValueError
+        If ``w`` is not a matrix, or spans more than ``cfg.max_row_tiles`` row tiles (its sums
+        would not fit 64 bits, section 6).
+    golden.arith.RangeError
+        If a weight lies outside ``[cfg.weight_min, cfg.weight_max]``.
+    """
     if w.dim() != 2:
         raise ValueError(f"weights must be a [K, N] matrix, not {list(w.shape)}")
     check_range("weights", w, cfg.weight_min, cfg.weight_max)
     K, N = w.shape
     kt, g = tile_counts(cfg, K, N)
+    if kt > cfg.max_row_tiles:
+        # section 6: the sum v of kt row tiles is sum_bits(kt) wide; it must fit int64
+        raise ValueError(f"a layer of K = {K} inputs spans {kt} row tiles of {cfg.rows} rows; "
+                         f"its sums need {cfg.sum_bits(kt)} bits, more than 64: at most "
+                         f"{cfg.max_row_tiles} row tiles (K <= {cfg.max_row_tiles * cfg.rows}) "
+                         f"with configuration '{cfg.name}'")
     wp = torch.zeros(kt * cfg.rows, g * cfg.outputs, dtype=torch.int64)
     wp[:K, :N] = w
     cells, flags = [], []

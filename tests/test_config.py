@@ -104,3 +104,33 @@ def test_digest_changes_with_any_parameter():
     a = load_config("small")
     assert a.digest == load_config("small").digest
     assert a.digest != a.replace(rows_per_cycle=8).digest
+
+
+ISAAC = load_config("isaac").to_dict()       # acc_bits = 42
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("shift_max", 42, r"'output.shift_max' must lie in \(-42, 42\) \(the accumulator is 42 bits "
+                      r"wide\), not 42"),
+    ("shift_min", -42, r"'output.shift_min' must lie in \(-42, 42\)"),
+    ("shift_min", -21, r"the accumulator \(42 bits\) shifted left by up to 21 must fit in 62 "
+                       r"bits"),
+])
+def test_shift_range_rules_of_the_document(tmp_path, key, value, message):
+    """docs/arithmetic.md, "The shift range": (-acc_bits, acc_bits) and acc_bits - shift_min
+    <= 62; the edges themselves are accepted."""
+    doc = {k: (dict(v) if isinstance(v, dict) else v) for k, v in ISAAC.items()}
+    doc["output"][key] = value
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, toml_of(doc)))
+    cfg = load_config("isaac")
+    assert cfg.acc_bits == 42
+    assert cfg.replace(shift_min=-20, shift_max=41).shift_min == -20
+
+
+def test_widths_of_an_all_zero_column():
+    """read_bits = bits(max_read) = 1 when no column can read above 0 (docs: "Widths")."""
+    cfg = AccelConfig(name="z", rows=1, cols=1, cell_bits=1, weight_bits=1, input_bits=1,
+                      adc_bits=1, adc_columns_per_cycle=1, output_bits=2, shift_min=0,
+                      shift_max=0, flip=True)
+    assert (cfg.max_read, cfg.read_bits, cfg.insum_bits, cfg.shift_bits) == (0, 1, 1, 2)

@@ -121,3 +121,44 @@ def simulate_vector(cfg, w_rows, x, bias, shift, relu):
     st["adc_valid"] = 0
     snap(4, 0, 0)
     return states, out
+
+
+def tile_sums(cfg, w_rows, x):
+    """Sections 1-6 for one crossbar, without the cycle trace: ``acc[o] - weight_bias * xsum``
+    for every output ``o``. ``w_rows[r][o]`` and ``x[r]`` are Python ints (``R`` rows)."""
+    R, O, S, b, M = cfg.rows, cfg.outputs, cfg.slices, cfg.cell_bits, cfg.cell_max
+    cells, flags = stored_cells(cfg, w_rows)
+    levels = [chunks_of(cfg, xr) for xr in x]
+    acc, xsum = [0] * O, 0
+    for t in range(len(levels[0])):
+        _, pos, sign = levels[0][t]
+        insum = sum(levels[r][t][0] for r in range(R))
+        xsum += sign * insum * 2 ** pos
+        for o in range(O):
+            for s in range(S):
+                read = sum(levels[r][t][0] * cells[r][o][s] for r in range(R))
+                _, rec = adc(cfg, read)
+                y = M * insum - rec if flags[o][s] else rec
+                acc[o] += sign * y * 2 ** (pos + s * b)
+    wbias = 2 ** (cfg.weight_bits - 1) if cfg.weight_encoding == "biased" else 0
+    return [acc[o] - wbias * xsum for o in range(O)]
+
+
+def layer_outputs(cfg, x, w, bias, shift, relu):
+    """Section 6 "Layers larger than a crossbar" and section 7, in Python integers (exact for
+    any number of row tiles). ``x`` is a list of ``K`` ints, ``w`` ``K`` lists of ``N`` ints,
+    ``bias`` ``N`` ints. Returns ``(v, out)``: the exact sums and the ``N`` outputs."""
+    K, N = len(x), len(w[0])
+    R, O = cfg.rows, cfg.outputs
+    total = [0] * N
+    for k0 in range(0, K, R):                 # row tiles: R consecutive rows, zero padded
+        xs = [x[r] if r < K else 0 for r in range(k0, k0 + R)]
+        for o0 in range(0, N, O):             # output groups: O consecutive outputs
+            # padding is weight w = 0 (stored as weight_bias), not stored cell 0
+            w_rows = [[w[r][o] if r < K and o < N else 0 for o in range(o0, o0 + O)]
+                      for r in range(k0, k0 + R)]
+            for o, part in enumerate(tile_sums(cfg, w_rows, xs)):
+                if o0 + o < N:
+                    total[o0 + o] += part
+    v = [total[n] + bias[n] for n in range(N)]   # the bias once, to the sum
+    return v, [output_stage(cfg, vn, shift, relu) for vn in v]

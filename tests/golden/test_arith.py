@@ -7,7 +7,8 @@ import torch
 
 from arch.config import AccelConfig
 from golden.arith import (adc_convert, adc_reconstruct, encode_weights, finalize, input_chunks,
-                          round_shift, saturate)
+                          left_shift_clamp, round_shift, saturate)
+from golden.arith import relu as relu_fn
 from golden.arith import RangeError
 
 from . import reference as ref
@@ -126,3 +127,55 @@ def test_finalize_every_value(shift, relu):
     v = torch.arange(-500, 500)
     got = finalize(cfg, v, shift=shift, relu_enable=relu).tolist()
     assert got == [ref.output_stage(cfg, x, shift, relu) for x in v.tolist()]
+
+
+def _exact_output(v, sh, relu, bits):
+    """Section 7 in Python integers: exact shift, ReLU, saturation."""
+    if sh > 0:
+        q, r = divmod(v, 2 ** sh)
+        v = q + (1 if 2 * r >= 2 ** sh else 0)
+    else:
+        v = v * 2 ** (-sh)
+    if relu:
+        v = max(v, 0)
+    return min(max(v, -2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+
+
+def _probe_values(n, bits):
+    """Values around every boundary that matters for a left shift by n to `bits` bits, and
+    the int64 extremes."""
+    c = (2 ** (bits - 1) >> n) + 1
+    vals = {0, 1, -1, 2 ** 63 - 1, -2 ** 63, 2 ** 62, -2 ** 62}
+    for edge in (c, -c, 2 ** (bits - 1) >> n, -(2 ** (bits - 1) >> n), 2 ** 31, 2 ** 40):
+        vals.update(edge + d for d in range(-2, 3))
+    return sorted(v for v in vals if -2 ** 63 <= v < 2 ** 63)
+
+
+@pytest.mark.parametrize("bits", [1, 2, 8, 16, 32])
+def test_left_shift_clamp_is_exact_against_python_integers(bits):
+    """The equivalence of golden.arith.left_shift_clamp, for every shift 0..61: clamping then
+    shifting in int64 saturates exactly as the unbounded shift does."""
+    for n in range(62):
+        vals = _probe_values(n, bits)
+        v = torch.tensor(vals, dtype=torch.int64)
+        clamped = left_shift_clamp(v, n, bits)
+        assert int(clamped.abs().max()) << n < 2 ** 63
+        for relu in (False, True):
+            got = saturate(relu_fn(clamped << n, relu), bits).tolist()
+            assert got == [_exact_output(x, -n, relu, bits) for x in vals], (n, relu)
+
+
+def test_finalize_is_exact_for_any_int64():
+    """Every shift of a configuration at the loader's limit (acc_bits + 30 = 62), on values up
+    to the int64 extremes (a sum of many row tiles): finalize equals the exact section 7."""
+    cfg = small_cfg(rows=1, cols=13, cell_bits=1, weight_bits=13, input_bits=16,
+                    adc_columns_per_cycle=1, adc_bits=1, output_bits=16, shift_min=-30,
+                    shift_max=31)
+    assert cfg.acc_bits == 32
+    for sh in range(cfg.shift_min, cfg.shift_max + 1):
+        vals = _probe_values(max(0, -sh), 16)
+        vals += [2 ** 63 - 1 - d for d in range(8)]
+        v = torch.tensor(vals, dtype=torch.int64)
+        for relu in (False, True):
+            got = finalize(cfg, v, shift=sh, relu_enable=relu).tolist()
+            assert got == [_exact_output(x, sh, relu, 16) for x in vals], (sh, relu)

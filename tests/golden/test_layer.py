@@ -5,9 +5,10 @@ import itertools
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from arch.config import AccelConfig, load_config
+from golden.arith import RangeError
 from golden.layer import conv2d, linear, matvec, matvec_acc, program
 
 from ..strategies import configs
@@ -125,3 +126,123 @@ def test_shape_errors_are_clear():
         matvec(cfg, torch.zeros(2, 4, dtype=torch.int64), torch.zeros(3, 2, dtype=torch.int64))
     with pytest.raises(ValueError, match="weights must lie in"):
         matvec(cfg, torch.zeros(2, 3, dtype=torch.int64), torch.full((3, 2), 128))
+
+
+# -- many row tiles, wide data, large left shifts (issue 17) ----------------------------------
+
+@st.composite
+def tiled_configs(draw):
+    """1- to 8-row crossbars (often exactly 1 or 8), 8- to 16-bit data, every ADC mode, and a
+    shift range reaching the most negative shift_min the loader accepts."""
+    rows = draw(st.sampled_from([1, 1, 2, 3, 8, 8]))
+    cell_bits = draw(st.sampled_from([2, 4]))
+    weight_bits = draw(st.sampled_from([8, 16]))
+    signed = draw(st.booleans())
+    input_bits = draw(st.sampled_from([8, 16])) + (1 if signed else 0)
+    magnitude = input_bits - (1 if signed else 0)
+    dac_bits = draw(st.sampled_from([d for d in (1, 2, 4) if magnitude % d == 0]))
+    outputs = draw(st.integers(1, 2))
+    cols = outputs * weight_bits // cell_bits
+    mode = draw(st.sampled_from(["lossless", "clip", "drop_lsb"]))
+    kw = dict(name="tiled", rows=rows, cols=cols, cell_bits=cell_bits, weight_bits=weight_bits,
+              input_bits=input_bits, input_signed=signed, dac_bits=dac_bits,
+              flip=draw(st.booleans()),
+              weight_encoding=draw(st.sampled_from(["biased", "unsigned"])),
+              adc_columns_per_cycle=draw(st.sampled_from([d for d in range(1, cols + 1)
+                                                          if cols % d == 0])),
+              output_bits=draw(st.integers(2, 16)), adc_mode="clip", adc_bits=1,
+              shift_min=0, shift_max=0)
+    probe = AccelConfig(**kw)
+    adc_bits = probe.read_bits if mode == "lossless" else draw(st.integers(1, probe.read_bits))
+    shift_min = max(-(probe.acc_bits - 1), -(62 - probe.acc_bits))
+    return probe.replace(adc_mode=mode, adc_bits=adc_bits, shift_min=shift_min,
+                         shift_max=min(probe.acc_bits - 1, 24))
+
+
+def extreme_operands(cfg, gen, K, N):
+    """Inputs: a random vector, all largest, all smallest; weights: columns all largest, all
+    smallest, then random. The largest sums of the layer are among their products."""
+    x = torch.stack([rand_ints(gen, cfg.input_min, cfg.input_max, (K,)),
+                     torch.full((K,), cfg.input_max), torch.full((K,), cfg.input_min)])
+    w = rand_ints(gen, cfg.weight_min, cfg.weight_max, (K, N))
+    w[:, 0] = cfg.weight_max
+    if N > 1:
+        w[:, 1] = cfg.weight_min
+    return x, w
+
+
+@settings(max_examples=40)
+@given(cfg=tiled_configs(), tiles=st.integers(1, 320), N=st.integers(1, 3),
+       seed=st.integers(0, 2 ** 31), relu=st.booleans(), data=st.data())
+def test_many_row_tiles_and_large_left_shifts_match_reference(cfg, tiles, N, seed, relu, data):
+    K = data.draw(st.integers(max(1, (tiles - 1) * cfg.rows + 1), tiles * cfg.rows), "K")
+    shift = data.draw(st.one_of(st.integers(cfg.shift_min, cfg.shift_min + 3),
+                                st.integers(cfg.shift_min, cfg.shift_max)), "shift")
+    gen = torch.Generator().manual_seed(seed)
+    x, w = extreme_operands(cfg, gen, K, N)
+    lo, hi = -2 ** (cfg.bias_bits - 1), 2 ** (cfg.bias_bits - 1) - 1
+    bias = torch.tensor([hi, lo, 0][:N])
+    got = matvec(cfg, x, w, bias, shift=shift, relu=relu)
+    kt = -(-K // cfg.rows)
+    for b, xv in enumerate(x.tolist()):
+        v, want = ref.layer_outputs(cfg, xv, w.tolist(), bias.tolist(), shift, relu)
+        assert got[b].tolist() == want, f"vector {b}, seed={seed}"
+        assert all(abs(vn) < 2 ** (cfg.sum_bits(kt) - 1) for vn in v)   # the v width
+        if cfg.adc_mode == "lossless":
+            assert v == [sum(xv[r] * int(w[r, n]) for r in range(K)) + int(bias[n])
+                         for n in range(N)]
+
+
+@pytest.mark.parametrize("rows", [1, 8])
+def test_large_left_shift_of_many_tiles_saturates_to_the_right_side(rows):
+    """The issue's case: 16-bit data, K = 320, shift -24; int64 v << 24 used to wrap."""
+    cfg = AccelConfig(name="wide", rows=rows, cols=16, cell_bits=2, weight_bits=16,
+                      input_bits=16, adc_bits=12, adc_mode="clip", adc_columns_per_cycle=4,
+                      output_bits=8, shift_min=-24, shift_max=8)
+    x = torch.full((1, 320), 65535)
+    w = torch.stack([torch.full((320,), 32767), torch.full((320,), -32768),
+                     torch.zeros(320, dtype=torch.int64)], dim=1)
+    w[0, 2] = 1                                      # v = 65535: still saturates when shifted
+    got = matvec(cfg, x, w, shift=-24).tolist()
+    v, want = ref.layer_outputs(cfg, x[0].tolist(), w.tolist(), [0, 0, 0], -24, False)
+    assert v[0] << 24 >= 2 ** 63                    # beyond int64: the old wrap
+    assert got == [want] == [[127, -128, 127]]
+    assert matvec(cfg, x, w, shift=-24, relu=True).tolist() == [[127, 0, 127]]
+
+
+def test_row_tiles_are_bounded_by_the_sum_width():
+    """Section 6: a layer's sum v of kt row tiles is acc_bits + bitlength(kt) bits and must fit
+    64; at the bound the int64 sums (which wrap inside the reduction) are still exact."""
+    cfg = AccelConfig(name="edge", rows=1, cols=13, cell_bits=2, weight_bits=26, input_bits=32,
+                      adc_bits=2, adc_columns_per_cycle=13, output_bits=32, shift_min=-1,
+                      shift_max=60)
+    assert cfg.acc_bits == 61 and cfg.max_row_tiles == 7
+    x = torch.full((1, 7), cfg.input_max)
+    w = torch.full((7, 1), cfg.weight_max)
+    v, want = ref.layer_outputs(cfg, x[0].tolist(), w.tolist(), [0], 60, False)
+    assert v[0] == 7 * cfg.input_max * cfg.weight_max and v[0] > 2 ** 59   # no float64 path
+    assert matvec_acc(program(cfg, w), x).tolist() == [v]
+    assert matvec(cfg, x, w, shift=60).tolist() == [want]
+    with pytest.raises(ValueError, match=r"^a layer of K = 8 inputs spans 8 row tiles of 1 rows; "
+                                         r"its sums need 65 bits, more than 64: at most 7 row "
+                                         r"tiles \(K <= 7\) with configuration 'edge'$"):
+        program(cfg, torch.zeros(8, 1, dtype=torch.int64))
+
+
+def test_out_of_range_operands_are_refused():
+    """The document: golden refuses weights, inputs and biases outside their ranges."""
+    cfg = load_config("small")
+    x, w = torch.zeros(1, 3, dtype=torch.int64), torch.zeros(3, 2, dtype=torch.int64)
+    with pytest.raises(RangeError, match=r"^inputs must lie in \[0, 255\], "
+                                         r"found values in \[-1, 0\]$"):
+        matvec(cfg, x - torch.tensor([[1, 0, 0]]), w)
+    with pytest.raises(RangeError, match=r"^weights must lie in \[-128, 127\], "
+                                         r"found values in \[0, 128\]$"):
+        matvec(cfg, x, w + torch.tensor([[128, 0]] + [[0, 0]] * 2))
+    lo, hi = -2 ** (cfg.bias_bits - 1), 2 ** (cfg.bias_bits - 1) - 1
+    with pytest.raises(RangeError, match=rf"^bias must lie in \[{lo}, {hi}\], "
+                                         rf"found values in \[0, {hi + 1}\]$"):
+        matvec(cfg, x, w, torch.tensor([0, hi + 1]))
+    with pytest.raises(RangeError, match=r"^inputs must lie in \[0, 255\]"):
+        conv2d(cfg, torch.full((1, 1, 3, 3), 256), torch.zeros(1, 1, 3, 3, dtype=torch.int64))
+    assert issubclass(RangeError, ValueError)
