@@ -198,3 +198,61 @@ def test_user_mistakes(user_files, tmp_path, capsys):
     assert "can only be cropped at its input" in _fail(
         capsys, "--model", str(user_files / "net.ts"), "--images", npz, "--from-layer", "1")
     assert "--from-layer" in _fail(capsys, "--test-images", "2", "--from-layer", "7")
+
+
+def pointwise_net() -> nn.Module:
+    """A model whose hooks and image crop coincide: one bias-free 1x1 conv reads the image."""
+    torch.manual_seed(1)
+    return nn.Sequential(nn.Conv2d(1, 6, 1, bias=False), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
+                         nn.Flatten(), nn.Linear(24, 3))
+
+
+def test_module_and_torchscript_crop_alike(tmp_path, capsys):
+    """One cropping rule (after --mean/--std) for every way a model arrives: the same network
+    as module:factory and as TorchScript gives the same study on the same images."""
+    rng = np.random.default_rng(3)
+    np.savez(tmp_path / "d.npz", x=(rng.random((24, 12, 12)) * 255).astype(np.uint8),
+             y=np.arange(24) % 3)
+    torch.save(pointwise_net().state_dict(), tmp_path / "w.pt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(torch.jit.trace(pointwise_net().eval(), torch.zeros(1, 1, 12, 12)),
+                       tmp_path / "net.ts")
+    common = ["--images", str(tmp_path / "d.npz"), "--mean", "0.5", "--std", "0.25"]
+    res = {}
+    for fmt, model in (("module", ["--model", "tests.test_crop_study_cli:pointwise_net",
+                                   "--weights", str(tmp_path / "w.pt")]),
+                       ("torchscript", ["--model", str(tmp_path / "net.ts")])):
+        assert main(["crop-study", *model, *common, "--out", str(tmp_path / fmt)]) == 0
+        res[fmt] = json.loads((tmp_path / fmt / "study.json").read_text())
+    m, t = res["module"], res["torchscript"]
+    assert m["energy_unit"] == "pJ" and t["energy_unit"] == "kept input share"
+    # everything the logits decide is identical; some crops do change the answers
+    assert m["uncropped"]["top1"] == t["uncropped"]["top1"]
+    assert [c["top1"] for c in m["fixed_crops"]] == [c["top1"] for c in t["fixed_crops"]]
+    assert m["tolerate_top1"] == t["tolerate_top1"]
+    assert m["choices"]["oracle/top1"] == t["choices"]["oracle/top1"]
+    assert {k: v["top1"] for k, v in m["methods"].items()} == \
+        {k: v["top1"] for k, v in t["methods"].items()}
+    assert len({c["top1"] for c in m["fixed_crops"]}) > 1
+
+
+def test_crop_rule_is_after_normalisation():
+    """A cropped pixel is the mean colour (0 after normalisation) in both formats."""
+    from aqua.userdata import _normalizer, user_subject
+    from arch.energy import load_energy_table
+
+    seen = []
+
+    class Spy(nn.Module):
+        def forward(self, x):
+            seen.append(x)
+            return x.flatten(1)[:, :3]
+
+    x = torch.full((1, 1, 8, 8), 0.2)
+    norm = _normalizer([0.5], [0.25], 1)
+    sub = user_subject(Spy(), True, load_config("small"), load_energy_table("isaac32nm"), x,
+                       norm, fraction=0.25, from_layer=0, classes=3)
+    sub.forward(x)
+    crop15 = seen[-1][15, 0]          # all four sides cropped
+    assert crop15[0, 0] == 0 and crop15[4, 4] == pytest.approx((0.2 - 0.5) / 0.25)
