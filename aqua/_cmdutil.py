@@ -101,7 +101,8 @@ def _probe_dir(folder: Path, path: Path, what: str) -> None:
     try:
         fd, tmp = tempfile.mkstemp(prefix=".aqua-probe-", dir=folder)
     except OSError as exc:
-        raise _usage(f"cannot write {what} {path}: {_why(exc)}") from None
+        raise _usage(f"cannot write {what} {path}: {folder} is not writable "
+                     f"({_why(exc)})") from None
     os.close(fd)
     os.unlink(tmp)
 

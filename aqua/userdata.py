@@ -66,8 +66,11 @@ def _short(exc: BaseException, limit: int = 400) -> str:
     """``exc`` on one line: its type and every line of its message (torch puts the useful part,
     which state-dict keys mismatch or what shape a layer wanted, on the later lines), joined by
     "; " and cut to ``limit`` characters."""
-    lines = [" ".join(ln.split()) for ln in str(exc).splitlines()]
-    text = f"{exc.__class__.__name__}: {'; '.join(ln for ln in lines if ln)}"
+    text = f"{exc.__class__.__name__}:"
+    for ln in str(exc).splitlines():
+        ln = " ".join(ln.split())
+        if ln:
+            text += (" " if text.endswith((":", ".", ";", ",")) else "; ") + ln
     return text if len(text) <= limit else text[:limit - 3].rstrip() + "..."
 
 
@@ -173,14 +176,16 @@ def _read_npz(path: Path):
     from aqua.cli import UsageError
 
     try:
-        d = np.load(path)
-        if not isinstance(d, np.lib.npyio.NpzFile):      # a bare .npy saved as .npz
-            raise _error(f"--images {path}: not an .npz archive (a single array, not x and y)")
-        with d:
-            if "x" not in d or "y" not in d:
-                raise _error(f"--images {path}: the .npz needs arrays 'x' and 'y', "
-                             f"has {sorted(d.files)}")
-            x, y = d["x"], d["y"]
+        with open(path, "rb") as fh:          # ours to close, whatever np.load raises
+            d = np.load(fh)
+            if not isinstance(d, np.lib.npyio.NpzFile):      # a bare .npy saved as .npz
+                raise _error(f"--images {path}: not an .npz archive (a single array, not x "
+                             f"and y)")
+            with d:
+                if "x" not in d or "y" not in d:
+                    raise _error(f"--images {path}: the .npz needs arrays 'x' and 'y', "
+                                 f"has {sorted(d.files)}")
+                x, y = d["x"], d["y"]
     except UsageError:
         raise
     except Exception as exc:  # noqa: BLE001 - numpy/zipfile raise many kinds for a bad file

@@ -256,3 +256,112 @@ def test_crop_rule_is_after_normalisation():
     sub.forward(x)
     crop15 = seen[-1][15, 0]          # all four sides cropped
     assert crop15[0, 0] == 0 and crop15[4, 4] == pytest.approx((0.2 - 0.5) / 0.25)
+
+
+def test_bad_npz_files(user_files, tmp_path, capsys):
+    w = str(user_files / "w.pt")
+
+    def fail(path):
+        return _fail(capsys, "--model", FACTORY, "--weights", w, "--images", str(path))
+
+    (tmp_path / "zip.npz").write_bytes(b"PK\x03\x04 truncated")
+    assert "not a readable .npz (BadZipFile" in fail(tmp_path / "zip.npz")
+    (tmp_path / "text.npz").write_text("x,y\n1,2\n")
+    assert "not a readable .npz" in fail(tmp_path / "text.npz")
+    np.save(tmp_path / "bare.npy", np.zeros((12, 16, 16)))
+    (tmp_path / "bare.npy").rename(tmp_path / "bare.npz")
+    assert "not an .npz archive" in fail(tmp_path / "bare.npz")
+    np.savez(tmp_path / "str.npz", x=np.array([["a", "b"]] * 12), y=np.arange(12) % 3)
+    assert "x must hold numbers, not <U1 values" in fail(tmp_path / "str.npz")
+    np.savez(tmp_path / "ystr.npz", x=np.zeros((12, 16, 16)), y=np.array(["a"] * 12))
+    assert "y must hold numbers" in fail(tmp_path / "ystr.npz")
+    np.savez(tmp_path / "obj.npz", x=np.array([None] * 12, dtype=object), y=np.arange(12))
+    assert "not a readable .npz" in fail(tmp_path / "obj.npz")
+
+
+def test_size_resizes_images_of_mixed_sizes(tmp_path, capsys):
+    from PIL import Image
+
+    rng = np.random.default_rng(2)
+    for c in ("a", "b", "c"):
+        (tmp_path / "imgs" / c).mkdir(parents=True)
+        for i, side in enumerate((14, 20, 24)):
+            Image.fromarray((rng.random((side, side + i)) * 255).astype(np.uint8)).save(
+                tmp_path / "imgs" / c / f"{i}.png")
+    torch.save(tiny_net().state_dict(), tmp_path / "w.pt")
+    argv = ["--model", FACTORY, "--weights", str(tmp_path / "w.pt"), "--images",
+            str(tmp_path / "imgs"), "--grayscale"]
+    msg = _fail(capsys, *argv)
+    assert "images differ in size (14x14, 20x21, 24x26); give --size to resize them" in msg
+    assert main(["crop-study", *argv, "--size", "16", "--out", str(tmp_path / "o")]) == 0
+    assert json.loads((tmp_path / "o" / "study.json").read_text())["test_images"] == 4
+
+
+def test_factory_from_the_current_folder(tmp_path, capsys, monkeypatch, user_files):
+    """The ``aqua`` console script does not put the current folder on sys.path; the loader
+    does, for ``module:factory``; a missing module's message says where it looked."""
+    import sys
+
+    (tmp_path / "my_cwd_model.py").write_text(
+        "from torch import nn\ndef net():\n    return nn.Sequential(nn.Flatten(), "
+        "nn.Linear(256, 3))\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    npz = str(user_files / "data.npz")
+    # imported (from the current folder); the weights of tiny_net do not fit it
+    msg = _fail(capsys, "--model", "my_cwd_model:net", "--weights", str(user_files / "w.pt"),
+                "--images", npz)
+    assert "not a state dict of my_cwd_model:net (RuntimeError: Error(s) in loading " \
+           "state_dict for Sequential: Missing key(s) in state_dict: \"1.weight\"" in msg
+    assert '"0.weight"' in msg.split("Unexpected key(s) in state_dict: ")[1]
+    assert str(tmp_path) not in sys.path and "my_cwd_model" in sys.modules
+    msg = _fail(capsys, "--model", "not_here_model:net", "--weights", "w.pt", "--images", npz)
+    assert f"looked up on PYTHONPATH and in the current folder ({tmp_path})" in msg
+    sys.modules.pop("my_cwd_model")
+
+
+def test_model_errors_keep_the_useful_part():
+    from aqua.userdata import _short
+
+    exc = RuntimeError("Error(s) in loading state_dict for Net:\n\tMissing key(s) in "
+                       "state_dict: \"fc.weight\".\n\tsize mismatch for conv.weight: copying a "
+                       "param with shape torch.Size([4, 1, 3, 3]) from checkpoint, the shape "
+                       "in current model is torch.Size([8, 1, 3, 3]).")
+    s = _short(exc)
+    assert "\n" not in s and 'Missing key(s) in state_dict: "fc.weight".' in s
+    assert "size mismatch for conv.weight" in s and s.endswith("torch.Size([8, 1, 3, 3]).")
+    long = _short(ValueError("x" * 1000))
+    assert len(long) == 400 and long.endswith("...")
+
+
+def test_two_runs_differ_only_in_timing(tmp_path, capsys):
+    """Wall-clock fields are all under ``timing``: the rest is byte for byte the same."""
+    argv = ["crop-study", "--test-images", "6", "--train-images", "9", "--rtl-images", "0"]
+    docs = []
+    for run in ("a", "b"):
+        assert main([*argv, "--out", str(tmp_path / run)]) == 0
+        doc = json.loads((tmp_path / run / "study.json").read_text())
+        assert set(doc["timing"]) == {"images_per_second", "seconds", "rtl_cosim",
+                                      "wall_seconds"}
+        doc.pop("timing")
+        docs.append(json.dumps(doc, indent=1))
+    assert docs[0] == docs[1]
+    assert "seconds" not in docs[0] and "wall" not in docs[0]
+
+
+def test_no_output_folder_is_left_by_an_error(tmp_path, capsys):
+    out = tmp_path / "new" / "out"
+    assert "--from-layer" in _fail(capsys, "--test-images", "2", "--from-layer", "7",
+                                   "--out", str(out))
+    assert not (tmp_path / "new").exists()
+
+
+def test_unwritable_out_fails_before_the_study(tmp_path, capsys, monkeypatch):
+    from aqua import crop_study
+
+    def never(*a, **k):
+        raise AssertionError("the study started")
+    monkeypatch.setattr(crop_study, "run_study", never)
+    (tmp_path / "file").write_text("")
+    assert "file is a file, not a folder" in _fail(capsys, "--out", str(tmp_path / "file" / "o"))
+    assert "/proc is not writable" in _fail(capsys, "--out", "/proc/aqua-study")
