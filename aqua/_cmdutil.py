@@ -33,25 +33,28 @@ def console():
     return con if con.is_terminal else Console(width=200)
 
 
-def _bounded_int(text: str, lo: int, hi: int, what: str) -> int:
+def _bounded_int(text: str, lo: int, hi: int, what: str, too_big: str | None = None) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be {what}, not {text[:40]!r}") from None
     if not lo <= value <= hi:
         shown = str(value) if len(str(value)) <= 20 else f"{str(value)[:20]}..."
+        what = too_big if too_big and value > hi else what
         raise argparse.ArgumentTypeError(f"must be {what}, not {shown}")
     return value
 
 
 def positive_int(text: str) -> int:
     """argparse type: an integer in [1, :data:`INT_LIMIT`]."""
-    return _bounded_int(text, 1, INT_LIMIT, f"a positive integer (at most {INT_LIMIT:,})")
+    return _bounded_int(text, 1, INT_LIMIT, "a positive integer",
+                        f"a positive integer of at most {INT_LIMIT:,}")
 
 
 def nonnegative_int(text: str) -> int:
     """argparse type: an integer in [0, :data:`INT_LIMIT`]."""
-    return _bounded_int(text, 0, INT_LIMIT, f"an integer >= 0 (at most {INT_LIMIT:,})")
+    return _bounded_int(text, 0, INT_LIMIT, "an integer >= 0",
+                        f"an integer >= 0 of at most {INT_LIMIT:,}")
 
 
 def seed_int(text: str) -> int:

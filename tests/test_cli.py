@@ -183,7 +183,9 @@ def test_registry_modules_follow_the_protocol():
     (["cosim", "--seed", "99999999999999999999"], "must be a seed"),
     (["energy", "--seed", "1e3"], "must be a seed in [0, 4294967295], not '1e3'"),
     (["energy", "--image", "-3"], "must be an integer >= 0"),
-    (["demo", "--images", str(2 ** 80)], "must be a positive integer (at most 1,000,000,000)"),
+    (["demo", "--images", str(2 ** 80)], "must be a positive integer of at most 1,000,000,000, "
+                                         "not 12089258196146291747..."),
+    (["demo", "--images", "many"], "must be a positive integer, not 'many'"),
     (["crop-study", "--batch", "0"], "must be a positive integer"),
 ])
 def test_integer_options_are_bounded(argv, fragment, capsys):
