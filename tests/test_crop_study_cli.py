@@ -334,8 +334,9 @@ def test_model_errors_keep_the_useful_part():
     assert len(long) == 400 and long.endswith("...")
 
 
-def test_two_runs_differ_only_in_timing(tmp_path, capsys):
-    """Wall-clock fields are all under ``timing``: the rest is byte for byte the same."""
+def test_two_runs_differ_only_in_timing(tmp_path, capsys, monkeypatch):
+    """Wall-clock fields are all under ``timing``: the rest is byte for byte the same. (And
+    the energy axis of the plot is a ratio, without a unit.)"""
     argv = ["crop-study", "--test-images", "6", "--train-images", "9", "--rtl-images", "0"]
     docs = []
     for run in ("a", "b"):
@@ -347,6 +348,19 @@ def test_two_runs_differ_only_in_timing(tmp_path, capsys):
         docs.append(json.dumps(doc, indent=1))
     assert docs[0] == docs[1]
     assert "seconds" not in docs[0] and "wall" not in docs[0]
+
+    import matplotlib.axes
+
+    from aqua.crop_study import render_plots
+
+    labels = []
+    monkeypatch.setattr(matplotlib.axes.Axes, "set_xlabel",
+                        lambda self, text, *a, **k: labels.append(text))
+    res = json.loads(docs[0])
+    assert set(render_plots(res)) == {"crop_histogram.png", "accuracy_energy.png"}
+    assert labels[-1] == "energy per image relative to uncropped (uncropped = 1)"
+    render_plots({**res, "energy_unit": "kept input share"})
+    assert labels[-1] == "kept input share per image relative to uncropped (uncropped = 1)"
 
 
 def test_no_output_folder_is_left_by_an_error(tmp_path, capsys):
