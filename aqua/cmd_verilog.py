@@ -15,7 +15,8 @@ SYNTH_AUTO_LIMIT = 64 * 64
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_config_argument(p)
-    p.add_argument("--out", metavar="DIR", help="output folder (default: build/verilog/<config>-<digest>)")
+    p.add_argument("--out", metavar="DIR",
+                   help="output folder (default: build/verilog/<config>-<digest>)")
     p.add_argument("--blocks", nargs="+", metavar="BLOCK",
                    help="only these blocks (default: all)")
     p.add_argument("--no-lint", action="store_true", help="skip Verilator and Icarus lint")

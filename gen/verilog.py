@@ -1,9 +1,10 @@
 """Verilog for every block of :data:`hdl.BLOCKS`, and a JSON manifest describing it.
 
 ``generate(cfg)`` writes ``build/verilog/<config>-<digest>/aqua_<block>.v`` (one module
-``aqua_<block>`` each, submodules included) and ``manifest.json``: the configuration and its digest, the generator
-version, and per block the module name, file, SHA-256, latency, and every Verilog port with its
-direction, width and -- for structured payloads -- the bit offset and width of every field.
+``aqua_<block>`` each, submodules included) and ``manifest.json``: the configuration and its
+digest, the generator version, and per block the module name, file, SHA-256, latency, and every
+Verilog port with its direction, width and -- for structured payloads -- the bit offset and
+width of every field.
 
 Output is a pure function of the configuration and the tool versions: byte-identical across runs.
 Files are written atomically (temporary file + ``os.replace``) and only when their content
