@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import os
+import tempfile
 import time
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Callable
 
 from arch.config import AccelConfig, load_config
 
-__all__ = ["console", "positive_int", "nonnegative_int", "add_config_argument", "config_from_args",
-           "load_model", "best_time", "single_thread"]
+__all__ = ["console", "positive_int", "nonnegative_int", "seed_int", "add_config_argument",
+           "config_from_args", "load_model", "best_time", "single_thread", "check_output_dir",
+           "check_output_file", "atomic_write", "INT_LIMIT", "SEED_LIMIT"]
+
+#: The largest value any integer option takes: far above every sensible count (images,
+#: epochs, cycles), small enough that no library behind an option overflows on it.
+INT_LIMIT = 10 ** 9
+#: Seeds are 32-bit unsigned (numpy's ``default_rng``, torch and ``random`` all take them).
+SEED_LIMIT = 2 ** 32 - 1
 
 
 def console():
@@ -22,26 +33,132 @@ def console():
     return con if con.is_terminal else Console(width=200)
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
+def _bounded_int(text: str, lo: int, hi: int, what: str, too_big: str | None = None) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {value}")
+        raise argparse.ArgumentTypeError(f"must be {what}, not {text[:40]!r}") from None
+    if not lo <= value <= hi:
+        shown = str(value) if len(str(value)) <= 20 else f"{str(value)[:20]}..."
+        what = too_big if too_big and value > hi else what
+        raise argparse.ArgumentTypeError(f"must be {what}, not {shown}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer in [1, :data:`INT_LIMIT`]."""
+    return _bounded_int(text, 1, INT_LIMIT, "a positive integer",
+                        f"a positive integer of at most {INT_LIMIT:,}")
 
 
 def nonnegative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
+    """argparse type: an integer in [0, :data:`INT_LIMIT`]."""
+    return _bounded_int(text, 0, INT_LIMIT, "an integer >= 0",
+                        f"an integer >= 0 of at most {INT_LIMIT:,}")
+
+
+def seed_int(text: str) -> int:
+    """argparse type: a seed, an integer in [0, 2**32 - 1]."""
+    return _bounded_int(text, 0, SEED_LIMIT, f"a seed in [0, {SEED_LIMIT}]")
+
+
+# -- output paths ---------------------------------------------------------------------------
+# Every command that writes checks its output folder or file *before* the work starts
+# (check_output_dir / check_output_file: one message, nothing left behind), and writes each
+# report atomically (atomic_write: a temporary file in the same folder, then os.replace), so a
+# failure leaves neither a half-written report nor an empty folder.
+
+def _why(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def _usage(message: str):
+    from aqua.cli import UsageError
+    return UsageError(message)
+
+
+def _existing_ancestor(start: Path, path: Path, what: str) -> Path:
+    """The nearest existing ancestor of ``start`` (itself included), which must be a folder;
+    messages name ``path``, the output the user gave."""
+    p = start
+    while True:
+        try:
+            exists = p.exists()
+        except (OSError, ValueError) as exc:
+            raise _usage(f"cannot write {what} {path}: "
+                         f"{_why(exc) if isinstance(exc, OSError) else exc}") from None
+        if exists:
+            break
+        if p.parent == p:
+            break
+        p = p.parent
+    if not p.is_dir():
+        where = "it" if p == path else str(p)
+        raise _usage(f"cannot write {what} {path}: {where} is a file, not a folder")
+    return p
+
+
+def _probe_dir(folder: Path, path: Path, what: str) -> None:
+    """Create and delete a temporary file in ``folder``: the real test of writability (root
+    ignores permission bits, read-only mounts and /proc do not)."""
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, not {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, not {value}")
-    return value
+        fd, tmp = tempfile.mkstemp(prefix=".aqua-probe-", dir=folder)
+    except OSError as exc:
+        raise _usage(f"cannot write {what} {path}: {folder} is not writable "
+                     f"({_why(exc)})") from None
+    os.close(fd)
+    os.unlink(tmp)
+
+
+def check_output_dir(path, what: str = "output folder") -> Path:
+    """Raise :class:`~aqua.cli.UsageError` now, with one line, unless ``path`` is (or can be
+    created as) a folder this process can write into. Creates nothing that stays: a missing
+    folder is not made here (the command makes it when it writes), its nearest existing
+    ancestor is probed instead."""
+    path = Path(path)
+    _probe_dir(_existing_ancestor(path, path, what), path, what)
+    return path
+
+
+def check_output_file(path, what: str = "output file") -> Path:
+    """Like :func:`check_output_dir` for a file: ``path`` must not be a folder and its folder
+    must be writable (the file is replaced atomically, so its own mode does not matter)."""
+    path = Path(path)
+    try:
+        is_dir = path.is_dir()
+    except (OSError, ValueError) as exc:
+        raise _usage(f"cannot write {what} {path}: "
+                     f"{_why(exc) if isinstance(exc, OSError) else exc}") from None
+    if is_dir or str(path).endswith(os.sep):
+        raise _usage(f"cannot write {what} {path}: it is a folder, not a file")
+    _probe_dir(_existing_ancestor(path.parent, path, what), path, what)
+    return path
+
+
+def atomic_write(path, data: str | bytes) -> Path:
+    """Write ``data`` to ``path`` all at once: a temporary file in the same folder, then
+    ``os.replace``; the folder is created if needed. On failure nothing is left behind and
+    :class:`~aqua.cli.UsageError` says why in one line."""
+    path = Path(path)
+    raw = data.encode() if isinstance(data, str) else data
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(raw)
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as exc:
+        why = "it is a folder, not a file" if exc.errno == errno.EISDIR else _why(exc)
+        raise _usage(f"cannot write {path}: {why}") from None
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+    return path
 
 
 def add_config_argument(parser: argparse.ArgumentParser, default: str = "small") -> None:

@@ -76,21 +76,34 @@ def _unavailable(name: str, exc: ImportError):
     return run
 
 
+#: When standard error is not a terminal (CI logs, ``| tee``), :func:`progress` prints plain
+#: lines instead of a bar: none in the first this-many seconds (quick work stays quiet), then
+#: one each time another tenth of the work is done or this many seconds after the last line,
+#: and a last one when the work ends.
+PLAIN_PROGRESS_SECONDS = 10.0
+
+
 @contextmanager
 def progress(description: str, total: int | None):
-    """A progress bar on standard error (shown only on a terminal).
+    """Progress on standard error: a bar on a terminal, plain periodic lines otherwise
+    (:data:`PLAIN_PROGRESS_SECONDS`), so that a long command is never silent in a log.
 
     Yields ``advance(n=1, total=None)``, which moves the bar ``n`` steps (and sets its total,
     if given: for loops that learn their length late).
     """
     from rich.console import Console
+
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        with _plain_progress(description, total) as advance:
+            yield advance
+        return
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                TimeElapsedColumn, TimeRemainingColumn)
 
-    console = Console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), TimeRemainingColumn(), console=console,
-                  transient=True, disable=not console.is_terminal) as bar:
+                  transient=True) as bar:
         task = bar.add_task(description, total=total)
 
         def advance(n: int = 1, total: int | None = None):
@@ -98,6 +111,43 @@ def progress(description: str, total: int | None):
                 bar.update(task, total=total)
             bar.advance(task, n)
         yield advance
+
+
+@contextmanager
+def _plain_progress(description: str, total: int | None, *, clock=None, stream=None,
+                    every: float | None = None):
+    """:func:`progress` without a terminal: ``description: done/total (p%), t s`` lines
+    (:data:`PLAIN_PROGRESS_SECONDS`; ``every`` overrides it, ``clock`` and ``stream`` are for
+    tests)."""
+    import time
+
+    clock = clock or time.monotonic
+    every = PLAIN_PROGRESS_SECONDS if every is None else every
+    start = clock()
+    state = {"done": 0, "total": total, "tenth": 0, "last": start, "printed": None}
+
+    def line(what: str) -> None:
+        done, tot = state["done"], state["total"]
+        count = f"{done}/{tot} ({100 * done / tot:.0f}%)" if tot else f"{done} steps"
+        print(f"{description}: {what}{count}, {clock() - start:.0f} s",
+              file=stream or sys.stderr, flush=True)
+        state["printed"] = done
+
+    def advance(n: int = 1, total: int | None = None) -> None:
+        if total is not None:
+            state["total"] = total
+        state["done"] += n
+        now, tot = clock(), state["total"]
+        tenth = min(10, 10 * state["done"] // tot) if tot else 0
+        new_tenth = tenth > state["tenth"]
+        state["tenth"] = max(tenth, state["tenth"])
+        if now - start >= every and (new_tenth or now - state["last"] >= every):
+            state["last"] = now
+            line("")
+
+    yield advance
+    if state["printed"] is not None and state["printed"] != state["done"]:
+        line("finished, ")
 
 
 def _fail(message: str) -> int:

@@ -84,10 +84,10 @@ def _demo_data(n_test, n_train):
 def run(args: argparse.Namespace) -> int:
     import json
     import time
-    from pathlib import Path
 
     from aqua import crop_study as CS
-    from aqua._cmdutil import config_from_args, console, load_model, single_thread
+    from aqua._cmdutil import (atomic_write, check_output_dir, config_from_args, console,
+                               load_model, single_thread)
     from aqua.cli import UsageError, progress
     from arch.energy import load_energy_table
     from cosim.sim import BUILD_ROOT
@@ -95,11 +95,9 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     cfg = config_from_args(args.config)
     table = load_energy_table(args.table)
-    out = Path(args.out) if args.out else BUILD_ROOT / "crop_study"
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"cannot write {out}: {exc.strerror or exc}") from None
+    # checked now, before the study; made only when the results are written (an error
+    # leaves no empty folder behind)
+    out = check_output_dir(args.out if args.out else BUILD_ROOT / "crop_study", "--out")
 
     if args.images is not None or args.weights is not None or (
             args.model is not None and (":" in args.model or args.classes is not None)):
@@ -135,13 +133,16 @@ def run(args: argparse.Namespace) -> int:
     res.update(config=cfg.name, table=table.name, from_layer=args.from_layer,
                energy_calibration=cal.path if cal is not None and cal.table == table.name
                else None)
-    res["rtl_cosim"] = _rtl_step(args, cfg, subject, test, res)
-    res["wall_seconds"] = time.perf_counter() - t0
+    rtl = _rtl_step(args, cfg, subject, test, res)
+    res["timing"]["rtl_cosim"] = {k: rtl.pop(k) for k in ("sim_wall_s", "wall_s") if k in rtl}
+    res["rtl_cosim"] = rtl
+    plots = CS.render_plots(res)
+    res["timing"]["wall_seconds"] = time.perf_counter() - t0
     _report(res, out, console())
-    (out / "study.json").write_text(json.dumps(res, indent=1) + "\n")
-    paths = CS.write_plots(res, out)
+    atomic_write(out / "study.json", json.dumps(res, indent=1) + "\n")
+    paths = [atomic_write(out / name, png) for name, png in plots.items()]
     print(f"wrote {out / 'study.json'}, " + ", ".join(str(p) for p in paths))
-    print(f"{res['wall_seconds']:.0f} s in all")
+    print(f"{res['timing']['wall_seconds']:.0f} s in all")
     rtl = res["rtl_cosim"]
     if rtl.get("passed") is False:
         import sys
@@ -191,7 +192,7 @@ def _report(res, out, con) -> None:
               f"0th layer, {res['calibration_images']} calibrate thresholds)")
     con.print(f"uncropped: top-1 {100 * u['top1']:.1f}%, top-5 {100 * u['top5']:.1f}%, "
               f"{u['energy_pj_per_image'] / 1e6:.3f} uJ/image ({res['energy_unit']}); "
-              f"oracle pass {res['images_per_second']:.1f} images/s x 16 crops")
+              f"oracle pass {res['timing']['images_per_second']:.1f} images/s x 16 crops")
     t = Table(title="AQuA crop study: measured beside the paper (ImageNet, ISAAC)")
     t.add_column("metric")
     t.add_column("paper", justify="right")
@@ -205,17 +206,18 @@ def _report(res, out, con) -> None:
     con.print("energy: analytic events x table " + (f"+ digital energy calibrated on RTL "
               f"toggles ({cal})" if cal else "only (no RTL toggle calibration shipped for this "
               "config: digital logic not charged)"))
-    _report_rtl(res["rtl_cosim"], con)
+    _report_rtl(res["rtl_cosim"], con, res["timing"].get("rtl_cosim", {}).get("wall_s"))
 
 
-def _report_rtl(rtl: dict, con) -> None:
+def _report_rtl(rtl: dict, con, wall_s: float | None = None) -> None:
     from rich.table import Table
 
     if "skipped" in rtl:
         con.print(f"RTL co-simulation of the predicted crops: skipped ({rtl['skipped']})")
         return
     t = Table(title=f"conv0 in the RTL ConvTile under {rtl['sim']}, crops of {rtl['method']} "
-                    f"({rtl['cycles']:,} cycles in one simulation, {rtl['wall_s']:.1f} s)")
+                    f"({rtl['cycles']:,} cycles in one simulation"
+                    + (f", {wall_s:.1f} s)" if wall_s is not None else ")"))
     for col in ("test image", "crop", "window", "tile given", "cycles RTL", "cycles golden",
                 "saved vs uncropped", "bit-exact"):
         t.add_column(col, justify="left" if col in ("window", "tile given") else "right")

@@ -27,6 +27,8 @@ HELP = "energy of a demo-CNN conv layer, uncropped and per crop (analytic, RTL t
 
 
 def add_arguments(parser) -> None:
+    from aqua._cmdutil import nonnegative_int, seed_int
+
     parser.add_argument("config_pos", nargs="?", metavar="CONFIG",
                         help="accelerator config, name or path (default small)")
     parser.add_argument("layer_pos", nargs="?", metavar="LAYER",
@@ -39,7 +41,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--table", default="isaac32nm",
                         help="energy table: name in configs/energy/ or path (default isaac32nm)")
     parser.add_argument("--fraction", type=float, default=0.25, help="crop fraction (0.25)")
-    parser.add_argument("--image", type=int, default=0, help="test image index (0)")
+    parser.add_argument("--image", type=nonnegative_int, default=0, help="test image index (0)")
     parser.add_argument("--sim", default="verilator", choices=("verilator", "icarus"),
                         help="simulator of the toggle runs (verilator)")
     parser.add_argument("--analytic", "--no-rtl", dest="analytic", action="store_true",
@@ -50,7 +52,7 @@ def add_arguments(parser) -> None:
                         help="run the layer on the RTL ConvTile (layers that fit one "
                              "crossbar): per-crop toggle energy by block and class; with "
                              "--calibrate, fit the tile's own logic")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the co-simulations (0)")
+    parser.add_argument("--seed", type=seed_int, default=0, help="seed of the co-simulations (0)")
     parser.add_argument("--out", default=None,
                         help="output folder (build/energy/); with --calibrate, the file")
 
@@ -148,7 +150,10 @@ def run(args) -> int:
     import time
     from pathlib import Path
 
-    from aqua._cmdutil import config_from_args
+    from aqua._cmdutil import check_output_dir, check_output_file, config_from_args
+
+    if args.out is not None:      # with --calibrate, the calibration file; else a folder
+        (check_output_file if args.calibrate else check_output_dir)(args.out, "--out")
     from aqua.cli import UsageError
     from arch.energy import load_energy_table
     from cosim.sim import BUILD_ROOT

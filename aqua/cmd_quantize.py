@@ -42,7 +42,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from aqua._cmdutil import check_output_file
     from aqua.cli import UsageError, progress
+
+    if args.json:
+        check_output_file(args.json, "--json")
     from golden.data import TEST_PER_CLASS
 
     n_test = 10 * TEST_PER_CLASS

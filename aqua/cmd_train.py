@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from aqua._cmdutil import positive_int
+from aqua._cmdutil import positive_int, seed_int
 
 HELP = "train the demo CNN (deterministic, CPU) and write build/models/democnn.pt"
 
@@ -13,15 +13,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     # Defaults are resolved in run() so that building the parser does not import torch.
     p.add_argument("--epochs", type=positive_int, default=None, metavar="N",
                    help="training epochs (default: those of the shipped model)")
-    p.add_argument("--seed", type=int, default=None,
+    p.add_argument("--seed", type=seed_int, default=None,
                    help="training seed (default: that of the shipped model)")
     p.add_argument("--output", default=None, metavar="PATH",
                    help="where to write the state dict (default: build/models/democnn.pt)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from aqua._cmdutil import check_output_file
     from aqua.cli import UsageError, progress
     from golden.cnn import BUILD_MODEL, TRAIN_EPOCHS, TRAIN_SEED, save_democnn, train_democnn
+
+    check_output_file(BUILD_MODEL if args.output is None else args.output, "--output")
 
     epochs = TRAIN_EPOCHS if args.epochs is None else args.epochs
     seed = TRAIN_SEED if args.seed is None else args.seed

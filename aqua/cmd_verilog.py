@@ -15,7 +15,8 @@ SYNTH_AUTO_LIMIT = 64 * 64
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_config_argument(p)
-    p.add_argument("--out", metavar="DIR", help="output folder (default: build/verilog/<config>)")
+    p.add_argument("--out", metavar="DIR",
+                   help="output folder (default: build/verilog/<config>-<digest>)")
     p.add_argument("--blocks", nargs="+", metavar="BLOCK",
                    help="only these blocks (default: all)")
     p.add_argument("--no-lint", action="store_true", help="skip Verilator and Icarus lint")
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from aqua._cmdutil import config_from_args
+    from aqua._cmdutil import check_output_dir, config_from_args
     from aqua.cli import UsageError
     from gen.lint import LintError, lint_dir
     from gen.synth import SynthError, synth_dir
@@ -45,12 +46,16 @@ def run(args: argparse.Namespace) -> int:
         if unknown:
             raise UsageError(f"--blocks must be among {', '.join(BLOCKS)}, not "
                              f"{', '.join(unknown)}")
-    out = Path(args.out) if args.out else default_out_dir(cfg)
+    out = check_output_dir(args.out if args.out else default_out_dir(cfg), "--out")
     console = Console(width=None if Console().is_terminal else 110)
     gen_t: dict[str, float] = {}
     with console.status(f"generating Verilog for {cfg.name}"):
         t0 = time.perf_counter()
-        manifest = generate(cfg, out, args.blocks, timings=gen_t)
+        try:
+            manifest = generate(cfg, out, args.blocks, timings=gen_t)
+        except OSError as exc:      # e.g. a folder where a .v file or the manifest goes
+            raise UsageError(f"cannot write {exc.filename or out}: "
+                             f"{exc.strerror or exc}") from None
         total_gen = time.perf_counter() - t0
     blocks = args.blocks or list(manifest["blocks"])
     lint = {}

@@ -23,12 +23,21 @@ user's model runs in float:
 * a TorchScript model cannot be hooked (TorchScript ignores Python hooks): only the image is
   cropped (``--from-layer 0``) and "energy" is the share of input pixels kept.
 
+**One cropping rule for every format**: a crop zeroes the cropped pixels of the tensor the
+model receives, *after* ``--mean``/``--std`` -- a cropped pixel is the mean colour, the
+value a crossbar that skips those rows sees. The hooks zero the first ``Conv2d``'s input (the
+model's input, when that layer reads it directly); a TorchScript model gets the normalised image
+with the cropped pixels zeroed. So the same network gives the same logits under every crop
+in either format (``docs/arithmetic.md``, "Cropping a user's model's input").
+
 Every mistake is a :class:`~aqua.cli.UsageError` with one line.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -53,9 +62,16 @@ def _error(msg: str):
     return UsageError(msg)
 
 
-def _short(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return f"{exc.__class__.__name__}: {lines[0] if lines else ''}"[:160]
+def _short(exc: BaseException, limit: int = 400) -> str:
+    """``exc`` on one line: its type and every line of its message (torch puts the useful part,
+    which state-dict keys mismatch or what shape a layer wanted, on the later lines), joined by
+    "; " and cut to ``limit`` characters."""
+    text = f"{exc.__class__.__name__}:"
+    for ln in str(exc).splitlines():
+        ln = " ".join(ln.split())
+        if ln:
+            text += (" " if text.endswith((":", ".", ";", ",")) else "; ") + ln
+    return text if len(text) <= limit else text[:limit - 3].rstrip() + "..."
 
 
 def load_user_model(spec: str, weights: str | None) -> tuple[nn.Module, bool]:
@@ -64,10 +80,14 @@ def load_user_model(spec: str, weights: str | None) -> tuple[nn.Module, bool]:
     if ":" in spec and not path.exists():
         mod_name, _, fn_name = spec.partition(":")
         try:
-            factory = getattr(importlib.import_module(mod_name), fn_name)
-        except (ImportError, AttributeError) as exc:
+            factory = getattr(_import_from_cwd(mod_name), fn_name)
+        except (ImportError, AttributeError, ValueError, TypeError) as exc:
+            hint = ("; a module is looked up on PYTHONPATH and in the current folder "
+                    f"({os.getcwd()})") if isinstance(exc, ImportError) else ""
             raise _error(f"--model {spec}: cannot import {fn_name} from {mod_name} "
-                         f"({_short(exc)})") from None
+                         f"({_short(exc)}){hint}") from None
+        except Exception as exc:  # noqa: BLE001 - the user's module may raise anything on import
+            raise _error(f"--model {spec}: importing {mod_name} failed ({_short(exc)})") from None
         try:
             model = factory()
         except Exception as exc:  # a user's factory may raise anything
@@ -99,7 +119,21 @@ def load_user_model(spec: str, weights: str | None) -> tuple[nn.Module, bool]:
     return model.eval(), True
 
 
-def _read_folder(root: Path):
+def _import_from_cwd(mod_name: str):
+    """``importlib.import_module(mod_name)`` with the current folder on ``sys.path`` (where
+    the ``aqua`` console script, unlike ``python -m``, does not look)."""
+    cwd = os.getcwd()
+    added = cwd not in sys.path and "" not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        return importlib.import_module(mod_name)
+    finally:
+        if added:
+            sys.path.remove(cwd)
+
+
+def _read_folder(root: Path, size: int | None, grayscale: bool):
     from PIL import Image, UnidentifiedImageError
 
     classes = sorted(p.name for p in root.iterdir() if p.is_dir())
@@ -112,27 +146,54 @@ def _read_folder(root: Path):
                 continue
             try:
                 with Image.open(f) as im:
-                    xs.append(np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0)
-            except (UnidentifiedImageError, OSError) as exc:
+                    a = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+            except (UnidentifiedImageError, OSError, ValueError) as exc:
                 raise _error(f"--images: cannot read {f} as an image ({_short(exc)})") from None
+            # each image on its own: with --size, images of different sizes are welcome
+            xs.append(_preprocess(torch.from_numpy(a).permute(2, 0, 1)[None], size,
+                                  grayscale)[0])
             ys.append(label)
     if not xs:
         raise _error(f"--images {root}: the class folders hold no images")
     if len({x.shape for x in xs}) > 1:
-        raise _error(f"--images {root}: images differ in size; give --size to resize them")
-    x = torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2)
-    return x, torch.tensor(ys, dtype=torch.int64), classes
+        sizes = sorted({f"{x.shape[-2]}x{x.shape[-1]}" for x in xs})
+        raise _error(f"--images {root}: images differ in size ({', '.join(sizes[:4])}"
+                     f"{', ...' if len(sizes) > 4 else ''}); give --size to resize them")
+    return torch.stack(xs), torch.tensor(ys, dtype=torch.int64), classes
+
+
+def _preprocess(x: torch.Tensor, size: int | None, grayscale: bool) -> torch.Tensor:
+    """``--grayscale``, then ``--size`` (bilinear, antialiased) on ``x [N, C, H, W]``."""
+    if grayscale:
+        x = x.mean(1, keepdim=True)
+    if size is not None:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
+                          antialias=True).clamp(0, 1)
+    return x
 
 
 def _read_npz(path: Path):
+    from aqua.cli import UsageError
+
     try:
-        with np.load(path) as d:
-            if "x" not in d or "y" not in d:
-                raise _error(f"--images {path}: the .npz needs arrays 'x' and 'y', "
-                             f"has {sorted(d.files)}")
-            x, y = d["x"], d["y"]
-    except (OSError, ValueError) as exc:
+        with open(path, "rb") as fh:          # ours to close, whatever np.load raises
+            d = np.load(fh)
+            if not isinstance(d, np.lib.npyio.NpzFile):      # a bare .npy saved as .npz
+                raise _error(f"--images {path}: not an .npz archive (a single array, not x "
+                             f"and y)")
+            with d:
+                if "x" not in d or "y" not in d:
+                    raise _error(f"--images {path}: the .npz needs arrays 'x' and 'y', "
+                                 f"has {sorted(d.files)}")
+                x, y = d["x"], d["y"]
+    except UsageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - numpy/zipfile raise many kinds for a bad file
         raise _error(f"--images {path}: not a readable .npz ({_short(exc)})") from None
+    for name, a in (("x", x), ("y", y)):
+        if a.dtype == bool or not (np.issubdtype(a.dtype, np.integer)
+                                   or np.issubdtype(a.dtype, np.floating)):
+            raise _error(f"--images {path}: {name} must hold numbers, not {a.dtype} values")
     if x.ndim == 3:
         x = x[:, None]
     elif x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
@@ -150,20 +211,17 @@ def load_images(spec: str, *, size: int | None = None, grayscale: bool = False):
     """``(x [N, C, H, W] in [0, 1], y [N], class names or None)`` from ``--images``."""
     path = Path(spec)
     if path.is_dir():
-        x, y, names = _read_folder(path)
-    elif path.suffix == ".npz" and path.is_file():
+        return _read_folder(path, size, grayscale)
+    if path.suffix == ".npz" and path.is_file():
         x, y, names = _read_npz(path)
     elif not path.exists():
         raise _error(f"--images {spec}: no such file or folder")
     else:
         raise _error(f"--images {spec}: expected a folder with one subfolder per class or an "
                      f".npz file")
-    if grayscale:
-        x = x.mean(1, keepdim=True)
-    if size is not None:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
-                          antialias=True).clamp(0, 1)
-    return x, y, names
+    if min(x.shape[-2:], default=1) == 0 and len(x):
+        raise _error(f"--images {spec}: images of size {x.shape[-2]}x{x.shape[-1]}")
+    return _preprocess(x, size, grayscale), y, names
 
 
 def _normalizer(mean, std, channels):
@@ -172,6 +230,8 @@ def _normalizer(mean, std, channels):
         if len(v) not in (1, channels):
             want = "1 value" if channels == 1 else f"1 or {channels} values (one per channel)"
             raise _error(f"--{name} needs {want} for {channels}-channel images, not {len(v)}")
+        if not all(np.isfinite(v)):
+            raise _error(f"--{name} values must be finite numbers, not {v}")
         if name == "std" and any(s <= 0 for s in v):
             raise _error("--std values must be positive")
         return torch.tensor(v * (channels if len(v) == 1 else 1)).view(1, -1, 1, 1)
@@ -229,10 +289,11 @@ def user_subject(model, scripted: bool, cfg, table, sample, normalize, *, fracti
                              dtype=torch.float64)
 
         def forward(x):
+            # the one rule (module docstring): crop after normalisation, as the hooks do
             B = len(x)
-            xx = (x.repeat(C, 1, 1, 1) * _mask(wins, H, W, B))
+            xx = normalize(x.repeat(C, 1, 1, 1)) * _mask(wins, H, W, B)
             with torch.no_grad():
-                return model(normalize(xx)).view(C, B, -1), B
+                return model(xx).view(C, B, -1), B
         return Subject("user-torchscript", classes, forward,
                        lambda B: share.view(C, 1, 1).expand(C, B, 1).clone(), plan=[],
                        geoms=[], energy_unit="kept input share",

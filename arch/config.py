@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,7 @@ _SCHEMA: dict[str, dict[str, tuple[str, type, object]]] = {
     },
 }
 _TOP_KEYS = {"name": str, "description": str}
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
 def _bits(n: int) -> int:
@@ -144,6 +146,11 @@ class AccelConfig:
                         raise ConfigError(f"{source}: missing required key '{section}.{sub}'")
                     kwargs[field] = default
         kwargs.setdefault("name", Path(source).stem if source != "<dict>" else "custom")
+        if not _NAME.fullmatch(kwargs["name"]) or ".." in kwargs["name"]:
+            # the name names build folders and files: never a path, never outside build/
+            raise ConfigError(f"{source}: 'name' must be a plain identifier (letters, digits, "
+                              f"'_', '.', '-'; not starting with '.' or '-', no '..'), "
+                              f"not {kwargs['name'][:60]!r}")
         try:
             return cls(**kwargs)
         except ConfigError as exc:
@@ -409,9 +416,18 @@ def read_named_toml(name_or_path: str | Path, folder: Path, what: str,
     """Find ``name_or_path`` (a shipped name in ``folder`` or a path) and parse its TOML;
     raise ``error`` with one clear message when it is missing or not valid TOML."""
     path = Path(name_or_path)
-    if path.suffix != ".toml" and not path.exists():
-        path = folder / f"{name_or_path}.toml"
-    if not path.is_file():
+    try:
+        if path.is_dir():
+            raise error(f"{what} '{name_or_path}' is a directory; give a shipped name or the "
+                        f"path of a .toml file")
+        if path.suffix != ".toml" and not path.exists():
+            path = folder / f"{name_or_path}.toml"
+        found = path.is_file()
+    except (OSError, ValueError) as exc:       # a NUL byte, a name too long for the system
+        if isinstance(exc, error):
+            raise
+        found = False
+    if not found:
         names = ", ".join(sorted(p.stem for p in folder.glob("*.toml")))
         raise error(f"no {what} '{name_or_path}': give a shipped name "
                     f"({names}) or the path of a .toml file")

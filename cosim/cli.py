@@ -11,13 +11,13 @@ HELP = "co-simulate the generated Verilog under Icarus and/or Verilator against 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from aqua._cmdutil import add_config_argument, positive_int
+    from aqua._cmdutil import add_config_argument, positive_int, seed_int
     add_config_argument(parser)
     parser.add_argument("--sim", default="all", choices=["icarus", "verilator", "all"],
                         help="simulator (default: all)")
     parser.add_argument("--vectors", type=positive_int, default=400,
                         help="random input vectors per simulator (default: 400)")
-    parser.add_argument("--seed", type=int, default=None,
+    parser.add_argument("--seed", type=seed_int, default=None,
                         help="stimulus seed (default: random, printed)")
     parser.add_argument("--bubble", type=float, default=0.2,
                         help="probability of an input bubble per cycle (default: 0.2)")
@@ -38,8 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from aqua._cmdutil import config_from_args
+    from aqua._cmdutil import check_output_file, config_from_args
     from aqua.cli import UsageError
+
+    if args.json:
+        check_output_file(args.json, "--json")
 
     from .run import random_jobs, run_datapath
     from .sim import SIMULATORS, SimulatorMissing, ensure_simulator

@@ -120,10 +120,10 @@ def assemble_outputs(cfg: AccelConfig, jobs: list[dict], received: list[int]) ->
 
 def verilog_sources(cfg: AccelConfig, block: str) -> tuple[list[Path], str]:
     """Generate (if changed) the Verilog of ``block`` and return (files, toplevel name)."""
-    from gen.verilog import generate
-    manifest = generate(cfg, BUILD_ROOT / "verilog" / cfg.name, blocks=[block])
+    from gen.verilog import default_out_dir, generate
+    manifest = generate(cfg, default_out_dir(cfg), blocks=[block])
     entry = manifest["blocks"][block]
-    return [BUILD_ROOT / "verilog" / cfg.name / entry["file"]], entry["module"]
+    return [default_out_dir(cfg) / entry["file"]], entry["module"]
 
 
 @dataclass

@@ -24,7 +24,7 @@ def main(argv=None) -> int:
     parser.add_argument("--config", "-c", default="small",
                         help="configuration name or .toml path (default: small)")
     parser.add_argument("--out", type=Path, help="output directory "
-                        "(default: build/verilog/<config>)")
+                        "(default: build/verilog/<config>-<digest>)")
     parser.add_argument("--blocks", nargs="+", choices=list(BLOCKS), help="default: all")
     parser.add_argument("--lint", action="store_true", help="run Verilator and Icarus")
     parser.add_argument("--synth", action="store_true",

@@ -1,9 +1,10 @@
 """Verilog for every block of :data:`hdl.BLOCKS`, and a JSON manifest describing it.
 
-``generate(cfg)`` writes ``build/verilog/<config>/aqua_<block>.v`` (one module ``aqua_<block>``
-each, submodules included) and ``manifest.json``: the configuration and its digest, the generator
-version, and per block the module name, file, SHA-256, latency, and every Verilog port with its
-direction, width and -- for structured payloads -- the bit offset and width of every field.
+``generate(cfg)`` writes ``build/verilog/<config>-<digest>/aqua_<block>.v`` (one module
+``aqua_<block>`` each, submodules included) and ``manifest.json``: the configuration and its
+digest, the generator version, and per block the module name, file, SHA-256, latency, and every
+Verilog port with its direction, width and -- for structured payloads -- the bit offset and
+width of every field.
 
 Output is a pure function of the configuration and the tool versions: byte-identical across runs.
 Files are written atomically (temporary file + ``os.replace``) and only when their content
@@ -53,8 +54,10 @@ LAYOUTS = {
 
 
 def default_out_dir(cfg: AccelConfig) -> Path:
-    """``build/verilog/<config name>`` in this checkout."""
-    return BUILD_DIR / cfg.name
+    """``build/verilog/<config name>-<config digest>`` in this checkout: keyed by content too,
+    so that two configurations of the same name (a copy with one value changed) never share,
+    or overwrite, one folder."""
+    return BUILD_DIR / f"{cfg.name}-{cfg.digest}"
 
 
 def module_name(block: str) -> str:
@@ -269,7 +272,7 @@ def generate(cfg: AccelConfig, out_dir: str | Path | None = None, blocks=None, *
         The configuration to build.
     out_dir : path, optional
         Directory receiving ``aqua_<block>.v``, ``manifest.json`` (and later ``synth.json``);
-        default ``build/verilog/<cfg.name>``.
+        default ``build/verilog/<cfg.name>-<cfg.digest>``.
     blocks : iterable of str, optional
         Names from :data:`hdl.BLOCKS`.
     timings : dict, optional

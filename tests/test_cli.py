@@ -175,3 +175,78 @@ def test_registry_modules_follow_the_protocol():
         module = importlib.import_module(module_name)
         assert isinstance(module.HELP, str) and module.HELP
         assert callable(module.add_arguments) and callable(module.run), name
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["train", "--seed", str(10 ** 30)], "must be a seed in [0, 4294967295], not 1000000000000"),
+    (["train", "--seed", "-1"], "must be a seed in [0, 4294967295], not -1"),
+    (["cosim", "--seed", "99999999999999999999"], "must be a seed"),
+    (["energy", "--seed", "1e3"], "must be a seed in [0, 4294967295], not '1e3'"),
+    (["energy", "--image", "-3"], "must be an integer >= 0"),
+    (["demo", "--images", str(2 ** 80)], "must be a positive integer of at most 1,000,000,000, "
+                                         "not 12089258196146291747..."),
+    (["demo", "--images", "many"], "must be a positive integer, not 'many'"),
+    (["crop-study", "--batch", "0"], "must be a positive integer"),
+])
+def test_integer_options_are_bounded(argv, fragment, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    errors = [ln for ln in capsys.readouterr().err.splitlines() if "error: " in ln]
+    assert len(errors) == 1 and fragment in errors[0], errors
+
+
+def test_a_directory_given_as_config(tmp_path, capsys):
+    assert main(["check-config", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: configuration '{tmp_path}' is a directory; give a shipped name or " \
+                  f"the path of a .toml file\n"
+
+
+def test_progress_prints_plain_lines_when_not_a_terminal():
+    import io
+
+    from aqua.cli import _plain_progress
+
+    now = [0.0]
+    out = io.StringIO()
+    with _plain_progress("work", 20, clock=lambda: now[0], stream=out, every=10) as advance:
+        for _ in range(20):
+            now[0] += 1.0
+            advance()
+    assert out.getvalue().splitlines() == [
+        "work: 10/20 (50%), 10 s", "work: 12/20 (60%), 12 s", "work: 14/20 (70%), 14 s",
+        "work: 16/20 (80%), 16 s", "work: 18/20 (90%), 18 s", "work: 20/20 (100%), 20 s"]
+    # total unknown (learned late or never): a line every `every` seconds, then a last one
+    now, out = [0.0], io.StringIO()
+    with _plain_progress("train", None, clock=lambda: now[0], stream=out, every=10) as advance:
+        for _ in range(25):
+            now[0] += 1.0
+            advance()
+    assert out.getvalue().splitlines() == ["train: 10 steps, 10 s", "train: 20 steps, 20 s",
+                                           "train: finished, 25 steps, 25 s"]
+    # quick work stays quiet
+    out = io.StringIO()
+    with _plain_progress("quick", 5, stream=out) as advance:
+        advance(5)
+    assert out.getvalue() == ""
+
+
+def test_piped_commands_use_the_shared_progress():
+    """train, quantize and cosim report progress through aqua.cli.progress (plain lines in
+    a log, see above)."""
+    import inspect
+
+    import cosim.cli
+    from aqua import cmd_quantize, cmd_train
+
+    for module in (cmd_train, cmd_quantize, cosim.cli):
+        assert "progress(" in inspect.getsource(module.run), module.__name__
+
+
+def test_packaging_lists_the_data_package():
+    import tomllib
+
+    doc = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "aqua.data" in doc["packages"] and doc["package-data"]["aqua.data"] == ["*.pt"]
+    assert (REPO / "aqua" / "data" / "democnn.pt").is_file()

@@ -198,3 +198,184 @@ def test_user_mistakes(user_files, tmp_path, capsys):
     assert "can only be cropped at its input" in _fail(
         capsys, "--model", str(user_files / "net.ts"), "--images", npz, "--from-layer", "1")
     assert "--from-layer" in _fail(capsys, "--test-images", "2", "--from-layer", "7")
+
+
+def pointwise_net() -> nn.Module:
+    """A model whose hooks and image crop coincide: one bias-free 1x1 conv reads the image."""
+    torch.manual_seed(1)
+    return nn.Sequential(nn.Conv2d(1, 6, 1, bias=False), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
+                         nn.Flatten(), nn.Linear(24, 3))
+
+
+def test_module_and_torchscript_crop_alike(tmp_path, capsys):
+    """One cropping rule (after --mean/--std) for every way a model arrives: the same network
+    as module:factory and as TorchScript gives the same study on the same images."""
+    rng = np.random.default_rng(3)
+    np.savez(tmp_path / "d.npz", x=(rng.random((24, 12, 12)) * 255).astype(np.uint8),
+             y=np.arange(24) % 3)
+    torch.save(pointwise_net().state_dict(), tmp_path / "w.pt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(torch.jit.trace(pointwise_net().eval(), torch.zeros(1, 1, 12, 12)),
+                       tmp_path / "net.ts")
+    common = ["--images", str(tmp_path / "d.npz"), "--mean", "0.5", "--std", "0.25"]
+    res = {}
+    for fmt, model in (("module", ["--model", "tests.test_crop_study_cli:pointwise_net",
+                                   "--weights", str(tmp_path / "w.pt")]),
+                       ("torchscript", ["--model", str(tmp_path / "net.ts")])):
+        assert main(["crop-study", *model, *common, "--out", str(tmp_path / fmt)]) == 0
+        res[fmt] = json.loads((tmp_path / fmt / "study.json").read_text())
+    m, t = res["module"], res["torchscript"]
+    assert m["energy_unit"] == "pJ" and t["energy_unit"] == "kept input share"
+    # everything the logits decide is identical; some crops do change the answers
+    assert m["uncropped"]["top1"] == t["uncropped"]["top1"]
+    assert [c["top1"] for c in m["fixed_crops"]] == [c["top1"] for c in t["fixed_crops"]]
+    assert m["tolerate_top1"] == t["tolerate_top1"]
+    assert m["choices"]["oracle/top1"] == t["choices"]["oracle/top1"]
+    assert {k: v["top1"] for k, v in m["methods"].items()} == \
+        {k: v["top1"] for k, v in t["methods"].items()}
+    assert len({c["top1"] for c in m["fixed_crops"]}) > 1
+
+
+def test_crop_rule_is_after_normalisation():
+    """A cropped pixel is the mean colour (0 after normalisation) in both formats."""
+    from aqua.userdata import _normalizer, user_subject
+    from arch.energy import load_energy_table
+
+    seen = []
+
+    class Spy(nn.Module):
+        def forward(self, x):
+            seen.append(x)
+            return x.flatten(1)[:, :3]
+
+    x = torch.full((1, 1, 8, 8), 0.2)
+    norm = _normalizer([0.5], [0.25], 1)
+    sub = user_subject(Spy(), True, load_config("small"), load_energy_table("isaac32nm"), x,
+                       norm, fraction=0.25, from_layer=0, classes=3)
+    sub.forward(x)
+    crop15 = seen[-1][15, 0]          # all four sides cropped
+    assert crop15[0, 0] == 0 and crop15[4, 4] == pytest.approx((0.2 - 0.5) / 0.25)
+
+
+def test_bad_npz_files(user_files, tmp_path, capsys):
+    w = str(user_files / "w.pt")
+
+    def fail(path):
+        return _fail(capsys, "--model", FACTORY, "--weights", w, "--images", str(path))
+
+    (tmp_path / "zip.npz").write_bytes(b"PK\x03\x04 truncated")
+    assert "not a readable .npz (BadZipFile" in fail(tmp_path / "zip.npz")
+    (tmp_path / "text.npz").write_text("x,y\n1,2\n")
+    assert "not a readable .npz" in fail(tmp_path / "text.npz")
+    np.save(tmp_path / "bare.npy", np.zeros((12, 16, 16)))
+    (tmp_path / "bare.npy").rename(tmp_path / "bare.npz")
+    assert "not an .npz archive" in fail(tmp_path / "bare.npz")
+    np.savez(tmp_path / "str.npz", x=np.array([["a", "b"]] * 12), y=np.arange(12) % 3)
+    assert "x must hold numbers, not <U1 values" in fail(tmp_path / "str.npz")
+    np.savez(tmp_path / "ystr.npz", x=np.zeros((12, 16, 16)), y=np.array(["a"] * 12))
+    assert "y must hold numbers" in fail(tmp_path / "ystr.npz")
+    np.savez(tmp_path / "obj.npz", x=np.array([None] * 12, dtype=object), y=np.arange(12))
+    assert "not a readable .npz" in fail(tmp_path / "obj.npz")
+
+
+def test_size_resizes_images_of_mixed_sizes(tmp_path, capsys):
+    from PIL import Image
+
+    rng = np.random.default_rng(2)
+    for c in ("a", "b", "c"):
+        (tmp_path / "imgs" / c).mkdir(parents=True)
+        for i, side in enumerate((14, 20, 24)):
+            Image.fromarray((rng.random((side, side + i)) * 255).astype(np.uint8)).save(
+                tmp_path / "imgs" / c / f"{i}.png")
+    torch.save(tiny_net().state_dict(), tmp_path / "w.pt")
+    argv = ["--model", FACTORY, "--weights", str(tmp_path / "w.pt"), "--images",
+            str(tmp_path / "imgs"), "--grayscale"]
+    msg = _fail(capsys, *argv)
+    assert "images differ in size (14x14, 20x21, 24x26); give --size to resize them" in msg
+    assert main(["crop-study", *argv, "--size", "16", "--out", str(tmp_path / "o")]) == 0
+    assert json.loads((tmp_path / "o" / "study.json").read_text())["test_images"] == 4
+
+
+def test_factory_from_the_current_folder(tmp_path, capsys, monkeypatch, user_files):
+    """The ``aqua`` console script does not put the current folder on sys.path; the loader
+    does, for ``module:factory``; a missing module's message says where it looked."""
+    import sys
+
+    (tmp_path / "my_cwd_model.py").write_text(
+        "from torch import nn\ndef net():\n    return nn.Sequential(nn.Flatten(), "
+        "nn.Linear(256, 3))\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    npz = str(user_files / "data.npz")
+    # imported (from the current folder); the weights of tiny_net do not fit it
+    msg = _fail(capsys, "--model", "my_cwd_model:net", "--weights", str(user_files / "w.pt"),
+                "--images", npz)
+    assert "not a state dict of my_cwd_model:net (RuntimeError: Error(s) in loading " \
+           "state_dict for Sequential: Missing key(s) in state_dict: \"1.weight\"" in msg
+    assert '"0.weight"' in msg.split("Unexpected key(s) in state_dict: ")[1]
+    assert str(tmp_path) not in sys.path and "my_cwd_model" in sys.modules
+    msg = _fail(capsys, "--model", "not_here_model:net", "--weights", "w.pt", "--images", npz)
+    assert f"looked up on PYTHONPATH and in the current folder ({tmp_path})" in msg
+    sys.modules.pop("my_cwd_model")
+
+
+def test_model_errors_keep_the_useful_part():
+    from aqua.userdata import _short
+
+    exc = RuntimeError("Error(s) in loading state_dict for Net:\n\tMissing key(s) in "
+                       "state_dict: \"fc.weight\".\n\tsize mismatch for conv.weight: copying a "
+                       "param with shape torch.Size([4, 1, 3, 3]) from checkpoint, the shape "
+                       "in current model is torch.Size([8, 1, 3, 3]).")
+    s = _short(exc)
+    assert "\n" not in s and 'Missing key(s) in state_dict: "fc.weight".' in s
+    assert "size mismatch for conv.weight" in s and s.endswith("torch.Size([8, 1, 3, 3]).")
+    long = _short(ValueError("x" * 1000))
+    assert len(long) == 400 and long.endswith("...")
+
+
+def test_two_runs_differ_only_in_timing(tmp_path, capsys, monkeypatch):
+    """Wall-clock fields are all under ``timing``: the rest is byte for byte the same. (And
+    the energy axis of the plot is a ratio, without a unit.)"""
+    argv = ["crop-study", "--test-images", "6", "--train-images", "9", "--rtl-images", "0"]
+    docs = []
+    for run in ("a", "b"):
+        assert main([*argv, "--out", str(tmp_path / run)]) == 0
+        doc = json.loads((tmp_path / run / "study.json").read_text())
+        assert set(doc["timing"]) == {"images_per_second", "seconds", "rtl_cosim",
+                                      "wall_seconds"}
+        doc.pop("timing")
+        docs.append(json.dumps(doc, indent=1))
+    assert docs[0] == docs[1]
+    assert "seconds" not in docs[0] and "wall" not in docs[0]
+
+    import matplotlib.axes
+
+    from aqua.crop_study import render_plots
+
+    labels = []
+    monkeypatch.setattr(matplotlib.axes.Axes, "set_xlabel",
+                        lambda self, text, *a, **k: labels.append(text))
+    res = json.loads(docs[0])
+    assert set(render_plots(res)) == {"crop_histogram.png", "accuracy_energy.png"}
+    assert labels[-1] == "energy per image relative to uncropped (uncropped = 1)"
+    render_plots({**res, "energy_unit": "kept input share"})
+    assert labels[-1] == "kept input share per image relative to uncropped (uncropped = 1)"
+
+
+def test_no_output_folder_is_left_by_an_error(tmp_path, capsys):
+    out = tmp_path / "new" / "out"
+    assert "--from-layer" in _fail(capsys, "--test-images", "2", "--from-layer", "7",
+                                   "--out", str(out))
+    assert not (tmp_path / "new").exists()
+
+
+def test_unwritable_out_fails_before_the_study(tmp_path, capsys, monkeypatch):
+    from aqua import crop_study
+
+    def never(*a, **k):
+        raise AssertionError("the study started")
+    monkeypatch.setattr(crop_study, "run_study", never)
+    (tmp_path / "file").write_text("")
+    assert "file is a file, not a folder" in _fail(capsys, "--out", str(tmp_path / "file" / "o"))
+    assert "/proc is not writable" in _fail(capsys, "--out", "/proc/aqua-study")
