@@ -29,7 +29,7 @@ COLUMNS = {
     "cycles": "clock cycles simulated",
     "cycles_compared": "cycles on which every output was compared with the golden model "
                        "(blocks: every output port; Datapath: the whole obs bus, o.valid and "
-                       "i.ready); none for the ConvTile, which is compared per image",
+                       "i.ready); \"-\" for the ConvTile, which is compared per image",
     "outputs_compared": "output words compared with the golden model: blocks one output port "
                         "on one cycle, Datapath one output-stream transfer, ConvTile one output "
                         "position read back (the ConvTile also checks each image's cycle count, "
