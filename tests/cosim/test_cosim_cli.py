@@ -80,3 +80,51 @@ def test_waves_keeps_the_waveform_of_a_passing_run(tmp_path, capsys, progress_ca
         wave = Path(run["waves"])
         assert wave.exists() and wave.suffix == ".fst" and wave.stat().st_size > 500
         assert f"waveform of {run['block']} on {SIM}: {wave}" in out
+
+
+def test_report_keeps_every_timing_under_one_key():
+    """Two reports that differ only in wall times and speeds give the same JSON apart from
+    ``timing`` (no simulator needed)."""
+    from cosim.suite import CosimOptions, CosimReport, CosimRow, CropSweep
+
+    def report(wall):
+        options = CosimOptions(sims=("icarus",), seed=3, targets=("adc", "convtile"))
+        rows = [CosimRow(block="adc", sim="icarus", config="small", seed=3, passed=True,
+                         vectors=10, cycles=10, cycles_compared=10, outputs_compared=20,
+                         wall_s=wall, sim_wall_s=wall / 2),
+                CosimRow(block="convtile L0", sim="icarus", config="small", seed=3,
+                         passed=False, vectors=9, cycles=100, cycles_compared=None,
+                         outputs_compared=4, message="image 'crop  1': ...", wall_s=2 * wall,
+                         sim_wall_s=wall)]
+        sweep = CropSweep(layer=0, sim="icarus", config="small", fraction=0.25,
+                          rows=[{"label": "crop  0 ----", "window": (0, 2, 0, 2),
+                                 "cycles_rtl": 50, "cycles_golden": 50, "error": False,
+                                 "outputs_equal": True}])
+        return CosimReport(config="small", options=options, rows=rows, sweeps=[sweep],
+                           wall_s=10 * wall).to_dict()
+
+    a, b = report(1.0), report(2.5)
+    assert a.pop("timing") != b.pop("timing")
+    assert json.dumps(a) == json.dumps(b)
+    assert a["passed"] is False and [r["cycles_compared"] for r in a["runs"]] == [10, None]
+    assert a["crop_sweeps"][0]["crop_cycles"][0]["window"] == [0, 2, 0, 2]
+    assert a["options"]["targets"] == ["adc", "convtile"]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"targets": ("nonesuch",)}, r"^targets must be among datapath, crossbar, adc, shiftadd, "
+                                 r"agu, convtile, not \['nonesuch'\]$"),
+    ({"bubble": 1.0}, r"^bubble must lie in \[0, 1\), not 1.0$"),
+])
+def test_options_are_checked(kwargs, message):
+    from cosim.suite import CosimOptions
+    with pytest.raises(ValueError, match=message):
+        CosimOptions(sims=("icarus",), seed=1, **kwargs)
+
+
+def test_cli_refuses_bad_options_before_any_work(capsys):
+    assert main(["cosim", "--bubble", "1.5"]) == 2
+    assert capsys.readouterr().err == "error: --bubble must lie in [0, 1), not 1.5\n"
+    assert main(["cosim", "--crop-fraction", "0.7"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --crop-fraction: ") and err.count("\n") == 1
