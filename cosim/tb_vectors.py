@@ -1,7 +1,7 @@
-"""Generic cocotb bench: replays a per-cycle vector table (``cosim.blocks.build_table``) on a
-block and compares every output port with the table on every cycle.
+"""Generic cocotb bench: replays a per-cycle vector table (``cosim.blocks.BlockBench.table``)
+on a block and compares every output port with the table on every cycle.
 
-Parameters come as JSON in ``AQUA_COSIM_PARAMS`` (written by :func:`cosim.blocks.run_block`):
+Parameters come as JSON in ``AQUA_COSIM_PARAMS`` (written by ``cosim.blocks.BlockBench.run``):
 the config path, the seed, the block name, the table file (``torch.save``: packed integers per
 port and cycle) and where to write statistics. Row ``c`` of the table is driven at the falling
 edge of cycle ``c`` and the outputs are sampled in the read-only phase that follows, so
@@ -51,15 +51,18 @@ def load_table(path: str) -> dict:
 
 
 def _describe(cfg_path: str, block: str):
-    """``(port, value) -> {field: int}`` using the block's port layouts; built on the first
-    mismatch only, since it imports Amaranth and the golden model."""
+    """``(port, value) -> {field: int}`` using the block's port layouts (its
+    ``cosim.blocks.BENCHES`` record); built on the first mismatch only, since it imports
+    Amaranth and the golden model."""
     shapes = {}
 
     def describe(name, value):
         from arch.config import load_config
-        from cosim.blocks import port_fields, ports
+        from cosim.blocks import BENCHES
+        from cosim.ports import port_fields
         if not shapes:
-            shapes.update({n: s for n, (_, s) in ports(load_config(cfg_path), block).items()})
+            cfg = load_config(cfg_path)
+            shapes.update({n: s for n, (_, s) in BENCHES[block].ports(cfg).items()})
         return port_fields(name, shapes[name], value)
     return describe
 
