@@ -86,8 +86,7 @@ def run(args: argparse.Namespace) -> int:
         for r in report.rows:
             print(f"waveform of {r.block} on {r.sim}: {r.waves or 'none written'}")
     if args.json:
-        atomic_write(args.json, json.dumps(report.to_dict(), indent=2))
-            fh.write("\n")
+        atomic_write(args.json, json.dumps(report.to_dict(), indent=2) + "\n")
     for r in report.failed:
         print(f"FAIL {r.block} on {r.sim}: {r.message}", file=sys.stderr)
     return 1 if report.failed else 0

@@ -237,10 +237,9 @@ def test_piped_commands_use_the_shared_progress():
     a log, see above)."""
     import inspect
 
-    import cosim.cli
-    from aqua import cmd_quantize, cmd_train
+    from aqua import cmd_cosim, cmd_quantize, cmd_train
 
-    for module in (cmd_train, cmd_quantize, cosim.cli):
+    for module in (cmd_train, cmd_quantize, cmd_cosim):
         assert "progress(" in inspect.getsource(module.run), module.__name__
 
 
