@@ -77,11 +77,6 @@ class SearchResult:
     interactions: bool
     seconds: float
 
-    def to_json(self) -> dict:
-        return {"formats": [f.to_json() for f in self.formats], "accuracy": self.accuracy,
-                "meets_bound": self.meets_bound, "evaluations": self.evaluations,
-                "interactions": self.interactions, "seconds": round(self.seconds, 2)}
-
 
 def search(layers: Sequence[LayerInfo], calib: torch.Tensor, images: torch.Tensor,
            labels: torch.Tensor, *, bound: float = DEFAULT_BOUND, interactions: bool = True,
