@@ -11,7 +11,8 @@ from typing import Callable, Sequence
 from torch import nn
 
 from arch.config import AccelConfig
-from golden.qreport import DEFAULT_IMAGES, QuantizeReport, quantize_report
+from golden import qreport
+from golden.qreport import DEFAULT_IMAGES, QuantizeReport
 from golden.qsearch import DEFAULT_BOUND
 
 __all__ = ["quantize", "hardware_section"]
@@ -30,8 +31,8 @@ def quantize(model: nn.Module, *, bound: float = DEFAULT_BOUND, images: int = DE
     gen.synth.LibertyMissing, cosim.sim.SimulatorMissing
         If the cell library or a simulator is not installed.
     """
-    report = quantize_report(model, bound=bound, images=images, schedule=schedule,
-                             progress=progress)
+    report = qreport.quantize_report(model, bound=bound, images=images, schedule=schedule,
+                                     progress=progress)
     if base is not None:
         t0 = time.perf_counter()
         report.hardware = hardware_section(base, model, report, sims, say=say)
@@ -49,7 +50,7 @@ def hardware_section(base: AccelConfig, model: nn.Module, report: QuantizeReport
     from golden.layer import conv2d
     from golden.qformat import Fmt, LayerFormat
     from golden.qhardware import integer_layer
-    from golden.qnet import describe
+    from golden.qlayers import describe
 
     from .requant import compare_requantizers
     from .run import assemble_outputs, cnn_jobs, run_datapath

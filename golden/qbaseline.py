@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from golden.fixedpoint import saturate
-from golden.qnet import calibration_ranges, describe
+from golden.qlayers import calibration_ranges, describe
 
 __all__ = ["torch_ao_int8"]
 

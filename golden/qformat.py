@@ -21,7 +21,7 @@ import torch
 from golden.fixedpoint import frac_bits_for, round_half_even, saturate
 
 if TYPE_CHECKING:
-    from golden.qnet import LayerInfo
+    from golden.qlayers import LayerInfo
 
 __all__ = ["Fmt", "LayerFormat", "fake_quant", "round_half_up", "fmt_for", "uniform_formats",
            "integer_params"]
@@ -101,7 +101,7 @@ def fmt_for(rng: tuple[float, float], bits: int, offset: int = 0) -> Fmt:
 
 def uniform_formats(layers, ranges, bits: int = 8) -> list[LayerFormat]:
     """Every layer's ``x``, ``w`` and ``b`` at ``bits`` bits with the no-saturation ``f0``
-    (``ranges``: :func:`golden.qnet.calibration_ranges`)."""
+    (``ranges``: :func:`golden.qlayers.calibration_ranges`)."""
     return [LayerFormat(*(fmt_for(r[k], bits) for k in ("x", "w", "b"))) for r in ranges]
 
 

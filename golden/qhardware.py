@@ -32,7 +32,7 @@ import torch
 from arch.config import AccelConfig
 from golden.fixedpoint import QuantError, QuantLayer, bias_range, round_half_even, saturate
 from golden.qformat import LayerFormat, integer_params
-from golden.qnet import LayerInfo
+from golden.qlayers import LayerInfo
 
 __all__ = ["layer_config", "layer_shift", "integer_layer"]
 

@@ -30,7 +30,8 @@ from torch import nn
 from golden.fixedpoint import calibration_images
 from golden.qbaseline import torch_ao_int8
 from golden.qformat import uniform_formats
-from golden.qnet import accuracy, calibration_ranges, cost_summary, describe, fake_forward, macs
+from golden.qlayers import (accuracy, calibration_ranges, cost_summary, describe, fake_forward,
+                            macs)
 from golden.qsearch import DEFAULT_BOUND, search
 from golden.qshift import quant_op_counts, shift_round
 

@@ -1,7 +1,7 @@
 """Layer-wise fixed-point post-training search for the demo CNN (issue 7, search half).
 
 For a trained float network shaped like :class:`golden.cnn.DemoCNN` (``convs``, a ReLU after
-each, global average pooling, ``fc``; as layers: :func:`golden.qnet.describe`), choose for
+each, global average pooling, ``fc``; as layers: :func:`golden.qlayers.describe`), choose for
 every layer ``l`` a fixed-point format (:class:`golden.qformat.Fmt`: width, fraction bits,
 signedness) for
 
@@ -33,7 +33,7 @@ torch.ao int8: :mod:`golden.qbaseline`; power-of-two shift-and-round: :mod:`gold
 and the whole report (:mod:`golden.qreport`) live beside this module.
 
 Accuracy in the search is measured with **fake quantization in float**
-(:func:`golden.qnet.fake_forward`): each tensor is quantized with the named helpers of
+(:func:`golden.qlayers.fake_forward`): each tensor is quantized with the named helpers of
 :mod:`golden.fixedpoint` (``round_half_even``, ``saturate``) and dequantized (multiplied by
 ``2**-frac``, exact), and the network runs in float32. Integer-exact arithmetic is not needed
 to rank formats; accumulation order and the float32 rounding of sums differ from the hardware's
@@ -50,8 +50,8 @@ from typing import Callable, Sequence
 import torch
 
 from golden.qformat import Fmt, LayerFormat, fmt_for
-from golden.qnet import (LayerInfo, accuracy, calibration_ranges, fake_forward, macs,
-                         memory_bits, multiply_cost, quantized_params, run_layers)
+from golden.qlayers import (LayerInfo, accuracy, calibration_ranges, fake_forward, macs,
+                            memory_bits, multiply_cost, quantized_params, run_layers)
 
 __all__ = ["search", "SearchResult", "DEFAULT_BOUND", "WIDTHS", "FRAC_OFFSETS", "KIND_ORDER"]
 
@@ -86,7 +86,7 @@ def search(layers: Sequence[LayerInfo], calib: torch.Tensor, images: torch.Tenso
 
     Parameters
     ----------
-    layers : from :func:`golden.qnet.describe`
+    layers : from :func:`golden.qlayers.describe`
     calib : float images for the ranges
     images, labels : the validation set the accuracy bound is checked on
     bound : allowed top-1 loss against float, a fraction (0.01 = 1 percentage point)

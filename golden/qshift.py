@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from golden.fixedpoint import round_half_even, saturate
 from golden.qformat import Fmt, LayerFormat, integer_params, round_half_up
-from golden.qnet import LayerInfo
+from golden.qlayers import LayerInfo
 
 __all__ = ["shift_round", "quant_op_counts", "POOL_BITS"]
 

@@ -16,7 +16,7 @@ from golden.fixedpoint import QuantError, calibration_images, saturate
 from golden.layer import conv2d
 from golden.qformat import Fmt, round_half_up, uniform_formats
 from golden.qhardware import integer_layer, layer_config, layer_shift
-from golden.qnet import calibration_ranges, describe
+from golden.qlayers import calibration_ranges, describe
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from torch import nn
 from aqua.cli import main
 from golden import qbaseline, qreport, qshift
 from golden import qformat as qf
-from golden import qnet as qn
+from golden import qlayers as qn
 from golden import qsearch as qs
 from golden.cnn import load_democnn
 from golden.data import cluttered_digits
@@ -140,12 +140,12 @@ def test_search_rejects_bad_arguments(demo):
 
 def test_shift_round_fusion_keeps_the_integers(demo, searches):
     _, layers, calib, x, y = demo
-    for fmts in (qf.uniform_formats(layers, qn.calibration_ranges(layers, calib), 8), searches[0].formats):
+    u8 = qf.uniform_formats(layers, qn.calibration_ranges(layers, calib), 8)
+    for fmts in (u8, searches[0].formats):
         fused = qshift.shift_round(layers, fmts, x[:32], fused=True)
         unfused = qshift.shift_round(layers, fmts, x[:32], fused=False)
         assert torch.equal(fused, unfused)
     # power-of-two 8-bit, integer-exact, stays close to the float network
-    u8 = qf.uniform_formats(layers, qn.calibration_ranges(layers, calib), 8)
     acc = qn.accuracy(qshift.shift_round(layers, u8, x), y)
     assert acc >= searches[0].float_accuracy - 0.02
 
