@@ -14,14 +14,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 
 from golden.fixedpoint import frac_bits_for, round_half_even, saturate
-
-if TYPE_CHECKING:
-    from golden.qlayers import LayerInfo
 
 __all__ = ["Fmt", "LayerFormat", "fake_quant", "round_half_up", "fmt_for", "uniform_formats",
            "integer_params"]
@@ -105,12 +101,12 @@ def uniform_formats(layers, ranges, bits: int = 8) -> list[LayerFormat]:
     return [LayerFormat(*(fmt_for(r[k], bits) for k in ("x", "w", "b"))) for r in ranges]
 
 
-def integer_params(L: LayerInfo, f: LayerFormat, x_frac: int
-                   ) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Layer ``L``'s integer weights (``f.w``) and bias at the accumulator's scale, in float64
-    holding exact integers, and the accumulator's fraction bits ``f.w.frac + x_frac``: the
-    bias is quantized to ``f.b`` and aligned to the accumulator (exact if the accumulator has
-    at least ``f.b.frac`` fraction bits, else rounded half up)."""
+def integer_params(L, f: LayerFormat, x_frac: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Layer ``L``'s (a :class:`golden.qlayers.LayerInfo`) integer weights (``f.w``) and
+    bias at the accumulator's scale, in float64 holding exact integers, and the accumulator's
+    fraction bits ``f.w.frac + x_frac``: the bias is quantized to ``f.b`` and aligned to the
+    accumulator (exact if the accumulator has at least ``f.b.frac`` fraction bits, else
+    rounded half up)."""
     w = saturate(round_half_even(L.weight.double() * math.ldexp(1.0, f.w.frac)), f.w.lo, f.w.hi)
     acc_frac = f.w.frac + x_frac
     b = round_half_up(fake_quant(L.bias.double(), f.b) * math.ldexp(1.0, acc_frac))
