@@ -6,12 +6,10 @@ import argparse
 import errno
 import os
 import tempfile
-import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
 
 from arch.config import AccelConfig, load_config
+from golden.timing import best_time, single_thread  # noqa: F401 - the commands use them here
 
 __all__ = ["console", "positive_int", "nonnegative_int", "seed_int", "add_config_argument",
            "config_from_args", "load_model", "best_time", "single_thread", "check_output_dir",
@@ -190,43 +188,3 @@ def load_model(path: str | None):
         raise UsageError(f"{exc}{hint}") from None
     except OSError as exc:
         raise UsageError(f"cannot read model {path}: {exc.strerror or exc}") from None
-
-
-def best_time(fn: Callable[[], object], *, min_seconds: float = 0.2, max_runs: int = 50
-              ) -> tuple[float, object]:
-    """Run ``fn`` at least once and until ``min_seconds`` have passed (at most ``max_runs``
-    times), on one torch thread; return the fastest run's wall time in seconds and the last
-    result.
-
-    One thread, because on a small, shared machine a multi-threaded torch kernel waits for a
-    busy core at every barrier and its time jumps by orders of magnitude; single-threaded
-    times are stable and compare like with like.
-    """
-    with single_thread():
-        return _best_time(fn, min_seconds, max_runs)
-
-
-@contextmanager
-def single_thread():
-    """Run torch on one intra-op thread inside the block (see :func:`best_time` for why)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _best_time(fn, min_seconds, max_runs):
-    best = float("inf")
-    start = time.perf_counter()
-    runs = 0
-    result = None
-    while runs == 0 or (time.perf_counter() - start < min_seconds and runs < max_runs):
-        t0 = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - t0)
-        runs += 1
-    return best, result

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from aqua._cmdutil import (add_config_argument, best_time, config_from_args, console,
-                           load_model, nonnegative_int, positive_int, single_thread)
+from aqua._cmdutil import (add_config_argument, config_from_args, console, load_model,
+                           nonnegative_int, positive_int)
 
 HELP = "run the golden crossbar model on a layer of the demo CNN and check it"
 
@@ -52,158 +52,125 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--accuracy-images must be at most {n_test} (the test split), "
                          f"not {n_acc}")
 
-    import torch.nn.functional as F
-    from rich.table import Table
+    from contextlib import ExitStack
 
     from aqua.cli import progress
-    from golden import fixedpoint as fxp
-    from golden import layer as golden_layer
-    from golden.cnn import evaluate
-    from golden.data import cluttered_digits
+    from cosim.demo import demo
+    from golden.fixedpoint import QuantError
 
     model = load_model(args.model)
-    x_test, y_test = cluttered_digits("test")
-    try:
-        net = fxp.quantize_democnn(cfg, model)
-    except fxp.QuantError as exc:
-        raise UsageError(str(exc)) from None
+    con = console()
+    with ExitStack() as bars:
+        state = {}
 
-    images = x_test[:args.images]
-    q = fxp.quant_layer(net, args.layer, images)
-    spec = CONV_SPECS[args.layer]
+        def step(finished):
+            if "advance" not in state:
+                state["advance"] = bars.enter_context(
+                    progress("quantized network (golden model)", n_acc))
+                state["done"] = 0
+            state["advance"](finished - state["done"])
+            state["done"] = finished
 
-    def golden():
-        return golden_layer.conv2d(cfg, q.x, q.weight, q.bias, stride=q.stride,
-                                   padding=q.padding, shift=q.shift, relu=q.relu)
-
-    # The float layer on the dequantized inputs, as torch runs it (float32, like a float net).
-    xf = fxp.from_fixed(q.x, q.x_frac).float()
-    wf = fxp.from_fixed(q.weight, q.w_frac).float()
-    bf = fxp.from_fixed(q.bias, q.w_frac + q.x_frac).float()
-
-    def reference():
-        return F.conv2d(xf, wf, bf, stride=q.stride, padding=q.padding)
-
-    t_golden, y = best_time(golden, min_seconds=0.5)
-    t_torch, _ = best_time(reference, min_seconds=0.2)
-
-    exact = fxp.exact_reference(cfg, q)
-    mismatches = int((y != exact).sum())
-    lossless = cfg.adc_mode == "lossless"
-    fref = fxp.float_reference(q)
-    unsat = (fref > cfg.output_min - 0.5) & (fref < cfg.output_max + 0.5)
-    err = (y.double() - fref).abs()
-    max_err = float(err[unsat].max()) if bool(unsat.any()) else float("nan")
-    saturated = int((~unsat).sum())
-
-    float_acc = evaluate(model, x_test, y_test)
-    quant_acc = None
-    if n_acc:
-        with single_thread(), progress("quantized network (golden model)", n_acc) as advance:
-            done = [0]
-
-            def step(finished):
-                advance(finished - done[0])
-                done[0] = finished
-            quant_acc = fxp.quant_accuracy(net, x_test[:n_acc], y_test[:n_acc], progress=step)
-
-    row_tiles, groups = golden_layer.tile_counts(cfg, q.weight[0].numel(), q.weight.shape[0])
-    vectors = y.shape[0] * y.shape[2] * y.shape[3]
-    outputs = y.numel()
-
-    table = Table(title=f"aqua demo: layer {args.layer} of the demo CNN on '{cfg.name}'",
-                  show_header=True, header_style="bold")
-    table.add_column("", style="bold")
-    table.add_column("value")
-    table.add_row("configuration", f"{cfg.name}: {cfg.description}" if cfg.description
-                  else cfg.name)
-    table.add_row("crossbar", f"{cfg.rows}x{cfg.cols}, {cfg.cell_bits}-bit cells, "
-                              f"{cfg.weight_bits}-bit weights ({cfg.weight_encoding}), "
-                              f"{cfg.input_bits}-bit inputs, {cfg.adc_bits}-bit ADC "
-                              f"({cfg.adc_mode})")
-    table.add_row("layer", f"{q.shape}, {tuple(q.x.shape[1:])} -> {tuple(y.shape[1:])}"
-                           f"{', ReLU' if spec.relu else ''}")
-    table.add_row("crossbars", f"{row_tiles} row tiles x {groups} output groups; "
-                               f"{vectors} input vectors x {row_tiles * groups} = "
-                               f"{vectors * row_tiles * groups} crossbar MVMs of "
-                               f"{cfg.latency} cycles")
-    table.add_row("fixed point", f"weights Q.{q.w_frac}, inputs Q.{q.x_frac}, "
-                                 f"outputs Q.{q.out_frac}, shift {q.shift}")
-    if q.weights_clipped:
-        table.add_row("[yellow]warning[/]",
-                      f"[yellow]{q.weights_clipped} negative weights clipped to 0 "
-                      f"(weights.encoding = 'unsigned')[/]")
-    table.add_row("images", f"{args.images} test images")
-    if lossless:
-        verdict = ("[green]bit-exact[/]" if mismatches == 0 else
-                   f"[red]MISMATCH in {mismatches} of {outputs} outputs[/]")
-    else:
-        verdict = (f"{mismatches} of {outputs} outputs differ "
-                   f"(expected: adc.mode = '{cfg.adc_mode}' is lossy)")
-    table.add_row("golden vs exact int64 conv2d", verdict)
-    table.add_row("golden vs float conv2d", f"max |error| {max_err:.3f} output LSB over "
-                  f"{outputs - saturated} unsaturated outputs ({saturated} saturated)")
-    table.add_row("golden model time", f"{t_golden * 1e3:.2f} ms "
-                  f"({outputs / t_golden / 1e6:.2f} M outputs/s)")
-    table.add_row("torch conv2d time", f"{t_torch * 1e3:.3f} ms (float32; both timed on one "
-                                       f"thread, best of several runs)")
-    table.add_row("golden / torch", f"{t_golden / t_torch:.1f}x slower")
-    table.add_row("float accuracy", f"{100 * float_acc:.1f} % ({len(x_test)} test images)")
-    if quant_acc is not None:
-        table.add_row("quantized accuracy", f"{100 * quant_acc:.1f} % ({n_acc} test images, "
-                      f"every layer through the golden model)")
-    rtl_failed = _rtl_rows(cfg, args, table)
-    console().print(table)
-
+        def status(message):
+            bars.close()                      # the accuracy bar is done
+            return con.status(message)
+        try:
+            report = demo(cfg, model, args.layer, args.images, n_acc, sim=args.sim,
+                          progress=step, status=status)
+        except QuantError as exc:
+            raise UsageError(str(exc)) from None
+    con.print(table(report))
+    rtl_failed = rtl_error(report.rtl)
     if rtl_failed:
         print(f"error: {rtl_failed}", file=sys.stderr)
         return 1
-    if lossless and mismatches:
+    if report.lossless and report.mismatches:
         print(f"error: the golden model disagrees with the exact int64 conv2d in "
-              f"{mismatches} outputs", file=sys.stderr)
+              f"{report.mismatches} outputs", file=sys.stderr)
         return 1
     return 0
 
 
-def _rtl_rows(cfg, args, table) -> str | None:
-    """Co-simulate the first conv layer on one image; add rows; return an error or None."""
-    import time
+def table(r):
+    """The rich table of a :class:`golden.demo.DemoReport`."""
+    from rich.table import Table
 
-    from cosim.sim import SimulatorMissing, ensure_simulator
+    c = r.config
+    table = Table(title=f"aqua demo: layer {r.layer} of the demo CNN on '{c['name']}'",
+                  show_header=True, header_style="bold")
+    table.add_column("", style="bold")
+    table.add_column("value")
+    table.add_row("configuration", f"{c['name']}: {c['description']}" if c["description"]
+                  else c["name"])
+    table.add_row("crossbar", f"{c['rows']}x{c['cols']}, {c['cell_bits']}-bit cells, "
+                              f"{c['weight_bits']}-bit weights ({c['weight_encoding']}), "
+                              f"{c['input_bits']}-bit inputs, {c['adc_bits']}-bit ADC "
+                              f"({c['adc_mode']})")
+    table.add_row("layer", f"{r.shape}, {r.in_shape} -> {r.out_shape}"
+                           f"{', ReLU' if r.relu else ''}")
+    table.add_row("crossbars", f"{r.row_tiles} row tiles x {r.groups} output groups; "
+                               f"{r.vectors} input vectors x {r.row_tiles * r.groups} = "
+                               f"{r.vectors * r.row_tiles * r.groups} crossbar MVMs of "
+                               f"{r.crossbar_latency} cycles")
+    table.add_row("fixed point", f"weights Q.{r.w_frac}, inputs Q.{r.x_frac}, "
+                                 f"outputs Q.{r.out_frac}, shift {r.shift}")
+    if r.weights_clipped:
+        table.add_row("[yellow]warning[/]",
+                      f"[yellow]{r.weights_clipped} negative weights clipped to 0 "
+                      f"(weights.encoding = 'unsigned')[/]")
+    table.add_row("images", f"{r.images} test images")
+    if r.lossless:
+        verdict = ("[green]bit-exact[/]" if r.mismatches == 0 else
+                   f"[red]MISMATCH in {r.mismatches} of {r.outputs} outputs[/]")
+    else:
+        verdict = (f"{r.mismatches} of {r.outputs} outputs differ "
+                   f"(expected: adc.mode = '{c['adc_mode']}' is lossy)")
+    table.add_row("golden vs exact int64 conv2d", verdict)
+    table.add_row("golden vs float conv2d", f"max |error| {r.max_error_lsb:.3f} output LSB over "
+                  f"{r.outputs - r.saturated} unsaturated outputs ({r.saturated} saturated)")
+    t_golden, t_torch = r.golden_seconds, r.torch_seconds
+    table.add_row("golden model time", f"{t_golden * 1e3:.2f} ms "
+                  f"({r.outputs / t_golden / 1e6:.2f} M outputs/s)")
+    table.add_row("torch conv2d time", f"{t_torch * 1e3:.3f} ms (float32; both timed on one "
+                                       f"thread, best of several runs)")
+    table.add_row("golden / torch", f"{t_golden / t_torch:.1f}x slower")
+    table.add_row("float accuracy", f"{100 * r.float_accuracy:.1f} % ({r.float_images} test "
+                                    f"images)")
+    if r.quant_accuracy is not None:
+        table.add_row("quantized accuracy", f"{100 * r.quant_accuracy:.1f} % "
+                      f"({r.quant_images} test images, every layer through the golden model)")
+    _rtl_rows(r.rtl, table)
+    return table
 
-    if args.sim == "none":
-        return None
-    if args.sim == "auto" and cfg.rows * cfg.cols > 64 * 64:
-        table.add_row("RTL", f"skipped for a {cfg.rows}x{cfg.cols} crossbar "
+
+def _rtl_rows(rtl: dict | None, table) -> None:
+    """The rows of :func:`cosim.demo.rtl_check`'s result."""
+    if rtl is None:
+        return
+    if rtl["outcome"] == "too large":
+        table.add_row("RTL", f"skipped for a {rtl['rows']}x{rtl['cols']} crossbar "
                              f"(name one with --sim; `aqua verilog` still generates it)")
-        return None
-    candidates = ["verilator", "icarus"] if args.sim == "auto" else [args.sim]
-    sim = None
-    for name in candidates:
-        try:
-            ensure_simulator(name)
-            sim = name
-            break
-        except SimulatorMissing as exc:
-            reason = str(exc)
-    if sim is None:
-        table.add_row("RTL", f"[yellow]skipped: {reason}[/]")
-        return None
-    from cosim.run import first_layer_in_rtl
-
-    t0 = time.perf_counter()
-    with console().status(f"generating Verilog and co-simulating layer 0 under {sim}"):
-        run, rtl, gold = first_layer_in_rtl(cfg, sim)
-    wall = time.perf_counter() - t0
-    if not run.passed:
-        table.add_row(f"RTL ({sim})", f"[red]FAILED[/] {run.message}")
-        return f"RTL co-simulation failed: {run.message}"
-    import torch
-    exact = torch.equal(rtl, gold)
+        return
+    if rtl["outcome"] == "no simulator":
+        table.add_row("RTL", f"[yellow]skipped: {rtl['reason']}[/]")
+        return
+    sim = rtl["sim"]
+    if not rtl["passed"]:
+        table.add_row(f"RTL ({sim})", f"[red]FAILED[/] {rtl['message']}")
+        return
     table.add_row(f"RTL ({sim})",
-                  f"layer 0 on 1 image: {run.vectors:,} vectors, {run.compared:,} cycles, "
-                  f"every register compared with the golden trace on every cycle: "
-                  f"[green]match[/] ({wall:.1f} s, {run.cycles_per_s:,.0f} cycles/s)")
-    table.add_row("RTL feature map", "[green]bit-exact with golden conv2d[/]" if exact
+                  f"layer 0 on 1 image: {rtl['vectors']:,} vectors, {rtl['compared']:,} "
+                  f"cycles, every register compared with the golden trace on every cycle: "
+                  f"[green]match[/] ({rtl['wall_seconds']:.1f} s, "
+                  f"{rtl['cycles_per_s']:,.0f} cycles/s)")
+    table.add_row("RTL feature map", "[green]bit-exact with golden conv2d[/]" if rtl["exact"]
                   else "[red]differs from golden conv2d[/]")
-    return None if exact else "the RTL feature map differs from golden conv2d"
+
+
+def rtl_error(rtl: dict | None) -> str | None:
+    """The error of a failed RTL check, or None."""
+    if rtl is None or rtl["outcome"] != "ran":
+        return None
+    if not rtl["passed"]:
+        return f"RTL co-simulation failed: {rtl['message']}"
+    return None if rtl["exact"] else "the RTL feature map differs from golden conv2d"

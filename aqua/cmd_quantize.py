@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from aqua._cmdutil import console, load_model, positive_int
+from aqua._cmdutil import config_from_args, console, load_model, positive_int
 
 HELP = ("search per-layer fixed-point formats of the demo CNN within an accuracy bound; "
         "compare with uniform 8-bit, per-layer-alone, torch.ao int8 and fused shift-and-round")
@@ -54,84 +54,49 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--images must be at most {n_test} (the test split), "
                          f"not {args.images}")
     import json
+    import time
+    from contextlib import ExitStack
     from pathlib import Path
 
-    from golden import qsearch
+    from cosim.quantize import quantize
+    from cosim.sim import SIMULATORS, SimulatorMissing
+    from gen.synth import LibertyMissing
 
     model = load_model(args.model)
-    with progress("quantization search", None) as advance:
+    base = config_from_args(args.config) if args.hardware else None
+    sims = list(SIMULATORS) if args.sim == "all" else [args.sim]
+    con = console()
+    with ExitStack() as bar:
+        advance = bar.enter_context(progress("quantization search", None))
         last = [0]
+        t0 = []
 
-        def cb(done, total):
+        def step(done, total):
             advance(done - last[0], total=total)
             last[0] = done
-        report = qsearch.quantize_report(model, bound=args.bound / 100, images=args.images,
-                                         schedule=args.schedule, progress=cb)
-    con = console()
-    if args.hardware:
-        report["hardware"] = hardware_report(report, args, con)
-    for table in tables(report):
+
+        def say(msg):                     # the hardware section: the search's bar is done
+            if not t0:
+                bar.close()
+                t0.append(time.perf_counter())
+            con.print(f"[{time.perf_counter() - t0[0]:6.1f} s] {msg}")
+        try:
+            report = quantize(model, bound=args.bound / 100, images=args.images,
+                              schedule=args.schedule, base=base, sims=sims, progress=step,
+                              say=say)
+        except (LibertyMissing, SimulatorMissing) as exc:
+            raise UsageError(str(exc)) from None
+    data = report.to_dict()
+    for table in tables(data):
         con.print(table)
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
         tmp.replace(path)
         con.print(f"wrote {path}")
     return 0
-
-
-def hardware_report(report: dict, args, con) -> dict:
-    """The two requantizers (OSU 0.18 um area, gate-level toggle energy, every cycle against
-    the golden model) and the searched layer 0 in the Datapath RTL."""
-    import time
-
-    import torch
-
-    from aqua.cli import UsageError
-    from arch.config import load_config
-    from cosim.requant import compare_requantizers
-    from cosim.run import assemble_outputs, cnn_jobs, run_datapath
-    from cosim.sim import SIMULATORS, SimulatorMissing
-    from gen.synth import LibertyMissing
-    from golden.data import cluttered_digits
-    from golden.layer import conv2d
-    from golden.qhardware import integer_layer
-    from golden.qsearch import Fmt, LayerFormat, describe
-
-    base = load_config(args.config)
-    sims = list(SIMULATORS) if args.sim == "all" else [args.sim]
-    t0 = time.perf_counter()
-
-    def say(msg):
-        con.print(f"[{time.perf_counter() - t0:6.1f} s] {msg}")
-    try:
-        say("requantizers: OSU 0.18 um synthesis and co-simulation (first run builds the "
-            "simulators, a few minutes)")
-        req = compare_requantizers(base, sims, progress=say)
-        formats = [LayerFormat(*(Fmt(**f[k]) for k in "xwb"))
-                   for f in report["methods"]["searched"]["formats"]]
-        layers = describe(load_model(args.model))
-        x, _ = cluttered_digits("test")
-        cfg, q = integer_layer(base, layers, formats, 0, x[:1])
-        gold = conv2d(cfg, q.x, q.weight, q.bias, stride=q.stride, padding=q.padding,
-                      shift=q.shift, relu=q.relu)
-        gold = gold.permute(0, 2, 3, 1).reshape(-1, gold.shape[1])
-        layer_runs = []
-        for sim in sims:
-            say(f"searched layer 0 in the Datapath RTL under {sim}")
-            jobs = cnn_jobs(cfg, q)
-            run = run_datapath(cfg, sim, jobs=jobs, seed=0, label="quantize-l0")
-            exact = run.passed and torch.equal(assemble_outputs(cfg, jobs, run.outputs), gold)
-            layer_runs.append({"sim": sim, "cycles": run.cycles, "compared": run.compared,
-                               "bit_exact": bool(exact), "message": run.message})
-    except (LibertyMissing, SimulatorMissing) as exc:
-        raise UsageError(str(exc)) from None
-    say("hardware section done")
-    return {"requantizers": req,
-            "searched_layer": {"config": cfg.to_dict(), "shift": q.shift,
-                               "outputs": gold.numel(), "runs": layer_runs}}
 
 
 def _pct(v: float) -> str:
@@ -139,7 +104,7 @@ def _pct(v: float) -> str:
 
 
 def tables(report: dict) -> list:
-    """The rich tables of a :func:`golden.qsearch.quantize_report` dict."""
+    """The rich tables of a :meth:`golden.qreport.QuantizeReport.to_dict` dict."""
     from rich.table import Table
 
     m = report["methods"]

@@ -22,12 +22,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from aqua._cmdutil import check_output_file
     from aqua.cli import UsageError, progress
-    from golden.cnn import BUILD_MODEL, TRAIN_EPOCHS, TRAIN_SEED, save_democnn, train_democnn
+    from golden.cnn import BUILD_MODEL
+    from golden.demo import train_and_save
 
     check_output_file(BUILD_MODEL if args.output is None else args.output, "--output")
 
-    epochs = TRAIN_EPOCHS if args.epochs is None else args.epochs
-    seed = TRAIN_SEED if args.seed is None else args.seed
     output = BUILD_MODEL if args.output is None else args.output
 
     from pathlib import Path
@@ -42,12 +41,12 @@ def run(args: argparse.Namespace) -> int:
     with progress("training the demo CNN", None) as advance:
         def step(done, total):
             advance(total=total)
-        result = train_democnn(epochs=epochs, seed=seed, progress=step)
-    try:
-        path = save_democnn(result.model, output)
-    except OSError as exc:
-        raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
-    print(f"trained {result.steps} steps in {result.seconds:.1f} s; "
-          f"test accuracy {100 * result.test_accuracy:.1f} %")
-    print(f"wrote {path}; use it with `aqua demo --model {path}`")
+        try:
+            report = train_and_save(output, epochs=args.epochs, seed=args.seed,
+                                    progress=step)
+        except OSError as exc:
+            raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
+    print(f"trained {report.steps} steps in {report.seconds:.1f} s; "
+          f"test accuracy {100 * report.test_accuracy:.1f} %")
+    print(f"wrote {report.path}; use it with `aqua demo --model {report.path}`")
     return 0

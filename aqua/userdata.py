@@ -4,7 +4,9 @@
 importable callable returning an ``nn.Module``) with ``--weights`` (a state dict).
 
 **Images** (``--images``): a folder with one subfolder per class (sorted names are the classes
-0, 1, ...; every file in them must be an image Pillow reads), or an ``.npz`` with ``x``
+0, 1, ...; every file whose name ends in an image suffix, :data:`IMAGE_SUFFIXES`, must be an
+image Pillow reads; other files, such as a README, are skipped with a note), or an ``.npz`` with
+``x``
 (``[N, H, W]``, ``[N, H, W, C]`` or ``[N, C, H, W]``; uint8 is divided by 255, floats are taken
 as [0, 1]) and ``y`` (``[N]`` integer labels). Preprocessing is explicit: optional
 ``--grayscale``, resizing to ``--size`` (bilinear, antialiased), then ``(x - mean) / std`` per
@@ -53,6 +55,7 @@ from golden.crop import kept_window
 __all__ = ["load_user_model", "load_images", "user_subject", "user_study_inputs", "SPLIT_SEED"]
 
 SPLIT_SEED = 0
+#: file name suffixes (any case) read from an image folder; other files are skipped
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
                   ".pgm"}
 
@@ -140,9 +143,13 @@ def _read_folder(root: Path, size: int | None, grayscale: bool):
     if not classes:
         raise _error(f"--images {root}: no class subfolders (expected one folder per class)")
     xs, ys = [], []
+    skipped = 0
     for label, name in enumerate(classes):
         for f in sorted((root / name).iterdir()):
             if f.is_dir():
+                continue
+            if f.suffix.lower() not in IMAGE_SUFFIXES:
+                skipped += 1
                 continue
             try:
                 with Image.open(f) as im:
@@ -153,6 +160,11 @@ def _read_folder(root: Path, size: int | None, grayscale: bool):
             xs.append(_preprocess(torch.from_numpy(a).permute(2, 0, 1)[None], size,
                                   grayscale)[0])
             ys.append(label)
+    if skipped:
+        import sys
+        print(f"note: --images {root}: skipped {skipped} file{'s' if skipped > 1 else ''} "
+              f"without an image suffix ({', '.join(sorted(IMAGE_SUFFIXES))})",
+              file=sys.stderr)
     if not xs:
         raise _error(f"--images {root}: the class folders hold no images")
     if len({x.shape for x in xs}) > 1:

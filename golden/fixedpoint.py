@@ -337,17 +337,10 @@ def quantize_democnn(cfg: AccelConfig, model: DemoCNN,
     return QuantNet(cfg=cfg, layers=tuple(layers), input_frac=input_frac)
 
 
-def _golden():
-    try:
-        from golden import layer
-    except ImportError as exc:  # pragma: no cover - only while golden/layer.py is missing
-        raise ImportError(f"the golden layer model is not available: {exc}") from None
-    return layer
-
-
 def run_layer(net: QuantNet, q: QuantLayer, x: torch.Tensor) -> torch.Tensor:
     """Layer ``q`` of ``net`` on integer inputs ``x`` through the golden model (int64 out)."""
-    layer = _golden()
+    from golden import layer
+
     if q.kind == "conv":
         return layer.conv2d(net.cfg, x, q.weight, q.bias, stride=q.stride, padding=q.padding,
                             shift=q.shift, relu=q.relu)

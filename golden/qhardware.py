@@ -1,5 +1,5 @@
-"""From the searched per-layer formats (``golden.qsearch``) to a tile configuration and an
-integer layer that the Datapath RTL computes bit-exactly.
+"""From the searched per-layer formats (``golden.qsearch``, ``golden.qformat``) to a tile
+configuration and an integer layer that the Datapath RTL computes bit-exactly.
 
 For conv layer ``l`` with formats ``f = formats[l]`` and output format ``o = formats[l+1].x``
 (the next layer's input), :func:`layer_config` derives an :class:`~arch.config.AccelConfig` from
@@ -17,8 +17,8 @@ a base tile:
 
 :func:`integer_layer` gives the layer's integer inputs (the images quantized to ``formats[0].x``
 and run through the earlier layers, each in its own derived configuration through
-``golden.layer.conv2d``), weights and bias (:func:`golden.qsearch.integer_params`, the very
-integers of :func:`golden.qsearch.shift_round`), as a :class:`golden.fixedpoint.QuantLayer`
+``golden.layer.conv2d``), weights and bias (:func:`golden.qformat.integer_params`, the very
+integers of :func:`golden.qshift.shift_round`), as a :class:`golden.fixedpoint.QuantLayer`
 that ``cosim.run.cnn_jobs`` feeds to the RTL.
 """
 
@@ -31,7 +31,8 @@ import torch
 
 from arch.config import AccelConfig
 from golden.fixedpoint import QuantError, QuantLayer, bias_range, round_half_even, saturate
-from golden.qsearch import LayerFormat, LayerInfo, integer_params
+from golden.qformat import LayerFormat, integer_params
+from golden.qlayers import LayerInfo
 
 __all__ = ["layer_config", "layer_shift", "integer_layer"]
 

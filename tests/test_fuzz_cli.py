@@ -41,7 +41,7 @@ EXPENSIVE = [
     ("gen.verilog", "generate"),
     ("golden.fixedpoint", "quantize_democnn"),
     ("golden.cnn", "train_democnn"),
-    ("golden.qsearch", "quantize_report"),
+    ("golden.qreport", "quantize_report"),
     ("cosim.run", "random_jobs"),
     ("cosim.calibrate", "calibrate"),
     ("aqua.crop_study", "run_study"),

@@ -35,7 +35,7 @@ WRITERS = [
     (["quantize", "--no-hardware"], "--json", "file"),
 ]
 EXPENSIVE = [("gen.verilog", "generate"), ("golden.fixedpoint", "quantize_democnn"),
-             ("golden.cnn", "train_democnn"), ("golden.qsearch", "quantize_report"),
+             ("golden.cnn", "train_democnn"), ("golden.qreport", "quantize_report"),
              ("cosim.run", "random_jobs"), ("cosim.calibrate", "calibrate"),
              ("aqua.crop_study", "run_study"), ("golden.cnn", "load_democnn")]
 

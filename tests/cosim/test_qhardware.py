@@ -12,10 +12,11 @@ from cosim.run import assemble_outputs, cnn_jobs, run_datapath
 from cosim.sim import selected_simulators
 from golden.cnn import load_democnn
 from golden.data import cluttered_digits
-from golden.fixedpoint import QuantError, calibration_images
+from golden.fixedpoint import QuantError, calibration_images, saturate
 from golden.layer import conv2d
+from golden.qformat import Fmt, round_half_up, uniform_formats
 from golden.qhardware import integer_layer, layer_config, layer_shift
-from golden.qsearch import Fmt, _ranges, describe, round_half_up, saturate, uniform_formats
+from golden.qlayers import calibration_ranges, describe
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +24,7 @@ def searched():
     """Mixed formats like the search picks: 6-bit everywhere, layer 0 with 5-bit (odd,
     signed) weights and 7-bit inputs, layer 1 with 5-bit unsigned inputs."""
     layers = describe(load_democnn())
-    formats = uniform_formats(layers, _ranges(layers, calibration_images(64)), 6)
+    formats = uniform_formats(layers, calibration_ranges(layers, calibration_images(64)), 6)
     f0, f1 = formats[0], formats[1]
     formats[0] = dataclasses.replace(f0, x=Fmt(7, f0.x.frac + 1, f0.x.signed),
                                      w=Fmt(5, f0.w.frac - 1, True))

@@ -9,6 +9,9 @@ import torch
 from torch import nn
 
 from aqua.cli import main
+from golden import qbaseline, qreport, qshift
+from golden import qformat as qf
+from golden import qlayers as qn
 from golden import qsearch as qs
 from golden.cnn import load_democnn
 from golden.data import cluttered_digits
@@ -32,7 +35,7 @@ class Toy(nn.Module):
 def demo():
     model = load_democnn()
     x, y = cluttered_digits("test")
-    return model, qs.describe(model), calibration_images(), x[:N_VAL], y[:N_VAL]
+    return model, qn.describe(model), calibration_images(), x[:N_VAL], y[:N_VAL]
 
 
 @pytest.fixture(scope="module")
@@ -44,45 +47,46 @@ def searches(demo):
 
 
 def test_doctests():
-    result = doctest.testmod(qs, raise_on_error=False)
-    assert result.attempted >= 3 and result.failed == 0
+    results = [doctest.testmod(m, raise_on_error=False)
+               for m in (qf, qn, qs, qshift, qbaseline, qreport)]
+    assert sum(r.attempted for r in results) >= 3 and sum(r.failed for r in results) == 0
 
 
 def test_fmt_ranges_and_validation():
-    assert (qs.Fmt(8, 3).lo, qs.Fmt(8, 3).hi) == (-128, 127)
-    assert (qs.Fmt(3, 0, False).lo, qs.Fmt(3, 0, False).hi) == (0, 7)
-    assert str(qs.Fmt(5, -2, False)) == "u5.-2"
+    assert (qf.Fmt(8, 3).lo, qf.Fmt(8, 3).hi) == (-128, 127)
+    assert (qf.Fmt(3, 0, False).lo, qf.Fmt(3, 0, False).hi) == (0, 7)
+    assert str(qf.Fmt(5, -2, False)) == "u5.-2"
     with pytest.raises(ValueError, match="bits must be a positive integer, not 0"):
-        qs.Fmt(0, 0)
+        qf.Fmt(0, 0)
 
 
 def test_fake_quant_rounds_half_even_and_saturates():
     t = torch.tensor([0.125, 0.375, -0.125, 0.9, -1.2])
     #   x * 4 =        0.5,   1.5,   -0.5,   3.6, -4.8  -> 0, 2, 0, 3 (sat), -4
-    assert qs.fake_quant(t, qs.Fmt(3, 2)).tolist() == [0.0, 0.5, 0.0, 0.75, -1.0]
-    assert qs.fake_quant(t, None) is t
+    assert qf.fake_quant(t, qf.Fmt(3, 2)).tolist() == [0.0, 0.5, 0.0, 0.75, -1.0]
+    assert qf.fake_quant(t, None) is t
 
 
 def test_cost_accounting_on_toy_by_hand():
-    layers = qs.describe(Toy(), image_hw=(8, 8))
+    layers = qn.describe(Toy(), image_hw=(8, 8))
     # conv0: 8*8 outputs x 2 ch x 9 taps; conv1: 4*4 x 4 ch x 2*9 taps; fc: 3 x 4
-    assert qs.macs(layers) == [1152, 1152, 12]
-    fmts = [qs.LayerFormat(qs.Fmt(4, 0, False), qs.Fmt(3, 0), qs.Fmt(8, 0)),
-            qs.LayerFormat(qs.Fmt(6, 0, False), qs.Fmt(5, 0), qs.Fmt(10, 0)),
-            qs.LayerFormat(qs.Fmt(8, 0, False), qs.Fmt(2, 0), qs.Fmt(16, 0))]
+    assert qn.macs(layers) == [1152, 1152, 12]
+    fmts = [qf.LayerFormat(qf.Fmt(4, 0, False), qf.Fmt(3, 0), qf.Fmt(8, 0)),
+            qf.LayerFormat(qf.Fmt(6, 0, False), qf.Fmt(5, 0), qf.Fmt(10, 0)),
+            qf.LayerFormat(qf.Fmt(8, 0, False), qf.Fmt(2, 0), qf.Fmt(16, 0))]
     # weights 18, 72, 12; biases 2, 4, 3
-    assert qs.memory_bits(layers, fmts) == 18 * 3 + 2 * 8 + 72 * 5 + 4 * 10 + 12 * 2 + 3 * 16
-    assert qs.multiply_cost(layers, fmts) == 1152 * 3 * 4 + 1152 * 5 * 6 + 12 * 2 * 8
-    s = qs.cost_summary(layers, fmts)
+    assert qn.memory_bits(layers, fmts) == 18 * 3 + 2 * 8 + 72 * 5 + 4 * 10 + 12 * 2 + 3 * 16
+    assert qn.multiply_cost(layers, fmts) == 1152 * 3 * 4 + 1152 * 5 * 6 + 12 * 2 * 8
+    s = qn.cost_summary(layers, fmts)
     assert s["memory_ratio_vs_uniform8"] == pytest.approx(542 / (8 * 111))
     assert s["multiply_ratio_vs_uniform8"] == pytest.approx(48576 / (64 * 2316))
 
 
 def test_demo_macs_and_quant_op_counts_by_hand(demo):
     layers = demo[1]
-    assert qs.macs(layers) == [32 * 32 * 8 * 9, 16 * 16 * 16 * 72, 16 * 16 * 16 * 144,
+    assert qn.macs(layers) == [32 * 32 * 8 * 9, 16 * 16 * 16 * 72, 16 * 16 * 16 * 144,
                                8 * 8 * 32 * 144, 320]
-    ops = qs.quant_op_counts(layers)
+    ops = qshift.quant_op_counts(layers)
     # before: image, 4 x (conv, relu), pool, fc = 11; after: image, 4 fused, pool, fc = 7
     outs = 8 * 32 * 32 + 16 * 16 * 16 + 16 * 16 * 16 + 32 * 8 * 8
     assert ops == {"modules_before": 11, "modules_after": 7,
@@ -92,23 +96,23 @@ def test_demo_macs_and_quant_op_counts_by_hand(demo):
 
 def test_uniform8_formats(demo):
     _, layers, calib, _, _ = demo
-    fmts = qs.uniform_formats(layers, qs._ranges(layers, calib), 8)
+    fmts = qf.uniform_formats(layers, qn.calibration_ranges(layers, calib), 8)
     assert all(getattr(f, k).bits == 8 for f in fmts for k in "xwb")
-    assert fmts[0].x == qs.Fmt(8, 7, False)            # image in [0, 1]: 1.0 * 2**7 <= 255
+    assert fmts[0].x == qf.Fmt(8, 7, False)            # image in [0, 1]: 1.0 * 2**7 <= 255
     for f, L in zip(fmts, layers):
         assert not f.x.signed and f.w.signed           # ReLU'd / pooled inputs, signed weights
         assert f.w.frac == frac_bits_for(float(L.weight.min()), float(L.weight.max()),
                                          -128, 127)
-    assert qs.cost_summary(layers, fmts)["multiply_ratio_vs_uniform8"] == 1.0
+    assert qn.cost_summary(layers, fmts)["multiply_ratio_vs_uniform8"] == 1.0
 
 
 def test_search_meets_bound_and_costs_less(demo, searches):
     _, layers, calib, x, y = demo
     aware, _ = searches
     assert aware.meets_bound
-    acc = qs.accuracy(qs.fake_forward(layers, aware.formats, x), y)
+    acc = qn.accuracy(qn.fake_forward(layers, aware.formats, x), y)
     assert acc == aware.accuracy >= aware.float_accuracy - qs.DEFAULT_BOUND
-    s = qs.cost_summary(layers, aware.formats)
+    s = qn.cost_summary(layers, aware.formats)
     assert s["memory_ratio_vs_uniform8"] < 1 and s["multiply_ratio_vs_uniform8"] < 0.6
     assert all(2 <= getattr(f, k).bits <= 16 for f in aware.formats for k in "xwb")
 
@@ -136,22 +140,22 @@ def test_search_rejects_bad_arguments(demo):
 
 def test_shift_round_fusion_keeps_the_integers(demo, searches):
     _, layers, calib, x, y = demo
-    for fmts in (qs.uniform_formats(layers, qs._ranges(layers, calib), 8), searches[0].formats):
-        fused = qs.shift_round(layers, fmts, x[:32], fused=True)
-        unfused = qs.shift_round(layers, fmts, x[:32], fused=False)
+    u8 = qf.uniform_formats(layers, qn.calibration_ranges(layers, calib), 8)
+    for fmts in (u8, searches[0].formats):
+        fused = qshift.shift_round(layers, fmts, x[:32], fused=True)
+        unfused = qshift.shift_round(layers, fmts, x[:32], fused=False)
         assert torch.equal(fused, unfused)
     # power-of-two 8-bit, integer-exact, stays close to the float network
-    u8 = qs.uniform_formats(layers, qs._ranges(layers, calib), 8)
-    acc = qs.accuracy(qs.shift_round(layers, u8, x), y)
+    acc = qn.accuracy(qshift.shift_round(layers, u8, x), y)
     assert acc >= searches[0].float_accuracy - 0.02
 
 
 def test_torch_ao_int8_runs(demo):
     model, _, calib, x, y = demo
-    r = qs.torch_ao_int8(model, calib[:64], x[:64])
+    r = qbaseline.torch_ao_int8(model, calib[:64], x[:64])
     assert r["method"].startswith("torch.ao.quantization"), r["method"]
     assert r["logits"].shape == (64, 10)
-    assert qs.accuracy(r["logits"], y[:64]) > 0.8
+    assert qn.accuracy(r["logits"], y[:64]) > 0.8
 
 
 def test_cli_rejects_too_many_images(capsys):
@@ -168,3 +172,33 @@ def test_cli_writes_json(tmp_path, capsys):
     assert report["methods"]["searched"]["meets_bound"]
     assert report["quant_ops"]["modules_before"] == 11
     assert "per-layer formats" in capsys.readouterr().out
+
+
+def _keys(d, path=()):
+    """Every key path of a nested JSON object."""
+    for k, v in d.items():
+        yield path + (k,)
+        if isinstance(v, dict):
+            yield from _keys(v, path + (k,))
+        elif isinstance(v, list):
+            for item in v:
+                if isinstance(item, dict):
+                    yield from _keys(item, path + (k,))
+
+
+def test_cli_json_timing_under_one_key(tmp_path, capsys):
+    """Two runs give the same JSON byte for byte once the one ``timing`` key is dropped."""
+    texts = []
+    for name in ("a.json", "b.json"):
+        path = tmp_path / name
+        assert main(["quantize", "--images", "30", "--no-hardware", "--json", str(path)]) == 0
+        report = json.loads(path.read_text())
+        assert set(report["timing"]) == {"searched_seconds", "no_interaction_seconds",
+                                         "golden_seconds"}
+        assert all(v >= 0 for v in report["timing"].values())
+        del report["timing"]
+        assert not [p for p in _keys(report) if "seconds" in p[-1]]
+        assert "hardware" not in report
+        texts.append(json.dumps(report, indent=2, sort_keys=True))
+    capsys.readouterr()
+    assert texts[0] == texts[1]

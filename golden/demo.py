@@ -1,0 +1,245 @@
+"""The demo CNN's command reports on the golden model: ``aqua demo`` (one layer checked and
+timed, the quantized network's accuracy), ``aqua bench`` (every layer timed) and ``aqua train``
+(train and save). Each function returns a report dataclass with ``to_dict()``; the commands
+only render it."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from arch.config import AccelConfig
+
+__all__ = ["DemoReport", "demo_layer", "BenchRow", "BenchReport", "bench_layers",
+           "TrainReport", "train_and_save"]
+
+
+def _float_inputs(q):
+    """Layer ``q``'s dequantized inputs, weights and bias in float32 (as a float net runs)."""
+    from golden import fixedpoint as fxp
+
+    return (fxp.from_fixed(q.x, q.x_frac).float(), fxp.from_fixed(q.weight, q.w_frac).float(),
+            fxp.from_fixed(q.bias, q.w_frac + q.x_frac).float())
+
+
+# -- aqua demo ------------------------------------------------------------------------------
+
+@dataclass
+class DemoReport:
+    """One conv layer of the demo CNN through the golden model on ``cfg``: checked against
+    the exact int64 convolution and the float one, timed against torch; the float and the
+    quantized network's accuracy. ``rtl`` is filled in by ``cosim.demo`` (or stays ``None``)."""
+    config: dict
+    layer: int
+    shape: str
+    in_shape: tuple
+    out_shape: tuple
+    relu: bool
+    row_tiles: int
+    groups: int
+    vectors: int
+    crossbar_latency: int
+    w_frac: int
+    x_frac: int
+    out_frac: int
+    shift: int
+    weights_clipped: int
+    images: int
+    lossless: bool
+    outputs: int
+    mismatches: int
+    max_error_lsb: float
+    saturated: int
+    golden_seconds: float
+    torch_seconds: float
+    float_accuracy: float
+    float_images: int
+    quant_accuracy: float | None
+    quant_images: int
+    rtl: dict | None = None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def demo_layer(cfg: AccelConfig, model, layer: int, images: int, accuracy_images: int, *,
+               progress: Callable[[int], None] | None = None) -> DemoReport:
+    """Conv layer ``layer`` of ``model`` quantized to ``cfg`` on the first ``images`` test
+    images; the quantized network's accuracy on the first ``accuracy_images`` (0: skipped;
+    ``progress(images done)`` after each batch).
+
+    Raises
+    ------
+    golden.fixedpoint.QuantError
+        If the model cannot be quantized to ``cfg``.
+    """
+    import torch.nn.functional as F
+
+    from golden import fixedpoint as fxp
+    from golden import layer as golden_layer
+    from golden.cnn import CONV_SPECS, evaluate
+    from golden.data import cluttered_digits
+    from golden.timing import best_time, single_thread
+
+    x_test, y_test = cluttered_digits("test")
+    net = fxp.quantize_democnn(cfg, model)
+    q = fxp.quant_layer(net, layer, x_test[:images])
+
+    def golden():
+        return golden_layer.conv2d(cfg, q.x, q.weight, q.bias, stride=q.stride,
+                                   padding=q.padding, shift=q.shift, relu=q.relu)
+
+    # The float layer on the dequantized inputs, as torch runs it (float32, like a float net).
+    xf, wf, bf = _float_inputs(q)
+
+    def reference():
+        return F.conv2d(xf, wf, bf, stride=q.stride, padding=q.padding)
+
+    t_golden, y = best_time(golden, min_seconds=0.5)
+    t_torch, _ = best_time(reference, min_seconds=0.2)
+
+    exact = fxp.exact_reference(cfg, q)
+    mismatches = int((y != exact).sum())
+    fref = fxp.float_reference(q)
+    unsat = (fref > cfg.output_min - 0.5) & (fref < cfg.output_max + 0.5)
+    err = (y.double() - fref).abs()
+    max_err = float(err[unsat].max()) if bool(unsat.any()) else float("nan")
+
+    float_acc = evaluate(model, x_test, y_test)
+    quant_acc = None
+    if accuracy_images:
+        with single_thread():
+            quant_acc = fxp.quant_accuracy(net, x_test[:accuracy_images],
+                                           y_test[:accuracy_images], progress=progress)
+
+    row_tiles, groups = golden_layer.tile_counts(cfg, q.weight[0].numel(), q.weight.shape[0])
+    return DemoReport(
+        config={"name": cfg.name, "description": cfg.description, "rows": cfg.rows,
+                "cols": cfg.cols, "cell_bits": cfg.cell_bits, "weight_bits": cfg.weight_bits,
+                "weight_encoding": cfg.weight_encoding, "input_bits": cfg.input_bits,
+                "adc_bits": cfg.adc_bits, "adc_mode": cfg.adc_mode},
+        layer=layer, shape=q.shape, in_shape=tuple(q.x.shape[1:]),
+        out_shape=tuple(y.shape[1:]), relu=CONV_SPECS[layer].relu, row_tiles=row_tiles,
+        groups=groups, vectors=y.shape[0] * y.shape[2] * y.shape[3],
+        crossbar_latency=cfg.latency, w_frac=q.w_frac, x_frac=q.x_frac, out_frac=q.out_frac,
+        shift=q.shift, weights_clipped=q.weights_clipped, images=images,
+        lossless=cfg.adc_mode == "lossless", outputs=y.numel(), mismatches=mismatches,
+        max_error_lsb=max_err, saturated=int((~unsat).sum()), golden_seconds=t_golden,
+        torch_seconds=t_torch, float_accuracy=float_acc, float_images=len(x_test),
+        quant_accuracy=quant_acc, quant_images=accuracy_images)
+
+
+# -- aqua bench -----------------------------------------------------------------------------
+
+@dataclass
+class BenchRow:
+    """One layer of :func:`bench_layers`."""
+    index: int
+    shape: str
+    row_tiles: int
+    groups: int
+    mvms: int
+    outputs: int
+    golden_seconds: float
+    torch_seconds: float
+
+
+@dataclass
+class BenchReport:
+    """The golden model's throughput on every layer of the demo CNN on ``config``."""
+    config: str
+    images: int
+    rows: list[BenchRow] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def bench_layers(cfg: AccelConfig, model, images: int, *,
+                 progress: Callable[[int, int], None] | None = None) -> BenchReport:
+    """Time every layer of ``model`` quantized to ``cfg`` on the first ``images`` test
+    images, golden model against torch (one thread, best of several runs);
+    ``progress(layers done, layers)`` after each.
+
+    Raises
+    ------
+    golden.fixedpoint.QuantError
+        If the model cannot be quantized to ``cfg``.
+    """
+    from golden import fixedpoint as fxp
+    from golden.data import cluttered_digits
+
+    x_test, _ = cluttered_digits("test")
+    net = fxp.quantize_democnn(cfg, model)
+    report = BenchReport(cfg.name, images)
+    for index in range(len(net.layers)):
+        report.rows.append(_bench_layer(net, index, x_test[:images]))
+        if progress is not None:
+            progress(index + 1, len(net.layers))
+    return report
+
+
+def _bench_layer(net, index: int, images) -> BenchRow:
+    """Layer ``index`` of ``net`` on ``images``, golden model vs torch."""
+    import torch.nn.functional as F
+
+    from golden import fixedpoint as fxp
+    from golden.layer import tile_counts
+    from golden.timing import best_time
+
+    q = fxp.quant_layer(net, index, images)
+    xf, wf, bf = _float_inputs(q)
+    if q.kind == "conv":
+        def ref():
+            return F.conv2d(xf, wf, bf, stride=q.stride, padding=q.padding)
+    else:
+        def ref():
+            return F.linear(xf, wf, bf)
+    t_golden, y = best_time(lambda: fxp.run_layer(net, q, q.x), min_seconds=0.3)
+    t_torch, _ = best_time(ref, min_seconds=0.1)
+    n_out = q.weight.shape[0]
+    tiles, groups = tile_counts(net.cfg, q.weight[0].numel(), n_out)
+    vectors = y.numel() // n_out
+    return BenchRow(index=index, shape=q.shape, row_tiles=tiles, groups=groups,
+                    mvms=vectors * tiles * groups, outputs=y.numel(), golden_seconds=t_golden,
+                    torch_seconds=t_torch)
+
+
+# -- aqua train -----------------------------------------------------------------------------
+
+@dataclass
+class TrainReport:
+    """What :func:`train_and_save` did: optimiser steps, wall time, test accuracy, file."""
+    steps: int
+    seconds: float
+    test_accuracy: float
+    path: str
+    epochs: int
+    seed: int
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def train_and_save(output: str | Path, *, epochs: int | None = None, seed: int | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> TrainReport:
+    """Train the demo CNN (:func:`golden.cnn.train_democnn`; the shipped model's epochs and
+    seed by default; ``progress(step, steps)`` after every step) and write its state dict to
+    ``output``.
+
+    Raises
+    ------
+    OSError
+        If ``output`` cannot be written.
+    """
+    from golden.cnn import TRAIN_EPOCHS, TRAIN_SEED, save_democnn, train_democnn
+
+    epochs = TRAIN_EPOCHS if epochs is None else epochs
+    seed = TRAIN_SEED if seed is None else seed
+    result = train_democnn(epochs=epochs, seed=seed, progress=progress)
+    path = save_democnn(result.model, output)
+    return TrainReport(steps=result.steps, seconds=result.seconds,
+                       test_accuracy=result.test_accuracy, path=str(path), epochs=epochs,
+                       seed=seed)
