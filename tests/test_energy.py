@@ -168,3 +168,24 @@ def test_cli_energy_errors(capsys, argv, msg):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and msg in err and err.count("\n") == 1
+
+
+def test_one_registry_one_total_one_fit():
+    """The event names, blocks and operations live once in ``arch.energy``; the digital total
+    and the NNLS fit are the helpers there."""
+    import golden.energy_model as em
+    import golden.events as ge
+    from arch import energy as E
+
+    assert ge.EVENTS is E.DATAPATH_EVENTS and em.LAYER_EVENTS is E.LAYER_EVENTS
+    assert em.OPS is E.OPS and em.TILE_OPS is E.TILE_OPS and em.BLOCKS is E.BLOCKS
+    counts = {c for c, _ in E.EVENT_MAP.values()} | set(E.OPS.values()) | set(E.TILE_OPS.values())
+    assert counts <= set(E.LAYER_EVENTS)
+    te = {"a": {"register": 1.0, "comb": 2.0, "clock": 0.5, "register_toggles": 9},
+          "b": {"register": 0.25, "comb": 0.0, "clock": 0.0}}
+    assert E.digital_pj(te["a"]) == 3.5 and E.digital_total(te) == 3.75
+    coef, res = E.nnls_fit([[1, 0], [0, 2], [1, 1]], [2, 4, 4])
+    assert coef == pytest.approx([2.0, 2.0]) and res == pytest.approx(0.0, abs=1e-12)
+    coef, res = E.nnls_fit([[1.0], [2.0]], [-1.0, -2.0])      # non-negative: clamps at 0
+    assert coef == [0.0] and res == pytest.approx(2.5 ** 0.5 / 1.5)
+    assert E.nnls_fit([[0.0], [0.0]], [0.0, 0.0]) == ([0.0], None)
