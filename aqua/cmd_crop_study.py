@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
                            batch=args.batch)
     from golden.energy_model import load_calibration
 
-    cal = load_calibration(cfg)
+    cal = load_calibration(cfg, table)
     res.update(config=cfg.name, table=table.name, from_layer=args.from_layer,
                energy_calibration=cal.path if cal is not None and cal.table == table.name
                else None)
@@ -190,9 +190,10 @@ def _report(res, out, con) -> None:
               f"{res['from_layer']}; {res['test_images']} test images, "
               f"{res['train_images']} training images ({res['fit_images']} fit the learned "
               f"0th layer, {res['calibration_images']} calibrate thresholds)")
+    energy = (f"{u['energy_pj_per_image'] / 1e6:.3f} uJ per image" if res["energy_unit"] == "pJ"
+              else f"energy {u['energy_pj_per_image']:.3f} per image ({res['energy_unit']})")
     con.print(f"uncropped: top-1 {100 * u['top1']:.1f}%, top-5 {100 * u['top5']:.1f}%, "
-              f"{u['energy_pj_per_image'] / 1e6:.3f} uJ/image ({res['energy_unit']}); "
-              f"oracle pass {res['timing']['images_per_second']:.1f} images/s x 16 crops")
+              f"{energy}; oracle pass {res['timing']['images_per_second']:.1f} images/s x 16 crops")
     t = Table(title="AQuA crop study: measured beside the paper (ImageNet, ISAAC)")
     t.add_column("metric")
     t.add_column("paper", justify="right")

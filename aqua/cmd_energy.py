@@ -1,29 +1,37 @@
 """``aqua energy [CONFIG] [LAYER] [CROP]``: energy of a demo-CNN conv layer, uncropped and per crop.
 
-For one test image, the layer's input activations come from the integer network
-(``golden.fixedpoint.quant_layer``); the crop window is taken on the image
-(``golden.crop.kept_window``) and scaled to the layer's map. For the uncropped layer and each
-crop vector (all 16, or the one ``CROP``), the analytic model (``golden.energy_model``) gives the
-energy per event class and per block: the table's events (ADC scaled to the config's width,
-eDRAM feature-map traffic) plus the digital logic per operation from the shipped calibration
-(``configs/energy/calibration/<config>.toml``; without one, events only, and the report says
-so). A per-layer table gives every conv layer uncropped and under its best crop.
+The command parses and checks its arguments (before anything expensive), makes one library call
+that returns a report object and renders it as tables, JSON (``report.to_dict()``) and a PNG:
 
-Unless ``--analytic``, the uncropped layer and the best crop are also co-simulated
-(``cosim.run.cnn_jobs``: one job per crossbar, cropped activations zero, only computed output
-positions streamed); the RTL's event counts are checked equal to the analytic ones and the
-digital energy from the RTL's per-bit toggles is reported beside the calibrated estimate.
+* default: :func:`cosim.energy_report.energy_report` (the analytic model per crop and, unless
+  ``--analytic``, RTL toggle runs of the uncropped layer and the best crop);
+* ``--calibrate``: :func:`cosim.calibrate.calibration_report` fits the per-operation digital
+  calibration (several minutes) and writes it to
+  ``configs/energy/calibration/<config>/<table>.toml`` (or ``--out``);
+* ``--tile``: :func:`cosim.tile_energy.tile_report` runs the layer on the RTL ``ConvTile``;
+  ``--tile --calibrate``: :func:`cosim.tile_energy.calibrate_tile` fits the tile's own logic.
 
-The *best crop* is the non-trivial crop vector whose cropped layer output is closest (L1) to the
-uncropped one: the crop that removes work where this image has nothing to compute.
-
-``--calibrate`` fits the calibration instead (``cosim.calibrate``; several minutes) and writes
-it to ``configs/energy/calibration/<config>.toml`` (or ``--out``).
+The energy is from the calibration of the config *and* the table; without one the report says
+so (the digital logic is then not counted).
 """
 
 from __future__ import annotations
 
 HELP = "energy of a demo-CNN conv layer, uncropped and per crop (analytic, RTL toggles)"
+
+#: one colour per class, the same in every panel and plot: table events, calibrated digital
+#: operations, blocks (20 distinct colours, none used twice)
+COLOURS = {
+    "adc_conversion": "#e6194b", "dac_drive": "#f58231", "row_read": "#4363d8",
+    "sample_hold": "#42d4f4", "shift_add": "#3cb44b", "edram_read_bit": "#911eb4",
+    "edram_write_bit": "#f032e6",
+    "digital.xbar_step": "#469990", "digital.xbar_drive": "#aaffc3",
+    "digital.adc_step": "#800000", "digital.adc_drive": "#fabed4",
+    "digital.vector": "#ffe119", "digital.weight_write": "#9a6324",
+    "digital.idle_cycle": "#a9a9a9",
+    "crossbar": "#000075", "adc": "#808000", "shiftadd": "#bfef45", "control": "#dcbeff",
+    "memory": "#ffd8b1", "agu": "#fffac8",
+}
 
 
 def add_arguments(parser) -> None:
@@ -85,202 +93,111 @@ def _parse(args, conv_layers: int):
     return layer, int(crop)
 
 
-def crop_jobs(cfg, layer, window):
-    """``cnn_jobs`` of ``layer`` (one image) under the kept ``window``: cropped activations
-    are zero and only the computed output positions are streamed. Returns ``(jobs,
-    output_window)``."""
-    import dataclasses
+def _writable(path, *, is_file: bool):
+    """``path`` checked by the shared output check (a file, or a folder that is then made)."""
+    from pathlib import Path
 
-    from cosim.run import cnn_jobs
-    from golden.crop import crop_activations, output_window
+    from aqua._cmdutil import check_output_dir, check_output_file
 
-    _, _, H, W = layer.x.shape
-    k = layer.weight.shape[2]
-    ow = output_window(window, H, W, k, layer.stride, layer.padding)
-    wo = (W + 2 * layer.padding - k) // layer.stride + 1
-    idx = [oy * wo + ox for oy in range(ow[0], ow[1]) for ox in range(ow[2], ow[3])]
-    jobs = cnn_jobs(cfg, dataclasses.replace(layer, x=crop_activations(layer.x, window)))
-    for job in jobs:
-        job["x"] = job["x"][idx]
-    return jobs, ow
-
-
-def layer_geometry(layer) -> dict:
-    """The keyword arguments of ``golden.energy_model.conv_layer_events`` for ``layer``."""
-    cout, cin, k, _ = layer.weight.shape
-    _, _, H, W = layer.x.shape
-    return dict(in_channels=cin, out_channels=cout, height=H, width=W, kernel=k,
-                stride=layer.stride, padding=layer.padding)
-
-
-def _num(v):
-    return float(v.sum()) if hasattr(v, "dtype") else v
-
-
-def crop_rows(cfg, table, layer, fraction, image_hw, crops):
-    """One analytic row per crop index: window, positions, events, pJ per event class and
-    block, total, and the L1 change of the layer output."""
-    from golden.crop import CROP_VECTORS, cropped_conv2d, kept_window, scale_window
-    from golden.energy_model import conv_layer_energy
-    from golden.layer import conv2d
-
-    H0, W0 = image_hw
-    geo = layer_geometry(layer)
-    conv = dict(stride=layer.stride, padding=layer.padding, shift=layer.shift, relu=layer.relu)
-    full_out = conv2d(cfg, layer.x, layer.weight, layer.bias, **conv)
-    rows = []
-    for i in crops:
-        window = scale_window(kept_window(i, fraction, H0, W0), H0, W0, geo["height"],
-                              geo["width"])
-        e = conv_layer_energy(cfg, table, window=window, x=layer.x, **geo)
-        err = int((cropped_conv2d(cfg, layer.x, layer.weight, layer.bias, window=window,
-                                  **conv) - full_out).abs().sum())
-        rows.append({"crop": i, "vector": list(CROP_VECTORS[i]), "window": list(window),
-                     "positions": e.events["positions"],
-                     "events": {k: _num(v) for k, v in e.events.items()},
-                     "by_event": {k: _num(v) for k, v in e.by_event.items()},
-                     "by_block": {k: _num(v) for k, v in e.by_block.items()},
-                     "total_pj": _num(e.total_pj), "calibration": e.calibration,
-                     "l1_error": err})
-    return rows
+    path = Path(path)
+    (check_output_file if is_file else check_output_dir)(path, "--out")
+    (path.parent if is_file else path).mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def run(args) -> int:
-    import json
     import time
     from pathlib import Path
 
-    from aqua._cmdutil import check_output_dir, check_output_file, config_from_args
+    from aqua._cmdutil import config_from_args
 
-    if args.out is not None:      # with --calibrate, the calibration file; else a folder
-        (check_output_file if args.calibrate else check_output_dir)(args.out, "--out")
     from aqua.cli import UsageError
     from arch.energy import load_energy_table
     from cosim.sim import BUILD_ROOT
-    from golden.cnn import CONV_SPECS, load_democnn
-    from golden.data import cluttered_digits
-    from golden.fixedpoint import quant_layer, quantize_democnn
+    from golden.cnn import CONV_SPECS
+    from golden.data import split_indices
 
     t0 = time.perf_counter()
+    # -- parse and check everything before the first expensive step -------------------------
     cfg = config_from_args(_pick("config", args.config_pos, args.config, "small"))
     table = load_energy_table(args.table)
     if not 0 <= args.fraction < 0.5:
         raise UsageError(f"--fraction must lie in [0, 0.5), not {args.fraction}")
-    if args.calibrate and not args.tile:
-        return _calibrate(cfg, table, args)
     index, crop = _parse(args, len(CONV_SPECS))
+    n_images = len(split_indices("test"))
+    if not 0 <= args.image < n_images:
+        raise UsageError(f"--image must lie in [0, {n_images - 1}]")
     if args.tile:
-        from aqua.cmd_energy_tile import calibrate_tile, run_tile_report
+        from cosim.tile_energy import tile_layer_problem
         if args.analytic:
             raise UsageError("--tile co-simulates the ConvTile; it cannot be --analytic")
-        if args.calibrate:
-            return calibrate_tile(cfg, table, args, index)
-    out_dir = Path(args.out) if args.out else BUILD_ROOT / "energy"
-    out_dir.mkdir(parents=True, exist_ok=True)
+        problem = tile_layer_problem(cfg, index)
+        if problem:
+            raise UsageError(problem)
+    if args.calibrate:
+        out = _writable(args.out, is_file=True) if args.out else None
+    else:
+        out = _writable(Path(args.out) if args.out else BUILD_ROOT / "energy", is_file=False)
+
+    # -- one library call, then render -----------------------------------------------------
+    if args.calibrate and args.tile:
+        from cosim.tile_energy import calibrate_tile
+        rep = calibrate_tile(cfg, table, layer=index, fraction=args.fraction, sim=args.sim,
+                             seed=args.seed, out=out)
+        _print_tile_calibration(rep)
+        return 0
+    if args.calibrate:
+        from aqua.cli import progress
+        from cosim.calibrate import CALIBRATION_RUNS, HELDOUT_RUNS, calibration_report
+        with progress("calibration runs", len(CALIBRATION_RUNS) + len(HELDOUT_RUNS)) as adv:
+            rep = calibration_report(cfg, table, sim=args.sim, seed=args.seed,
+                                     fraction=args.fraction, out=out, advance=adv)
+        _print_calibration(rep)
+        return 0
     if args.tile:
-        return run_tile_report(cfg, table, args, index, crop, out_dir)
+        from cosim.tile_energy import tile_report
+        rep = tile_report(cfg, table, layer=index, crop=crop, image=args.image,
+                          fraction=args.fraction, sim=args.sim, seed=args.seed)
+        _print_tile(rep)
+        stem = f"energy-tile-{cfg.name}-layer{index}"
+        _write(out, stem, rep, _plot_tile)
+        print(f"wrote {out / stem}.json and .png ({time.perf_counter() - t0:.1f} s)")
+        return 0
 
-    net = quantize_democnn(cfg, load_democnn())
-    x, _ = cluttered_digits("test")
-    if not 0 <= args.image < x.shape[0]:
-        raise UsageError(f"--image must lie in [0, {x.shape[0] - 1}]")
-    img = x[args.image:args.image + 1]
-    hw = tuple(img.shape[-2:])
-    layers = [quant_layer(net, i, img) for i in range(len(CONV_SPECS))]
-    layer = layers[index]
-    rows = crop_rows(cfg, table, layer, args.fraction, hw,
-                     range(16) if crop is None else sorted({0, crop}))
-    full = rows[0]
-    best = (min(rows[1:], key=lambda r: (r["l1_error"], r["total_pj"])) if crop is None
-            else rows[-1])
-    per_layer = []
-    for q in layers:                      # every conv layer: uncropped and its best crop
-        lr = crop_rows(cfg, table, q, args.fraction, hw, range(16))
-        b = min(lr[1:], key=lambda r: (r["l1_error"], r["total_pj"]))
-        per_layer.append({"layer": q.index, "shape": q.shape, "full_pj": lr[0]["total_pj"],
-                          "best_crop": b["crop"], "best_pj": b["total_pj"]})
-
-    rtl = {} if args.analytic else _rtl_runs(cfg, table, args, layer, (full, best))
-    _print(cfg, table, args, layer, rows, full, best, rtl, per_layer)
-    doc = {"config": cfg.name, "table": table.to_dict(), "fraction": args.fraction,
-           "image": args.image, "layer": index, "shape": layer.shape,
-           "map": list(layer.x.shape[-2:]), "calibration": full["calibration"],
-           "crops": rows, "best_crop": best["crop"], "layers": per_layer,
-           "rtl": {str(k): v for k, v in rtl.items()},
-           "wall_s": round(time.perf_counter() - t0, 2)}
+    from aqua.cli import progress
+    from cosim.energy_report import energy_report
+    with progress("toggle runs", None if args.analytic else 2) as adv:
+        rep = energy_report(cfg, table, layer=index, crop=crop, fraction=args.fraction,
+                            image=args.image, analytic=args.analytic, sim=args.sim,
+                            seed=args.seed, advance=adv)
+    _print(rep)
     stem = f"energy-{cfg.name}-layer{index}"
-    json_path = out_dir / f"{stem}.json"
-    json_path.write_text(json.dumps(doc, indent=1))
-    png = out_dir / f"{stem}.png"
-    _plot(png, index, rows, full, best, rtl)
-    print(f"wrote {json_path} and {png} ({time.perf_counter() - t0:.1f} s)")
+    _write(out, stem, rep, _plot)
+    print(f"wrote {out / stem}.json and {out / stem}.png ({time.perf_counter() - t0:.1f} s)")
     return 0
 
 
-def _rtl_runs(cfg, table, args, layer, rows) -> dict:
-    from aqua.cli import progress
-    from arch.energy import digital_total, toggle_energy
-    from cosim.events import rtl_events
-    from cosim.toggles import toggle_run
-    from golden.crop import check_window
+def _write(out, stem, rep, plot) -> None:
+    import json
 
-    out = {}
-    with progress("toggle runs", len(rows)) as advance:
-        for r in rows:
-            H, W = layer.x.shape[-2:]
-            jobs, _ = crop_jobs(cfg, layer, check_window(r["window"], H, W))
-            tg, res = toggle_run(cfg, args.sim, jobs=jobs, seed=args.seed, bubble=0.0,
-                                 backpressure=0.0, label=f"energy-l{layer.index}-c{r['crop']}")
-            ev = rtl_events(cfg, res.waves)
-            mismatch = {k: (v, r["events"][k]) for k, v in ev.items() if v != r["events"][k]}
-            if mismatch:
-                raise RuntimeError(f"RTL events differ from the analytic model for crop "
-                                   f"{r['crop']}: {mismatch} (RTL, analytic)")
-            te = toggle_energy(table, tg)
-            analytic = sum(v for k, v in r["by_event"].items() if k.startswith("digital."))
-            out[r["crop"]] = {"sim": args.sim, "cycles": tg.cycles, "waves": str(res.waves),
-                              "events_match": True, "digital_pj": te,
-                              "digital_total_pj": digital_total(te),
-                              "calibrated_digital_pj": analytic}
-            advance()
-    return out
+    (out / f"{stem}.json").write_text(json.dumps(rep.to_dict(), indent=1))
+    plot(out / f"{stem}.png", rep)
 
 
-def _calibrate(cfg, table, args) -> int:
-    from pathlib import Path
+# -- text -------------------------------------------------------------------------------------
 
-    from aqua.cli import progress
-    from cosim.calibrate import CALIBRATION_RUNS, HELDOUT_RUNS, calibrate
-    from golden.energy_model import calibration_path
-
-    with progress("calibration runs", len(CALIBRATION_RUNS) + len(HELDOUT_RUNS)) as advance:
-        cal = calibrate(cfg, table, sim=args.sim, seed=args.seed, fraction=args.fraction,
-                        advance=advance)
-    path = Path(args.out) if args.out else calibration_path(cfg)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(cal.to_toml())
-    p = cal.provenance
-    for r in (*p["runs"], *p["heldout"]):
-        kind = "fit" if r in p["runs"] else "held out"
-        print(f"{kind:8} layer {r['layer']} crop {r['crop']:2} image {r['image']}: "
-              f"{r['vectors']:5} vectors, toggles {r['measured_pj']:10,.0f} pJ, calibrated "
-              f"model {r['predicted_pj']:10,.0f} pJ ({r['error']:+.1%})")
-    print(f"held-out error: mean {p['heldout_mean_abs_error']:.1%}, max "
-          f"{p['heldout_max_abs_error']:.1%}; wrote {path} ({p['wall_s']} s)")
-    return 0
-
-
-def _print(cfg, table, args, layer, rows, full, best, rtl, per_layer):
+def _print(rep) -> None:
     from rich.table import Table
 
     from aqua._cmdutil import console
+    from arch.energy import digital_pj
+    from cosim.energy_report import digital_by_event
 
     con = console()
+    rows, full, best = rep.crops, rep.full, rep.best
     keys = [k for k in full["by_event"] if not k.startswith("digital.")]
-    digital = lambda r: sum(v for k, v in r["by_event"].items() if k.startswith("digital."))  # noqa: E731
-    cal = full["calibration"] or "none: analog events only, digital logic not charged"
-    t = Table(title=f"layer {layer.index} ({layer.shape}) of the demo CNN, config {cfg.name}, "
-                    f"table {table.name}, crop fraction {args.fraction}, image {args.image} "
+    t = Table(title=f"layer {rep.layer} ({rep.shape}) of the demo CNN, config {rep.config}, "
+                    f"table {rep.table.name}, crop fraction {rep.fraction}, image {rep.image} "
                     f"(analytic, pJ)")
     for c in ("crop", "TBLR", "positions", *keys, "digital (cal.)", "total pJ", "saved",
               "L1 err"):
@@ -288,12 +205,12 @@ def _print(cfg, table, args, layer, rows, full, best, rtl, per_layer):
     for r in rows:
         t.add_row(f"{r['crop']}{' *' if r is best else ''}", "".join(map(str, r["vector"])),
                   str(r["positions"]), *(f"{r['by_event'][k]:,.0f}" for k in keys),
-                  f"{digital(r):,.0f}",
+                  f"{digital_by_event(r):,.0f}",
                   f"{r['total_pj']:,.0f}", f"{1 - r['total_pj'] / full['total_pj']:.1%}",
                   str(r["l1_error"]))
     con.print(t)
     con.print(f"* best crop: {best['crop']} (smallest L1 change of the layer output); "
-              f"digital calibration: {cal}")
+              f"digital calibration: {rep.calibration_status}")
     b = Table(title=f"per block, uncropped vs crop {best['crop']} (pJ)")
     for c in ("block", "uncropped", f"crop {best['crop']}", "saved"):
         b.add_column(c, justify="left" if c == "block" else "right")
@@ -306,63 +223,156 @@ def _print(cfg, table, args, layer, rows, full, best, rtl, per_layer):
     lt = Table(title="every conv layer, uncropped and its best crop (analytic, pJ)")
     for c in ("layer", "shape", "uncropped", "best crop", "cropped", "saved"):
         lt.add_column(c, justify="left" if c in ("layer", "shape") else "right")
-    for r in per_layer:
+    for r in rep.layers:
         lt.add_row(str(r["layer"]), r["shape"], f"{r['full_pj']:,.0f}", str(r["best_crop"]),
                    f"{r['best_pj']:,.0f}", f"{1 - r['best_pj'] / r['full_pj']:.1%}")
     con.print(lt)
-    if rtl:
-        rt = Table(title=f"digital logic: RTL toggles ({next(iter(rtl.values()))['sim']}) vs "
-                         f"calibrated model (pJ)")
-        for c in ("crop", "cycles", *next(iter(rtl.values()))["digital_pj"], "toggles total",
-                  "calibrated model", "error"):
+    if rep.rtl:
+        first = next(iter(rep.rtl.values()))
+        rt = Table(title=f"digital logic: RTL toggles ({first['sim']}) vs calibrated model (pJ)")
+        for c in ("crop", "cycles", *first["digital_pj"], "toggles total", "calibrated model",
+                  "error"):
             rt.add_column(c, justify="right")
-        for crop, d in rtl.items():
+        for crop, d in rep.rtl.items():
             est = d["calibrated_digital_pj"]
             rt.add_row(str(crop), f"{d['cycles']:,}",
-                       *(f"{v['register'] + v['comb'] + v['clock']:,.0f}"
-                         for v in d["digital_pj"].values()),
+                       *(f"{digital_pj(v):,.0f}" for v in d["digital_pj"].values()),
                        f"{d['digital_total_pj']:,.0f}", f"{est:,.0f}",
                        f"{est / d['digital_total_pj'] - 1:+.1%}" if est else "-")
         con.print(rt)
         con.print("RTL event counts equal the analytic model: True")
+        for crop, d in rep.rtl.items():
+            con.print(f"waveform of crop {crop}: {d['waves']}", soft_wrap=True)
 
+
+def _print_calibration(rep) -> None:
+    p = rep.calibration.provenance
+    for r in (*p["runs"], *p["heldout"]):
+        kind = "fit" if r in p["runs"] else "held out"
+        print(f"{kind:8} layer {r['layer']} crop {r['crop']:2} image {r['image']}: "
+              f"{r['vectors']:5} vectors, toggles {r['measured_pj']:10,.0f} pJ, calibrated "
+              f"model {r['predicted_pj']:10,.0f} pJ ({r['error']:+.1%})")
+    print(f"held-out error: mean {p['heldout_mean_abs_error']:.1%}, max "
+          f"{p['heldout_max_abs_error']:.1%}; wrote {rep.path} ({p['wall_s']} s)")
+
+
+def _print_tile_calibration(rep) -> None:
+    for b, ops in rep.pj.items():
+        print(f"tile {b:7}: " + ", ".join(f"{op} {v:.4f} pJ" for op, v in ops.items())
+              + f" (residual {rep.residual[b]:.1%})")
+    print(f"wrote {rep.path}")
+
+
+def _print_tile(rep) -> None:
+    from rich.table import Table
+
+    from aqua._cmdutil import console
+
+    con = console()
+    rows, full, best = rep.crops, rep.full, rep.best
+    blocks = list(full["toggle_by_block"])
+    t = Table(title=f"layer {rep.layer} on the RTL ConvTile ({rep.sim}), config {rep.config}, "
+                    f"image {rep.image}, crop fraction {rep.fraction}: events x table + "
+                    f"RTL toggles (pJ), analytic estimate beside")
+    for c in ("crop", "cycles", *blocks, "toggles total", "analytic total", "digital: toggles",
+              "digital: analytic", "error", "held out"):
+        t.add_column(c, justify="right")
+    for r in rows:
+        dig = sum(r["toggle_digital_by_block"].values())
+        err = r["digital_error"]
+        t.add_row(f"{r['crop']}{' *' if r is best else ''}", f"{r['cycles']:,}",
+                  *(f"{r['toggle_by_block'][b]:,.0f}" for b in blocks),
+                  f"{r['toggle_total_pj']:,.0f}", f"{r['analytic_total_pj']:,.0f}",
+                  f"{dig:,.0f}", f"{r['analytic_digital_pj']:,.0f}",
+                  f"{err:+.1%}" if err is not None else "-", "yes" if r["held_out"] else "fit")
+    con.print(t)
+    c = Table(title=f"per class (digital, pJ): uncropped vs crop {best['crop']}")
+    for col in ("class", "uncropped", f"crop {best['crop']}"):
+        c.add_column(col, justify="right")
+    for k in full["toggle_digital_by_class"]:
+        c.add_row(k, f"{full['toggle_digital_by_class'][k]:,.0f}",
+                  f"{best['toggle_digital_by_class'][k]:,.0f}")
+    con.print(c)
+    held = [abs(r["digital_error"]) for r in rows if r["held_out"] and r["digital_error"]
+            is not None]
+    if held:
+        con.print(f"analytic digital estimate on held-out crops: mean |error| "
+                  f"{sum(held) / len(held):.1%}, max {max(held):.1%} ({len(held)} crops)")
+    con.print(f"digital calibration: {rep.calibration_status}", soft_wrap=True)
+    if not rep.has_tile_pj:
+        con.print("no tile calibration (tile_pj): the analytic estimate leaves out the tile's "
+                  "own logic; run `aqua energy --tile --calibrate`")
+    con.print("RTL event counts equal the analytic model: True")
+    con.print(f"waveform: {rep.waves}", soft_wrap=True)
+
+
+# -- plots ------------------------------------------------------------------------------------
 
 def stacked_bars(ax, xs, rows, key, parts) -> None:
     """One bar per row at ``xs``, stacked by ``row[key][part]`` for ``part`` in ``parts`` (pJ,
-    drawn in nJ)."""
+    drawn in nJ), each part in its colour of :data:`COLOURS`."""
     bottom = [0.0] * len(rows)
     for part in parts:
         vals = [r[key][part] / 1e3 for r in rows]
-        ax.bar(xs, vals, bottom=bottom, label=part)
+        ax.bar(xs, vals, bottom=bottom, label=part, color=COLOURS.get(part),
+               edgecolor="0.25", linewidth=0.3)
         bottom = [a + b for a, b in zip(bottom, vals)]
 
 
-def _plot(path, index, rows, full, best, rtl):
+def _legend_outside(ax, **kw) -> None:
+    """The legend to the right of ``ax``, top part of the stack first (as the bars stack)."""
+    handles, labels = ax.get_legend_handles_labels()
+    ax.legend(handles[::-1], labels[::-1], loc="upper left", bbox_to_anchor=(1.01, 1.0),
+              fontsize=7, frameon=False, **kw)
+
+
+def _plot(path, rep):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), width_ratios=[3, 1])
+    rows, full, best, rtl = rep.crops, rep.full, rep.best, rep.rtl
+    fig, axes = plt.subplots(1, 2, figsize=(15, 4.8), width_ratios=[3, 1],
+                             layout="constrained")
     ax = axes[0]
     xs = list(range(len(rows)))
     stacked_bars(ax, xs, rows, "by_event", full["by_event"])
     ax.set_xticks(xs, ["".join(map(str, r["vector"])) for r in rows], rotation=60)
     ax.set_xlabel("crop vector (top bottom left right)")
-    ax.set_ylabel("nJ (analytic)")
-    ax.set_title(f"layer {index} energy per crop, by event class")
-    ax.legend(fontsize=7, ncol=2)
+    ax.set_ylabel("energy, nJ (analytic)")
+    ax.set_title(f"layer {rep.layer} energy per crop, by event class")
+    _legend_outside(ax)
     ax = axes[1]
     labels = [f"crop {r['crop']}" for r in (full, best)]
     stacked_bars(ax, labels, (full, best), "by_block", full["by_block"])
     if rtl:
-        analog = [r["total_pj"] - sum(v for k, v in r["by_event"].items()
-                                      if k.startswith("digital.")) for r in (full, best)]
+        from cosim.energy_report import digital_by_event
+        analog = [r["total_pj"] - digital_by_event(r) for r in (full, best)]
         ax.scatter(labels, [(a + rtl[r["crop"]]["digital_total_pj"]) / 1e3
                             for a, r in zip(analog, (full, best))],
                    color="k", marker="_", s=400, label="events + RTL toggles", zorder=3)
     ax.set_title("uncropped vs best crop, by block")
-    ax.set_ylabel("nJ")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
+    ax.set_ylabel("energy, nJ")
+    _legend_outside(ax)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _plot_tile(path, rep):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows, full, best = rep.crops, rep.full, rep.best
+    fig, ax = plt.subplots(figsize=(13, 4.5), layout="constrained")
+    xs = list(range(len(rows)))
+    stacked_bars(ax, xs, rows, "toggle_by_block", full["toggle_by_block"])
+    ax.scatter(xs, [r["analytic_total_pj"] / 1e3 for r in rows], color="k", marker="_", s=300,
+               label="analytic (calibrated)", zorder=3)
+    ax.set_xticks(xs, [f"{r['crop']}" + ("*" if r is best else "") for r in rows])
+    ax.set_xlabel("crop index")
+    ax.set_ylabel("energy, nJ")
+    ax.set_title(f"layer {rep.layer} on the ConvTile: events + RTL toggles by block, per crop")
+    _legend_outside(ax)
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -15,6 +15,15 @@ ADC width is charged ``adc_conversion * 2**(adc_bits - adc_reference_bits)`` per
 ``2**bits`` at a constant FoM; Walden, IEEE JSAC 1999). ``load_energy_table``
 validates the file and raises :class:`EnergyTableError` (a ``ConfigError``, so ``aqua`` prints it
 as one ``error:`` line) naming the file, key and problem.
+
+This module is also the one **event registry** of the energy model: the Datapath events
+(:data:`DATAPATH_EVENTS`, counted by ``golden.events`` and read from the RTL by
+``cosim.events``), the events of a whole conv layer (:data:`LAYER_EVENTS`,
+``golden.energy_model``), which table entry is charged per which count and to which block
+(:data:`EVENT_MAP`, :data:`TILE_MEMORY`), and which calibrated digital operation is charged per
+which count (:data:`OPS`, :data:`TILE_OPS`); and of the one digital total
+(:func:`digital_pj`, :func:`digital_total`: register + combinational + clock) and the one
+non-negative least-squares fit of the calibrations (:func:`nnls_fit`).
 """
 
 from __future__ import annotations
@@ -25,14 +34,28 @@ from pathlib import Path
 from arch.config import CONFIG_DIR, ConfigError, read_named_toml
 
 __all__ = ["EnergyTable", "EnergyTableError", "load_energy_table", "ENERGY_DIR", "EVENT_KEYS",
-           "TOGGLE_KEYS", "EVENT_MAP", "TILE_MEMORY", "adc_scale", "event_pj", "event_energy", "toggle_energy",
-           "block_toggle_energy", "digital_total"]
+           "TOGGLE_KEYS", "DATAPATH_EVENTS", "MEMORY_EVENTS", "LAYER_EVENTS", "EVENT_MAP",
+           "TILE_MEMORY", "OPS", "TILE_OPS", "BLOCKS", "TILE_BLOCKS", "adc_scale", "event_pj",
+           "event_energy", "toggle_energy", "block_toggle_energy", "digital_pj", "digital_total",
+           "nnls_fit"]
 
 ENERGY_DIR = CONFIG_DIR / "energy"
 EVENT_KEYS = ("adc_conversion", "dac_drive", "row_read", "sample_hold", "shift_add",
               "edram_read_bit", "edram_write_bit")
 TOGGLE_KEYS = ("register", "comb", "clock")
 UNITS = {"fJ": 1e-3, "pJ": 1.0, "nJ": 1e3}
+
+#: events of one Datapath run, analytic (``golden.events.datapath_events``) and from the RTL
+#: (``cosim.events.rtl_events``); the table in ``golden/events.py`` says what each counts
+DATAPATH_EVENTS = ("input_handshakes", "output_handshakes", "weight_writes", "xbar_steps",
+                   "row_activations", "dac_drives", "dac_level_sum", "sample_holds", "adc_steps",
+                   "adc_conversions", "shift_adds")
+#: the feature-map memory traffic of a conv layer (``golden.energy_model``)
+MEMORY_EVENTS = ("ifmap_reads", "ifmap_read_bits", "ofmap_writes", "ofmap_write_bits",
+                 "fmap_writes", "gather_reads", "gather_read_bits")
+#: every count of a conv layer (``golden.energy_model.conv_layer_events``), in report order
+LAYER_EVENTS = ("positions", "crossbars", "vectors", *DATAPATH_EVENTS, *MEMORY_EVENTS,
+                "idle_cycles")
 
 #: table event -> (count from golden.events, block it is charged to)
 EVENT_MAP = {
@@ -50,6 +73,32 @@ EVENT_MAP = {
 #: and both memories' writes are charged
 TILE_MEMORY = {"edram_read_bit": ("gather_read_bits",),
                "edram_write_bit": ("ifmap_read_bits", "ofmap_write_bits")}
+
+#: blocks energy is charged to (``golden.energy_model.LayerEnergy.by_block``); a ``ConvTile``
+#: adds its AGUs
+BLOCKS = ("crossbar", "adc", "shiftadd", "control", "memory")
+TILE_BLOCKS = (*BLOCKS, "agu")
+
+#: calibrated digital operation -> the event count it is charged per. ``xbar_step`` /
+#: ``adc_step``: a clock cycle of the crossbar / ADC phase (clock, control and the fixed part of
+#: their toggles); ``xbar_drive`` / ``adc_drive``: the data-dependent toggles of those cycles,
+#: per nonzero DAC level driven; ``vector``: the final and output cycles of a vector;
+#: ``weight_write``: a programming cycle; ``idle_cycle``: a cycle waiting for input.
+OPS = {"xbar_step": "xbar_steps", "xbar_drive": "dac_drives", "adc_step": "adc_steps",
+       "adc_drive": "dac_drives", "vector": "vectors", "weight_write": "weight_writes",
+       "idle_cycle": "idle_cycles"}
+
+#: the ``ConvTile``'s own digital logic (AGUs, memory ports, gather and FSM: everything
+#: outside its Datapaths), calibrated per operation on tile toggle runs
+#: (``aqua energy --tile --calibrate``): ``tile_pixel`` per kept pixel loaded,
+#: ``tile_gather`` per gather read, ``tile_weight_write`` per weight write (the tile's share
+#: of programming). Charged only with ``tile=True``; the Datapaths inside keep :data:`OPS`.
+TILE_OPS = {"tile_pixel": "fmap_writes", "tile_gather": "gather_reads",
+            "tile_weight_write": "weight_writes"}
+
+assert {c for c, _ in EVENT_MAP.values()} | {c for cs in TILE_MEMORY.values() for c in cs} \
+    | set(OPS.values()) | set(TILE_OPS.values()) <= set(LAYER_EVENTS)
+assert {b for _, b in EVENT_MAP.values()} <= set(BLOCKS)
 
 
 class EnergyTableError(ConfigError):
@@ -191,6 +240,36 @@ def block_toggle_energy(table: EnergyTable, toggles: dict[str, int], register_bi
             "register_bits": register_bits}
 
 
+def digital_pj(block: dict) -> float:
+    """pJ of one block of :func:`block_toggle_energy`: register + combinational + clock."""
+    return float(block["register"] + block["comb"] + block["clock"])
+
+
 def digital_total(te: dict[str, dict]) -> float:
-    """pJ of a :func:`toggle_energy` result summed over blocks and classes."""
-    return sum(b["register"] + b["comb"] + b["clock"] for b in te.values())
+    """pJ of a :func:`toggle_energy` result (``{block: block_toggle_energy}``) summed over
+    blocks and classes (:func:`digital_pj` of each block)."""
+    return sum(digital_pj(b) for b in te.values())
+
+
+def nnls_fit(A, y):
+    """``(coef, residual)``: the non-negative least-squares fit ``A @ coef ~ y``
+    (``scipy.optimize.nnls``, columns scaled to an equal weight first) and its relative RMS
+    residual ``rms(A @ coef - y) / mean(|y|)`` (``None`` when ``y`` is all zero). An all-zero
+    ``A`` or ``y`` fits zeros.
+
+    >>> coef, res = nnls_fit([[1, 0], [0, 2], [1, 1]], [2, 4, 4])
+    >>> [round(c, 6) for c in coef], round(res, 6)
+    ([2.0, 2.0], 0.0)
+    """
+    import numpy as np
+    from scipy.optimize import nnls
+
+    A, y = np.asarray(A, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if not A.any() or not y.any():
+        coef = np.zeros(A.shape[1])
+    else:
+        scale = np.where(A.max(0) > 0, A.max(0), 1.0)        # columns of equal weight
+        coef = nnls(A / scale, y)[0] / scale
+    residual = (float(np.sqrt(np.mean((A @ coef - y) ** 2)) / np.mean(np.abs(y)))
+                if y.any() else None)
+    return [float(c) for c in coef], residual

@@ -20,8 +20,8 @@ category     cycles                             operations fitted (:data:`OPS`)
 ``idle``     other ``IDLE`` cycles              ``idle_cycle`` per cycle
 ===========  =================================  ==========================================
 
-For every block and category a non-negative least-squares fit (``scipy.optimize.nnls``) over
-the calibration runs gives pJ per operation. The per-cycle split makes the operations
+For every block and category a non-negative least-squares fit (:func:`arch.energy.nnls_fit`)
+over the calibration runs gives pJ per operation. The per-cycle split makes the operations
 identifiable: summed over a run, crossbar steps, ADC steps and vectors are in a fixed ratio for
 one configuration and could not be told apart.
 """
@@ -34,10 +34,11 @@ import time
 
 import numpy as np
 
-from golden.energy_model import OPS, Calibration
+from arch.energy import OPS, digital_pj, nnls_fit
+from golden.energy_model import Calibration
 
 __all__ = ["CATEGORIES", "CALIBRATION_RUNS", "HELDOUT_RUNS", "RunSpec", "layer_jobs",
-           "measure", "fit", "calibrate", "predict"]
+           "measure", "fit", "calibrate", "predict", "CalibrationReport", "calibration_report"]
 
 #: category -> the operations fitted on its cycles
 CATEGORIES = {"xbar": ("xbar_step", "xbar_drive"), "adc": ("adc_step", "adc_drive"),
@@ -63,9 +64,10 @@ HELDOUT_RUNS = (RunSpec(0, 4, 5), RunSpec(1, 10, 6), RunSpec(2, 0, 7), RunSpec(2
 def layer_jobs(cfg, net, spec: RunSpec, fraction: float, images):
     """``(jobs, window, layer)``: the cropped jobs of ``spec`` (at most ``spec.vectors``
     vectors in all). The crop window is taken on the image and scaled to the layer's map."""
-    from aqua.cmd_energy import crop_jobs
     from golden.crop import kept_window, scale_window
     from golden.fixedpoint import quant_layer
+
+    from .energy_report import crop_jobs
 
     layer = quant_layer(net, spec.layer, images[spec.image:spec.image + 1])
     H0, W0 = images.shape[-2:]
@@ -124,7 +126,7 @@ def measure(cfg, table, jobs, *, sim: str = "verilator", seed: int = 0,
               "idle_cycles": int(cats["idle"].sum())}
     return {"events": events, "cycles": tg.cycles,
             "counts": {cat: int(m.sum()) for cat, m in cats.items()}, "pj": pj,
-            "digital": {b: v["register"] + v["comb"] + v["clock"] for b, v in te.items()}}
+            "digital": {b: digital_pj(v) for b, v in te.items()}}
 
 
 def cycle_energy(table, per: dict, reg_bits: dict[str, int], mask) -> dict[str, float]:
@@ -140,7 +142,7 @@ def cycle_energy(table, per: dict, reg_bits: dict[str, int], mask) -> dict[str, 
         counts = {c: int(per[(g, c)][mask].sum()) for _, c in per if _ == g}
         n = int(np.ones(len(next(iter(per.values()))), dtype=bool)[mask].sum())
         e = block_toggle_energy(table, counts, reg_bits.get(g, 0), n)
-        out[g] = float(e["register"] + e["comb"] + e["clock"])
+        out[g] = digital_pj(e)
     return out
 
 
@@ -151,24 +153,16 @@ def _features(m: dict, cat: str) -> list[float]:
 def fit(measurements: list[dict]) -> tuple[dict[str, dict[str, float]], dict]:
     """pJ per operation of each block (``{block: {op: pJ}}``) by NNLS over the runs, and the
     relative RMS residual of each (category, block) fit."""
-    from scipy.optimize import nnls
-
     blocks = list(measurements[0]["pj"]["xbar"])
     pj = {b: {} for b in blocks}
     residual = {}
     for cat, ops in CATEGORIES.items():
-        A = np.asarray([_features(m, cat) for m in measurements])
+        A = [_features(m, cat) for m in measurements]
         for b in blocks:
-            y = np.asarray([m["pj"][cat][b] for m in measurements])
-            if not A.any() or not y.any():
-                coef = np.zeros(len(ops))
-            else:
-                scale = np.where(A.max(0) > 0, A.max(0), 1.0)   # columns of equal weight
-                coef = nnls(A / scale, y)[0] / scale
-            pj[b].update({op: float(v) for op, v in zip(ops, coef)})
-            if y.any():
-                residual[f"{cat}.{b}"] = float(np.sqrt(np.mean((A @ coef - y) ** 2))
-                                               / np.mean(np.abs(y)))
+            coef, res = nnls_fit(A, [m["pj"][cat][b] for m in measurements])
+            pj[b].update(dict(zip(ops, coef)))
+            if res is not None:
+                residual[f"{cat}.{b}"] = res
     return pj, residual
 
 
@@ -224,3 +218,28 @@ def calibrate(cfg, table, *, sim: str = "verilator", seed: int = 0, fraction: fl
         "runs": rows[:len(runs)], "heldout": rows[len(runs):],
     }
     return dataclasses.replace(cal, provenance=provenance)
+
+
+@dataclasses.dataclass
+class CalibrationReport:
+    """What ``aqua energy --calibrate`` reports: the fitted calibration and where it was
+    written (:func:`calibration_report`)."""
+    calibration: Calibration
+    path: str
+
+    def to_dict(self) -> dict:
+        c = self.calibration
+        return {"config": c.config, "digest": c.digest, "table": c.table, "path": self.path,
+                "pj": c.pj, "provenance": c.provenance}
+
+
+def calibration_report(cfg, table, *, sim: str = "verilator", seed: int = 0,
+                       fraction: float = 0.25, out=None, advance=lambda: None
+                       ) -> CalibrationReport:
+    """:func:`calibrate` and write the result to ``out`` or to
+    ``golden.energy_model.calibration_path(cfg, table)`` (one file per config and table: a
+    calibration for another table is left alone)."""
+    from golden.energy_model import save_calibration
+
+    cal = calibrate(cfg, table, sim=sim, seed=seed, fraction=fraction, advance=advance)
+    return CalibrationReport(cal, str(save_calibration(cal, out)))

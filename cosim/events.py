@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from arch.energy import MEMORY_EVENTS
 from golden.events import EVENTS
 from hdl.layouts import Phase
 
@@ -119,9 +120,8 @@ def rtl_events(cfg, waves: str | Path) -> dict[str, int]:
     return _datapath_events(cfg, sig, rising - 1)
 
 
-#: events of a ConvTile run beyond the Datapaths' (keys of ``golden.energy_model``)
-TILE_EVENTS = ("positions", "vectors", "fmap_writes", "ifmap_reads", "ifmap_read_bits",
-               "gather_reads", "gather_read_bits", "ofmap_writes", "ofmap_write_bits")
+#: events of a ConvTile run beyond the Datapaths' (of the registry in ``arch.energy``)
+TILE_EVENTS = ("positions", "vectors", *MEMORY_EVENTS)
 
 
 def _one(nets: set[str], what: str) -> str:
@@ -164,5 +164,6 @@ def rtl_tile_events(cfg, geom, waves: str | Path, verilog: str | Path,
                   gather_read_bits=ev["gather_reads"] * cin * cfg.input_bits,
                   ofmap_writes=ev["positions"] * cout,
                   ofmap_write_bits=ev["positions"] * cout * cfg.output_bits)
+        assert set(ev) == set(EVENTS) | set(TILE_EVENTS)
         out.append(ev)
     return out

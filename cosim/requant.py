@@ -122,7 +122,7 @@ def run_requant(cfg: AccelConfig, block: str, sim: str, accs, settings, *, seed:
 def requant_energy(cfg: AccelConfig, block: str, run: CosimRun, netlist: str,
                    table=None) -> dict:
     """Toggle counts and energy (pJ) of a run made with ``waves``, inputs left out."""
-    from arch.energy import load_energy_table, toggle_energy
+    from arch.energy import digital_total, load_energy_table, toggle_energy
 
     from .toggles import Toggles, fst_toggles, signal_classes
     table = table or load_energy_table()
@@ -136,7 +136,7 @@ def requant_energy(cfg: AccelConfig, block: str, run: CosimRun, netlist: str,
     total = {k: sum(p[k] for p in parts.values())
              for k in ("register", "comb", "clock", "register_toggles", "comb_toggles",
                        "register_bits")}
-    total["pj"] = total["register"] + total["comb"] + total["clock"]
+    total["pj"] = digital_total(parts)
     total["cycles"] = tog.cycles
     return total
 

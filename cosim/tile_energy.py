@@ -10,17 +10,31 @@ programming** before the first image (each image is charged as a run of its own 
 read-out of the output memory between images is not charged. Events are counted over the same
 windows (:func:`cosim.events.rtl_tile_events`) and must equal
 ``golden.energy_model.conv_layer_events`` exactly.
+
+:func:`tile_report` is ``aqua energy --tile``: a demo-CNN conv layer run through the RTL
+``ConvTile`` (AGUs, memories, gather, one Datapath per output group), uncropped and under each
+crop vector, back to back in one simulation; per crop the toggle-based digital energy per block
+and class, the RTL events (held equal to the analytic model), and the analytic estimate
+(``conv_layer_energy(..., tile=True)`` with the calibration's ``tile_pj``) with its error.
+:func:`calibrate_tile` is ``aqua energy --tile --calibrate``: it fits ``tile_pj`` (the tile's own
+logic per operation) on the crops :data:`TILE_FIT_CROPS` of test image :data:`TILE_FIT_IMAGE`
+and writes it into the calibration file of the config and table; the report on image 0 then
+holds out every crop of that image.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from arch.energy import digital_pj, nnls_fit
+
 __all__ = ["TileEnergyRun", "tile_energy_run", "tile_toggles", "analytic_tile", "fit_tile",
-           "TILE_FIT_CROPS", "TILE_FIT_IMAGE"]
+           "TILE_FIT_CROPS", "TILE_FIT_IMAGE", "tile_layer_problem", "tile_rows",
+           "TileReport", "tile_report", "TileCalibrationReport", "calibrate_tile"]
 
 #: the calibration of the tile's own logic is fitted on these crops of demo layer 0 on test
 #: image :data:`TILE_FIT_IMAGE`; the report's image 0 and the other crops are held out
@@ -66,16 +80,12 @@ class TileEnergyRun:
         return out
 
 
-def _total(e: dict) -> float:
-    return float(e["register"] + e["comb"] + e["clock"])
-
-
 def by_block(digital: dict) -> dict[str, float]:
     """pJ per block (Datapath and tile nets of a block together) of :meth:`TileEnergyRun.digital`."""
     out: dict[str, float] = {}
     for g, e in digital.items():
         b = g.split(".")[0]
-        out[b] = out.get(b, 0.0) + _total(e)
+        out[b] = out.get(b, 0.0) + digital_pj(e)
     return out
 
 
@@ -153,20 +163,17 @@ def _time_scale(rising: np.ndarray, t_ns: int) -> int:
 def analytic_tile(cfg, table, layer, window, calibration=None):
     """``golden.energy_model.conv_layer_energy(..., tile=True)`` of ``layer`` (one image)
     under the kept ``window``."""
-    from aqua.cmd_energy import layer_geometry
-    from golden.energy_model import conv_layer_energy
+    from golden.energy_model import conv_layer_energy, layer_geometry
 
-    return conv_layer_energy(cfg, table, window=window, x=layer.x, calibration=calibration,
-                             tile=True, **layer_geometry(layer))
+    return conv_layer_energy(cfg, table, layer_geometry(layer), window=window, x=layer.x,
+                             calibration=calibration, tile=True)
 
 
 def fit_tile(table, runs: list[TileEnergyRun], images: list[list[int]]):
     """``({block: {op: pJ}}, residuals)``: NNLS of the tile's own energy per group
     (``agu.tile``, ``memory.tile``, ``control.tile``) over the images ``images[j]`` of
     ``runs[j]``, against the counts of :data:`golden.energy_model.TILE_OPS`."""
-    from scipy.optimize import nnls
-
-    from golden.energy_model import TILE_OPS
+    from arch.energy import TILE_OPS
 
     rows, ys = [], {}
     for r, idx in zip(runs, images):
@@ -175,13 +182,190 @@ def fit_tile(table, runs: list[TileEnergyRun], images: list[list[int]]):
             d = r.digital(table, i)
             for g, e in d.items():
                 if g.endswith(".tile"):
-                    ys.setdefault(g.split(".")[0], []).append(_total(e))
-    A = np.asarray(rows)
-    scale = np.where(A.max(0) > 0, A.max(0), 1.0)
+                    ys.setdefault(g.split(".")[0], []).append(digital_pj(e))
     pj, residual = {}, {}
     for b, y in ys.items():
-        y = np.asarray(y)
-        coef = nnls(A / scale, y)[0] / scale
-        pj[b] = {op: float(v) for op, v in zip(TILE_OPS, coef)}
-        residual[b] = float(np.sqrt(np.mean((A @ coef - y) ** 2)) / np.mean(np.abs(y)))
+        coef, residual[b] = nnls_fit(rows, y)
+        pj[b] = dict(zip(TILE_OPS, coef))
     return pj, residual
+
+
+def tile_layer_problem(cfg, index: int) -> str | None:
+    """Why demo conv layer ``index`` cannot run on one ``ConvTile`` of ``cfg`` (it needs more
+    than one crossbar's rows), or ``None`` if it can."""
+    from golden.cnn import CONV_SPECS
+
+    from .tile import demo_layers_for
+
+    if index in demo_layers_for(cfg):
+        return None
+    sp = CONV_SPECS[index]
+    return (f"--tile: layer {index} needs {sp.cin * sp.kernel ** 2} crossbar rows, "
+            f"{cfg.name} has {cfg.rows}; layers that fit: "
+            f"{', '.join(map(str, demo_layers_for(cfg))) or 'none'}")
+
+
+def _check_tile_layer(cfg, index: int) -> None:
+    problem = tile_layer_problem(cfg, index)
+    if problem:
+        raise ValueError(problem)
+
+
+def _images(cfg, index, image, crops, fraction):
+    from golden.crop import CROP_VECTORS
+
+    from .tile import demo_tile_layer, tile_image
+
+    layer, geom, x = demo_tile_layer(cfg, index, image)
+    imgs = [tile_image(cfg, geom, x, layer, crop=CROP_VECTORS[c], fraction=fraction,
+                       label=f"crop {c}") for c in crops]
+    return layer, geom, imgs
+
+
+def tile_rows(cfg, table, index, image, crops, fraction, sim, seed, calibration=None):
+    """One row per crop: window, RTL events (checked equal to the analytic ones), toggle
+    digital pJ per block and class, analytic pJ per event and block, and the error of the
+    calibrated digital estimate. Returns ``(rows, TileEnergyRun)``."""
+    from arch.energy import event_energy
+
+    layer, geom, imgs = _images(cfg, index, image, crops, fraction)
+    r = tile_energy_run(cfg, geom, layer, imgs, sim, seed=seed, label=f"energy-tile-l{index}")
+    rows = []
+    for i, (c, img) in enumerate(zip(crops, imgs)):
+        e = analytic_tile(cfg, table, layer, img.window, calibration)
+        ev = {k: int(v.sum()) if hasattr(v, "sum") else v for k, v in e.events.items()}
+        bad = {k: (v, ev[k]) for k, v in r.events[i].items() if v != ev[k]}
+        if bad:
+            raise RuntimeError(f"tile RTL events differ from the analytic model for crop {c}: "
+                               f"{bad} (RTL, analytic)")
+        d = r.digital(table, i)
+        analog = {k: float(v) for k, v in e.by_event.items() if not k.startswith("digital.")}
+        est = sum(float(v) for k, v in e.by_event.items() if k.startswith("digital."))
+        tog_block = by_block(d)
+        tog = sum(tog_block.values())
+        ev_block = {b: 0.0 for b in e.by_block}
+        for x in event_energy(table, ev, cfg, tile=True).values():
+            ev_block[x["block"]] += float(x["pj"])
+        rows.append({
+            "crop": c, "window": list(img.window), "cycles": r.run.rows[i]["cycles_rtl"],
+            "l1_error": int((img.expected - imgs[0].expected).abs().sum()),
+            "events": r.events[i], "events_match": True, "analog_pj": analog,
+            "toggle_digital_by_block": tog_block, "toggle_digital_by_class": by_class(d),
+            "toggle_total_pj": sum(analog.values()) + tog,
+            "toggle_by_block": {b: ev_block.get(b, 0.0) + tog_block.get(b, 0.0)
+                                for b in e.by_block},
+            "analytic_digital_pj": est, "analytic_total_pj": float(e.total_pj),
+            "analytic_by_block": {b: float(v) for b, v in e.by_block.items()},
+            "digital_error": est / tog - 1 if est else None,
+            "calibration": e.calibration})
+    return rows, r
+
+
+@dataclass
+class TileReport:
+    """What ``aqua energy --tile`` reports (:func:`tile_report`); :meth:`to_dict` is its JSON.
+    Everything but ``timing`` is the same for two runs with the same arguments."""
+    config: str
+    table: str
+    layer: int
+    image: int
+    fraction: float
+    sim: str
+    seed: int
+    cycles: int
+    waves: str
+    crops: list
+    best_crop: int
+    tile_calibration: dict
+    calibration_status: str
+    has_tile_pj: bool
+    timing: dict = field(default_factory=dict)
+
+    @property
+    def full(self) -> dict:
+        return self.crops[0]
+
+    @property
+    def best(self) -> dict:
+        return next(r for r in self.crops if r["crop"] == self.best_crop)
+
+    def to_dict(self) -> dict:
+        return {"config": self.config, "table": self.table, "layer": self.layer,
+                "image": self.image, "fraction": self.fraction, "sim": self.sim,
+                "seed": self.seed, "cycles": self.cycles, "waves": self.waves,
+                "crops": self.crops, "best_crop": self.best_crop,
+                "tile_calibration": self.tile_calibration,
+                "calibration_status": self.calibration_status, "timing": self.timing}
+
+
+def tile_report(cfg, table, *, layer: int = 0, crop: int | None = None, image: int = 0,
+                fraction: float = 0.25, sim: str = "verilator", seed: int = 0) -> TileReport:
+    """Demo conv layer ``layer`` on test image ``image`` through the RTL ``ConvTile``,
+    uncropped and under crop ``crop`` (``None``: all 16), in one simulation (see the module
+    docstring). ``ValueError`` if the layer does not fit one crossbar of ``cfg``."""
+    from golden.energy_model import calibration_status, load_calibration
+
+    t0 = time.perf_counter()
+    _check_tile_layer(cfg, layer)
+    cal = load_calibration(cfg, table)
+    crops = list(range(16)) if crop is None else sorted({0, crop})
+    rows, r = tile_rows(cfg, table, layer, image, crops, fraction, sim, seed, cal)
+    full = rows[0]
+    # the best crop as in the analytic report: smallest L1 change of the layer output
+    best = min(rows[1:], key=lambda x: (x["l1_error"], x["toggle_total_pj"])) \
+        if len(rows) > 1 else full
+    fit = cal.provenance.get("tile", {}) if cal else {}
+    fitted = {(int(i), int(c)) for i, c in fit.get("fitted", [])}
+    for row in rows:
+        row["held_out"] = (image, row["crop"]) not in fitted
+    return TileReport(cfg.name, table.name, layer, image, fraction, sim, seed, r.run.cycles,
+                      r.waves, rows, best["crop"], fit, calibration_status(cal, cfg, table),
+                      bool(cal is not None and cal.tile_pj),
+                      {"wall_s": round(time.perf_counter() - t0, 1)})
+
+
+@dataclass
+class TileCalibrationReport:
+    """What ``aqua energy --tile --calibrate`` reports (:func:`calibrate_tile`)."""
+    pj: dict                       # block -> op -> pJ
+    residual: dict                 # block -> relative RMS residual
+    path: str
+
+    def to_dict(self) -> dict:
+        return {"pj": self.pj, "residual": self.residual, "path": self.path}
+
+
+def calibrate_tile(cfg, table, *, layer: int = 0, fraction: float = 0.25,
+                   sim: str = "verilator", seed: int = 0, out=None) -> TileCalibrationReport:
+    """Fit ``tile_pj`` on :data:`TILE_FIT_CROPS` of image :data:`TILE_FIT_IMAGE`; write it
+    into the calibration file of ``cfg`` and ``table`` (its Datapath part unchanged), or to
+    ``out``.
+
+    Raises
+    ------
+    ValueError
+        If the layer does not fit one crossbar, or there is no Datapath calibration of
+        ``cfg`` and ``table`` yet.
+    """
+    import dataclasses
+    import datetime
+
+    from golden.energy_model import load_calibration, save_calibration
+
+    _check_tile_layer(cfg, layer)
+    cal = load_calibration(cfg, table)
+    if cal is None:
+        raise ValueError(f"--tile --calibrate needs the Datapath calibration of {cfg.name} "
+                         f"under table {table.name} first: run `aqua energy --calibrate "
+                         f"--config {cfg.name} --table {table.name}`")
+    q, geom, imgs = _images(cfg, layer, TILE_FIT_IMAGE, TILE_FIT_CROPS, fraction)
+    r = tile_energy_run(cfg, geom, q, imgs, sim, seed=seed, label=f"cal-tile-l{layer}")
+    pj, residual = fit_tile(table, [r], [list(range(len(imgs)))])
+    prov = {**cal.provenance, "tile": {
+        "command": f"aqua energy --tile --calibrate --config {cfg.name} --layer {layer} "
+                   f"--sim {sim} --seed {seed} --fraction {fraction}",
+        "date": datetime.date.today().isoformat(), "layer": layer,
+        "fitted": [[TILE_FIT_IMAGE, c] for c in TILE_FIT_CROPS],
+        "fit_residual_rms": {k: round(v, 4) for k, v in residual.items()}}}
+    cal = dataclasses.replace(cal, tile_pj=pj, provenance=prov)
+    return TileCalibrationReport(pj, residual, str(save_calibration(cal, out)))

@@ -43,8 +43,14 @@ exact per image and the data-dependent counts are ``[B]`` tensors.
 Energy (:func:`conv_layer_energy`): the event counts times the table's pJ per event
 (:func:`arch.energy.event_pj`, ADC scaled to ``cfg.adc_bits``) plus, when a calibration is
 available, the digital energy of each block as pJ per operation fitted on RTL toggle runs
-(:class:`Calibration`, ``configs/energy/calibration/<config>.toml``, made by
-``aqua energy --calibrate``).
+(:class:`Calibration`, ``configs/energy/calibration/<config>/<table>.toml``, made by
+``aqua energy --calibrate``). A calibration is fitted for one config *and* one energy table
+(the toggles are priced with the table); without one for the pair, the digital logic is not
+charged and :attr:`LayerEnergy.calibration_status` says so (:func:`calibration_status`).
+
+The layer is an :class:`arch.geometry.ConvGeometry` (:func:`layer_geometry` of a quantized
+layer); the event names, the blocks and the calibrated operations are those of the registry in
+:mod:`arch.energy`.
 """
 
 from __future__ import annotations
@@ -57,47 +63,20 @@ import torch
 import torch.nn.functional as F
 
 from arch.config import AccelConfig
-from arch.energy import ENERGY_DIR, EnergyTable, EnergyTableError, event_energy
+from arch.energy import (BLOCKS, ENERGY_DIR, LAYER_EVENTS, OPS, TILE_BLOCKS, TILE_OPS,
+                         EnergyTable, EnergyTableError, event_energy)
+from arch.geometry import ConvGeometry
 
 from .arith import input_chunks
 from .crop import check_window, crop_counts, output_window
 from .layer import tile_counts
 
 __all__ = ["conv_layer_events", "conv_layer_energy", "LayerEnergy", "Calibration",
-           "load_calibration", "calibration_path", "CALIBRATION_DIR", "LAYER_EVENTS", "OPS",
-           "BLOCKS", "TILE_OPS", "TILE_BLOCKS",
-           "tile_idle_cycles"]
+           "load_calibration", "save_calibration", "calibration_path", "calibration_status",
+           "layer_geometry", "CALIBRATION_DIR", "LAYER_EVENTS", "OPS", "BLOCKS", "TILE_OPS",
+           "TILE_BLOCKS", "tile_idle_cycles"]
 
 CALIBRATION_DIR = ENERGY_DIR / "calibration"
-
-#: every key of :func:`conv_layer_events`
-LAYER_EVENTS = ("positions", "crossbars", "vectors", "input_handshakes", "output_handshakes",
-                "weight_writes", "xbar_steps", "row_activations", "dac_drives", "dac_level_sum",
-                "sample_holds", "adc_steps", "adc_conversions", "shift_adds", "ifmap_reads",
-                "ifmap_read_bits", "ofmap_writes", "ofmap_write_bits", "fmap_writes",
-                "gather_reads", "gather_read_bits", "idle_cycles")
-
-#: calibrated digital operation -> the event count it is charged per. ``xbar_step`` /
-#: ``adc_step``: a clock cycle of the crossbar / ADC phase (clock, control and the fixed part of
-#: their toggles); ``xbar_drive`` / ``adc_drive``: the data-dependent toggles of those cycles,
-#: per nonzero DAC level driven; ``vector``: the final and output cycles of a vector;
-#: ``weight_write``: a programming cycle; ``idle_cycle``: a cycle waiting for input.
-OPS = {"xbar_step": "xbar_steps", "xbar_drive": "dac_drives", "adc_step": "adc_steps",
-       "adc_drive": "dac_drives", "vector": "vectors", "weight_write": "weight_writes",
-       "idle_cycle": "idle_cycles"}
-
-#: blocks of :attr:`LayerEnergy.by_block`; a ``ConvTile`` (``tile=True``) adds its AGUs
-BLOCKS = ("crossbar", "adc", "shiftadd", "control", "memory")
-TILE_BLOCKS = (*BLOCKS, "agu")
-
-#: the ``ConvTile``'s own digital logic (AGUs, memory ports, gather and FSM: everything
-#: outside its Datapaths), calibrated per operation on tile toggle runs
-#: (``aqua energy --tile --calibrate``): ``tile_pixel`` per kept pixel loaded,
-#: ``tile_gather`` per gather read, ``tile_weight_write`` per weight write (the tile's share
-#: of programming). Charged only with ``tile=True``; the Datapaths inside keep :data:`OPS`.
-TILE_OPS = {"tile_pixel": "fmap_writes", "tile_gather": "gather_reads",
-            "tile_weight_write": "weight_writes"}
-
 
 def _multiplicity(H: int, W: int, k: int, s: int, p: int, ow) -> torch.Tensor:
     """``[H, W]``: how many (computed output position, kernel offset) pairs read each input
@@ -122,14 +101,25 @@ def _dac_counts(cfg: AccelConfig, x: torch.Tensor, window, mult: torch.Tensor):
     return drives, level_sum
 
 
-def conv_layer_events(cfg: AccelConfig, *, in_channels: int, out_channels: int, height: int,
-                      width: int, kernel: int, stride: int, padding: int, window=None,
+def layer_geometry(layer) -> ConvGeometry:
+    """The :class:`~arch.geometry.ConvGeometry` of a quantized conv layer
+    (``golden.fixedpoint.QuantLayer``: ``weight [Cout, Cin, k, k]``, ``stride``, ``padding``,
+    input ``x [B, Cin, H, W]``)."""
+    cout, cin, k, _ = layer.weight.shape
+    _, _, H, W = layer.x.shape
+    return ConvGeometry(int(cin), int(cout), int(k), int(layer.stride), int(layer.padding),
+                        int(H), int(W))
+
+
+def conv_layer_events(cfg: AccelConfig, geometry: ConvGeometry, *, window=None,
                       x: torch.Tensor | None = None) -> dict[str, int | torch.Tensor]:
-    """Event counts of one conv layer on ``cfg``'s crossbars (the table in the module
-    docstring, keys :data:`LAYER_EVENTS`).
+    """Event counts of the conv layer ``geometry`` on ``cfg``'s crossbars (the table in the
+    module docstring, keys :data:`LAYER_EVENTS`).
 
     Parameters
     ----------
+    geometry : arch.geometry.ConvGeometry
+        The layer: channels, kernel, stride, padding and its ``height x width`` input map.
     window : (r0, r1, c0, c1) or None
         Kept window of this layer's ``height x width`` input map; ``None`` keeps everything.
     x : torch.Tensor, optional
@@ -145,11 +135,15 @@ def conv_layer_events(cfg: AccelConfig, *, in_channels: int, out_channels: int, 
     ValueError
         For a bad geometry or window, or ``x`` of the wrong shape or range.
     """
-    k = int(kernel)
-    H, W = int(height), int(width)
+    if not isinstance(geometry, ConvGeometry):
+        raise TypeError(f"geometry must be an arch.geometry.ConvGeometry, not "
+                        f"{type(geometry).__name__}")
+    g = geometry
+    in_channels, out_channels, k = g.in_channels, g.out_channels, g.kernel
+    stride, padding, H, W = g.stride, g.padding, g.height, g.width
     window = (0, H, 0, W) if window is None else check_window(window, H, W)
     cc = crop_counts(cfg, in_channels, out_channels, H, W, k, stride, padding, window)
-    K = in_channels * k * k
+    K = g.rows
     tiles, groups = tile_counts(cfg, K, out_channels)
     V, T = cc.activations, cfg.input_cycles
     kept = (window[1] - window[0]) * (window[3] - window[2])
@@ -270,21 +264,49 @@ def _scale(count, pj: float):
     return count.double() * pj if isinstance(count, torch.Tensor) else count * pj
 
 
-def calibration_path(cfg: AccelConfig) -> Path:
-    """Where the shipped calibration of ``cfg`` lives: ``configs/energy/calibration/<name>.toml``."""
-    return CALIBRATION_DIR / f"{cfg.name}.toml"
+def _name(x) -> str:
+    return x if isinstance(x, str) else x.name
 
 
-def load_calibration(cfg: AccelConfig, path: str | Path | None = None) -> Calibration | None:
-    """The shipped calibration of ``cfg`` (or the file ``path``), or ``None`` if there is none
-    or it was fitted for another tile (its ``digest`` differs from ``cfg.digest``).
+def calibration_path(cfg: AccelConfig | str, table: EnergyTable | str) -> Path:
+    """Where the calibration of config ``cfg`` under energy table ``table`` (objects or names)
+    lives: ``configs/energy/calibration/<config>/<table>.toml``. One file per pair, so a
+    calibration for another table never overwrites this one."""
+    return CALIBRATION_DIR / _name(cfg) / f"{_name(table)}.toml"
+
+
+def save_calibration(cal: Calibration, path: str | Path | None = None) -> Path:
+    """Write ``cal`` to ``path`` or to :func:`calibration_path` of its config and table (the
+    folder is made); returns the path."""
+    p = Path(path) if path is not None else calibration_path(cal.config, cal.table)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(cal.to_toml())
+    return p
+
+
+def calibration_status(cal: Calibration | None, cfg: AccelConfig | str,
+                       table: EnergyTable | str) -> str:
+    """One line for reports: the calibration file used, or that there is none for this config
+    and table and the digital logic is therefore not counted."""
+    if cal is not None:
+        return cal.path or f"{cal.config} / {cal.table}"
+    c, t = _name(cfg), _name(table)
+    return (f"none for config {c} and table {t} - digital energy not counted (fit it with "
+            f"`aqua energy --calibrate --config {c} --table {t}`)")
+
+
+def load_calibration(cfg: AccelConfig, table: EnergyTable | str,
+                     path: str | Path | None = None) -> Calibration | None:
+    """The calibration of ``cfg`` under the energy table ``table`` (:func:`calibration_path`,
+    or the file ``path``), or ``None`` if there is none, it was fitted for another tile (its
+    ``digest`` differs from ``cfg.digest``) or under another table.
 
     Raises
     ------
     EnergyTableError
         If the file exists but is malformed (names the file and the key).
     """
-    p = Path(path) if path is not None else calibration_path(cfg)
+    p = Path(path) if path is not None else calibration_path(cfg, table)
     if not p.is_file():
         return None
     try:
@@ -294,7 +316,7 @@ def load_calibration(cfg: AccelConfig, path: str | Path | None = None) -> Calibr
     for key in ("config", "digest", "table", "pj"):
         if key not in doc:
             raise EnergyTableError(f"{p}: missing {key!r}")
-    if doc["digest"] != cfg.digest:
+    if doc["digest"] != cfg.digest or doc["table"] != _name(table):
         return None
     tables = {}
     for section, blocks, allowed in (("pj", BLOCKS, OPS), ("tile_pj", TILE_BLOCKS, TILE_OPS)):
@@ -325,13 +347,15 @@ class LayerEnergy:
     operation (``digital.<op>``, summed over blocks); ``by_block``: pJ per block of
     :data:`BLOCKS`; ``total_pj``: their sum. Values are floats, or ``[B]`` float64 tensors when
     ``x`` was batched. ``calibration``: the calibration file used, or ``None`` (event energies
-    only: the digital logic is not charged).
+    only: the digital logic is not charged); ``calibration_status`` says which, in words
+    (:func:`calibration_status`).
     """
     events: dict
     by_event: dict
     by_block: dict
     total_pj: float | torch.Tensor
     calibration: str | None = None
+    calibration_status: str = ""
 
 
 def tile_idle_cycles(events: dict) -> int:
@@ -342,22 +366,21 @@ def tile_idle_cycles(events: dict) -> int:
     return n * events["fmap_writes"] + (n - 1) * events["weight_writes"]
 
 
-def conv_layer_energy(cfg: AccelConfig, table: EnergyTable, *, in_channels: int,
-                      out_channels: int, height: int, width: int, kernel: int, stride: int,
-                      padding: int, window=None, x: torch.Tensor | None = None,
+def conv_layer_energy(cfg: AccelConfig, table: EnergyTable, geometry: ConvGeometry, *,
+                      window=None, x: torch.Tensor | None = None,
                       calibration: Calibration | None = None, tile: bool = False
                       ) -> LayerEnergy:
-    """pJ of one conv layer: :func:`conv_layer_events` times ``table`` (ADC scaled to
-    ``cfg.adc_bits``), plus the calibrated digital energy.
+    """pJ of the conv layer ``geometry``: :func:`conv_layer_events` times ``table`` (ADC
+    scaled to ``cfg.adc_bits``), plus the calibrated digital energy.
 
     ``tile``: the layer as one ``ConvTile`` computes it (its geometry must fit one crossbar):
     memory energy is that of the tile's memories (:data:`arch.energy.TILE_MEMORY`: the
     gather's reads, the input memory's and the output memory's writes, per bit) and the
     calibration's ``tile_pj`` charges the tile's own logic (block ``agu`` among them).
 
-    ``calibration=None`` loads the shipped calibration of ``cfg`` (:func:`load_calibration`);
-    if there is none, or it was fitted under another table, only the event energies are
-    charged and ``LayerEnergy.calibration`` is ``None``. Without ``x`` the DAC energy is an
+    ``calibration=None`` loads the calibration of ``cfg`` and ``table``
+    (:func:`load_calibration`); if there is none, only the event energies are charged,
+    ``LayerEnergy.calibration`` is ``None`` and ``LayerEnergy.calibration_status`` says so. Without ``x`` the DAC energy is an
     upper bound (see :func:`conv_layer_events`).
 
     Raises
@@ -365,13 +388,9 @@ def conv_layer_energy(cfg: AccelConfig, table: EnergyTable, *, in_channels: int,
     ValueError
         If an explicit ``calibration`` was fitted for another config or table.
     """
-    events = conv_layer_events(cfg, in_channels=in_channels, out_channels=out_channels,
-                               height=height, width=width, kernel=kernel, stride=stride,
-                               padding=padding, window=window, x=x)
+    events = conv_layer_events(cfg, geometry, window=window, x=x)
     if calibration is None:
-        calibration = load_calibration(cfg)
-        if calibration is not None and calibration.table != table.name:
-            calibration = None
+        calibration = load_calibration(cfg, table)
     elif calibration.digest != cfg.digest or calibration.table != table.name:
         raise ValueError(f"calibration {calibration.path or calibration.config} is for config "
                          f"{calibration.config} ({calibration.digest}) and table "
@@ -389,4 +408,5 @@ def conv_layer_energy(cfg: AccelConfig, table: EnergyTable, *, in_channels: int,
                 by_block[b] = by_block[b] + pj
     total = sum(by_block.values())
     return LayerEnergy(events, by_event, by_block, total,
-                       calibration.path or calibration.config if calibration else None)
+                       calibration.path or calibration.config if calibration else None,
+                       calibration_status(calibration, cfg, table))

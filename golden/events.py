@@ -29,14 +29,14 @@ from __future__ import annotations
 import torch
 
 from arch.config import AccelConfig
+from arch.energy import DATAPATH_EVENTS
 
 from .arith import input_chunks
 
 __all__ = ["EVENTS", "datapath_events", "jobs_events"]
 
-EVENTS = ("input_handshakes", "output_handshakes", "weight_writes", "xbar_steps",
-          "row_activations", "dac_drives", "dac_level_sum", "sample_holds", "adc_steps",
-          "adc_conversions", "shift_adds")
+#: the keys of :func:`datapath_events`: :data:`arch.energy.DATAPATH_EVENTS` (the one registry)
+EVENTS = DATAPATH_EVENTS
 
 
 def datapath_events(cfg: AccelConfig, x: torch.Tensor, *, jobs: int = 0) -> dict[str, int]:
@@ -46,7 +46,7 @@ def datapath_events(cfg: AccelConfig, x: torch.Tensor, *, jobs: int = 0) -> dict
         raise ValueError(f"x must be [vectors, {cfg.rows}], not {list(x.shape)}")
     V, T = x.shape[0], cfg.input_cycles
     levels = input_chunks(cfg, x)                                  # [V, T, rows]
-    return {
+    ev = {
         "input_handshakes": V,
         "output_handshakes": V,
         "weight_writes": jobs * cfg.rows * cfg.outputs,
@@ -59,6 +59,7 @@ def datapath_events(cfg: AccelConfig, x: torch.Tensor, *, jobs: int = 0) -> dict
         "adc_conversions": V * T * cfg.cols,
         "shift_adds": V * T * cfg.cols,
     }
+    return {k: ev[k] for k in EVENTS}
 
 
 def jobs_events(cfg: AccelConfig, jobs: list[dict]) -> dict[str, int]:

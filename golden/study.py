@@ -186,6 +186,8 @@ def crop_energy(cfg: AccelConfig, table, geoms: Sequence[ConvGeom], plan, inputs
     ``conv_layer_energy`` of every crossbar layer under each crop's window, with that layer's
     integer inputs ``inputs[l] [C or 1, B, ...]`` when given (1x1 layers get ``[B, K, 1, 1]``).
     """
+    from arch.geometry import ConvGeometry
+
     em = _energy_model()
     C = len(plan)
     B = 1 if inputs is None else inputs[0].shape[1]
@@ -200,7 +202,8 @@ def crop_energy(cfg: AccelConfig, table, geoms: Sequence[ConvGeom], plan, inputs
                 x = x[:, :, None, None] if x.dim() == 2 else x
                 key = (w, c if xi.shape[0] > 1 else -1)
             if key not in done:
-                e = em.conv_layer_energy(cfg, table, **g.energy_kwargs(), window=w, x=x)
+                e = em.conv_layer_energy(cfg, table, ConvGeometry(**g.energy_kwargs()),
+                                         window=w, x=x)
                 done[key] = torch.as_tensor(e.total_pj, dtype=torch.float64)
             out[c, :, i] = done[key]
     return out

@@ -1,6 +1,7 @@
 """The energy table loader, the analytic events of a cropped layer, and `aqua energy`."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -70,7 +71,7 @@ def test_events_and_energy_by_hand():
 
 
 def test_crop_removes_work():
-    from aqua.cmd_energy import crop_jobs
+    from cosim.energy_report import crop_jobs
     from cosim.run import cnn_jobs
     from golden.fixedpoint import QuantLayer
 
@@ -95,7 +96,51 @@ def test_cli_energy_analytic(tmp_path, capsys):
     assert all(c["total_pj"] < full["total_pj"] for c in doc["crops"][1:])
     assert full["total_pj"] == pytest.approx(sum(full["by_block"].values()))
     assert (tmp_path / "energy-small-layer0.png").stat().st_size > 0
-    assert "best crop" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "best crop" in out
+    # the shipped calibration of small under isaac32nm is used, and the report names it
+    assert doc["calibration"].endswith("calibration/small/isaac32nm.toml")
+    assert doc["calibration_status"] == doc["calibration"]
+    assert "digital calibration: " in out and "small/isaac32nm.toml" in out.replace("\n", "")
+    assert set(doc["timing"]) == {"wall_s"} and "wall_s" not in doc
+
+
+def test_cli_energy_json_same_but_timing(tmp_path):
+    """Two runs with the same arguments write the same JSON byte for byte outside ``timing``."""
+    texts = []
+    for d in ("a", "b"):
+        assert main(["energy", "small", "2", "5", "--analytic", "--out", str(tmp_path / d)]) == 0
+        doc = json.loads((tmp_path / d / "energy-small-layer2.json").read_text())
+        assert doc.pop("timing")["wall_s"] > 0
+        texts.append(json.dumps(doc, indent=1).encode())
+    assert texts[0] == texts[1]
+
+
+def test_cli_energy_without_calibration_says_so(tmp_path, capsys):
+    """A table with no calibration for the config: the report says the digital energy is not
+    counted (text and JSON), and no digital term is charged."""
+    b = tmp_path / "other.toml"
+    shipped = Path(load_energy_table().path).read_text()
+    b.write_text(shipped.replace('name = "isaac32nm"', 'name = "other32nm"'))
+    assert main(["energy", "--analytic", "--table", str(b), "--out", str(tmp_path)]) == 0
+    doc = json.loads((tmp_path / "energy-small-layer0.json").read_text())
+    assert doc["calibration"] is None
+    assert doc["calibration_status"].startswith("none for config small and table other32nm")
+    assert not any(k.startswith("digital.") for k in doc["crops"][0]["by_event"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "digital calibration: none for config small and table other32nm - digital energy " \
+           "not counted" in out
+
+
+def test_cli_energy_unwritable_out(tmp_path, capsys):
+    f = tmp_path / "file"
+    f.write_text("")
+    assert main(["energy", "--analytic", "--out", str(f / "sub")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --out ") and err.count("\n") == 1
+    assert main(["energy", "--calibrate", "--out", str(f / "sub" / "cal.toml")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --out ") and err.count("\n") == 1
 
 
 def test_cli_energy_positional(tmp_path):
@@ -115,8 +160,32 @@ def test_cli_energy_positional(tmp_path):
     (["energy", "nope", "--analytic"], "nope"),
     (["energy", "small", "1", "--tile"], "--tile: layer 1 needs 72 crossbar rows, small has 16"),
     (["energy", "small", "0", "--tile", "--analytic"], "--tile co-simulates the ConvTile"),
+    (["energy", "small", "--image", "360", "--analytic"], "--image must lie in [0, 359]"),
+    (["energy", "small", "7", "--calibrate"], "LAYER must be a conv layer"),
+    (["energy", "small", "1", "--tile", "--calibrate"], "--tile: layer 1 needs 72"),
 ])
 def test_cli_energy_errors(capsys, argv, msg):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and msg in err and err.count("\n") == 1
+
+
+def test_one_registry_one_total_one_fit():
+    """The event names, blocks and operations live once in ``arch.energy``; the digital total
+    and the NNLS fit are the helpers there."""
+    import golden.energy_model as em
+    import golden.events as ge
+    from arch import energy as E
+
+    assert ge.EVENTS is E.DATAPATH_EVENTS and em.LAYER_EVENTS is E.LAYER_EVENTS
+    assert em.OPS is E.OPS and em.TILE_OPS is E.TILE_OPS and em.BLOCKS is E.BLOCKS
+    counts = {c for c, _ in E.EVENT_MAP.values()} | set(E.OPS.values()) | set(E.TILE_OPS.values())
+    assert counts <= set(E.LAYER_EVENTS)
+    te = {"a": {"register": 1.0, "comb": 2.0, "clock": 0.5, "register_toggles": 9},
+          "b": {"register": 0.25, "comb": 0.0, "clock": 0.0}}
+    assert E.digital_pj(te["a"]) == 3.5 and E.digital_total(te) == 3.75
+    coef, res = E.nnls_fit([[1, 0], [0, 2], [1, 1]], [2, 4, 4])
+    assert coef == pytest.approx([2.0, 2.0]) and res == pytest.approx(0.0, abs=1e-12)
+    coef, res = E.nnls_fit([[1.0], [2.0]], [-1.0, -2.0])      # non-negative: clamps at 0
+    assert coef == [0.0] and res == pytest.approx(2.5 ** 0.5 / 1.5)
+    assert E.nnls_fit([[0.0], [0.0]], [0.0, 0.0]) == ([0.0], None)

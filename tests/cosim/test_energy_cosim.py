@@ -7,11 +7,11 @@ import os
 import pytest
 import torch
 
-from aqua.cmd_energy import crop_jobs, layer_geometry
 from arch.config import load_config
 from arch.energy import load_energy_table
 from cosim.calibrate import HELDOUT_RUNS, calibrate, measure, predict
-from golden.energy_model import conv_layer_events, load_calibration
+from cosim.energy_report import crop_jobs
+from golden.energy_model import conv_layer_events, layer_geometry, load_calibration
 from golden.events import EVENTS
 from golden.fixedpoint import QuantLayer
 
@@ -19,7 +19,7 @@ SEED = int(os.environ.get("AQUA_SEED", "20261128"))
 
 #: |calibrated estimate / toggle energy - 1| allowed on a run the calibration never saw. The
 #: shipped fit's held-out runs (other layers, crops, images) stay within 7% (provenance of
-#: configs/energy/calibration/small.toml); this short run has random weights and a larger
+#: configs/energy/calibration/small/isaac32nm.toml); this short run has random weights and a larger
 #: share of the start-up and between-job idle cycles the analytic model leaves out (it
 #: streams vectors back to back), hence a little more room.
 HELDOUT_TOLERANCE = 0.10
@@ -50,7 +50,7 @@ def test_layer_events_equal_rtl_and_calibrated_estimate():
     jobs, _ = crop_jobs(cfg, layer, window)
     assert len(jobs) == 4 and jobs[0]["x"].shape[0] == 7 * 8      # 2 tiles x 2 groups
     m = measure(cfg, table, jobs, sim="verilator", seed=SEED, label="energy-model")
-    ev = conv_layer_events(cfg, window=window, x=layer.x, **layer_geometry(layer))
+    ev = conv_layer_events(cfg, layer_geometry(layer), window=window, x=layer.x)
     # measure() has already held the RTL's events equal to golden.events on the jobs
     assert {k: int(ev[k].sum()) if hasattr(ev[k], "sum") else ev[k] for k in EVENTS} == \
         {k: m["events"][k] for k in EVENTS}
@@ -59,8 +59,8 @@ def test_layer_events_equal_rtl_and_calibrated_estimate():
     for b, total in m["digital"].items():
         split = sum(m["pj"][cat][b] for cat in m["pj"])
         assert split == pytest.approx(total, rel=2e-3, abs=1.0)
-    cal = load_calibration(cfg)
-    assert cal is not None, "configs/energy/calibration/small.toml is shipped"
+    cal = load_calibration(cfg, table)
+    assert cal is not None, "configs/energy/calibration/small/isaac32nm.toml is shipped"
     est = predict(cal, {**ev, "dac_drives": int(ev["dac_drives"].sum())})
     measured = sum(m["digital"].values())
     print(f"digital: toggles {measured:.0f} pJ, calibrated model {est:.0f} pJ "

@@ -13,7 +13,7 @@ from cosim.tile import demo_tile_layer, tile_image
 from cosim.tile_energy import tile_energy_run, tile_toggles
 from cosim.toggles import TILE_BLOCKS, block_of, memory_ports, signal_classes
 from golden.crop import CROP_VECTORS, kept_window
-from golden.energy_model import conv_layer_events
+from golden.energy_model import conv_layer_events, layer_geometry
 
 pytestmark = pytest.mark.cosim
 
@@ -27,9 +27,7 @@ def small_run(cfg):
 
 
 def analytic(cfg, layer, window):
-    from aqua.cmd_energy import layer_geometry
-
-    ev = conv_layer_events(cfg, window=window, x=layer.x, **layer_geometry(layer))
+    ev = conv_layer_events(cfg, layer_geometry(layer), window=window, x=layer.x)
     return {k: int(v.sum()) if hasattr(v, "sum") else v for k, v in ev.items()}
 
 
