@@ -137,10 +137,10 @@ def test_cli_energy_unwritable_out(tmp_path, capsys):
     f.write_text("")
     assert main(["energy", "--analytic", "--out", str(f / "sub")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: --out ") and err.count("\n") == 1
+    assert err.startswith("error: cannot write --out ") and err.count("\n") == 1
     assert main(["energy", "--calibrate", "--out", str(f / "sub" / "cal.toml")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: --out ") and err.count("\n") == 1
+    assert err.startswith("error: cannot write --out ") and err.count("\n") == 1
 
 
 def test_cli_energy_positional(tmp_path):
