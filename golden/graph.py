@@ -239,9 +239,9 @@ def _where_fx(node: fx.Node) -> str:
         path = last[0] if isinstance(last, tuple) else str(last)
     trace = (node.meta.get("stack_trace") or "").strip().splitlines()
     line = ""
-    for t in trace:
+    for t in trace:     # the last frame outside torch itself: the model's own source line
         t = t.strip()
-        if t.startswith("File "):
+        if t.startswith("File ") and "/torch/" not in t:
             line = t
     if line:
         parts = line.split(",")
@@ -711,6 +711,16 @@ def lower(model, example: torch.Tensor | tuple[int, ...] = (1, 1, 32, 32)) -> Gr
         model.train(was_training)
 
 
+def _is_torchscript(path: Path) -> bool:
+    """A TorchScript archive: a zip holding a ``code/`` folder (``torch.save`` files do not)."""
+    import zipfile
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any("/code/" in n or n.startswith("code/") for n in z.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
 def load_model(spec, **kwargs) -> nn.Module:
     """A model from ``spec``: an ``nn.Module`` (returned as is), ``democnn`` (the shipped demo
     CNN), ``zoo:<name>`` (:func:`golden.zoo.build`, ``kwargs`` passed on).
@@ -737,11 +747,9 @@ def load_model(spec, **kwargs) -> nn.Module:
             f"{spec}: ONNX models are not supported here (onnx2torch would install a CUDA "
             f"torch and torchvision beside the CPU build)")
     if path.is_file():
-        try:
-            torch.jit.load(str(path), map_location="cpu")
-        except Exception:
+        if not _is_torchscript(path):
             raise ValueError(f"{spec}: not a model this tool can load (give democnn, "
-                             f"zoo:<name> or an nn.Module)") from None
+                             f"zoo:<name> or an nn.Module)")
         raise UnsupportedGraphError(
             f"{spec}: TorchScript models are not lowered (their graphs are not translated): "
             f"pass the nn.Module itself")
