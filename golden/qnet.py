@@ -77,7 +77,7 @@ from golden.graph import Graph, Node, run_float
 
 __all__ = ["QNode", "QGraph", "quantize_graph", "qforward", "qforward_all", "quant_inputs",
            "LayerMap", "layer_mappings", "NetReport", "net_report", "float_top1",
-           "quant_top1", "div_round_half_up_t", "avg_pool_int", "adaptive_avg_pool_int",
+           "quant_top1", "model_report", "div_round_half_up_t", "avg_pool_int", "adaptive_avg_pool_int",
            "max_pool_int", "QuantError"]
 
 _CHUNK_BYTES = 1 << 26      # cell memory of one golden.layer.matvec call (output groups are cut)
@@ -581,3 +581,31 @@ def net_report(qg: QGraph, images: torch.Tensor, labels: torch.Tensor, *,
     qt = quant_top1(qg, images, labels, batch=batch)
     return NetReport(qg.cfg.name, qg.graph.source, tuple(layer_mappings(qg)), ft, qt,
                      len(labels), time.perf_counter() - start)
+
+
+def model_report(model, cfg: AccelConfig, images: torch.Tensor, labels: torch.Tensor, *,
+                 calibration: torch.Tensor | None = None, batch: int = 64) -> NetReport:
+    """Lower, quantize and run ``model`` in one call: the entry point for ``--model``.
+
+    Parameters
+    ----------
+    model : str or nn.Module
+        ``democnn``, ``zoo:<name>`` or a module (:func:`golden.graph.load_model`).
+    cfg : AccelConfig
+    images, labels : torch.Tensor
+        Float images ``[N, C, H, W]`` and int64 labels for the top-1 figures.
+    calibration : torch.Tensor, optional
+        Float images for the ranges; default :func:`golden.fixedpoint.calibration_images`
+        (the cluttered digits, 1x32x32).
+
+    Raises
+    ------
+    golden.graph.UnsupportedGraphError, QuantError
+        (both ``ValueError``) for a model the crossbar path cannot take.
+    """
+    from golden.fixedpoint import calibration_images
+    from golden.graph import load_model, lower
+    if calibration is None:
+        calibration = calibration_images()
+    qg = quantize_graph(cfg, lower(load_model(model), calibration[:1]), calibration, batch=batch)
+    return net_report(qg, images, labels, batch=batch)

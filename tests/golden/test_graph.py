@@ -15,7 +15,8 @@ from golden.cnn import load_democnn
 from golden.data import cluttered_digits
 from golden.fixedpoint import calibration_images, quant_forward, quantize_democnn
 from golden.graph import UnsupportedGraphError, load_model, lower, run_float
-from golden.qnet import (layer_mappings, net_report, qforward, qforward_all, quantize_graph)
+from golden.qnet import (layer_mappings, model_report, net_report, qforward, qforward_all,
+                         quantize_graph)
 from golden.zoo import TinyResNet, build, load_tinyresnet
 
 
@@ -299,20 +300,20 @@ def test_torch_export_fallback():
 def test_democnn_through_the_graph_path_equals_fixedpoint(config, test_images):
     cfg = load_config(config)
     model = load_democnn()
-    cal = calibration_images()
+    cal = calibration_images(64)
     qg = quantize_graph(cfg, lower(model), cal)
     net = quantize_democnn(cfg, model, cal)
     convs = qg.crossbar_nodes
     assert [q.shift for q in convs] == [q.shift for q in net.layers]
     assert [q.frac for q in convs] == [q.out_frac for q in net.layers]
-    x = test_images[0][:48]
-    assert torch.equal(qforward(qg, x, batch=20), quant_forward(net, x))
+    x = test_images[0][:12]
+    assert torch.equal(qforward(qg, x, batch=5), quant_forward(net, x))
 
 
 def test_tinyresnet_lossless_equals_int64_reference(test_images, calibration):
     cfg = load_config("small")
     qg = quantize_graph(cfg, lower(load_tinyresnet()), calibration)
-    x = test_images[0][:24]
+    x = test_images[0][:8]
     assert torch.equal(qforward(qg, x), int64_reference(qg, x))
 
 
@@ -320,7 +321,7 @@ def test_tinyresnet_accuracy_and_mapping_on_small(test_images, calibration):
     cfg = load_config("small")
     qg = quantize_graph(cfg, lower(load_tinyresnet()), calibration)
     x, y = test_images
-    rep = net_report(qg, x[:120], y[:120])
+    rep = net_report(qg, x[:48], y[:48])
     assert rep.float_top1 >= 0.97
     assert abs(rep.float_top1 - rep.quant_top1) <= 0.01
     dw = [m for m in rep.layers if m.conv_groups > 1]
@@ -336,11 +337,11 @@ def test_tinyresnet_accuracy_and_mapping_on_small(test_images, calibration):
 
 
 def test_lossy_config_runs_and_differs_from_lossless(test_images, calibration):
-    x = test_images[0][:8]
+    x = test_images[0][:4]
     model = lower(load_tinyresnet())
     q_drop = quantize_graph(load_config("small_drop"), model, calibration)
     out = qforward(q_drop, x)
-    assert out.shape == (8, 10)
+    assert out.shape == (4, 10)
     assert not torch.equal(out, int64_reference(q_drop, x))
 
 
@@ -423,3 +424,18 @@ def test_zoo_names():
                                           ("mobilenet_v2", 3_504_872)])
 def test_zoo_models_have_torchvision_parameter_counts(name, params):
     assert sum(p.numel() for p in build(name).parameters()) == params
+
+
+def test_model_report_entry_point():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).eval()
+    g = torch.Generator().manual_seed(2)
+    cal = torch.rand(8, 1, 8, 8, generator=g)
+    x = torch.rand(6, 1, 8, 8, generator=g)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    rep = model_report(model, load_config("small"), x, y, calibration=cal)
+    assert rep.float_top1 == 1.0 and rep.images == 6
+    assert [m.crossbars for m in rep.layers] == [1, 1]
+    assert rep.cycles == (64 + 1) * (load_config("small").latency + 1)
