@@ -493,9 +493,9 @@ class LayerMap:
 
     @property
     def wasted_rows(self) -> int:
-        """Crossbar rows holding no weight of the layer (padding of the row tiles), summed
-        over its crossbars' columns groups: ``crossbars * rows`` minus used rows per
-        crossbar column group."""
+        """Crossbar rows that hold none of the layer's weights, summed over its crossbars:
+        ``conv_groups * output_groups * (row_tiles * cfg.rows - rows)`` (the zero padding
+        of the last row tile; a depthwise 3x3 group uses 9 rows of its crossbar)."""
         m = self.mapping
         return self.conv_groups * m.groups * (m.padded_rows - self.geometry.rows)
 
