@@ -58,7 +58,7 @@ def _bench_layer(net, index: int, images) -> list[str]:
     import torch.nn.functional as F
 
     from golden import fixedpoint as fxp
-    from golden.layer import tile_counts
+    from golden.layer import matrix_mapping
 
     q = fxp.quant_layer(net, index, images)
     xf = fxp.from_fixed(q.x, q.x_frac).float()
@@ -73,7 +73,8 @@ def _bench_layer(net, index: int, images) -> list[str]:
     t_golden, y = best_time(lambda: fxp.run_layer(net, q, q.x), min_seconds=0.3)
     t_torch, _ = best_time(ref, min_seconds=0.1)
     n_out = q.weight.shape[0]
-    tiles, groups = tile_counts(net.cfg, q.weight[0].numel(), n_out)
+    mapping = matrix_mapping(net.cfg, q.weight[0].numel(), n_out)
+    tiles, groups = mapping.row_tiles, mapping.groups
     vectors = y.numel() // n_out
     return [str(index), q.shape, f"{tiles}x{groups}", str(vectors * tiles * groups),
             f"{t_golden * 1e3:.2f}", f"{t_torch * 1e3:.3f}", f"{t_golden / t_torch:.0f}x",

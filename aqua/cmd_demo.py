@@ -107,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
                 done[0] = finished
             quant_acc = fxp.quant_accuracy(net, x_test[:n_acc], y_test[:n_acc], progress=step)
 
-    row_tiles, groups = golden_layer.tile_counts(cfg, q.weight[0].numel(), q.weight.shape[0])
+    mapping = golden_layer.matrix_mapping(cfg, q.weight[0].numel(), q.weight.shape[0])
+    row_tiles, groups = mapping.row_tiles, mapping.groups
     vectors = y.shape[0] * y.shape[2] * y.shape[3]
     outputs = y.numel()
 

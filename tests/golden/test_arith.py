@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from arch.config import AccelConfig
+from arch.ranges import int_range
 from golden.arith import (adc_convert, adc_reconstruct, encode_weights, finalize, input_chunks,
                           round_shift, saturate)
 from golden.arith import RangeError
@@ -43,9 +44,10 @@ def test_round_shift_ties_go_up():
 def test_saturate_signed_and_unsigned(bits):
     v = torch.arange(-600, 600)
     lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
-    assert saturate(v, bits).tolist() == [min(max(x, lo), hi) for x in v.tolist()]
-    assert saturate(v, bits, signed=False).tolist() == [min(max(x, 0), 2 ** bits - 1)
-                                                        for x in v.tolist()]
+    assert saturate(v, *int_range(bits, signed=True)).tolist() == \
+        [min(max(x, lo), hi) for x in v.tolist()]
+    assert saturate(v, *int_range(bits, signed=False)).tolist() == \
+        [min(max(x, 0), 2 ** bits - 1) for x in v.tolist()]
 
 
 @pytest.mark.parametrize("mode,adc_bits,flip", [("lossless", 5, True), ("lossless", 6, False),

@@ -77,7 +77,7 @@ def test_energy_is_the_sum_of_layer_energies_and_crop0_saves_nothing():
     for i, g in enumerate(geoms):
         xi = inputs[i][c]
         xi = xi[:, :, None, None] if xi.dim() == 2 else xi
-        by_hand = by_hand + conv_layer_energy(cfg, table, **g.energy_kwargs(), window=plan[c][i],
+        by_hand = by_hand + conv_layer_energy(cfg, table, **S.geom_kwargs(g), window=plan[c][i],
                                               x=xi).total_pj
     assert torch.allclose(e[c].sum(-1), by_hand, rtol=1e-12)
     plain = [[None] * len(geoms)]
