@@ -98,8 +98,9 @@ class ConvTile(wiring.Component):
     ----------
     cfg : :class:`~arch.config.AccelConfig`
         The crossbar configuration (one crossbar per output group).
-    geom : :class:`~arch.config.ConvGeometry`
-        The layer; ``geom.rows <= cfg.rows``.
+    geom : :class:`~arch.geometry.ConvGeometry`
+        The layer; ``geom.rows <= cfg.rows`` (one row tile). ``geom.height x geom.width``
+        is the largest input map the tile accepts (the actual size is set at run time).
 
     Raises
     ------
