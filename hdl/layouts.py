@@ -54,7 +54,7 @@ def _input_shape(cfg: AccelConfig):
 
 
 def _weight_shape(cfg: AccelConfig):
-    return signed(cfg.weight_bits) if cfg.weight_encoding == "biased" else unsigned(cfg.weight_bits)
+    return signed(cfg.weight_bits) if cfg.weight_signed else unsigned(cfg.weight_bits)
 
 
 def weight_write_layout(cfg: AccelConfig) -> data.StructLayout:

@@ -96,3 +96,11 @@ def test_mapping_is_the_im2col_of_unfold():
     assert cols.shape[1:] == (g.rows, g.positions)
     c, ky, kx = 1, 0, 1                                   # row c*k*k + ky*k + kx
     assert torch.equal(cols[0, c * 4 + ky * 2 + kx], x[0, c, ky:ky + 2, kx:kx + 2].flatten())
+
+
+def test_mapping_checks_its_arguments():
+    g = ConvGeometry.linear(4, 4)
+    with pytest.raises(TypeError, match=r"^cfg must be an AccelConfig, not 'small'$"):
+        Mapping("small", g)
+    with pytest.raises(TypeError, match=r"^geometry must be a ConvGeometry, not \(4, 4\)$"):
+        Mapping(load_config("small"), (4, 4))

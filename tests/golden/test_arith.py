@@ -128,3 +128,15 @@ def test_finalize_every_value(shift, relu):
     v = torch.arange(-500, 500)
     got = finalize(cfg, v, shift=shift, relu_enable=relu).tolist()
     assert got == [ref.output_stage(cfg, x, shift, relu) for x in v.tolist()]
+
+
+def test_one_saturate_and_one_bias_range():
+    """``golden.fixedpoint`` re-exports the one saturate; the bias range is the config's."""
+    from golden import fixedpoint
+    assert fixedpoint.saturate is saturate
+    cfg = AccelConfig.from_dict({"crossbar": {"rows": 16, "cols": 16, "cell_bits": 2},
+                                 "weights": {"bits": 8}, "inputs": {"bits": 8},
+                                 "adc": {"bits": 5, "columns_per_cycle": 4},
+                                 "output": {"bits": 8, "shift_min": -4, "shift_max": 12}})
+    assert fixedpoint.bias_range(cfg) == cfg.bias_range == int_range(cfg.bias_bits, True)
+    assert saturate(torch.tensor([-1.5, 0.25, 9.0]), -1, 1).tolist() == [-1.0, 0.25, 1.0]
