@@ -276,13 +276,13 @@ def rtl_first_layer(cfg, subject: Subject, images, crops, fraction, sim: str, *,
     bit-exact; ``passed`` and ``message``. ``skipped`` (and nothing else) says why a layer
     that does not fit one crossbar is not run.
     """
-    from cosim.tile import layer_geometry, run_tile, tile_image
+    from cosim.tile import run_tile, tile_geometry, tile_image
     from golden.crop import CROP_VECTORS, fraction_code, kept_window, tile_cycles
 
     cases = S.first_layer_cases(subject.net, images, crops, subject.plan)
     layer = cases[0]["layer"]
     H, W = cases[0]["x"].shape[-2:]
-    geom = layer_geometry(layer, H, W)
+    geom = tile_geometry(layer, H, W)
     if geom.rows > cfg.rows:
         return {"skipped": f"conv0's {geom.rows} im2col rows do not fit one {cfg.rows}-row "
                            f"crossbar of '{cfg.name}'"}

@@ -49,6 +49,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from aqua.crop_study import Subject
+from arch.config import ConfigError
+from arch.geometry import ConvGeometry
 from golden import study as S
 from golden.crop import kept_window
 
@@ -252,7 +254,7 @@ def _normalizer(mean, std, channels):
 
 
 def _probe(model: nn.Module, x: torch.Tensor):
-    """Conv2d and Linear calls of one forward pass, in order: ``[(module, ConvGeom)]``."""
+    """Conv2d and Linear calls of one forward pass, in order: ``[(module, ConvGeometry)]``."""
     calls = []
 
     def hook(mod, inp, _out):
@@ -263,10 +265,13 @@ def _probe(model: nn.Module, x: torch.Tensor):
                     len(set(mod.padding)) > 1 or mod.dilation != (1, 1):
                 raise _error(f"unsupported Conv2d {mod}: the crossbar model needs square "
                              f"kernels, equal strides and padding, no groups or dilation")
-            g = S.ConvGeom(mod.in_channels, mod.out_channels, t.shape[-2], t.shape[-1],
-                           mod.kernel_size[0], mod.stride[0], mod.padding[0])
+            try:
+                g = ConvGeometry(mod.in_channels, mod.out_channels, mod.kernel_size[0],
+                                 mod.stride[0], mod.padding[0], t.shape[-2], t.shape[-1])
+            except ConfigError as exc:
+                raise _error(f"unsupported Conv2d {mod}: {exc}") from None
         else:
-            g = S.ConvGeom(mod.in_features, mod.out_features, 1, 1)
+            g = ConvGeometry.linear(mod.in_features, mod.out_features)
         if any(m is mod for m, _ in calls):
             raise _error("a Conv2d or Linear module is called twice in one forward pass; "
                          "the crop study needs each layer once")
@@ -336,7 +341,7 @@ def user_subject(model, scripted: bool, cfg, table, sample, normalize, *, fracti
         ow = [None if plan[c][i] is None else
               S.output_window(plan[c][i], g.height, g.width, g.kernel, g.stride, g.padding)
               for c in range(C)]
-        return out * _mask(ow, *g.out_size, B)
+        return out * _mask(ow, g.out_height, g.out_width, B)
 
     state["index"] = {id(m): i for i, (m, _) in enumerate(calls)}
     for m, g in calls:

@@ -18,8 +18,10 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from .ranges import int_range
+
 __all__ = ["AccelConfig", "ConfigError", "load_config", "config_names", "CONFIG_DIR",
-           "ADC_MODES", "WEIGHT_ENCODINGS", "ConvGeometry"]
+           "ADC_MODES", "WEIGHT_ENCODINGS", "read_named_toml"]
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -267,23 +269,38 @@ class AccelConfig:
     @property
     def weight_bias(self) -> int:
         """The offset added to a signed weight before it is stored (0 if unsigned)."""
-        return 1 << (self.weight_bits - 1) if self.weight_encoding == "biased" else 0
+        return -self.weight_min
+
+    @property
+    def weight_signed(self) -> bool:
+        """Whether weights are signed (the biased encoding) or unsigned."""
+        return self.weight_encoding == "biased"
+
+    @property
+    def weight_range(self) -> tuple[int, int]:
+        """``(lo, hi)`` of a weight: signed ``weight_bits`` if biased, else unsigned."""
+        return int_range(self.weight_bits, self.weight_signed)
 
     @property
     def weight_min(self) -> int:
-        return -self.weight_bias if self.weight_encoding == "biased" else 0
+        return self.weight_range[0]
 
     @property
     def weight_max(self) -> int:
-        return (1 << self.weight_bits) - 1 - self.weight_bias
+        return self.weight_range[1]
+
+    @property
+    def input_range(self) -> tuple[int, int]:
+        """``(lo, hi)`` of an input activation (``inputs.bits``, ``inputs.signed``)."""
+        return int_range(self.input_bits, self.input_signed)
 
     @property
     def input_min(self) -> int:
-        return -(1 << (self.input_bits - 1)) if self.input_signed else 0
+        return self.input_range[0]
 
     @property
     def input_max(self) -> int:
-        return (1 << (self.input_bits - 1)) - 1 if self.input_signed else (1 << self.input_bits) - 1
+        return self.input_range[1]
 
     @property
     def input_cycles(self) -> int:
@@ -354,6 +371,11 @@ class AccelConfig:
         return self.product_bits
 
     @property
+    def bias_range(self) -> tuple[int, int]:
+        """``(lo, hi)`` of a bias: signed ``bias_bits``. The one bias range."""
+        return int_range(self.bias_bits, signed=True)
+
+    @property
     def acc_bits(self) -> int:
         """Signed width of the output accumulators: the unsigned Σ x_u·w_u of the stored
         encoding, its correction and the bias, with one guard bit for ADC rounding."""
@@ -377,12 +399,22 @@ class AccelConfig:
         return _bits(max(abs(self.shift_min), abs(self.shift_max))) + 1
 
     @property
+    def acc_range(self) -> tuple[int, int]:
+        """``(lo, hi)`` of the signed ``acc_bits`` accumulator."""
+        return int_range(self.acc_bits, signed=True)
+
+    @property
+    def output_range(self) -> tuple[int, int]:
+        """``(lo, hi)`` of an output: signed ``output_bits``."""
+        return int_range(self.output_bits, signed=True)
+
+    @property
     def output_min(self) -> int:
-        return -(1 << (self.output_bits - 1))
+        return self.output_range[0]
 
     @property
     def output_max(self) -> int:
-        return (1 << (self.output_bits - 1)) - 1
+        return self.output_range[1]
 
     # -- timing contract (docs/arithmetic.md, "Timing") ----------------------------------
 
@@ -448,77 +480,3 @@ def load_config(name_or_path: str | Path = "small") -> AccelConfig:
     path, doc = read_named_toml(name_or_path, CONFIG_DIR, "configuration", ConfigError)
     doc.setdefault("name", path.stem)
     return AccelConfig.from_dict(doc, source=str(path))
-
-
-@dataclass(frozen=True)
-class ConvGeometry:
-    """The compile-time shape of the conv layer one ``ConvTile`` computes.
-
-    ``in_channels -> out_channels``, a square ``kernel`` with ``stride`` and zero ``padding``,
-    on input maps of up to ``max_height x max_width`` (the actual size is set at run time).
-    The im2col rows of one output position, ``in_channels * kernel**2`` (:attr:`rows`), must
-    fit one crossbar (:meth:`check`); the output channels are spread over
-    ``ceil(out_channels / cfg.outputs)`` crossbars (:meth:`groups`).
-    """
-    in_channels: int
-    out_channels: int
-    kernel: int
-    stride: int = 1
-    padding: int = 0
-    max_height: int = 32
-    max_width: int = 32
-
-    def __post_init__(self):
-        for name, lo in (("in_channels", 1), ("out_channels", 1), ("kernel", 1), ("stride", 1),
-                         ("padding", 0), ("max_height", 1), ("max_width", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-                raise ConfigError(f"conv geometry: {name} must be an integer >= {lo}, "
-                                  f"not {value!r}")
-        if self.padding >= self.kernel:
-            raise ConfigError(f"conv geometry: padding {self.padding} must be smaller than "
-                              f"the kernel {self.kernel}")
-        if max(self.max_height, self.max_width) > 4096:
-            raise ConfigError("conv geometry: maps larger than 4096 on a side are not supported")
-        if self.max_height + 2 * self.padding < self.kernel \
-                or self.max_width + 2 * self.padding < self.kernel:
-            raise ConfigError(f"conv geometry: the {self.kernel}x{self.kernel} kernel does not "
-                              f"fit a {self.max_height}x{self.max_width} map with padding "
-                              f"{self.padding}")
-
-    @property
-    def rows(self) -> int:
-        """im2col rows of one output position: ``in_channels * kernel**2``."""
-        return self.in_channels * self.kernel * self.kernel
-
-    @property
-    def taps(self) -> int:
-        """Kernel positions ``kernel**2``: input-memory reads per output position."""
-        return self.kernel * self.kernel
-
-    def out_size(self, size: int) -> int:
-        """Output side for an input side ``size`` (``0`` if the kernel does not fit)."""
-        return max(0, (size + 2 * self.padding - self.kernel) // self.stride + 1)
-
-    @property
-    def max_out_height(self) -> int:
-        return self.out_size(self.max_height)
-
-    @property
-    def max_out_width(self) -> int:
-        return self.out_size(self.max_width)
-
-    def groups(self, cfg: AccelConfig) -> int:
-        """Crossbars (output groups of ``cfg.outputs`` channels) the layer occupies."""
-        return -(-self.out_channels // cfg.outputs)
-
-    def check(self, cfg: AccelConfig) -> "ConvGeometry":
-        """``self`` if one crossbar of ``cfg`` holds its im2col rows, else ``ConfigError``."""
-        if self.rows > cfg.rows:
-            raise ConfigError(f"conv geometry {self.in_channels}x{self.kernel}x{self.kernel} "
-                              f"needs {self.rows} crossbar rows; {cfg.name} has {cfg.rows} "
-                              f"(a ConvTile maps a layer onto one row tile)")
-        return self
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)

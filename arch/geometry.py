@@ -121,6 +121,12 @@ class Mapping:
     cfg: AccelConfig
     geometry: ConvGeometry
 
+    def __post_init__(self):
+        if not isinstance(self.cfg, AccelConfig):
+            raise TypeError(f"cfg must be an AccelConfig, not {self.cfg!r}")
+        if not isinstance(self.geometry, ConvGeometry):
+            raise TypeError(f"geometry must be a ConvGeometry, not {self.geometry!r}")
+
     @property
     def row_tiles(self) -> int:
         return -(-self.geometry.rows // self.cfg.rows)

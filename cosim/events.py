@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from arch.energy import MEMORY_EVENTS
+from arch.geometry import Mapping
 from golden.events import EVENTS
 from hdl.layouts import Phase
 
@@ -146,7 +147,7 @@ def rtl_tile_events(cfg, geom, waves: str | Path, verilog: str | Path,
     en = {"fmap_writes": _one(mp["fmap_mem"]["write"]["en"], "the fmap_mem write enable"),
           "gather_reads": _one(mp["fmap_mem"]["read"]["en"], "the fmap_mem read enable"),
           "positions": _one(mp["out_mem"]["write"]["en"], "the out_mem write enable")}
-    groups = geom.groups(cfg)
+    groups = Mapping(cfg, geom).groups
     keys = {f"xbar{x}.{k}" for x in range(groups) for k in _DATAPATH_KEYS} | set(en.values())
     rising, sig = _edges(waves, keys)
     out = []

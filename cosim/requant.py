@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from arch.config import AccelConfig
+from arch.ranges import int_range
 
 from .blocks import REQUANT_BLOCKS, ports, requant_rows, table_from_rows
 from .run import CosimRun, _config_path, run_checked, save_stimulus, verilog_sources
@@ -64,7 +65,7 @@ def layer_accumulators(cfg: AccelConfig, layer: int = 1, images: int = 1, net=No
     patches = F.unfold(q.x.double(), (kh, kw), padding=q.padding, stride=q.stride)
     patches = patches.transpose(1, 2).reshape(-1, patches.shape[1]).to(torch.int64)
     acc = matvec_acc(program(net.cfg, q.weight.reshape(cout, -1).t()), patches) + q.bias
-    lo, hi = -(1 << (cfg.acc_bits - 1)), (1 << (cfg.acc_bits - 1)) - 1
+    lo, hi = int_range(cfg.acc_bits, signed=True)
     if int(acc.min()) < lo or int(acc.max()) > hi:
         raise ValueError(f"layer {layer}'s accumulators [{int(acc.min())}, {int(acc.max())}] "
                          f"do not fit acc_bits = {cfg.acc_bits}")

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from arch.config import AccelConfig
+from arch.geometry import ConvGeometry, Mapping
 
 from .sim import BUILD_ROOT, BenchResult, run_bench
 
@@ -38,7 +39,7 @@ def random_jobs(cfg: AccelConfig, vectors: int, seed: int, jobs: int = 4) -> lis
     gen = torch.Generator().manual_seed(seed)
     out = []
     per_job = [vectors // jobs + (1 if j < vectors % jobs else 0) for j in range(jobs)]
-    bias_hi = (1 << (cfg.bias_bits - 1)) - 1
+    bias_hi = cfg.bias_range[1]
     for j, n in enumerate(per_job):
         if n == 0:
             continue
@@ -71,19 +72,18 @@ def cnn_jobs(cfg: AccelConfig, layer, *, max_vectors: int | None = None) -> list
     added outside the Datapath (``docs/arithmetic.md`` section 6)."""
     import torch.nn.functional as F
 
-    from golden.layer import tile_counts
-
     cout, cin, kh, kw = layer.weight.shape
-    K = cin * kh * kw
-    tiles, groups = tile_counts(cfg, K, cout)
+    mapping = Mapping(cfg, ConvGeometry(cin, cout, kh, layer.stride, layer.padding,
+                                        *layer.x.shape[-2:]))
+    K, tiles, groups = mapping.geometry.rows, mapping.row_tiles, mapping.groups
     x = layer.x
     patches = F.unfold(x.double(), (kh, kw), padding=layer.padding, stride=layer.stride)
     patches = patches.transpose(1, 2).reshape(-1, K).to(torch.int64)
     if max_vectors is not None:
         patches = patches[:max_vectors]
-    xs = torch.zeros(patches.shape[0], tiles * cfg.rows, dtype=torch.int64)
+    xs = torch.zeros(patches.shape[0], mapping.padded_rows, dtype=torch.int64)
     xs[:, :K] = patches
-    wmat = torch.zeros(tiles * cfg.rows, cout, dtype=torch.int64)
+    wmat = torch.zeros(mapping.padded_rows, cout, dtype=torch.int64)
     wmat[:K] = layer.weight.reshape(cout, K).t()                  # [K, Cout], zero padded
     jobs = []
     for t in range(tiles):

@@ -24,6 +24,7 @@ import torch
 from amaranth.hdl import Shape
 
 from arch.config import AccelConfig
+from arch.ranges import int_range
 from golden.arith import adc_convert, adc_reconstruct, encode_weights, input_chunks
 from hdl import CrossbarMAC, RegionCropAGU
 
@@ -105,10 +106,10 @@ class Draw:
         return self.vector(lo, hi, shape)
 
     def layer(self, cfg: AccelConfig, *, off_range: float = 0.0) -> dict:
-        bias_hi = (1 << (cfg.bias_bits - 1)) - 1
+        bias_hi = cfg.bias_range[1]
         if self.chance(off_range):
             # representable in the shift field but outside the configured range
-            top = (1 << (cfg.shift_bits - 1)) - 1
+            top = int_range(cfg.shift_bits, signed=True)[1]
             outside = [s for s in range(-top - 1, top + 1)
                        if not cfg.shift_min <= s <= cfg.shift_max]
             shift = self.rng.choice(outside) if outside else cfg.shift_max

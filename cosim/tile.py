@@ -15,7 +15,8 @@ from pathlib import Path
 
 import torch
 
-from arch.config import AccelConfig, ConvGeometry
+from arch.config import AccelConfig
+from arch.geometry import ConvGeometry, Mapping
 from golden.arith import flag_words
 from golden.crop import crop_index, cropped_conv2d, fraction_code, kept_window, tile_cycles
 from hdl.layouts import (tile_layer_layout, tile_pixel_layout, tile_setup_layout,
@@ -24,7 +25,7 @@ from hdl.layouts import (tile_layer_layout, tile_pixel_layout, tile_setup_layout
 from .bits import pack, pack_rows
 
 __all__ = ["TileImage", "tile_writes", "tile_layer", "tile_setup", "tile_image", "bad_setup",
-           "TileRun", "run_tile", "layer_geometry", "demo_tile_layer", "check_tile_run"]
+           "TileRun", "run_tile", "tile_geometry", "demo_tile_layer", "check_tile_run"]
 
 
 def tile_writes(cfg: AccelConfig, geom: ConvGeometry, weight: torch.Tensor) -> list[int]:
@@ -33,12 +34,12 @@ def tile_writes(cfg: AccelConfig, geom: ConvGeometry, weight: torch.Tensor) -> l
     cout, cin, kh, kw = weight.shape
     if (cout, cin, kh, kw) != (geom.out_channels, geom.in_channels, geom.kernel, geom.kernel):
         raise ValueError(f"weight {list(weight.shape)} does not match the geometry {geom}")
-    O = cfg.outputs
-    wmat = torch.zeros(cfg.rows, geom.groups(cfg) * O, dtype=torch.int64)
+    O, mapping = cfg.outputs, Mapping(cfg, geom).check_one_row_tile()
+    wmat = torch.zeros(mapping.padded_rows, mapping.padded_outputs, dtype=torch.int64)
     wmat[:geom.rows, :cout] = weight.reshape(cout, -1).t()
     layout = tile_weight_write_layout(cfg, geom)
     writes = []
-    for x in range(geom.groups(cfg)):
+    for x in range(mapping.groups):
         w = wmat[:, x * O:(x + 1) * O]
         flag_bits = flag_words(cfg, w)
         rows, outs = torch.meshgrid(torch.arange(cfg.rows), torch.arange(O), indexing="ij")
@@ -52,7 +53,7 @@ def tile_writes(cfg: AccelConfig, geom: ConvGeometry, weight: torch.Tensor) -> l
 def tile_layer(cfg: AccelConfig, geom: ConvGeometry, bias: torch.Tensor, shift: int,
                relu: bool) -> int:
     """The ``layer`` port value: shift, ReLU and the bias of every output channel."""
-    b = torch.zeros(geom.groups(cfg) * cfg.outputs, dtype=torch.int64)
+    b = torch.zeros(Mapping(cfg, geom).padded_outputs, dtype=torch.int64)
     b[:geom.out_channels] = bias
     return pack(tile_layer_layout(cfg, geom), shift=shift, relu=int(relu), bias=b.tolist())
 
@@ -277,22 +278,22 @@ def demo_tile_layer(cfg: AccelConfig, index: int, image: int = 0):
         raise ValueError(f"the demo CNN has conv layers 0..{len(convs) - 1}, not {index}")
     images, _ = cluttered_digits("test")
     layer = quant_layer(net, index, images[image:image + 1])
-    return layer, layer_geometry(layer, *layer.x.shape[-2:]), layer.x[0]
+    return layer, tile_geometry(layer, *layer.x.shape[-2:]), layer.x[0]
 
 
-def layer_geometry(layer, height: int, width: int) -> ConvGeometry:
+def tile_geometry(layer, height: int, width: int) -> ConvGeometry:
     """The ``ConvTile`` geometry of conv ``layer`` (``weight [Cout, Cin, k, k]``, ``stride``,
-    ``padding``) on ``height x width`` input maps."""
+    ``padding``) whose largest input map is ``height x width``."""
     cout, cin, k, _ = layer.weight.shape
     return ConvGeometry(cin, cout, k, stride=layer.stride, padding=layer.padding,
-                        max_height=int(height), max_width=int(width))
+                        height=int(height), width=int(width))
 
 
 def demo_layers_for(cfg: AccelConfig) -> list[int]:
     """The demo CNN's conv layers whose im2col rows fit one crossbar of ``cfg`` (the layers a
     ``ConvTile`` of ``cfg`` can compute)."""
     from golden.cnn import CONV_SPECS
-    return [i for i, s in enumerate(CONV_SPECS) if s.cin * s.kernel ** 2 <= cfg.rows]
+    return [i for i, s in enumerate(CONV_SPECS) if Mapping(cfg, s.geometry).row_tiles == 1]
 
 
 def crop_sweep(cfg: AccelConfig, index: int, sim: str, *, crops=range(16),

@@ -29,17 +29,18 @@ def check_range(name: str, t: torch.Tensor, lo: int, hi: int) -> None:
                          f"found values in [{int(t.min())}, {int(t.max())}]")
 
 
-def saturate(v: torch.Tensor, bits: int, *, signed: bool = True) -> torch.Tensor:
-    """Clamp to the range of a ``bits``-wide integer (two's complement if ``signed``).
+def saturate(v: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+    """Clamp to ``[lo, hi]``: saturation, as the hardware does; never wraps. The one saturate;
+    for a ``bits``-wide integer pass ``*arch.ranges.int_range(bits, signed)``.
 
-    >>> saturate(torch.tensor([-200, -128, 127, 200]), 8).tolist()
+    >>> saturate(torch.tensor([-200, -128, 127, 200]), *int_range(8, signed=True)).tolist()
     [-128, -128, 127, 127]
-    >>> saturate(torch.tensor([-1, 300]), 8, signed=False).tolist()
+    >>> saturate(torch.tensor([-1, 300]), *int_range(8, signed=False)).tolist()
     [0, 255]
+    >>> saturate(torch.tensor([-1.5, 0.25, 9.0]), -1, 1).tolist()
+    [-1.0, 0.25, 1.0]
     """
-    if signed:
-        return v.clamp(-(1 << (bits - 1)), (1 << (bits - 1)) - 1)
-    return v.clamp(0, (1 << bits) - 1)
+    return torch.clamp(v, lo, hi)
 
 
 def round_shift(v: torch.Tensor, sh: int) -> torch.Tensor:
@@ -198,4 +199,4 @@ def finalize(cfg: AccelConfig, v: torch.Tensor, *, shift: int, relu_enable: bool
     if shift < 0:
         # the left shift is exact and then saturated: clamp first, so int64 cannot wrap
         v = left_shift_clamp(v, -shift, cfg.output_bits)
-    return saturate(relu(round_shift(v, shift), relu_enable), cfg.output_bits)
+    return saturate(relu(round_shift(v, shift), relu_enable), *cfg.output_range)

@@ -28,9 +28,10 @@ from typing import Callable
 import torch
 from torch import nn
 
+from arch.geometry import ConvGeometry
 from golden.data import cluttered_digits, split_indices
 
-__all__ = ["ConvSpec", "CONV_SPECS", "DemoCNN", "TrainResult", "train_democnn", "evaluate",
+__all__ = ["DemoConv", "CONV_SPECS", "DemoCNN", "TrainResult", "train_democnn", "evaluate",
            "load_democnn", "save_democnn", "SHIPPED_MODEL", "BUILD_MODEL", "TRAIN_SEED",
            "TRAIN_EPOCHS"]
 
@@ -45,21 +46,18 @@ LABEL_SMOOTHING = 0.1
 
 
 @dataclass(frozen=True)
-class ConvSpec:
-    """Geometry of one convolution of the demo CNN (every conv is followed by a ReLU)."""
-    cin: int
-    cout: int
-    kernel: int
-    stride: int
-    padding: int
+class DemoConv:
+    """One convolution of the demo CNN: its :class:`~arch.geometry.ConvGeometry` (on the map
+    it sees in the network) and whether a ReLU follows (every conv's does)."""
+    geometry: ConvGeometry
     relu: bool = True
 
 
-CONV_SPECS: tuple[ConvSpec, ...] = (
-    ConvSpec(1, 8, 3, 1, 1),
-    ConvSpec(8, 16, 3, 2, 1),
-    ConvSpec(16, 16, 3, 1, 1),
-    ConvSpec(16, 32, 3, 2, 1),
+CONV_SPECS: tuple[DemoConv, ...] = (
+    DemoConv(ConvGeometry(1, 8, kernel=3, stride=1, padding=1, height=32, width=32)),
+    DemoConv(ConvGeometry(8, 16, kernel=3, stride=2, padding=1, height=32, width=32)),
+    DemoConv(ConvGeometry(16, 16, kernel=3, stride=1, padding=1, height=16, width=16)),
+    DemoConv(ConvGeometry(16, 32, kernel=3, stride=2, padding=1, height=16, width=16)),
 )
 CLASSES = 10
 
@@ -71,9 +69,9 @@ class DemoCNN(nn.Module):
     def __init__(self):
         super().__init__()
         self.convs = nn.ModuleList(
-            nn.Conv2d(s.cin, s.cout, s.kernel, stride=s.stride, padding=s.padding)
-            for s in CONV_SPECS)
-        self.fc = nn.Linear(CONV_SPECS[-1].cout, CLASSES)
+            nn.Conv2d(g.in_channels, g.out_channels, g.kernel, stride=g.stride, padding=g.padding)
+            for g in (s.geometry for s in CONV_SPECS))
+        self.fc = nn.Linear(CONV_SPECS[-1].geometry.out_channels, CLASSES)
 
     def features(self, x: torch.Tensor, upto: int | None = None) -> torch.Tensor:
         """The activations after conv layer ``upto - 1`` (its ReLU included), i.e. the input of

@@ -42,10 +42,11 @@ from numbers import Integral, Real
 
 import torch
 
-from arch.config import AccelConfig, ConvGeometry
-from hdl.layouts import FRACTION_BITS
+from arch.config import AccelConfig
+from arch.contract import FRACTION_BITS
+from arch.geometry import ConvGeometry, conv_out_size
 
-from .layer import conv2d, tile_counts
+from .layer import conv2d, matrix_mapping
 
 __all__ = ["CROP_VECTORS", "crop_vector", "crop_index", "crop_amount", "kept_window",
            "scale_window", "check_window", "crop_activations", "output_window",
@@ -187,7 +188,7 @@ def _conv_params(kernel, stride, padding):
 def _out_range(lo: int, hi: int, size: int, k: int, s: int, p: int) -> tuple[int, int]:
     """Outputs ``o`` in ``[0, n_out)`` whose input range ``[o*s - p, o*s - p + k)`` meets
     ``[lo, hi)``: ``o*s - p <= hi - 1`` and ``o*s - p + k - 1 >= lo``."""
-    n_out = (size + 2 * p - k) // s + 1
+    n_out = conv_out_size(size, k, s, p)
     first = max(0, -(-(lo - k + 1 + p) // s))
     end = min(n_out, (hi - 1 + p) // s + 1)
     return first, max(first, end)
@@ -254,10 +255,11 @@ def crop_counts(cfg: AccelConfig, in_channels: int, out_channels: int, H: int, W
     ``H x W`` map under ``window`` (see :class:`CropCounts`)."""
     k, s, p = _conv_params(kernel, stride, padding)
     r0, r1, c0, c1 = output_window(window, H, W, k, s, p)
-    ho, wo = (H + 2 * p - k) // s + 1, (W + 2 * p - k) // s + 1
+    ho, wo = conv_out_size(H, k, s, p), conv_out_size(W, k, s, p)
     K = _size("in_channels", in_channels) * k * k
     N = _size("out_channels", out_channels)
-    tiles, groups = tile_counts(cfg, K, N)
+    mapping = matrix_mapping(cfg, K, N)
+    tiles, groups = mapping.row_tiles, mapping.groups
     n, full = (r1 - r0) * (c1 - c0), ho * wo
     return CropCounts(n, n * K * N, n * tiles * groups, full, full * K * N, full * tiles * groups)
 

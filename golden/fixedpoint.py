@@ -39,6 +39,9 @@ import torch
 import torch.nn.functional as F
 
 from arch.config import AccelConfig
+from arch.ranges import int_range
+from golden import arith
+from golden.arith import saturate
 from golden.cnn import CONV_SPECS, DemoCNN
 from golden.data import cluttered_digits
 
@@ -69,11 +72,6 @@ def round_half_even(t: torch.Tensor) -> torch.Tensor:
     [0.0, 2.0, 2.0, -0.0, -2.0, 1.0]
     """
     return torch.round(t)
-
-
-def saturate(q: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
-    """Clamp integers to ``[lo, hi]`` (saturation, as the hardware does; never wraps)."""
-    return torch.clamp(q, lo, hi)
 
 
 def to_fixed(t: torch.Tensor, frac_bits: int, lo: int, hi: int) -> torch.Tensor:
@@ -144,8 +142,9 @@ def div_round_half_up(s: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def bias_range(cfg: AccelConfig) -> tuple[int, int]:
-    """``(lo, hi)`` of a signed ``cfg.bias_bits`` bias."""
-    return -(1 << (cfg.bias_bits - 1)), (1 << (cfg.bias_bits - 1)) - 1
+    """``(lo, hi)`` of a signed ``cfg.bias_bits`` bias: ``cfg.bias_range``, the one bias
+    range."""
+    return cfg.bias_range
 
 
 def flexpoint_shift(cfg: AccelConfig, w_frac: int, x_frac: int, out_frac: int) -> int:
@@ -176,13 +175,10 @@ def requantize(v: torch.Tensor, shift: int, relu: bool, output_bits: int) -> tor
     [1, 2, -1, -1, 127]
     """
     v = v.to(torch.int64)
-    if shift > 0:
-        v = (v + (1 << (shift - 1))) >> shift
-    elif shift < 0:
-        v = v << (-shift)
-    if relu:
-        v = torch.clamp(v, min=0)
-    return saturate(v, -(1 << (output_bits - 1)), (1 << (output_bits - 1)) - 1)
+    if shift < 0:   # exact, then saturated: clamp first so that int64 cannot wrap
+        v = arith.left_shift_clamp(v, -shift, output_bits)
+    return saturate(arith.relu(arith.round_shift(v, shift), relu),
+                    *int_range(output_bits, signed=True))
 
 
 # -- the quantized network -----------------------------------------------------------------
@@ -257,15 +253,11 @@ def calibration_images(n: int = CALIBRATION_IMAGES) -> torch.Tensor:
     return x[:n]
 
 
-def _weight_range(cfg: AccelConfig) -> tuple[int, int]:
-    return cfg.weight_min, cfg.weight_max
-
-
 def _quantize_layer(cfg: AccelConfig, index: int, kind: str, weight: torch.Tensor,
                     bias: torch.Tensor, x_frac: int, out_lo: float, out_hi: float,
                     out_range: tuple[int, int], relu: bool, stride: int,
                     padding: int) -> QuantLayer:
-    wlo, whi = _weight_range(cfg)
+    wlo, whi = cfg.weight_range
     w = weight.detach().to(torch.float64)
     w_frac = frac_bits_for(float(w.min()), float(w.max()), wlo, whi)
     out_frac = frac_bits_for(out_lo, out_hi, *out_range)
@@ -323,7 +315,7 @@ def quantize_democnn(cfg: AccelConfig, model: DemoCNN,
                 a = torch.relu(a)
             q = _quantize_layer(cfg, i, "conv", conv.weight, conv.bias, x_frac,
                                 float(a.min()), float(a.max()), out_feed, spec.relu,
-                                spec.stride, spec.padding)
+                                spec.geometry.stride, spec.geometry.padding)
             layers.append(q)
             x_frac = q.out_frac
         # The pooled features are much smaller than the largest pixel: give them their own

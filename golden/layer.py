@@ -14,12 +14,13 @@ import torch
 import torch.nn.functional as F
 
 from arch.config import AccelConfig
+from arch.geometry import ConvGeometry, Mapping, conv_out_size
 
 from .arith import (adc_convert, adc_reconstruct, check_range, chunk_positions, chunk_signs,
                     encode_weights, finalize, flip_recover, input_chunks)
 
 __all__ = ["ProgrammedLayer", "program", "matvec_acc", "matvec", "linear", "conv2d",
-           "tile_counts"]
+           "matrix_mapping", "tile_counts"]
 
 # Elements of the [batch, T, columns] read tensor processed at once (bounds memory).
 _BLOCK_ELEMENTS = 1 << 17   # elements of the [b, tiles, T, columns] read tensor per block: fits in cache
@@ -40,17 +41,32 @@ class ProgrammedLayer:
     flags: tuple[torch.Tensor, ...]
 
     @property
+    def mapping(self) -> Mapping:
+        """The crossbar mapping of the ``[K, N]`` matrix (a 1x1 conv of ``K -> N``)."""
+        return matrix_mapping(self.cfg, self.in_features, self.out_features)
+
+    @property
     def row_tiles(self) -> int:
         return len(self.cells)
 
     @property
     def groups(self) -> int:
-        return -(-self.out_features // self.cfg.outputs)
+        return self.mapping.groups
+
+
+def matrix_mapping(cfg: AccelConfig, in_features: int, out_features: int) -> Mapping:
+    """The :class:`~arch.geometry.Mapping` of a ``[K, N]`` weight matrix (K im2col rows, N
+    outputs): a fully connected layer, which tiles exactly as a conv with ``K`` rows."""
+    return Mapping(cfg, ConvGeometry.linear(in_features, out_features))
 
 
 def tile_counts(cfg: AccelConfig, in_features: int, out_features: int) -> tuple[int, int]:
-    """Crossbars a ``[K, N]`` layer occupies: (row tiles, output groups)."""
-    return -(-in_features // cfg.rows), -(-out_features // cfg.outputs)
+    """Crossbars a ``[K, N]`` layer occupies: (row tiles, output groups).
+
+    Kept only for ``golden/energy_model.py`` until it takes a :class:`~arch.geometry.Mapping`;
+    new code uses :func:`matrix_mapping` / ``Mapping``."""
+    m = matrix_mapping(cfg, in_features, out_features)
+    return m.row_tiles, m.groups
 
 
 def program(cfg: AccelConfig, w: torch.Tensor) -> ProgrammedLayer:
@@ -68,14 +84,15 @@ def program(cfg: AccelConfig, w: torch.Tensor) -> ProgrammedLayer:
         raise ValueError(f"weights must be a [K, N] matrix, not {list(w.shape)}")
     check_range("weights", w, cfg.weight_min, cfg.weight_max)
     K, N = w.shape
-    kt, g = tile_counts(cfg, K, N)
+    mapping = matrix_mapping(cfg, K, N)
+    kt, g = mapping.row_tiles, mapping.groups
     if kt > cfg.max_row_tiles:
         # section 6: the sum v of kt row tiles is sum_bits(kt) wide; it must fit int64
         raise ValueError(f"a layer of K = {K} inputs spans {kt} row tiles of {cfg.rows} rows; "
                          f"its sums need {cfg.sum_bits(kt)} bits, more than 64: at most "
                          f"{cfg.max_row_tiles} row tiles (K <= {cfg.max_row_tiles * cfg.rows}) "
                          f"with configuration '{cfg.name}'")
-    wp = torch.zeros(kt * cfg.rows, g * cfg.outputs, dtype=torch.int64)
+    wp = torch.zeros(mapping.padded_rows, mapping.padded_outputs, dtype=torch.int64)
     wp[:K, :N] = w
     cells, flags = [], []
     for k in range(kt):
@@ -162,7 +179,7 @@ def matvec(cfg: AccelConfig, x: torch.Tensor, w: torch.Tensor, bias: torch.Tenso
 
 def _finish(cfg, acc, bias, shift, relu):
     if bias is not None:
-        check_range("bias", bias, -(1 << (cfg.bias_bits - 1)), (1 << (cfg.bias_bits - 1)) - 1)
+        check_range("bias", bias, *cfg.bias_range)
         acc = acc + bias.to(torch.int64)
     return finalize(cfg, acc, shift=shift, relu_enable=relu)
 
@@ -186,8 +203,7 @@ def conv2d(cfg: AccelConfig, x: torch.Tensor, w: torch.Tensor, bias: torch.Tenso
                          f"Cin, not {list(x.shape)} and {list(w.shape)}")
     B, _, H, W = x.shape
     cout, _, kh, kw = w.shape
-    ho = (H + 2 * padding - kh) // stride + 1
-    wo = (W + 2 * padding - kw) // stride + 1
+    ho, wo = conv_out_size(H, kh, stride, padding), conv_out_size(W, kw, stride, padding)
     check_range("inputs", x, cfg.input_min, cfg.input_max)
     # unfold works on floating point; activations of up to 24 bits are exact in float32.
     ftype = torch.float32 if cfg.input_bits <= 24 else torch.float64

@@ -32,8 +32,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from arch.geometry import ConvGeometry
+
 from .crop import kept_window
-from .study import NCROPS, ConvGeom, window_masks
+from .study import NCROPS, window_masks
 
 __all__ = ["METRICS", "importance_maps", "removed_share", "metric_risk", "choose",
            "calibrate", "sweep", "ZerothLayer", "train_zeroth", "crop_masks"]
@@ -162,10 +164,11 @@ class ZerothLayer:
         r[:, 0] = 0
         return r.to(torch.float64)
 
-    def geometry(self, height: int, width: int) -> list[ConvGeom]:
+    def geometry(self, height: int, width: int) -> list[ConvGeometry]:
         """Its crossbar layers for the energy model: the kernels, then the classifier."""
-        k = ConvGeom(1, KERNELS.shape[0], height, width, 3, 2, 1)
-        return [k, ConvGeom(self.weight.shape[1], NCROPS, 1, 1)]
+        k = ConvGeometry(1, KERNELS.shape[0], kernel=3, stride=2, padding=1, height=height,
+                         width=width)
+        return [k, ConvGeometry.linear(self.weight.shape[1], NCROPS)]
 
 
 def train_zeroth(images: torch.Tensor, tol: torch.Tensor, *, steps: int = ZEROTH_STEPS,

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from arch.ranges import int_range
 from golden.fixedpoint import frac_bits_for, round_half_even, saturate
 
 __all__ = ["Fmt", "LayerFormat", "fake_quant", "round_half_up", "fmt_for", "uniform_formats",
@@ -37,11 +38,11 @@ class Fmt:
 
     @property
     def lo(self) -> int:
-        return -(1 << (self.bits - 1)) if self.signed else 0
+        return int_range(self.bits, self.signed)[0]
 
     @property
     def hi(self) -> int:
-        return (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
+        return int_range(self.bits, self.signed)[1]
 
     def __str__(self) -> str:
         return f"{'s' if self.signed else 'u'}{self.bits}.{self.frac}"

@@ -71,7 +71,7 @@ from arch.config import AccelConfig, ConfigError
 from arch.geometry import ConvGeometry, Mapping
 from golden import layer as _layer
 from golden.arith import round_shift
-from golden.fixedpoint import (QuantError, bias_range, div_round_half_up, flexpoint_shift,
+from golden.fixedpoint import (QuantError, bias_range, flexpoint_shift,
                                frac_bits_for, round_half_even, to_fixed)
 from golden.graph import Graph, Node, run_float
 

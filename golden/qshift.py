@@ -37,6 +37,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from arch.ranges import int_range
 from golden.fixedpoint import round_half_even, saturate
 from golden.qformat import Fmt, LayerFormat, integer_params, round_half_up
 from golden.qlayers import LayerInfo
@@ -114,7 +115,7 @@ def shift_round(layers: Sequence[LayerInfo], formats: Sequence[LayerFormat],
             sh = acc_frac - nxt.frac
             if not fused:                    # signed, one bit wider: the same values, no clip
                 v = saturate(round_half_up(v * math.ldexp(1.0, -sh)),
-                             -(1 << nxt.bits), (1 << nxt.bits) - 1)
+                             *int_range(nxt.bits + 1, signed=True))
                 sh = 0
             if L.relu:
                 v = torch.relu(v)

@@ -32,6 +32,7 @@ import math
 
 import torch
 
+from arch.ranges import int_range, max_int
 from golden.arith import round_shift, saturate
 
 __all__ = ["shift_round_requant", "multiplier_requant", "quantize_multiplier",
@@ -46,7 +47,7 @@ def shift_round_requant(acc: torch.Tensor, shift: int, out_bits: int) -> torch.T
     """
     if shift < 0:
         raise ValueError(f"shift must be a non-negative integer, not {shift}")
-    return saturate(round_shift(acc, shift), out_bits)
+    return saturate(round_shift(acc, shift), *int_range(out_bits, signed=True))
 
 
 def _as_int(t) -> list[int]:
@@ -94,15 +95,16 @@ def multiplier_requant(acc: torch.Tensor, multiplier: int, shift: int, out_bits:
     ValueError
         If ``multiplier`` is not in ``[0, 2**(m_bits-1) - 1]`` or ``shift`` is negative.
     """
-    if not 0 <= multiplier < (1 << (m_bits - 1)):
-        raise ValueError(f"multiplier must lie in [0, {(1 << (m_bits - 1)) - 1}] (a "
+    if not 0 <= multiplier <= max_int(m_bits, signed=True):
+        raise ValueError(f"multiplier must lie in [0, {max_int(m_bits, signed=True)}] (a "
                          f"non-negative {m_bits}-bit fixed-point fraction), not {multiplier}")
     if shift < 0:
         raise ValueError(f"shift must be a non-negative integer, not {shift}")
     acc = torch.as_tensor(acc)
     q = [rounding_divide_by_pot(rounding_doubling_high_mul(a, multiplier, m_bits), shift)
          for a in _as_int(acc)]
-    return saturate(torch.tensor(q, dtype=torch.int64).view(acc.shape), out_bits)
+    return saturate(torch.tensor(q, dtype=torch.int64).view(acc.shape),
+                    *int_range(out_bits, signed=True))
 
 
 def quantize_multiplier(scale: float, m_bits: int = 32) -> tuple[int, int]:
@@ -120,5 +122,5 @@ def quantize_multiplier(scale: float, m_bits: int = 32) -> tuple[int, int]:
         m0 //= 2
         exp += 1
     if exp > 0:                            # scale within half an LSB of 1: the largest M0
-        return (1 << (m_bits - 1)) - 1, 0
+        return max_int(m_bits, signed=True), 0
     return m0, -exp

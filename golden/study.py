@@ -31,56 +31,34 @@ import torch
 import torch.nn.functional as F
 
 from arch.config import AccelConfig
+from arch.geometry import ConvGeometry
 
 from .crop import CROP_VECTORS, Window, kept_window, output_window, scale_window
 from .fixedpoint import QuantNet, global_avg_pool, quant_inputs, saturate
 from .layer import matvec
 
-__all__ = ["ConvGeom", "democnn_geometry", "crop_plan", "window_masks", "crops_conv2d",
+__all__ = ["democnn_geometry", "crop_plan", "window_masks", "crops_conv2d",
            "crop_forward", "crop_energy", "StudyArrays", "run_crops", "true_ranks",
            "tolerated", "oracle_choice", "summarize_choice", "first_layer_cases", "NCROPS"]
 
 NCROPS = len(CROP_VECTORS)
 
 
-@dataclass(frozen=True)
-class ConvGeom:
-    """One crossbar layer as the energy model sees it: a conv of ``kernel x kernel`` on an
-    ``height x width`` input map (the classifier is a 1x1 conv on a 1x1 map)."""
-    in_channels: int
-    out_channels: int
-    height: int
-    width: int
-    kernel: int = 1
-    stride: int = 1
-    padding: int = 0
-
-    @property
-    def out_size(self) -> tuple[int, int]:
-        return ((self.height + 2 * self.padding - self.kernel) // self.stride + 1,
-                (self.width + 2 * self.padding - self.kernel) // self.stride + 1)
-
-    def energy_kwargs(self) -> dict:
-        return dict(in_channels=self.in_channels, out_channels=self.out_channels,
-                    height=self.height, width=self.width, kernel=self.kernel,
-                    stride=self.stride, padding=self.padding)
-
-
-def democnn_geometry(net: QuantNet, height: int = 32, width: int = 32) -> list[ConvGeom]:
+def democnn_geometry(net: QuantNet, height: int = 32, width: int = 32) -> list[ConvGeometry]:
     """The crossbar layers of the quantized demo CNN: its convs, then the classifier."""
     geoms, h, w = [], height, width
     for q in net.layers:
         if q.kind == "conv":
             co, ci, k, _ = q.weight.shape
-            g = ConvGeom(ci, co, h, w, k, q.stride, q.padding)
-            h, w = g.out_size
+            g = ConvGeometry(ci, co, k, q.stride, q.padding, h, w)
+            h, w = g.out_height, g.out_width
         else:
-            g = ConvGeom(q.weight.shape[1], q.weight.shape[0], 1, 1)
+            g = ConvGeometry.linear(q.weight.shape[1], q.weight.shape[0])
         geoms.append(g)
     return geoms
 
 
-def crop_plan(geoms: Sequence[ConvGeom], fraction, from_layer: int = 0
+def crop_plan(geoms: Sequence[ConvGeometry], fraction, from_layer: int = 0
               ) -> list[list[Window | None]]:
     """``plan[c][l]``: the kept window of crop ``c`` on the input of crossbar layer ``l`` (None
     = uncropped). Layers before ``from_layer`` and 1x1-map layers (the classifier) are not
@@ -116,7 +94,7 @@ def window_masks(windows: Sequence[Window | None], H: int, W: int) -> torch.Tens
     return m
 
 
-def _out_windows(g: ConvGeom, windows):
+def _out_windows(g: ConvGeometry, windows):
     return [None if w is None else output_window(w, g.height, g.width, g.kernel, g.stride,
                                                  g.padding) for w in windows]
 
@@ -129,8 +107,8 @@ def crops_conv2d(cfg: AccelConfig, x: torch.Tensor, weight: torch.Tensor, bias: 
     all crops in one :func:`golden.layer.matvec` call. Returns int64 ``[C, B, Cout, Ho, Wo]``."""
     C, B, cin, H, W = x.shape
     cout, _, k, _ = weight.shape
-    g = ConvGeom(cin, cout, H, W, k, stride, padding)
-    ho, wo = g.out_size
+    g = ConvGeometry(cin, cout, k, stride, padding, H, W)
+    ho, wo = g.out_height, g.out_width
     x = x * window_masks(windows, H, W)[:, None, None].to(x.dtype)
     patches = F.unfold(x.reshape(C * B, cin, H, W).to(torch.float32), k, padding=padding,
                        stride=stride)                                      # [CB, K, L]
@@ -180,14 +158,12 @@ def _energy_model():
     return energy_model
 
 
-def crop_energy(cfg: AccelConfig, table, geoms: Sequence[ConvGeom], plan, inputs=None
+def crop_energy(cfg: AccelConfig, table, geoms: Sequence[ConvGeometry], plan, inputs=None
                 ) -> torch.Tensor:
     """Energy in pJ, ``[C, B, layers]`` float64 (or ``[C, 1, layers]`` without ``inputs``):
     ``conv_layer_energy`` of every crossbar layer under each crop's window, with that layer's
     integer inputs ``inputs[l] [C or 1, B, ...]`` when given (1x1 layers get ``[B, K, 1, 1]``).
     """
-    from arch.geometry import ConvGeometry
-
     em = _energy_model()
     C = len(plan)
     B = 1 if inputs is None else inputs[0].shape[1]
@@ -202,8 +178,7 @@ def crop_energy(cfg: AccelConfig, table, geoms: Sequence[ConvGeom], plan, inputs
                 x = x[:, :, None, None] if x.dim() == 2 else x
                 key = (w, c if xi.shape[0] > 1 else -1)
             if key not in done:
-                e = em.conv_layer_energy(cfg, table, ConvGeometry(**g.energy_kwargs()),
-                                         window=w, x=x)
+                e = em.conv_layer_energy(cfg, table, g, window=w, x=x)
                 done[key] = torch.as_tensor(e.total_pj, dtype=torch.float64)
             out[c, :, i] = done[key]
     return out

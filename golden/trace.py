@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from arch.config import AccelConfig
-from hdl.layouts import Phase
+from arch.contract import PHASE_ADC, PHASE_FINAL, PHASE_IDLE, PHASE_OUT, PHASE_XBAR
 
 from .arith import (adc_convert, adc_reconstruct, check_range, chunk_positions, chunk_signs,
                     encode_weights, finalize, flip_recover, input_chunks)
@@ -22,9 +22,8 @@ from .arith import (adc_convert, adc_reconstruct, check_range, chunk_positions, 
 __all__ = ["Schedule", "schedule", "DatapathTrace", "datapath_trace", "stream_cycles",
            "PHASE_IDLE", "PHASE_XBAR", "PHASE_ADC", "PHASE_FINAL", "PHASE_OUT"]
 
-# The controller's phase codes, as plain ints, from the one enum the RTL uses.
-PHASE_IDLE, PHASE_XBAR, PHASE_ADC, PHASE_FINAL, PHASE_OUT = (
-    p.value for p in (Phase.IDLE, Phase.XBAR, Phase.ADC, Phase.FINAL, Phase.OUT))
+# The controller's phase codes, as plain ints: arch.contract's, from which the RTL's
+# hdl.layouts.Phase is built (re-exported here for the testbenches).
 
 
 @dataclass(frozen=True)
@@ -120,7 +119,7 @@ def datapath_trace(cfg: AccelConfig, w: torch.Tensor, x: torch.Tensor,
     T, X, G, N, P = (cfg.input_cycles, cfg.xbar_steps, cfg.adc_steps,
                      cfg.adc_columns_per_cycle, cfg.rows_per_cycle)
     bias = torch.zeros(O, dtype=torch.int64) if bias is None else bias.to(torch.int64)
-    check_range("bias", bias, -(1 << (cfg.bias_bits - 1)), (1 << (cfg.bias_bits - 1)) - 1)
+    check_range("bias", bias, *cfg.bias_range)
     cells, flags = encode_weights(cfg, w)                      # [R, O, S], [O, S]
     cells = cells.reshape(R, C)
     flags = flags.reshape(C)

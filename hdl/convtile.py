@@ -7,12 +7,14 @@ from amaranth.lib import enum, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from arch.config import AccelConfig, ConvGeometry
+from arch.config import AccelConfig
+from arch.contract import FRACTION_BITS
+from arch.geometry import ConvGeometry, Mapping
 
 from ._common import check_config
 from .agu import RegionCropAGU, invalid_window
 from .datapath import Datapath
-from .layouts import (FRACTION_BITS, agu_config_layout, index_bits, input_layout,
+from .layouts import (agu_config_layout, index_bits, input_layout,
                       tile_layer_layout,
                       tile_output_layout, tile_pixel_layout, tile_read_layout,
                       tile_setup_layout, tile_weight_write_layout)
@@ -22,7 +24,7 @@ __all__ = ["ConvTile", "TileState", "DEFAULT_GEOMETRY", "default_geometry", "def
 #: The geometry ``make verilog`` builds: the demo CNN's first layer (1 -> 8, 3x3, stride 1,
 #: padding 1, 32x32), which fits every shipped configuration in one row tile.
 DEFAULT_GEOMETRY = ConvGeometry(in_channels=1, out_channels=8, kernel=3, stride=1, padding=1,
-                                max_height=32, max_width=32)
+                                height=32, width=32)
 
 
 def default_geometry(cfg: AccelConfig) -> ConvGeometry:
@@ -34,7 +36,7 @@ def default_geometry(cfg: AccelConfig) -> ConvGeometry:
         return DEFAULT_GEOMETRY
     k = max(n for n in (1, 2, 3) if n * n <= cfg.rows)
     return ConvGeometry(in_channels=cfg.rows // (k * k), out_channels=8, kernel=k,
-                        stride=1, padding=(k - 1) // 2, max_height=32, max_width=32)
+                        stride=1, padding=(k - 1) // 2, height=32, width=32)
 
 
 def default_tile(cfg: AccelConfig) -> "ConvTile":
@@ -96,8 +98,9 @@ class ConvTile(wiring.Component):
     ----------
     cfg : :class:`~arch.config.AccelConfig`
         The crossbar configuration (one crossbar per output group).
-    geom : :class:`~arch.config.ConvGeometry`
-        The layer; ``geom.rows <= cfg.rows``.
+    geom : :class:`~arch.geometry.ConvGeometry`
+        The layer; ``geom.rows <= cfg.rows`` (one row tile). ``geom.height x geom.width``
+        is the largest input map the tile accepts (the actual size is set at run time).
 
     Raises
     ------
@@ -111,7 +114,8 @@ class ConvTile(wiring.Component):
         self._cfg = check_config(cfg)
         if not isinstance(geom, ConvGeometry):
             raise TypeError(f"geom must be a ConvGeometry, not {geom!r}")
-        self._geom = geom.check(cfg)
+        Mapping(cfg, geom).check_one_row_tile()
+        self._geom = geom
         super().__init__({
             "wr":      In(stream.Signature(tile_weight_write_layout(cfg, geom),
                                            always_ready=True)),
@@ -139,8 +143,8 @@ class ConvTile(wiring.Component):
     def memories(self) -> list[dict]:
         """The feature-map memories: name, depth, word width and bits (for the manifest)."""
         g, cfg = self._geom, self._cfg
-        words = {"fmap_mem": (g.max_height * g.max_width, tile_pixel_layout(cfg, g).size),
-                 "out_mem": (g.max_out_height * g.max_out_width,
+        words = {"fmap_mem": (g.height * g.width, tile_pixel_layout(cfg, g).size),
+                 "out_mem": (g.out_height * g.out_width,
                              tile_output_layout(cfg, g).size)}
         return [{"name": name, "depth": depth, "width": width, "bits": depth * width}
                 for name, (depth, width) in words.items()]
@@ -148,16 +152,16 @@ class ConvTile(wiring.Component):
     def elaborate(self, platform):
         cfg, g = self._cfg, self._geom
         k, s, p, taps = g.kernel, g.stride, g.padding, g.taps
-        O, groups = cfg.outputs, g.groups(cfg)
-        Ho_max, Wo_max = g.max_out_height, g.max_out_width
+        O, groups = cfg.outputs, Mapping(cfg, g).groups
+        Ho_max, Wo_max = g.out_height, g.out_width
         m = Module()
 
-        m.submodules.agu_in = agu_in = RegionCropAGU(cfg, max_height=g.max_height,
-                                                     max_width=g.max_width)
+        m.submodules.agu_in = agu_in = RegionCropAGU(cfg, max_height=g.height,
+                                                     max_width=g.width)
         m.submodules.agu_out = agu_out = RegionCropAGU(cfg, max_height=Ho_max,
                                                        max_width=Wo_max)
         m.submodules.fmap_mem = fmap_mem = Memory(
-            shape=tile_pixel_layout(cfg, g).members["x"], depth=g.max_height * g.max_width, init=[])
+            shape=tile_pixel_layout(cfg, g).members["x"], depth=g.height * g.width, init=[])
         m.submodules.out_mem = out_mem = Memory(
             shape=tile_output_layout(cfg, g).members["y"], depth=Ho_max * Wo_max, init=[])
         fmap_wr, fmap_rd = fmap_mem.write_port(), fmap_mem.read_port()
@@ -177,7 +181,7 @@ class ConvTile(wiring.Component):
         H, W = su.height, su.width
         frac_half = 1 << (FRACTION_BITS - 1)
         # the kept window, and the computed output window, as the AGUs take them
-        win = Signal(agu_config_layout(g.max_height, g.max_width))
+        win = Signal(agu_config_layout(g.height, g.width))
         hb, wb = len(win.height), len(win.width)
         n_r, n_c = Signal(hb), Signal(wb)
         for n, size in ((n_r, H), (n_c, W)):
@@ -191,7 +195,7 @@ class ConvTile(wiring.Component):
         with m.Else():
             m.d.comb += [win.r0.eq(su.r0), win.r1.eq(su.r1), win.c0.eq(su.c0), win.c1.eq(su.c1)]
         bad = Signal()
-        m.d.comb += bad.eq(invalid_window(win, g.max_height, g.max_width)
+        m.d.comb += bad.eq(invalid_window(win, g.height, g.width)
                            | (su.mode & (su.fraction >= frac_half))
                            | (H + 2 * p < k) | (W + 2 * p < k))
         out_lay = agu_config_layout(Ho_max, Wo_max)
@@ -242,7 +246,7 @@ class ConvTile(wiring.Component):
                 m.d.sync += [self.done.eq(1), shown.eq(held_out)]
 
         # -- gather: kernel**2 reads per output position into the staging vector
-        sb = (max(g.max_height, g.max_width) * s + k).bit_length() + 1
+        sb = (max(g.height, g.width) * s + k).bit_length() + 1
         base_row, base_col = Signal(signed(sb)), Signal(signed(sb))
         ky, kx = Signal(index_bits(k)), Signal(index_bits(k))
         tap = Signal(index_bits(taps))

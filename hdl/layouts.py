@@ -8,10 +8,10 @@ anywhere else.
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, enum
 
-from arch.config import AccelConfig, ConvGeometry
-
-#: Width of the run-time crop fraction: an unsigned fixed-point code ``f = code / 2**8``.
-FRACTION_BITS = 8
+from arch import contract
+from arch.config import AccelConfig
+from arch.contract import FRACTION_BITS
+from arch.geometry import ConvGeometry, Mapping
 
 __all__ = ["Phase", "weight_write_layout", "input_layout", "output_layout",
            "layer_config_layout", "obs_layout", "index_bits", "xsum_bits", "step_bits",
@@ -20,14 +20,15 @@ __all__ = ["Phase", "weight_write_layout", "input_layout", "output_layout",
            "tile_pixel_layout", "tile_output_layout", "tile_read_layout"]
 
 
-class Phase(enum.Enum, shape=3):
+class Phase(enum.Enum, shape=contract.PHASE_BITS):
     """State of the datapath controller: what the *next* clock edge does
-    (see ``docs/arithmetic.md``, "Timing")."""
-    IDLE = 0   #: waiting for an input vector
-    XBAR = 1   #: forming column sums (one row group per clock)
-    ADC = 2    #: converting columns (adc.columns_per_cycle per clock) and shift-adding
-    FINAL = 3  #: correction, bias, FlexPoint shift, ReLU, saturation
-    OUT = 4    #: output vector valid, waiting for ready
+    (see ``docs/arithmetic.md``, "Timing"). The codes are :mod:`arch.contract`'s, which the
+    golden trace uses as plain integers."""
+    IDLE = contract.PHASE_IDLE    #: waiting for an input vector
+    XBAR = contract.PHASE_XBAR    #: forming column sums (one row group per clock)
+    ADC = contract.PHASE_ADC      #: converting columns (adc.columns_per_cycle per clock) and shift-adding
+    FINAL = contract.PHASE_FINAL  #: correction, bias, FlexPoint shift, ReLU, saturation
+    OUT = contract.PHASE_OUT      #: output vector valid, waiting for ready
 
 
 def index_bits(count: int) -> int:
@@ -53,7 +54,7 @@ def _input_shape(cfg: AccelConfig):
 
 
 def _weight_shape(cfg: AccelConfig):
-    return signed(cfg.weight_bits) if cfg.weight_encoding == "biased" else unsigned(cfg.weight_bits)
+    return signed(cfg.weight_bits) if cfg.weight_signed else unsigned(cfg.weight_bits)
 
 
 def weight_write_layout(cfg: AccelConfig) -> data.StructLayout:
@@ -132,7 +133,7 @@ def tile_setup_layout(geom: ConvGeometry) -> data.StructLayout:
     and either an explicit kept window (``mode = 0``: ``r0, r1, c0, c1``) or a crop vector and
     fraction (``mode = 1``: ``crop`` bits ``top<<3 | bottom<<2 | left<<1 | right`` as
     ``golden.crop.crop_index``, ``fraction = code / 2**FRACTION_BITS``)."""
-    hb, wb = geom.max_height.bit_length(), geom.max_width.bit_length()
+    hb, wb = geom.height.bit_length(), geom.width.bit_length()
     return data.StructLayout({
         "height": hb, "width": wb,
         "mode": 1, "crop": 4, "fraction": FRACTION_BITS,
@@ -145,7 +146,7 @@ def tile_weight_write_layout(cfg: AccelConfig, geom: ConvGeometry) -> data.Struc
     """One weight write of a tile: :func:`weight_write_layout` plus the crossbar ``xbar``
     (output-channel group of ``cfg.outputs`` channels) it goes to."""
     return data.StructLayout({
-        "xbar": index_bits(geom.groups(cfg)),
+        "xbar": index_bits(Mapping(cfg, geom).groups),
         **{name: field.shape for name, field in weight_write_layout(cfg)},
     })
 
@@ -157,7 +158,7 @@ def tile_layer_layout(cfg: AccelConfig, geom: ConvGeometry) -> data.StructLayout
     return data.StructLayout({
         "shift": signed(cfg.shift_bits),
         "relu":  1,
-        "bias":  data.ArrayLayout(signed(cfg.bias_bits), geom.groups(cfg) * cfg.outputs),
+        "bias":  data.ArrayLayout(signed(cfg.bias_bits), Mapping(cfg, geom).padded_outputs),
     })
 
 
@@ -175,5 +176,5 @@ def tile_output_layout(cfg: AccelConfig, geom: ConvGeometry) -> data.StructLayou
 
 def tile_read_layout(geom: ConvGeometry) -> data.StructLayout:
     """An output-memory read address: output ``row`` and ``col``."""
-    return data.StructLayout({"row": index_bits(geom.max_out_height),
-                              "col": index_bits(geom.max_out_width)})
+    return data.StructLayout({"row": index_bits(geom.out_height),
+                              "col": index_bits(geom.out_width)})

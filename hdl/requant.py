@@ -8,6 +8,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from arch.config import AccelConfig
+from arch.ranges import int_range
 
 from ._common import check_config
 
@@ -29,7 +30,7 @@ def shift_port_bits(acc_bits: int) -> int:
 
 
 def _saturate(m: Module, value, out_bits: int, target):
-    lo, hi = -(1 << (out_bits - 1)), (1 << (out_bits - 1)) - 1
+    lo, hi = int_range(out_bits, signed=True)
     m.d.sync += target.eq(Mux(value > hi, hi, Mux(value < lo, lo, value)))
 
 

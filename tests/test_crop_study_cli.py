@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from aqua.cli import main
-from arch.config import ConvGeometry, load_config
+from arch.config import load_config
+from arch.geometry import ConvGeometry
 from aqua.crop_study import rtl_images
 from cosim.sim import selected_simulators
 from golden.crop import kept_window, tile_cycles
@@ -81,7 +82,7 @@ def test_demo_rtl_step_verilator(tmp_path, capsys):
     assert rtl["passed"] and rtl["message"] == "" and rtl["method"] == "learned/top1@1pp"
     choice = res["choices"]["learned/top1@1pp"]
     assert [r["image"] for r in rtl["images"]] == rtl_images(choice, 2)
-    full = tile_cycles(load_config("small"), ConvGeometry(1, 8, 3, padding=1), 32, 32,
+    full = tile_cycles(load_config("small"), ConvGeometry(1, 8, 3, padding=1, height=32, width=32), 32, 32,
                        (0, 32, 0, 32))
     for r in rtl["images"]:
         assert r["crop"] == choice[r["image"]]

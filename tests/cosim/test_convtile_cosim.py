@@ -9,12 +9,11 @@ saving. Icarus runs the 80-row crossbar at under 100 cycles/s: its sweep of conv
 import os
 
 import pytest
-import torch
 
 from arch.config import load_config
 from cosim.sim import selected_simulators
 from cosim.tile import crop_sweep, demo_tile_layer, run_tile, tile_image
-from golden.crop import CROP_VECTORS, crop_counts
+from golden.crop import crop_counts
 
 pytestmark = pytest.mark.cosim
 

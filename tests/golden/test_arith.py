@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from arch.config import AccelConfig
+from arch.ranges import int_range
 from golden.arith import (adc_convert, adc_reconstruct, encode_weights, finalize, input_chunks,
                           left_shift_clamp, round_shift, saturate)
 from golden.arith import relu as relu_fn
@@ -44,9 +45,10 @@ def test_round_shift_ties_go_up():
 def test_saturate_signed_and_unsigned(bits):
     v = torch.arange(-600, 600)
     lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
-    assert saturate(v, bits).tolist() == [min(max(x, lo), hi) for x in v.tolist()]
-    assert saturate(v, bits, signed=False).tolist() == [min(max(x, 0), 2 ** bits - 1)
-                                                        for x in v.tolist()]
+    assert saturate(v, *int_range(bits, signed=True)).tolist() == \
+        [min(max(x, lo), hi) for x in v.tolist()]
+    assert saturate(v, *int_range(bits, signed=False)).tolist() == \
+        [min(max(x, 0), 2 ** bits - 1) for x in v.tolist()]
 
 
 @pytest.mark.parametrize("mode,adc_bits,flip", [("lossless", 5, True), ("lossless", 6, False),
@@ -161,7 +163,7 @@ def test_left_shift_clamp_is_exact_against_python_integers(bits):
         clamped = left_shift_clamp(v, n, bits)
         assert int(clamped.abs().max()) << n < 2 ** 63
         for relu in (False, True):
-            got = saturate(relu_fn(clamped << n, relu), bits).tolist()
+            got = saturate(relu_fn(clamped << n, relu), *int_range(bits, True)).tolist()
             assert got == [_exact_output(x, -n, relu, bits) for x in vals], (n, relu)
 
 
@@ -179,3 +181,15 @@ def test_finalize_is_exact_for_any_int64():
         for relu in (False, True):
             got = finalize(cfg, v, shift=sh, relu_enable=relu).tolist()
             assert got == [_exact_output(x, sh, relu, 16) for x in vals], (sh, relu)
+
+
+def test_one_saturate_and_one_bias_range():
+    """``golden.fixedpoint`` re-exports the one saturate; the bias range is the config's."""
+    from golden import fixedpoint
+    assert fixedpoint.saturate is saturate
+    cfg = AccelConfig.from_dict({"crossbar": {"rows": 16, "cols": 16, "cell_bits": 2},
+                                 "weights": {"bits": 8}, "inputs": {"bits": 8},
+                                 "adc": {"bits": 5, "columns_per_cycle": 4},
+                                 "output": {"bits": 8, "shift_min": -4, "shift_max": 12}})
+    assert fixedpoint.bias_range(cfg) == cfg.bias_range == int_range(cfg.bias_bits, True)
+    assert saturate(torch.tensor([-1.5, 0.25, 9.0]), -1, 1).tolist() == [-1.0, 0.25, 1.0]

@@ -81,3 +81,15 @@ def test_full_training_reproduces_the_shipped_model():
     # Same torch build and CPU kind give identical weights; another CPU may round differently.
     assert result.test_accuracy >= 0.93
     assert abs(result.test_accuracy - shipped_acc) <= 0.02
+
+
+def test_conv_specs_chain_on_the_32x32_input():
+    """Each conv's geometry is on the map the previous one produces, from 32x32 digits."""
+    h = w = 32
+    cin = 1
+    for spec in CONV_SPECS:
+        g = spec.geometry
+        assert (g.in_channels, g.height, g.width) == (cin, h, w)
+        assert spec.relu
+        cin, h, w = g.out_channels, g.out_height, g.out_width
+    assert (cin, h, w) == (32, 8, 8)

@@ -176,12 +176,12 @@ def test_quantize_shipped_configs(name, model, test_images):
     # every layer's inputs, from the golden chain, lie in the input range
     x, _ = test_images
     q = fxp.quant_layer(net, len(net.layers) - 1, x[:3])
-    assert q.x.shape == (3, CONV_SPECS[-1].cout)
+    assert q.x.shape == (3, CONV_SPECS[-1].geometry.out_channels)
     for index in range(len(CONV_SPECS)):
         qi = fxp.quant_layer(net, index, x[:2])
         assert qi.x.dtype == torch.int64
         assert cfg.input_min <= int(qi.x.min()) and int(qi.x.max()) <= cfg.input_max
-        assert qi.x.shape[1] == CONV_SPECS[index].cin
+        assert qi.x.shape[1] == CONV_SPECS[index].geometry.in_channels
 
 
 def test_small_formats_worked_by_hand(model):

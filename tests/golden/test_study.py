@@ -9,7 +9,6 @@ import torch
 
 from arch.config import load_config
 from arch.energy import load_energy_table
-from arch.geometry import ConvGeometry
 from golden import predictors as P
 from golden import study as S
 from golden.cnn import load_democnn
@@ -78,8 +77,7 @@ def test_energy_is_the_sum_of_layer_energies_and_crop0_saves_nothing():
     for i, g in enumerate(geoms):
         xi = inputs[i][c]
         xi = xi[:, :, None, None] if xi.dim() == 2 else xi
-        by_hand = by_hand + conv_layer_energy(cfg, table, ConvGeometry(**g.energy_kwargs()),
-                                              window=plan[c][i], x=xi).total_pj
+        by_hand = by_hand + conv_layer_energy(cfg, table, g, window=plan[c][i], x=xi).total_pj
     assert torch.allclose(e[c].sum(-1), by_hand, rtol=1e-12)
     plain = [[None] * len(geoms)]
     _, inputs0 = S.crop_forward(net, x[:3], plain, with_inputs=True)

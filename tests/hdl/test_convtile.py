@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from amaranth.sim import Simulator
 
-from arch.config import ConfigError, ConvGeometry
+from arch.config import ConfigError
+from arch.geometry import ConvGeometry
 from cosim.tile import bad_setup, tile_image, tile_layer, tile_writes
 from golden.crop import CROP_VECTORS
 from hdl import ConvTile
@@ -23,10 +24,10 @@ from ._util import config, seed_for
 
 GEOMETRIES = {
     # config, geometry, map size
-    "small-s2": ("small", ConvGeometry(1, 6, 3, stride=2, padding=1, max_height=7, max_width=7),
+    "small-s2": ("small", ConvGeometry(1, 6, 3, stride=2, padding=1, height=7, width=7),
                  (7, 6)),
-    "signed-k2": ("small_signed", ConvGeometry(2, 7, 2, stride=1, padding=0, max_height=5,
-                                               max_width=6), (5, 6)),
+    "signed-k2": ("small_signed", ConvGeometry(2, 7, 2, stride=1, padding=0, height=5,
+                                               width=6), (5, 6)),
 }
 
 
@@ -163,7 +164,7 @@ def test_refused_setups_end_at_once_and_the_tile_runs_on():
 
 def test_kernel_larger_than_the_padded_map_is_refused():
     cfg = config("small")
-    geom = ConvGeometry(1, 4, 3, stride=1, padding=0, max_height=6, max_width=6)
+    geom = ConvGeometry(1, 4, 3, stride=1, padding=0, height=6, width=6)
     layer = random_layer(cfg, geom, random.Random(seed_for("convtile-kernel")))
     images = [bad_setup(geom, "2x6 map, 3x3 kernel", height=2, width=6, r1=2, c1=6)]
     (edges, error, _, _), = simulate(cfg, geom, layer, images)
@@ -176,7 +177,7 @@ def test_empty_output_window_ends_after_the_load():
     seed = seed_for("convtile-empty")
     rng = random.Random(seed)
     cfg = config("small")
-    geom = ConvGeometry(3, 4, 1, stride=2, padding=0, max_height=6, max_width=6)
+    geom = ConvGeometry(3, 4, 1, stride=2, padding=0, height=6, width=6)
     layer = random_layer(cfg, geom, rng)
     x = random_image(cfg, geom, 6, 6, rng)
     fit_shift(cfg, geom, layer, x)
@@ -191,7 +192,7 @@ def test_empty_output_window_ends_after_the_load():
 def test_geometry_is_validated():
     cfg = config("small")
     with pytest.raises(ConfigError, match="needs 18 crossbar rows; small has 16"):
-        ConvTile(cfg, ConvGeometry(2, 4, 3))
+        ConvTile(cfg, ConvGeometry(2, 4, 3, height=32, width=32))
     with pytest.raises(ConfigError, match="padding 3 must be smaller than the kernel 3"):
         ConvGeometry(1, 4, 3, padding=3)
     with pytest.raises(ConfigError, match="kernel must be an integer >= 1"):
