@@ -25,6 +25,8 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 
+from arch.geometry import conv_out_size
+
 __all__ = ["crop_jobs", "crop_rows", "digital_by_event", "rtl_runs", "EnergyReport",
            "energy_report", "NCROPS"]
 
@@ -43,7 +45,7 @@ def crop_jobs(cfg, layer, window):
     _, _, H, W = layer.x.shape
     k = layer.weight.shape[2]
     ow = output_window(window, H, W, k, layer.stride, layer.padding)
-    wo = (W + 2 * layer.padding - k) // layer.stride + 1
+    wo = conv_out_size(W, k, layer.stride, layer.padding)
     idx = [oy * wo + ox for oy in range(ow[0], ow[1]) for ox in range(ow[2], ow[3])]
     jobs = cnn_jobs(cfg, dataclasses.replace(layer, x=crop_activations(layer.x, window)))
     for job in jobs:

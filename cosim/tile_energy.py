@@ -200,7 +200,7 @@ def tile_layer_problem(cfg, index: int) -> str | None:
     if index in demo_layers_for(cfg):
         return None
     sp = CONV_SPECS[index]
-    return (f"--tile: layer {index} needs {sp.cin * sp.kernel ** 2} crossbar rows, "
+    return (f"--tile: layer {index} needs {sp.geometry.rows} crossbar rows, "
             f"{cfg.name} has {cfg.rows}; layers that fit: "
             f"{', '.join(map(str, demo_layers_for(cfg))) or 'none'}")
 

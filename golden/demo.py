@@ -114,7 +114,8 @@ def demo_layer(cfg: AccelConfig, model, layer: int, images: int, accuracy_images
             quant_acc = fxp.quant_accuracy(net, x_test[:accuracy_images],
                                            y_test[:accuracy_images], progress=progress)
 
-    row_tiles, groups = golden_layer.tile_counts(cfg, q.weight[0].numel(), q.weight.shape[0])
+    mapping = golden_layer.matrix_mapping(cfg, q.weight[0].numel(), q.weight.shape[0])
+    row_tiles, groups = mapping.row_tiles, mapping.groups
     return DemoReport(
         config={"name": cfg.name, "description": cfg.description, "rows": cfg.rows,
                 "cols": cfg.cols, "cell_bits": cfg.cell_bits, "weight_bits": cfg.weight_bits,
@@ -186,7 +187,7 @@ def _bench_layer(net, index: int, images) -> BenchRow:
     import torch.nn.functional as F
 
     from golden import fixedpoint as fxp
-    from golden.layer import tile_counts
+    from golden.layer import matrix_mapping
     from golden.timing import best_time
 
     q = fxp.quant_layer(net, index, images)
@@ -200,7 +201,8 @@ def _bench_layer(net, index: int, images) -> BenchRow:
     t_golden, y = best_time(lambda: fxp.run_layer(net, q, q.x), min_seconds=0.3)
     t_torch, _ = best_time(ref, min_seconds=0.1)
     n_out = q.weight.shape[0]
-    tiles, groups = tile_counts(net.cfg, q.weight[0].numel(), n_out)
+    mapping = matrix_mapping(net.cfg, q.weight[0].numel(), n_out)
+    tiles, groups = mapping.row_tiles, mapping.groups
     vectors = y.numel() // n_out
     return BenchRow(index=index, shape=q.shape, row_tiles=tiles, groups=groups,
                     mvms=vectors * tiles * groups, outputs=y.numel(), golden_seconds=t_golden,

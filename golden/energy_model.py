@@ -2,7 +2,7 @@
 
 A ``Cin -> Cout`` ``k x k`` convolution is mapped as :func:`golden.layer.conv2d` maps it: its
 im2col patches have ``K = Cin*k*k`` rows, cut into ``row_tiles`` crossbars of ``cfg.rows`` rows
-and ``groups`` of ``cfg.outputs`` outputs (:func:`golden.layer.tile_counts`). Under a kept
+and ``groups`` of ``cfg.outputs`` outputs (:class:`arch.geometry.Mapping`). Under a kept
 ``window`` of the layer's input map (``golden.crop``), only the output positions of
 :func:`golden.crop.output_window` are computed; each computed position is one input vector of
 every ``(row tile, group)`` crossbar, so ``vectors = positions * row_tiles * groups``, and each
@@ -65,11 +65,10 @@ import torch.nn.functional as F
 from arch.config import AccelConfig
 from arch.energy import (BLOCKS, ENERGY_DIR, LAYER_EVENTS, OPS, TILE_BLOCKS, TILE_OPS,
                          EnergyTable, EnergyTableError, event_energy)
-from arch.geometry import ConvGeometry
+from arch.geometry import ConvGeometry, Mapping, conv_out_size
 
 from .arith import input_chunks
 from .crop import check_window, crop_counts, output_window
-from .layer import tile_counts
 
 __all__ = ["conv_layer_events", "conv_layer_energy", "LayerEnergy", "Calibration",
            "load_calibration", "save_calibration", "calibration_path", "calibration_status",
@@ -81,7 +80,7 @@ CALIBRATION_DIR = ENERGY_DIR / "calibration"
 def _multiplicity(H: int, W: int, k: int, s: int, p: int, ow) -> torch.Tensor:
     """``[H, W]``: how many (computed output position, kernel offset) pairs read each input
     position, i.e. how often it appears in the im2col patches of the positions in ``ow``."""
-    ho, wo = (H + 2 * p - k) // s + 1, (W + 2 * p - k) // s + 1
+    ho, wo = conv_out_size(H, k, s, p), conv_out_size(W, k, s, p)
     on = torch.zeros(ho, wo, dtype=torch.float64)
     on[ow[0]:ow[1], ow[2]:ow[3]] = 1
     cols = on.reshape(1, 1, ho * wo).expand(1, k * k, ho * wo)
@@ -144,7 +143,8 @@ def conv_layer_events(cfg: AccelConfig, geometry: ConvGeometry, *, window=None,
     window = (0, H, 0, W) if window is None else check_window(window, H, W)
     cc = crop_counts(cfg, in_channels, out_channels, H, W, k, stride, padding, window)
     K = g.rows
-    tiles, groups = tile_counts(cfg, K, out_channels)
+    mapping = Mapping(cfg, g)
+    tiles, groups = mapping.row_tiles, mapping.groups
     V, T = cc.activations, cfg.input_cycles
     kept = (window[1] - window[0]) * (window[3] - window[2])
     ev: dict[str, int | torch.Tensor] = {

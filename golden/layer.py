@@ -20,7 +20,7 @@ from .arith import (adc_convert, adc_reconstruct, check_range, chunk_positions, 
                     encode_weights, finalize, flip_recover, input_chunks)
 
 __all__ = ["ProgrammedLayer", "program", "matvec_acc", "matvec", "linear", "conv2d",
-           "matrix_mapping", "tile_counts"]
+           "matrix_mapping"]
 
 # Elements of the [batch, T, columns] read tensor processed at once (bounds memory).
 _BLOCK_ELEMENTS = 1 << 17   # elements of the [b, tiles, T, columns] read tensor per block: fits in cache
@@ -58,15 +58,6 @@ def matrix_mapping(cfg: AccelConfig, in_features: int, out_features: int) -> Map
     """The :class:`~arch.geometry.Mapping` of a ``[K, N]`` weight matrix (K im2col rows, N
     outputs): a fully connected layer, which tiles exactly as a conv with ``K`` rows."""
     return Mapping(cfg, ConvGeometry.linear(in_features, out_features))
-
-
-def tile_counts(cfg: AccelConfig, in_features: int, out_features: int) -> tuple[int, int]:
-    """Crossbars a ``[K, N]`` layer occupies: (row tiles, output groups).
-
-    Kept only for ``golden/energy_model.py`` until it takes a :class:`~arch.geometry.Mapping`;
-    new code uses :func:`matrix_mapping` / ``Mapping``."""
-    m = matrix_mapping(cfg, in_features, out_features)
-    return m.row_tiles, m.groups
 
 
 def program(cfg: AccelConfig, w: torch.Tensor) -> ProgrammedLayer:

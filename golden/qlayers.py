@@ -17,6 +17,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from arch.geometry import conv_out_size
 from golden.fixedpoint import float_layer
 from golden.qformat import LayerFormat, fake_quant
 
@@ -64,8 +65,7 @@ def describe(model: nn.Module, image_hw: tuple[int, int] = (32, 32)) -> tuple[La
         if not isinstance(conv, nn.Conv2d):
             raise TypeError(f"convs[{i}] must be a Conv2d, not {type(conv).__name__}")
         (kh, kw), (s, _), (p, _) = conv.kernel_size, conv.stride, conv.padding
-        h = (h + 2 * p - kh) // s + 1
-        w = (w + 2 * p - kw) // s + 1
+        h, w = conv_out_size(h, kh, s, p), conv_out_size(w, kw, s, p)
         out.append(LayerInfo(f"conv{i}", "conv", conv.weight.detach(), conv.bias.detach(), s, p,
                              bool(relu), False, h * w))
     fc = model.fc

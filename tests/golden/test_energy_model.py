@@ -14,7 +14,8 @@ from golden.crop import crop_activations, output_window
 from golden.energy_model import (LAYER_EVENTS, Calibration, conv_layer_energy,
                                  conv_layer_events, load_calibration)
 from golden.events import datapath_events
-from golden.layer import tile_counts
+from arch.geometry import conv_out_size
+from golden.layer import matrix_mapping
 
 
 def explicit_events(cfg, x, cout, k, s, p, window):
@@ -23,12 +24,13 @@ def explicit_events(cfg, x, cout, k, s, p, window):
     _, cin, H, W = x.shape
     K = cin * k * k
     ow = output_window(window, H, W, k, s, p)
-    wo = (W + 2 * p - k) // s + 1
+    wo = conv_out_size(W, k, s, p)
     patches = F.unfold(crop_activations(x, window).double(), (k, k), padding=p, stride=s)
     patches = patches[0].t().to(torch.int64)                       # [L, K]
     idx = [oy * wo + ox for oy in range(ow[0], ow[1]) for ox in range(ow[2], ow[3])]
     patches = patches[idx]
-    tiles, groups = tile_counts(cfg, K, cout)
+    mapping = matrix_mapping(cfg, K, cout)
+    tiles, groups = mapping.row_tiles, mapping.groups
     padded = torch.zeros(len(idx), tiles * cfg.rows, dtype=torch.int64)
     padded[:, :K] = patches
     total = {}
