@@ -384,16 +384,18 @@ def _schedule(cfg: AccelConfig, jobs: list[dict], rng: random.Random, bubble: fl
     """Per cycle: control byte, the vector whose trace row is expected (-1 before the job's
     first vector: the state left by the previous job) and the edge within it (``E`` for the
     IDLE state after its output was taken). The source and sink draw bubbles and back-pressure
-    exactly as the cocotb bench's ``StreamSource`` and ``StreamSink`` do."""
+    from ``rng`` exactly as the cocotb bench's ``StreamSource`` and ``StreamSink`` do, so the
+    same seed gives the same cycles on both paths."""
     E = cfg.latency + 1
     ctrl, vec, pos, job_of = [], [], [], []
     for j, job in enumerate(jobs):
         writes = cfg.rows * cfg.outputs
         # the state: (vector, edge) expected this cycle; (-1, E) the previous job's last state
         v_cur, p_cur = -1, E
-        for _ in range(writes):
+        for k in range(writes + 1):     # the cocotb WriteDriver idles one cycle after them
             ready = not (backpressure > 0 and rng.random() < backpressure)
-            ctrl.append(DP_WR | (DP_O_READY if ready else 0) | DP_EXP_I_READY)
+            ctrl.append((DP_WR if k < writes else 0) | (DP_O_READY if ready else 0)
+                        | DP_EXP_I_READY)
             vec.append(v_cur), pos.append(p_cur), job_of.append(j)
         V = job["x"].shape[0]
         presenting, fired, next_v, taken, first = False, False, 0, 0, True
