@@ -876,3 +876,85 @@ def raw_speed(build: BulkBuild, cycles: int, folder: Path | None = None) -> Bulk
         folder = build.path / "raw"
         folder.mkdir(exist_ok=True)
     return run_bulk(build, folder, [f"+raw={cycles}"])
+
+
+# -- the speed table (make bench) ---------------------------------------------------------------
+
+@dataclass
+class SpeedRow:
+    """Cycles per second of one design on one simulator, three ways."""
+    block: str
+    config: str
+    sim: str
+    raw: float
+    bulk: float
+    cocotb: float | None
+    cycles: int
+
+    @property
+    def bulk_over_raw(self) -> float:
+        return self.bulk / self.raw if self.raw else 0.0
+
+    @property
+    def bulk_over_cocotb(self) -> float | None:
+        return self.bulk / self.cocotb if self.cocotb else None
+
+
+def datapath_speed(cfg: AccelConfig, sim: str, *, vectors: int, cocotb_vectors: int,
+                   seed: int = 7) -> SpeedRow:
+    """The Datapath on random jobs: the bulk path, the same executable running free for as many
+    cycles, and the cocotb path on ``cocotb_vectors`` (0: not run)."""
+    from .run import random_jobs, run_datapath
+
+    bulk = datapath_bulk(cfg, sim, jobs=random_jobs(cfg, vectors, seed), seed=seed)
+    if not bulk.passed:
+        raise AssertionError(bulk.message)
+    raw = raw_speed(_datapath_build(cfg, sim), bulk.cycles)
+    coco = None
+    if cocotb_vectors:
+        run = run_datapath(cfg, sim, jobs=random_jobs(cfg, cocotb_vectors, seed), seed=seed)
+        if not run.passed:
+            raise AssertionError(run.message)
+        coco = run.cycles_per_s
+    return SpeedRow("datapath", cfg.name, sim, raw.cycles_per_s, bulk.cycles_per_s, coco,
+                    bulk.cycles)
+
+
+def tile_speed(cfg: AccelConfig, sim: str, *, crops, cocotb_crops, seed: int = 7) -> SpeedRow:
+    """The ConvTile on demo conv0 under ``crops``: bulk, free-running, and cocotb on
+    ``cocotb_crops`` (empty: not run)."""
+    from golden.crop import CROP_VECTORS
+
+    from .tile import crop_sweep, demo_tile_layer, tile_image
+
+    layer, geom, x = demo_tile_layer(cfg, 0)
+    images = [tile_image(cfg, geom, x, layer, crop=CROP_VECTORS[c], fraction=0.25,
+                         label=f"crop {c:2d}") for c in crops]
+    bulk = tile_bulk(cfg, geom, layer, images, sim, seed=seed, label="speed")
+    if not bulk.passed:
+        raise AssertionError(bulk.message)
+    stim = tile_stimulus(cfg, geom, layer, images)
+    raw = raw_speed(_tile_build(cfg, geom, sim), bulk.cycles, stim.folder)
+    coco = None
+    if cocotb_crops:
+        run = crop_sweep(cfg, 0, sim, crops=cocotb_crops, seed=seed)
+        if not run.passed:
+            raise AssertionError(run.message)
+        coco = run.cycles_per_s
+    return SpeedRow("convtile", cfg.name, sim, raw.cycles_per_s, bulk.cycles_per_s, coco,
+                    bulk.cycles)
+
+
+def speed_table(rows: list[SpeedRow]) -> str:
+    """The rows as a plain-text table with the ratios."""
+    head = (f"{'block':9} {'config':7} {'sim':9} {'cycles':>9} {'raw c/s':>11} {'bulk c/s':>11} "
+            f"{'cocotb c/s':>11} {'bulk/raw':>9} {'bulk/cocotb':>12}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        bc = r.bulk_over_cocotb
+        lines.append(f"{r.block:9} {r.config:7} {r.sim:9} {r.cycles:9,d} {r.raw:11,.0f} "
+                     f"{r.bulk:11,.0f} "
+                     f"{(f'{r.cocotb:11,.0f}' if r.cocotb else '          -')} "
+                     f"{r.bulk_over_raw:8.0%} "
+                     f"{(f'{bc:11.1f}x' if bc else '           -')}")
+    return "\n".join(lines)

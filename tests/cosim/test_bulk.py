@@ -149,3 +149,30 @@ def test_convtile_wrong_cycle_count_is_caught():
                     rerun_with_waves=False)
     assert not run.passed
     assert "image 'short': done expected 1, got 0" in run.message
+
+
+# (configuration, simulator): bulk vectors, cocotb vectors; bulk crops, cocotb crops
+SPEED = {
+    ("small", "verilator"): (24000, 2000, list(range(16)), list(range(16))),
+    ("small", "icarus"): (800, 400, [15], [15]),
+    ("isaac", "verilator"): (400, 20, [0], [0]),
+}
+
+
+@pytest.mark.slow
+def test_bench_raw_bulk_cocotb_speeds(record_property):
+    """``make bench``: cycles/s of the free-running compiled model, the bulk path and the
+    cocotb path, with their ratios, for the Datapath and the ConvTile, small and isaac."""
+    from cosim.bulk import datapath_speed, speed_table, tile_speed
+
+    rows = []
+    for (name, sim), (vec, cvec, crops, ccrops) in SPEED.items():
+        if sim not in selected_simulators():
+            continue
+        cfg = load_config(name)
+        rows.append(datapath_speed(cfg, sim, vectors=vec, cocotb_vectors=cvec))
+        rows.append(tile_speed(cfg, sim, crops=crops, cocotb_crops=ccrops))
+    print("\n" + speed_table(rows))
+    for r in rows:
+        if r.sim == "verilator":
+            assert r.bulk_over_raw >= 0.25, r
