@@ -535,23 +535,27 @@ def _describe_datapath(cfg: AccelConfig, mm: dict, seed: int) -> str:
 
 def datapath_bulk(cfg: AccelConfig, sim: str, *, jobs: list[dict], seed: int,
                   bubble: float = 0.2, backpressure: float = 0.2, inject_cycle: int = -1,
-                  rerun_with_waves: bool = True):
+                  rerun_with_waves: bool = True, activity: bool = False):
     """The Datapath on ``jobs`` under ``sim``, every cycle compared inside the simulator.
     Returns a :class:`cosim.run.CosimRun` (``stats["path"] == "bulk"``); a failing run is
-    repeated with waves from ``WINDOW`` cycles before the mismatch, path in the message."""
+    repeated with waves from ``WINDOW`` cycles before the mismatch, path in the message.
+
+    With ``activity`` the run itself dumps the whole stimulus (from the first cycle after
+    reset) to an FST, ``run.waves``: the switching activity of the same run
+    (:func:`bulk_toggles`)."""
     from .run import CosimRun
 
     t0 = time.perf_counter()
     stim = datapath_stimulus(cfg, jobs, seed=seed, bubble=bubble, backpressure=backpressure,
                              inject_cycle=inject_cycle)
     t_stim = time.perf_counter() - t0
-    build = _datapath_build(cfg, sim)
-    args = [f"+cycles={stim.cycles}"]
+    build = _datapath_build(cfg, sim, waves=activity)
+    args = [f"+cycles={stim.cycles}"] + (["+dump_from=0"] if activity else [])
     res = run_bulk(build, stim.folder, args)
-    message, waves = "", None
+    message, waves = "", res.waves
     if not res.passed:
         message = _describe_datapath(cfg, res.mismatch, seed)
-        if rerun_with_waves:
+        if rerun_with_waves and not activity:
             again = run_bulk(_datapath_build(cfg, sim, waves=True), stim.folder,
                              [*args, f"+dump_from={max(0, res.mismatch['cycle'] - WINDOW)}"])
             waves = again.waves
@@ -566,6 +570,19 @@ def datapath_bulk(cfg: AccelConfig, sim: str, *, jobs: list[dict], seed: int,
                     wall_s=time.perf_counter() - t0, sim_wall_s=res.wall_s, seed=seed,
                     message=message, waves=waves, stats=stats,
                     outputs=stim.out_words if res.passed else None)
+
+
+def bulk_toggles(fst: Path) -> dict:
+    """Per-bit toggle counts of the design's nets in a bulk run's FST, keyed as
+    :func:`cosim.toggles.fst_toggles` keys a cocotb run (the testbench's scopes dropped)."""
+    from .toggles import fst_toggles
+
+    out = {}
+    for key, counts in fst_toggles(fst, from_reset=False).items():
+        head, sep, rest = key.partition("dut.")
+        if sep and "." not in head.rstrip("."):
+            out[rest] = counts
+    return out
 
 
 # -- the ConvTile ------------------------------------------------------------------------------
