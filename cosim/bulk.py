@@ -44,7 +44,8 @@ from .sim import BUILD_ROOT, ensure_simulator
 
 __all__ = ["BulkBuild", "BulkOutcome", "build_bulk", "run_bulk", "datapath_bulk",
            "DatapathStimulus", "datapath_stimulus", "tile_bulk", "TileStimulus",
-           "tile_stimulus", "raw_speed", "BULK_ROOT"]
+           "tile_stimulus", "crop_sweep_bulk", "bulk_toggles", "raw_speed", "SpeedRow",
+           "datapath_speed", "tile_speed", "speed_table", "BULK_ROOT"]
 
 BULK_ROOT = BUILD_ROOT / "bulk"
 VERILATOR_FLAGS = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-lint",
@@ -881,6 +882,27 @@ def tile_bulk(cfg: AccelConfig, geom: ConvGeometry, layer, images, sim: str, *, 
     run.build_s = build.build_s
     run.path = "bulk"
     return run
+
+
+def crop_sweep_bulk(cfg: AccelConfig, index: int, sim: str, *, crops=range(16),
+                    fraction: float = 0.25, image: int = 0, seed: int = 0,
+                    rerun_with_waves: bool = True):
+    """:func:`cosim.tile.crop_sweep` on the bulk path: demo conv layer ``index`` on test image
+    ``image`` under each crop vector in ``crops``, back to back, checked in the simulator.
+    The result is a :class:`cosim.tile.TileRun` (``run.path == "bulk"``), so
+    ``cosim.tile.tile_cosim_row`` and the crop-cycle table take it unchanged."""
+    from golden.crop import CROP_VECTORS
+
+    from .tile import demo_tile_layer, tile_image
+
+    layer, geom, x = demo_tile_layer(cfg, index, image)
+    images = [tile_image(cfg, geom, x, layer, crop=CROP_VECTORS[c], fraction=fraction,
+                         label=f"crop {c:2d} "
+                               + "".join("TBLR"[i] if b else "-"
+                                         for i, b in enumerate(CROP_VECTORS[c])))
+              for c in crops]
+    return tile_bulk(cfg, geom, layer, images, sim, seed=seed, label=f"layer{index}",
+                     rerun_with_waves=rerun_with_waves)
 
 
 # -- raw speed ---------------------------------------------------------------------------------

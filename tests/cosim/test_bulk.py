@@ -129,9 +129,10 @@ def _crops(cfg, crops, image=0):
 
 def test_convtile_small_conv0_all_crops_bulk(record_property):
     _needs("verilator")
+    from cosim.bulk import crop_sweep_bulk
+
     cfg = load_config("small")
-    layer, geom, images = _crops(cfg, range(16))
-    run = tile_bulk(cfg, geom, layer, images, "verilator", seed=SEED, label="layer0")
+    run = crop_sweep_bulk(cfg, 0, "verilator", seed=SEED)
     check_sweep(run, cfg, 0, record_property)
     assert run.path == "bulk" and run.cycles > 400_000
 
