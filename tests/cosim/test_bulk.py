@@ -23,7 +23,7 @@ pytestmark = pytest.mark.cosim
 SEED = int(os.environ.get("AQUA_SEED", "20261128"))
 # Vectors per simulator: Verilator compares ~1 M cycles in a few seconds; Icarus spends its
 # time evaluating the design (the bulk path removes only the Python per clock).
-VECTORS = {"verilator": 24000, "icarus": 800}
+VECTORS = {"verilator": 24000, "icarus": 400}
 
 
 def _needs(sim):
@@ -49,7 +49,7 @@ def test_bulk_and_cocotb_paths_run_the_same_cycles(record_property):
     bench does, so both paths pass through exactly the same cycles, on every simulator."""
     cfg = load_config("small_signed")
     seed = random.Random(SEED).randrange(2 ** 31)
-    jobs = random_jobs(cfg, 120, seed)
+    jobs = random_jobs(cfg, 60, seed)
     for sim in selected_simulators():
         a = run_datapath(cfg, sim, jobs=jobs, seed=seed)
         b = datapath_bulk(cfg, sim, jobs=jobs, seed=seed)
