@@ -10,6 +10,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 _cycles: dict[str, int] = {}
+_reports: list[str] = []     # tables a test records as "report" (make bench's speed table)
 
 
 def pytest_runtest_logreport(report):
@@ -18,9 +19,14 @@ def pytest_runtest_logreport(report):
         for name, value in report.user_properties:
             if name == "cycles_compared":
                 _cycles[report.nodeid] = int(value)
+            elif name == "report":
+                _reports.append(str(value))
 
 
 def pytest_terminal_summary(terminalreporter):
+    for text in _reports:
+        for line in text.splitlines():
+            terminalreporter.write_line(line)
     if _cycles:
         terminalreporter.write_line(
             f"co-simulation: {sum(_cycles.values()):,} cycles compared with the golden model "

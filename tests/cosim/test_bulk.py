@@ -200,7 +200,10 @@ def test_bench_raw_bulk_cocotb_speeds(record_property):
         cfg = load_config(name)
         rows.append(datapath_speed(cfg, sim, vectors=vec, cocotb_vectors=cvec))
         rows.append(tile_speed(cfg, sim, crops=crops, cocotb_crops=ccrops))
-    print("\n" + speed_table(rows))
+    table = speed_table(rows)
+    print("\n" + table)
+    record_property("report", "cycles/s: free-running compiled model (raw), bulk path, cocotb "
+                              "path\n" + table)
     for r in rows:
         if r.sim == "verilator":
             assert r.bulk_over_raw >= 0.25, r
