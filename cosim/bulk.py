@@ -29,7 +29,6 @@ import hashlib
 import os
 import random
 import re
-import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -493,9 +492,10 @@ def datapath_stimulus(cfg: AccelConfig, jobs: list[dict], *, seed: int, bubble: 
             rec[inject_cycle - at, OB - 1 - bit // 8] ^= 1 << (bit % 8)
         records.append(rec)
         at = end
-    key = _digest(cfg.digest, seed, bubble, backpressure, inject_cycle, hashlib.sha256(b"".join(r.tobytes() for r in records)).digest(),
-                  hashlib.sha256(b"".join(a.tobytes() for a in inputs + writes + layers
-                                          + outs)).digest())
+    content = hashlib.sha256()
+    for a in records + inputs + writes + layers + outs:
+        content.update(a.tobytes())
+    key = _digest(cfg.digest, seed, bubble, backpressure, inject_cycle, content.digest())
     folder = _write_streams({"cycles.bin": records, "in.bin": inputs, "wr.bin": writes,
                              "layer.bin": layers, "out.bin": outs}, f"datapath-{cfg.name}-{key}")
     return DatapathStimulus(folder, len(ctrl), sum(job["x"].shape[0] for job in jobs),
