@@ -13,7 +13,7 @@ import torch
 from amaranth.hdl import Shape
 from amaranth.lib import data
 
-__all__ = ["leaves", "pack_rows", "pack", "unpack", "field_mask"]
+__all__ = ["leaves", "pack_rows", "pack_bytes", "pack", "unpack", "field_mask"]
 
 
 def leaves(layout: data.Layout, prefix: str = "", offset: int = 0):
@@ -56,18 +56,30 @@ def _flat_fields(layout: data.Layout, values: dict[str, torch.Tensor], rows: int
     return out
 
 
+def pack_bytes(layout: data.Layout, values: dict[str, torch.Tensor]) -> np.ndarray:
+    """Pack ``rows`` records as a ``uint8`` array ``[rows, ceil(size / 8)]``, each row
+    little-endian (byte 0 holds bits 0..7); ``values`` as for :func:`pack_rows`."""
+    rows = next(iter(values.values())).shape[0]
+    nbytes = (layout.size + 7) // 8
+    # 64-bit lanes, each leaf OR-ed in at its offset (split across two lanes if it straddles)
+    lanes = np.zeros((rows, (nbytes + 7) // 8 + 1), dtype=np.uint64)
+    for offset, width, v in _flat_fields(layout, values, rows):
+        if width > 64:
+            raise ValueError(f"a field of {width} bits is wider than 64")
+        u = v.numpy().astype(np.uint64)          # two's complement for negative values
+        if width < 64:
+            u &= np.uint64((1 << width) - 1)
+        lane, shift = divmod(offset, 64)
+        lanes[:, lane] |= u << np.uint64(shift)
+        if shift + width > 64:
+            lanes[:, lane + 1] |= u >> np.uint64(64 - shift)
+    return lanes.astype("<u8").view(np.uint8)[:, :nbytes].copy()
+
+
 def pack_rows(layout: data.Layout, values: dict[str, torch.Tensor]) -> list[int]:
     """Pack ``rows`` records into integers; ``values[field]`` is ``[rows]`` or ``[rows, n]``
     for an array field. Negative values are stored in two's complement."""
-    rows = next(iter(values.values())).shape[0]
-    size = layout.size
-    nbytes = (size + 7) // 8
-    bits = np.zeros((rows, nbytes * 8), dtype=np.uint8)
-    for offset, width, v in _flat_fields(layout, values, rows):
-        shifts = torch.arange(width, dtype=torch.int64)
-        bits[:, offset:offset + width] = ((v.unsqueeze(1) >> shifts) & 1).numpy().astype(np.uint8)
-    packed = np.packbits(bits, axis=1, bitorder="little")
-    return [int.from_bytes(row.tobytes(), "little") for row in packed]
+    return [int.from_bytes(row.tobytes(), "little") for row in pack_bytes(layout, values)]
 
 
 def pack(layout: data.Layout, **fields) -> int:

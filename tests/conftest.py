@@ -13,6 +13,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 _cycles: dict[str, int] = {}
 _fuzz: dict[str, list[int]] = {}
+_reports: list[str] = []     # tables a test records as "report" (make bench's speed table)
 
 
 def pytest_runtest_logreport(report):
@@ -24,9 +25,14 @@ def pytest_runtest_logreport(report):
                 _cycles[report.nodeid] = int(value)
             elif name in ("fuzz_inputs", "fuzz_refused"):
                 _fuzz.setdefault(report.nodeid, [0, 0])[name == "fuzz_refused"] = int(value)
+            elif name == "report" and report.when == "teardown":   # once per test
+                _reports.append(str(value))
 
 
 def pytest_terminal_summary(terminalreporter):
+    for text in _reports:
+        for line in text.splitlines():
+            terminalreporter.write_line(line)
     if _fuzz:
         terminalreporter.write_line(
             f"fuzz: {sum(n for n, _ in _fuzz.values()):,} bad or random inputs tried, "
