@@ -40,8 +40,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "[0, 0.5) (default: 0.25)")
     parser.add_argument("--cycles", type=positive_int, default=4000,
                         help="random cycles per block bench (default: 4000)")
+    parser.add_argument("--path", choices=["bulk", "cocotb"], default="bulk",
+                        help="how the Datapath and the ConvTile run: bulk (compiled, every "
+                             "cycle compared inside the simulator; default) or cocotb (Python "
+                             "on every clock); the block benches always run under cocotb")
     parser.add_argument("--waves", action="store_true",
-                        help="record a waveform of every run, keep it and print its path")
+                        help="record a waveform of every run, keep it and print its path "
+                             "(runs the cocotb path)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
 
 
@@ -73,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
         sims=sims, seed=seed,
         targets=TARGETS if "all" in args.blocks else tuple(dict.fromkeys(args.blocks)),
         vectors=args.vectors, cycles=args.cycles, bubble=args.bubble,
-        backpressure=args.backpressure, crop_fraction=args.crop_fraction, waves=args.waves)
+        backpressure=args.backpressure, crop_fraction=args.crop_fraction, waves=args.waves,
+        path=args.path)
     print(f"cosim: config {cfg.name}, seed {seed}, {args.vectors} vectors per simulator",
           file=sys.stderr)
     with progress("co-simulating", total=None) as advance:
@@ -101,12 +107,12 @@ def print_table(report) -> None:
     caption = "\n".join(f"{key.replace('_', ' ')}: {text}" for key, text in COLUMNS.items())
     table = Table(title="co-simulation against the golden cycle trace", caption=caption,
                   caption_justify="left")
-    for col in ("block", "simulator", "config", "vectors", "cycles", "cycles compared",
+    for col in ("block", "simulator", "path", "config", "vectors", "cycles", "cycles compared",
                 "outputs compared", "result", "wall s", "cycles/s"):
-        table.add_column(col, justify="left" if col in ("block", "simulator", "config",
+        table.add_column(col, justify="left" if col in ("block", "simulator", "path", "config",
                                                         "result") else "right")
     for r in report.rows:
-        table.add_row(r.block, r.sim, r.config, f"{r.vectors:,}", f"{r.cycles:,}",
+        table.add_row(r.block, r.sim, r.path, r.config, f"{r.vectors:,}", f"{r.cycles:,}",
                       "-" if r.cycles_compared is None else f"{r.cycles_compared:,}",
                       f"{r.outputs_compared:,}",
                       "[green]pass[/]" if r.passed else "[red]FAIL[/]", f"{r.wall_s:.1f}",

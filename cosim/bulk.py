@@ -37,7 +37,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from arch.config import AccelConfig, ConvGeometry
+from arch.config import AccelConfig
+from arch.geometry import ConvGeometry
 
 from .sim import BUILD_ROOT, ensure_simulator
 
@@ -564,7 +565,9 @@ def datapath_bulk(cfg: AccelConfig, sim: str, *, jobs: list[dict], seed: int,
     compared = res.cycles if res.passed else res.mismatch["cycle"]
     stats = {"path": "bulk", "cycles": compared, "wall_s": res.wall_s, "stimulus_s": t_stim,
              "build_s": build.build_s, "stim_folder": str(stim.folder), "seed": seed,
-             "mismatch": res.mismatch}
+             "mismatch": res.mismatch,
+             # every output transfer is compared with the golden output vector
+             "outputs": stim.vectors if res.passed else 0}
     return CosimRun(block="datapath", sim=sim, config=cfg.name, cycles=compared,
                     compared=compared, vectors=stim.vectors if res.passed else 0,
                     passed=res.passed and res.outputs == stim.outputs,
@@ -874,7 +877,9 @@ def tile_bulk(cfg: AccelConfig, geom: ConvGeometry, layer, images, sim: str, *, 
              "cycles_rtl": img.cycles if passed else None, "cycles_golden": img.cycles,
              "error": img.error, "outputs_equal": passed if img.expected is not None else None}
             for img in images]
-    run = TileRun(sim=sim, config=cfg.name, label=label, images=images, results=[],
+    # every image's pixels are streamed in full (the testbench checks the count)
+    results = [{"sent": len(img.pixels)} for img in images] if passed else []
+    run = TileRun(sim=sim, config=cfg.name, label=label, images=images, results=results,
                   passed=passed, message=message,
                   cycles=res.cycles if res.passed else res.mismatch["cycle"],
                   sim_wall_s=res.wall_s, wall_s=time.perf_counter() - t0, seed=seed, rows=rows,

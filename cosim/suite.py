@@ -18,7 +18,7 @@ from typing import Callable
 
 from arch.config import AccelConfig
 
-__all__ = ["TARGETS", "TARGET_NAMES", "Target", "CosimOptions", "CosimRow", "CropSweep",
+__all__ = ["PATHS", "TARGETS", "TARGET_NAMES", "Target", "CosimOptions", "CosimRow", "CropSweep",
            "CosimReport", "COLUMNS", "run_cosim"]
 
 #: What each count of a :class:`CosimRow` means (the table's caption and the JSON's
@@ -26,6 +26,8 @@ __all__ = ["TARGETS", "TARGET_NAMES", "Target", "CosimOptions", "CosimRow", "Cro
 COLUMNS = {
     "vectors": "input vectors applied: blocks one per cycle on every input port, Datapath "
                "input-stream transfers, ConvTile pixels taken",
+    "path": "how the run was checked: bulk (compiled; every cycle compared inside the "
+            "simulator) or cocotb (Python on every clock)",
     "cycles": "clock cycles simulated",
     "cycles_compared": "cycles on which every output was compared with the golden model "
                        "(blocks: every output port; Datapath: the whole obs bus, o.valid and "
@@ -37,13 +39,20 @@ COLUMNS = {
 }
 
 
+#: How the Datapath and the ConvTile can run (:class:`CosimOptions` ``path``).
+PATHS = ("bulk", "cocotb")
+
+
 @dataclass(frozen=True)
 class CosimOptions:
     """What to run: ``targets`` (names of :data:`TARGETS`) on ``sims`` with ``seed``;
     ``vectors`` random input vectors for the Datapath (with input ``bubble`` and output
     ``backpressure`` probabilities), ``cycles`` random cycles per block bench, the ConvTile's
     ``crop_fraction``; with ``waves`` every run records a waveform, kept and named in its
-    row."""
+    row. ``path`` chooses how the Datapath and the ConvTile run: ``"bulk"`` (the compiled
+    path of :mod:`cosim.bulk`, every cycle compared inside the simulator; the default) or
+    ``"cocotb"`` (Python on every clock); ``waves`` takes the cocotb path, which keeps the
+    waveform of a passing run. The block benches always run under cocotb."""
     sims: tuple[str, ...]
     seed: int
     targets: tuple[str, ...] = ()
@@ -53,6 +62,7 @@ class CosimOptions:
     backpressure: float = 0.2
     crop_fraction: float = 0.25
     waves: bool = False
+    path: str = "bulk"
 
     def __post_init__(self):
         if not self.targets:
@@ -60,6 +70,8 @@ class CosimOptions:
         unknown = [t for t in self.targets if t not in TARGETS]
         if unknown:
             raise ValueError(f"targets must be among {', '.join(TARGETS)}, not {unknown!r}")
+        if self.path not in PATHS:
+            raise ValueError(f"path must be one of {', '.join(PATHS)}, not {self.path!r}")
         for name in ("bubble", "backpressure"):
             p = getattr(self, name)
             if not 0 <= p < 1:
@@ -82,6 +94,7 @@ class CosimRow:
     waves: str | None = None           # the waveform, when one was written
     wall_s: float = 0.0                # the whole run: stimulus, build, simulation
     sim_wall_s: float = 0.0            # the simulation loop only
+    path: str = "cocotb"               # how it ran: "cocotb" or "bulk" (cosim.bulk)
 
     @property
     def cycles_per_s(self) -> float:
@@ -90,7 +103,8 @@ class CosimRow:
     def to_dict(self) -> dict:
         """Everything but the timings (:meth:`timing`)."""
         return {"block": self.block, "sim": self.sim, "config": self.config, "seed": self.seed,
-                "passed": self.passed, "vectors": self.vectors, "cycles": self.cycles,
+                "path": self.path, "passed": self.passed, "vectors": self.vectors,
+                "cycles": self.cycles,
                 "cycles_compared": self.cycles_compared,
                 "outputs_compared": self.outputs_compared, "message": self.message,
                 "waves": self.waves}
@@ -183,12 +197,21 @@ def _single(cfg: AccelConfig) -> list:
     return [None]
 
 
+def _bulk(o: CosimOptions) -> bool:
+    return o.path == "bulk" and not o.waves
+
+
 def _run_datapath(ctx: _Context, sim: str, _unit) -> tuple[CosimRow, None]:
-    from .run import run_datapath
     o = ctx.options
-    run = run_datapath(ctx.cfg, sim, jobs=ctx.jobs, seed=o.seed, bubble=o.bubble,
-                       backpressure=o.backpressure, waves=o.waves)
-    return CosimRow(block=run.block, sim=sim, config=run.config, seed=run.seed,
+    if _bulk(o):
+        from .bulk import datapath_bulk
+        run = datapath_bulk(ctx.cfg, sim, jobs=ctx.jobs, seed=o.seed, bubble=o.bubble,
+                            backpressure=o.backpressure)
+    else:
+        from .run import run_datapath
+        run = run_datapath(ctx.cfg, sim, jobs=ctx.jobs, seed=o.seed, bubble=o.bubble,
+                           backpressure=o.backpressure, waves=o.waves)
+    return CosimRow(path=run.stats.get("path", "cocotb"), block=run.block, sim=sim, config=run.config, seed=run.seed,
                     passed=run.passed, vectors=run.vectors, cycles=run.cycles,
                     cycles_compared=run.compared, outputs_compared=run.stats.get("outputs", 0),
                     message=run.message, waves=_waves(run), wall_s=run.wall_s,
@@ -215,11 +238,16 @@ def _tile_layers(cfg: AccelConfig) -> list[int]:
 
 
 def _run_tile(ctx: _Context, sim: str, index: int) -> tuple[CosimRow, CropSweep]:
-    from .tile import crop_sweep
     o = ctx.options
-    run = crop_sweep(ctx.cfg, index, sim, fraction=o.crop_fraction, seed=o.seed, waves=o.waves)
+    if _bulk(o):
+        from .bulk import crop_sweep_bulk
+        run = crop_sweep_bulk(ctx.cfg, index, sim, fraction=o.crop_fraction, seed=o.seed)
+    else:
+        from .tile import crop_sweep
+        run = crop_sweep(ctx.cfg, index, sim, fraction=o.crop_fraction, seed=o.seed,
+                         waves=o.waves)
     checked = [img for img, r in zip(run.images, run.rows) if r["outputs_equal"] is not None]
-    row = CosimRow(block=f"convtile L{index}", sim=sim, config=run.config, seed=run.seed,
+    row = CosimRow(path=getattr(run, "path", "cocotb"), block=f"convtile L{index}", sim=sim, config=run.config, seed=run.seed,
                    passed=run.passed, vectors=sum(r.get("sent", 0) for r in run.results),
                    cycles=run.cycles, cycles_compared=None,
                    outputs_compared=sum(img.out_height * img.out_width for img in checked),
