@@ -2,7 +2,7 @@
 """The full-size ISAAC tile elaborates, converts and lints (about a minute: marked slow).
 
 Synthesis of the isaac crossbar and datapath takes several minutes per block; it is not part
-of the test suite (run ``python -m gen --config isaac --synth``)."""
+of the test suite (run ``aqua verilog --config isaac --synth``)."""
 
 import time
 
