@@ -45,8 +45,9 @@ EXPENSIVE = [
     ("cosim.run", "random_jobs"),
     ("cosim.calibrate", "calibrate"),
     ("aqua.crop_study", "run_study"),
-    ("aqua.cmd_energy_tile", "run_tile_report"),
-    ("aqua.cmd_energy_tile", "calibrate_tile"),
+    ("cosim.energy_report", "rtl_runs"),
+    ("cosim.tile_energy", "tile_report"),
+    ("cosim.tile_energy", "calibrate_tile"),
 ]
 
 
