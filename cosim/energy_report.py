@@ -121,8 +121,22 @@ def rtl_runs(cfg, table, layer, rows, *, sim: str = "verilator", seed: int = 0,
     return out
 
 
+class CropRows:
+    """A report with one row per crop (``crops``, uncropped first) and ``best_crop``."""
+    crops: list
+    best_crop: int
+
+    @property
+    def full(self) -> dict:
+        return self.crops[0]
+
+    @property
+    def best(self) -> dict:
+        return next(r for r in self.crops if r["crop"] == self.best_crop)
+
+
 @dataclass
-class EnergyReport:
+class EnergyReport(CropRows):
     """What ``aqua energy`` reports on one layer (:func:`energy_report`); :meth:`to_dict` is its
     JSON. Everything but ``timing`` is the same for two runs with the same arguments."""
     config: str
@@ -139,14 +153,6 @@ class EnergyReport:
     layers: list                        # every conv layer: uncropped and its best crop
     rtl: dict                           # crop -> RTL toggle run (rtl_runs); {} if analytic
     timing: dict = field(default_factory=dict)
-
-    @property
-    def full(self) -> dict:
-        return self.crops[0]
-
-    @property
-    def best(self) -> dict:
-        return next(r for r in self.crops if r["crop"] == self.best_crop)
 
     def to_dict(self) -> dict:
         return {"config": self.config, "table": self.table.to_dict(),

@@ -32,6 +32,8 @@ import numpy as np
 
 from arch.energy import digital_pj, nnls_fit
 
+from .energy_report import CropRows
+
 __all__ = ["TileEnergyRun", "tile_energy_run", "tile_toggles", "analytic_tile", "fit_tile",
            "TILE_FIT_CROPS", "TILE_FIT_IMAGE", "tile_layer_problem", "tile_rows",
            "TileReport", "tile_report", "TileCalibrationReport", "calibrate_tile"]
@@ -262,7 +264,7 @@ def tile_rows(cfg, table, index, image, crops, fraction, sim, seed, calibration=
 
 
 @dataclass
-class TileReport:
+class TileReport(CropRows):
     """What ``aqua energy --tile`` reports (:func:`tile_report`); :meth:`to_dict` is its JSON.
     Everything but ``timing`` is the same for two runs with the same arguments."""
     config: str
@@ -280,14 +282,6 @@ class TileReport:
     calibration_status: str
     has_tile_pj: bool
     timing: dict = field(default_factory=dict)
-
-    @property
-    def full(self) -> dict:
-        return self.crops[0]
-
-    @property
-    def best(self) -> dict:
-        return next(r for r in self.crops if r["crop"] == self.best_crop)
 
     def to_dict(self) -> dict:
         return {"config": self.config, "table": self.table, "layer": self.layer,

@@ -131,22 +131,37 @@ def train_democnn(*, epochs: int = TRAIN_EPOCHS, seed: int = TRAIN_SEED, batch: 
     TrainResult
         The model (in eval mode), its accuracy on the test split, wall time and steps taken.
     """
+    return train_on_digits(DemoCNN, epochs=epochs, seed=seed, batch=batch, lr=lr,
+                           max_steps=max_steps, progress=progress)
+
+
+def train_on_digits(factory: Callable[[], nn.Module], *, epochs: int, seed: int, batch: int,
+                    lr: float, max_steps: int | None = None, data_seed: int = 0,
+                    progress: Callable[[int, int], None] | None = None) -> TrainResult:
+    """Train ``factory()`` on the cluttered digits, deterministically, with one torch thread:
+    the one training loop of the shipped models (the demo CNN, ``golden.zoo``'s tiny ResNet).
+
+    Epoch ``e`` draws a fresh rendering of the training digits
+    (``cluttered_digits("train", seed=data_seed + 1000 * seed + e)``); AdamW (weight decay
+    :data:`WEIGHT_DECAY`), cosine learning-rate decay, cross-entropy with label smoothing
+    :data:`LABEL_SMOOTHING`. The model is built after ``torch.manual_seed(seed)``.
+    """
     threads = torch.get_num_threads()
     deterministic = torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(TRAIN_THREADS)
     torch.use_deterministic_algorithms(True)
     try:
-        return _train(epochs, seed, batch, lr, max_steps, progress)
+        return _train(factory, epochs, seed, batch, lr, max_steps, data_seed, progress)
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic)
 
 
-def _train(epochs, seed, batch, lr, max_steps, progress) -> TrainResult:
+def _train(factory, epochs, seed, batch, lr, max_steps, data_seed, progress) -> TrainResult:
     start = time.perf_counter()
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    model = DemoCNN()
+    model = factory()
     n_train = 2 * len(split_indices("train"))    # two renderings per digit and epoch
     per_epoch = -(-n_train // batch)
     total = epochs * per_epoch if max_steps is None else min(max_steps, epochs * per_epoch)
@@ -158,7 +173,7 @@ def _train(epochs, seed, batch, lr, max_steps, progress) -> TrainResult:
     for epoch in range(epochs):
         if step >= total:
             break
-        x, y = cluttered_digits("train", seed=1000 * seed + epoch)
+        x, y = cluttered_digits("train", seed=data_seed + 1000 * seed + epoch)
         model.train()
         order = torch.randperm(len(x), generator=gen)
         for i in range(0, len(x), batch):

@@ -20,8 +20,6 @@ without the prefix).
 
 from __future__ import annotations
 
-import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -29,7 +27,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from golden.data import cluttered_digits, split_indices
+from golden.cnn import train_on_digits
 
 __all__ = ["ZOO", "build", "BasicBlock", "ResNet18", "VGG11BN", "InvertedResidual",
            "MobileNetV2", "TinyResNet", "train_tinyresnet", "load_tinyresnet",
@@ -274,48 +272,9 @@ def train_tinyresnet(*, epochs: int = TINY_EPOCHS, seed: int = TINY_SEED, batch:
     (``cluttered_digits("train", seed=2000 + 1000 * seed + epoch)``); AdamW (weight decay
     5e-4), cosine learning-rate decay, cross-entropy with label smoothing 0.1.
     """
-    threads = torch.get_num_threads()
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
-    try:
-        start = time.perf_counter()
-        torch.manual_seed(seed)
-        gen = torch.Generator().manual_seed(seed)
-        model = TinyResNet()
-        n_train = 2 * len(split_indices("train"))
-        per_epoch = -(-n_train // batch)
-        total = epochs * per_epoch if max_steps is None else min(max_steps, epochs * per_epoch)
-        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
-        loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
-        step = 0
-        for epoch in range(epochs):
-            if step >= total:
-                break
-            x, y = cluttered_digits("train", seed=2000 + 1000 * seed + epoch)
-            model.train()
-            order = torch.randperm(len(x), generator=gen)
-            for i in range(0, len(x), batch):
-                if step >= total:
-                    break
-                sel = order[i:i + batch]
-                opt.zero_grad(set_to_none=True)
-                loss_fn(model(x[sel]), y[sel]).backward()
-                opt.step()
-                sched.step()
-                step += 1
-                if progress is not None:
-                    progress(step, total)
-        model.eval()
-        xt, yt = cluttered_digits("test")
-        with torch.no_grad():
-            acc = float((model(xt).argmax(1) == yt).float().mean())
-        return TinyTrainResult(model, acc, time.perf_counter() - start, step)
-    finally:
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(deterministic)
+    r = train_on_digits(TinyResNet, epochs=epochs, seed=seed, batch=batch, lr=lr,
+                        max_steps=max_steps, data_seed=2000, progress=progress)
+    return TinyTrainResult(r.model, r.test_accuracy, r.seconds, r.steps)
 
 
 def save_tinyresnet(model: TinyResNet, path: str | Path) -> Path:
