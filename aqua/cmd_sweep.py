@@ -51,10 +51,10 @@ def run(args: argparse.Namespace) -> int:
                              f"with --serial") from None
         try:
             if args.address:
-                client = distributed.Client(args.address, timeout="20s")
+                client = distributed.Client(args.address, timeout="10s")
             else:
                 client = SW.local_client(args.workers)
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, ValueError) as exc:
             raise UsageError(f"cannot reach the Dask scheduler {args.address}: "
                              f"{exc}") from None
     try:

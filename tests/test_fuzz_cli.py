@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -24,6 +25,7 @@ from hypothesis import strategies as st
 from arch.config import _SCHEMA, AccelConfig, ConfigError, load_config
 from aqua.cli import COMMANDS, main
 
+REPO = Path(__file__).resolve().parent.parent
 FUZZ = settings(deadline=None, max_examples=60, derandomize=True, database=None,
                 suppress_health_check=list(HealthCheck))
 
@@ -45,6 +47,8 @@ EXPENSIVE = [
     ("cosim.run", "random_jobs"),
     ("cosim.calibrate", "calibrate"),
     ("aqua.crop_study", "run_study"),
+    ("aqua.sweep", "local_client"),
+    ("aqua.sweep", "run_sweep"),
     ("aqua.cmd_energy_tile", "run_tile_report"),
     ("aqua.cmd_energy_tile", "calibrate_tile"),
 ]
@@ -130,6 +134,8 @@ BASE: dict[str, list[tuple[str, str | None]]] = {
                    ("--from-layer", "0"), ("--test-images", "4"), ("--train-images", "9"),
                    ("--batch", "8"), ("--out", "{tmp}/cs"), ("--rtl-images", "0"),
                    ("--sim", "verilator")],
+    "sweep": [("", "{repo}/configs/sweeps/small_grid.toml"), ("--out", "{tmp}/sw"),
+              ("--serial", None)],
     # a user's model and images
     "crop-study:user": [("--model", "tests.test_crop_study_cli:tiny_net"),
                         ("--weights", "{tmp}/w.pt"), ("--images", "{tmp}/data.npz"),
@@ -141,7 +147,8 @@ EXTRA = {"crop-study": ["--model", "--weights", "--images", "--size", "--mean", 
                         "--classes"],
          "energy": ["--calibrate", "--tile"], "demo": [], "bench": [], "train": [],
          "configs": [], "check-config": [], "verilog": ["--synth"], "cosim": [],
-         "quantize": ["--model", "--sim"], "crop-study:user": ["--grayscale", "--fraction"]}
+         "quantize": ["--model", "--sim"], "sweep": ["--workers"],
+         "crop-study:user": ["--grayscale", "--fraction"]}
 
 
 def test_base_lines_cover_every_command():
@@ -151,8 +158,8 @@ def test_base_lines_cover_every_command():
 @st.composite
 def argvs(draw, files, line):
     cmd = line.partition(":")[0]
-    pairs = [(o, None if v is None else v.format(tmp=files)) for o, v in BASE[line]
-             if v is not None or o != "--model"]
+    pairs = [(o, None if v is None else v.format(tmp=files, repo=REPO))
+             for o, v in BASE[line] if v is not None or o != "--model"]
     bad = _bad_values(files)
     n = draw(st.integers(1, 3))
     for _ in range(n):
