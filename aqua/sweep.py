@@ -395,6 +395,8 @@ class Store:
                 continue
             for k in ("overrides", "config", "study", "versions", "extra"):
                 d[k] = json.loads(d[k]) if d[k] else None
+            for k in ("cycles_uncropped", "crossbars", "area_cells"):    # counts
+                d[k] = None if d[k] is None else int(d[k])
             out.append(d)
         return out
 

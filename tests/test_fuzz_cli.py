@@ -41,14 +41,14 @@ def _started(*_a, **_k):
 #: module attribute -> stub: everything a command does after its checks that takes long
 EXPENSIVE = [
     ("gen.verilog", "generate"),
+    ("aqua.sweep", "local_client"),
+    ("aqua.sweep", "run_sweep"),
     ("golden.fixedpoint", "quantize_democnn"),
     ("golden.cnn", "train_democnn"),
     ("golden.qreport", "quantize_report"),
     ("cosim.run", "random_jobs"),
     ("cosim.calibrate", "calibrate"),
     ("aqua.crop_study", "run_study"),
-    ("aqua.sweep", "local_client"),
-    ("aqua.sweep", "run_sweep"),
     ("aqua.cmd_energy_tile", "run_tile_report"),
     ("aqua.cmd_energy_tile", "calibrate_tile"),
 ]
