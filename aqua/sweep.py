@@ -578,11 +578,26 @@ class _Serial:
             return ("error", _first_line(exc))
 
     def as_completed(self, futures):
-        yield from futures
+        return _Queue(futures)
 
     @staticmethod
     def result(f):
         return f
+
+
+class _Queue:
+    """``distributed.as_completed`` for :class:`_Serial`: done results, in order; ``add``."""
+
+    def __init__(self, items):
+        from collections import deque
+        self.items = deque(items)
+
+    def add(self, item):
+        self.items.append(item)
+
+    def __iter__(self):
+        while self.items:
+            yield self.items.popleft()
 
 
 class _Dask:
@@ -595,7 +610,7 @@ class _Dask:
 
     def as_completed(self, futures):
         from distributed import as_completed
-        yield from as_completed(futures)
+        return as_completed(futures)
 
     @staticmethod
     def result(f):
@@ -641,16 +656,19 @@ def pending_points(spec: Spec, out_dir: str | Path) -> list[Point]:
 
 def run_sweep(spec: Spec, out_dir: str | Path, *, client=None,
               progress: Callable | None = None, chunk_fn: Callable = run_chunk,
-              area_fn: Callable = run_area, on_point: Callable | None = None) -> SweepReport:
+              area_fn: Callable = run_area, rtl_fn: Callable | None = None,
+              on_point: Callable | None = None) -> SweepReport:
     """Run the points of ``spec`` not yet stored as ``ok`` in ``out_dir/sweep.sqlite``.
 
     ``client``: a ``distributed.Client`` (``None``: serially in this process).
     ``progress(n, total=None)`` after each task; ``on_point(row_key)`` after each point is
     stored (a ``KeyboardInterrupt`` raised there, or anywhere, stops the sweep: finished
-    points stay stored). ``chunk_fn`` and ``area_fn`` replace :func:`run_chunk` and
-    :func:`run_area` (tests).
+    points stay stored). ``chunk_fn``, ``area_fn`` and ``rtl_fn`` replace :func:`run_chunk`,
+    :func:`run_area` and :func:`run_rtl` (tests). A point's RTL co-simulation
+    (``rtl_images``) is one more task, submitted when its chunks are done.
     """
     t0 = time.perf_counter()
+    rtl_fn = run_rtl if rtl_fn is None else rtl_fn
     store = Store(Path(out_dir) / "sweep.sqlite")
     vers = versions()
     engine = _Serial() if client is None else _Dask(client)
@@ -696,29 +714,52 @@ def run_sweep(spec: Spec, out_dir: str | Path, *, client=None,
         if error is None:
             try:
                 metrics = point_metrics(p, st["chunks"], ar[1] if ar else None)
-                if p.rtl_images:
-                    rtl = run_rtl(p, metrics["extra"]["choice"])
-                    metrics["extra"]["rtl"] = rtl
-                    metrics["rtl_passed"] = (None if "skipped" in rtl
-                                             else float(bool(rtl.get("passed"))))
             except Exception as exc:
                 error = _first_line(exc)
+        if error is None and p.rtl_images and "rtl" not in st:
+            # the co-simulation is one more task; the row is written when it returns
+            st["metrics"], st["rtl"] = metrics, True
+            f = engine.submit(rtl_fn, p, metrics["extra"]["choice"])
+            rtl_tasks.append(f)
+            index[id(f)] = ("rtl", key, None)
+            pending[key] = st
+            queue.add(f)
+            total[0] += 1
+            if progress is not None:
+                progress(0, total=total[0])
+            return
+        if error is None and "rtl" in st:
+            metrics = st["metrics"]
+            rtl_status, rtl = st["rtl_result"]
+            if rtl_status != "ok":
+                error = f"rtl: {rtl}"
+            else:
+                metrics["extra"]["rtl"] = rtl
+                metrics["rtl_passed"] = (None if "skipped" in rtl
+                                         else float(bool(rtl.get("passed"))))
         if error is not None:
             status, metrics = "error", None
             failed += 1
         computed += 1
         store.write(p, spec.digest, status, metrics, error,
                     {"wall_s": time.perf_counter() - st["t0"], "task_s": st["task_s"],
-                     "tasks": len(st["chunks"]) + bool(p.area)}, vers)
+                     "tasks": len(st["chunks"]) + bool(p.area) + ("rtl" in st)}, vers)
         if on_point is not None:
             on_point(key)
 
+    total = [len(tasks)]
+    rtl_tasks: list = []
+    queue = engine.as_completed([t[0] for t in tasks])
     try:
-        for f in engine.as_completed([t[0] for t in tasks]):
+        for f in queue:
             kind, ref, j = index[id(f)]
             status, value = engine.result(f)
             if progress is not None:
                 progress(1)
+            if kind == "rtl":
+                pending[ref]["rtl_result"] = (status, value)
+                finish(ref)
+                continue
             if kind == "area":
                 area_results[ref] = (status, value)
                 for key in area_wait[ref]:
@@ -741,7 +782,7 @@ def run_sweep(spec: Spec, out_dir: str | Path, *, client=None,
     except KeyboardInterrupt:
         interrupted = True
         if client is not None:
-            client.cancel([t[0] for t in tasks])
+            client.cancel([t[0] for t in tasks] + rtl_tasks)
     keys = {p.key for p in spec.points}
     rows = store.rows(keys)
     store.close()

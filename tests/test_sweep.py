@@ -217,3 +217,24 @@ def test_cli_writes_report(tmp_path, capsys):
     assert "2 points computed, 0 reused" in capsys.readouterr().out
     assert main(["sweep", str(spec), "--serial", "--out", str(out)]) == 0
     assert "0 points computed, 2 reused" in capsys.readouterr().out
+
+
+def test_rtl_step_is_a_task_of_its_point(tmp_path):
+    """``rtl_images``: the co-simulation runs as one more task once the point's chunks are
+    done, with the oracle's choices; its verdict is stored, its failure fails the point."""
+    seen = []
+
+    def fake_rtl(point, choice):
+        seen.append((point.index, list(choice)))
+        if point.cfg.adc_bits == 3:
+            raise RuntimeError("simulator exploded")
+        return {"passed": True, "images": []}
+
+    text = SPEC.replace("area = false", "area = false\nrtl_images = 1")
+    spec = SW.load_spec(_spec(tmp_path, text.replace('[0.125, 0.25]', '[0.25]')))
+    rep = SW.run_sweep(spec, tmp_path / "out", rtl_fn=fake_rtl)
+    assert sorted(i for i, _ in seen) == [0, 1] and all(len(c) == 2 for _, c in seen)
+    by = {r["idx"]: r for r in rep.rows}
+    assert by[0]["status"] == "error" and by[0]["error"] == "rtl: RuntimeError: simulator exploded"
+    assert by[1]["status"] == "ok" and by[1]["rtl_passed"] == 1.0
+    assert by[1]["extra"]["rtl"] == {"passed": True, "images": []}
