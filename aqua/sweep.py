@@ -568,21 +568,24 @@ def _first_line(exc: BaseException) -> str:
 
 
 class _Serial:
-    """The engine interface over plain calls in this process (``--serial``)."""
+    """The engine interface over plain calls in this process (``--serial``): a "future" is
+    the call itself, run when its result is asked for, so that points are stored (and the
+    progress moves) one by one."""
     name = "serial"
 
     def submit(self, fn, *args):
-        try:
-            return ("ok", fn(*args))
-        except Exception as exc:                     # recorded with the point
-            return ("error", _first_line(exc))
+        return [fn, args]
 
     def as_completed(self, futures):
         return _Queue(futures)
 
     @staticmethod
     def result(f):
-        return f
+        fn, args = f
+        try:
+            return ("ok", fn(*args))
+        except Exception as exc:                     # recorded with the point
+            return ("error", _first_line(exc))
 
 
 class _Queue:
