@@ -27,7 +27,7 @@ STAMP = $(VENV)/.installed
 # multi-threaded torch kernel on an oversubscribed core waits at every barrier.
 TEST_ENV = OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 
-.PHONY: all demo test bench verilog cosim train configs quantize energy aqua clean distclean install
+.PHONY: all demo test bench verilog cosim train configs quantize energy aqua sweep clean distclean install
 
 all: demo
 
@@ -83,6 +83,13 @@ $(MODEL): | $(STAMP)
 aqua: $(STAMP) $(MODEL)
 	$(TEST_ENV) $(AQUA) crop-study --config $(CONFIG) --model $(MODEL) \
 		$(if $(filter icarus verilator,$(SIM)),--sim $(SIM))
+
+# The design-space sweep of configs/sweeps/small_grid.toml on a local Dask cluster (a rerun
+# resumes from build/sweep/small_grid/sweep.sqlite; SWEEP_ARGS="--address HOST:PORT" for a cluster).
+SWEEP_SPEC ?= configs/sweeps/small_grid.toml
+SWEEP_ARGS ?=
+sweep: $(STAMP)
+	$(TEST_ENV) $(AQUA) sweep $(SWEEP_SPEC) $(SWEEP_ARGS)
 
 configs: $(STAMP)
 	$(AQUA) configs

@@ -41,6 +41,7 @@ COMMANDS: dict[str, str] = {
     "quantize": "aqua.cmd_quantize",
     "energy": "aqua.cmd_energy",
     "crop-study": "aqua.cmd_crop_study",
+    "sweep": "aqua.cmd_sweep",
 }
 
 

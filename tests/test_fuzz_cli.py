@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -24,6 +25,7 @@ from hypothesis import strategies as st
 from arch.config import _SCHEMA, AccelConfig, ConfigError, load_config
 from aqua.cli import COMMANDS, main
 
+REPO = Path(__file__).resolve().parent.parent
 FUZZ = settings(deadline=None, max_examples=60, derandomize=True, database=None,
                 suppress_health_check=list(HealthCheck))
 
@@ -39,6 +41,8 @@ def _started(*_a, **_k):
 #: module attribute -> stub: everything a command does after its checks that takes long
 EXPENSIVE = [
     ("gen.verilog", "generate"),
+    ("aqua.sweep", "local_client"),
+    ("aqua.sweep", "run_sweep"),
     ("golden.fixedpoint", "quantize_democnn"),
     ("golden.cnn", "train_democnn"),
     ("golden.qreport", "quantize_report"),
@@ -131,6 +135,8 @@ BASE: dict[str, list[tuple[str, str | None]]] = {
                    ("--from-layer", "0"), ("--test-images", "4"), ("--train-images", "9"),
                    ("--batch", "8"), ("--out", "{tmp}/cs"), ("--rtl-images", "0"),
                    ("--sim", "verilator")],
+    "sweep": [("", "{repo}/configs/sweeps/small_grid.toml"), ("--out", "{tmp}/sw"),
+              ("--serial", None)],
     # a user's model and images
     "crop-study:user": [("--model", "tests.test_crop_study_cli:tiny_net"),
                         ("--weights", "{tmp}/w.pt"), ("--images", "{tmp}/data.npz"),
@@ -142,7 +148,8 @@ EXTRA = {"crop-study": ["--model", "--weights", "--images", "--size", "--mean", 
                         "--classes"],
          "energy": ["--calibrate", "--tile"], "demo": [], "bench": [], "train": [],
          "configs": [], "check-config": [], "verilog": ["--synth"], "cosim": [],
-         "quantize": ["--model", "--sim"], "crop-study:user": ["--grayscale", "--fraction"]}
+         "quantize": ["--model", "--sim"], "sweep": ["--workers"],
+         "crop-study:user": ["--grayscale", "--fraction"]}
 
 
 def test_base_lines_cover_every_command():
@@ -152,8 +159,8 @@ def test_base_lines_cover_every_command():
 @st.composite
 def argvs(draw, files, line):
     cmd = line.partition(":")[0]
-    pairs = [(o, None if v is None else v.format(tmp=files)) for o, v in BASE[line]
-             if v is not None or o != "--model"]
+    pairs = [(o, None if v is None else v.format(tmp=files, repo=REPO))
+             for o, v in BASE[line] if v is not None or o != "--model"]
     bad = _bad_values(files)
     n = draw(st.integers(1, 3))
     for _ in range(n):
