@@ -138,8 +138,10 @@ def test_a_failing_rtl_step_exits_1(tmp_path, capsys, monkeypatch):
 
 @pytest.mark.parametrize("model", ["factory", "torchscript"])
 def test_user_model_and_npz(user_files, tmp_path, capsys, model):
-    argv = ["--model", FACTORY, "--weights", str(user_files / "w.pt")] if model == "factory" \
-        else ["--model", str(user_files / "net.ts")]
+    # --float: the module in float with crop hooks (without it, the fixed-point path runs:
+    # test_factory_model_runs_the_fixed_point_path)
+    argv = ["--model", FACTORY, "--weights", str(user_files / "w.pt"), "--float"] \
+        if model == "factory" else ["--model", str(user_files / "net.ts")]
     out = tmp_path / "out"
     assert main(["crop-study", *argv, "--images", str(user_files / "data.npz"),
                  "--mean", "0.5", "--std", "0.25", "--out", str(out)]) == 0
@@ -222,7 +224,7 @@ def test_module_and_torchscript_crop_alike(tmp_path, capsys):
     common = ["--images", str(tmp_path / "d.npz"), "--mean", "0.5", "--std", "0.25"]
     res = {}
     for fmt, model in (("module", ["--model", "tests.test_crop_study_cli:pointwise_net",
-                                   "--weights", str(tmp_path / "w.pt")]),
+                                   "--weights", str(tmp_path / "w.pt"), "--float"]),
                        ("torchscript", ["--model", str(tmp_path / "net.ts")])):
         assert main(["crop-study", *model, *common, "--out", str(tmp_path / fmt)]) == 0
         res[fmt] = json.loads((tmp_path / fmt / "study.json").read_text())
