@@ -130,7 +130,6 @@ def model_subject(cfg, table, model, calibration, fraction, from_layer: int = 0,
     qg = quantize_graph(cfg, lower(model, cal[:1]), cal)
     sub = graph_subject(cfg, table, qg, fraction, from_layer, name=name, normalize=normalize)
     sub.float_eval = lambda x, y: float_top1(qg.graph, norm(x), y)
-    sub.net = None
     return sub
 
 

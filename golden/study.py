@@ -57,6 +57,7 @@ __all__ = ["democnn_geometry", "graph_geometry", "crop_plan", "window_masks", "c
            "first_layer_cases", "NCROPS"]
 
 NCROPS = len(CROP_VECTORS)
+_PATCH_BYTES = 1 << 27      #: im2col patches of one crops_conv_node step (maps are cut)
 
 
 def democnn_geometry(net: QuantNet, height: int = 32, width: int = 32) -> list[ConvGeometry]:
@@ -214,20 +215,25 @@ def crops_conv_node(cfg: AccelConfig, q, x: torch.Tensor,
     ho, wo = masks.shape[-2:]
     if any(w is not None for w in windows):
         x = x * window_masks(windows, H, W)[:, None, None].to(x.dtype)
-    keep = masks.view(C, 1, ho * wo).expand(C, B, -1)
+    L = ho * wo
+    keep = masks.view(C, 1, L).expand(C, B, -1).reshape(C * B, L)
+    xf = x.reshape(C * B, cin, H, W)
     ftype = torch.float32 if cfg.input_bits <= 24 else torch.float64     # unfold is exact
-    out = torch.zeros(C, B, ho * wo, cout, dtype=torch.int64)
-    for gi in range(g):
-        xs = x[:, :, gi * cin_g:(gi + 1) * cin_g].reshape(C * B, cin_g, H, W).to(ftype)
-        patches = F.unfold(xs, (kh, kw), dilation=a["dilation"], padding=a["padding"],
-                           stride=a["stride"])                              # [CB, K, L]
-        patches = patches.view(C, B, -1, ho * wo).transpose(2, 3)         # [C, B, L, K]
-        rows = patches[keep].to(torch.int64)
-        if rows.shape[0]:
-            sl = slice(gi * cout_g, (gi + 1) * cout_g)
-            wg = q.weight[sl].reshape(cout_g, -1).t()
-            out[:, :, :, sl][keep] = _matvec_chunked(cfg, rows, wg, q.bias[sl], q.shift,
-                                                      q.relu)
+    out = torch.zeros(C * B, L, cout, dtype=torch.int64)
+    # maps of the C*B (crop, image) pairs in runs whose im2col patches stay small
+    step = max(1, _PATCH_BYTES // (cin_g * kh * kw * L * 16))
+    for lo in range(0, C * B, step):
+        kp = keep[lo:lo + step]
+        for gi in range(g):
+            xs = xf[lo:lo + step, gi * cin_g:(gi + 1) * cin_g].to(ftype)
+            patches = F.unfold(xs, (kh, kw), dilation=a["dilation"], padding=a["padding"],
+                               stride=a["stride"]).transpose(1, 2)          # [n, L, K]
+            rows = patches[kp].to(torch.int64)
+            if rows.shape[0]:
+                sl = slice(gi * cout_g, (gi + 1) * cout_g)
+                wg = q.weight[sl].reshape(cout_g, -1).t()
+                out[lo:lo + step, :, sl][kp] = _matvec_chunked(cfg, rows, wg, q.bias[sl],
+                                                               q.shift, q.relu)
     return out.view(C, B, ho, wo, cout).permute(0, 1, 4, 2, 3)
 
 

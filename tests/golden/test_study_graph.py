@@ -140,3 +140,12 @@ def test_refusals(qg):
     with pytest.raises(ValueError, match=r"from_layer must be one of the conv layers "
                                          r"\[0, 1, 2, 3\], not 4"):
         S.crop_plan(geoms, 0.25, 4)
+
+
+def test_cutting_the_maps_into_runs_changes_nothing(qg, monkeypatch):
+    x = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(4))
+    geoms, _, _ = S.graph_geometry(qg)
+    plan = S.crop_plan(geoms, 0.25, 0)
+    whole = S.crop_forward(qg, x, plan)
+    monkeypatch.setattr(S, "_PATCH_BYTES", 1)          # one (crop, image) map per run
+    assert torch.equal(S.crop_forward(qg, x, plan), whole)
