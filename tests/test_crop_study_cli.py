@@ -463,8 +463,8 @@ def test_fixed_point_refusals(user_files, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_resnet18_on_a_folder_of_64px_images(tmp_path, capsys):
-    """zoo:resnet18 (random weights) on a few generated 64x64 RGB images: about 3 minutes on
-    the shared 2-core machine."""
+    """zoo:resnet18 (random weights) on a few generated 64x64 RGB images: about 4 minutes of
+    CPU time (8 images took 292 s of CPU, 20 minutes of wall time on the loaded machine)."""
     from PIL import Image
 
     rng = np.random.default_rng(5)
