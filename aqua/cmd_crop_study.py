@@ -1,7 +1,9 @@
 """``aqua crop-study``: the AQuA per-input crop study, beside the paper's figures.
 
 Every test image runs under all 16 crop vectors (one batched pass per batch of images) through
-the golden fixed-point demo CNN (or a user's float model, ``--model``); the oracle picks per
+the golden fixed-point demo CNN, or through any other model lowered and quantized to the
+golden fixed-point path (``--model zoo:<name>``, ``module:factory``; a TorchScript model, or
+``--float``, runs in float); the oracle picks per
 image the cheapest crop that keeps it correct, the predictors (entropy, gradient, corners, the
 learned 0th layer) pick one without running the network. Energy comes from
 ``golden.energy_model`` with the ISAAC table. Then the first conv layer of ``--rtl-images``
@@ -55,9 +57,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="simulator of the RTL step (default verilator; Icarus is ~30x slower)")
     g = p.add_argument_group("your own model and images (default: the demo CNN on the "
                              "cluttered digits)")
-    g.add_argument("--model", default=None, metavar="FILE|MODULE:FACTORY",
-                   help="a TorchScript file, or module:factory (with --weights); without "
-                        "--images, a demo CNN state dict")
+    g.add_argument("--model", default=None, metavar="SPEC",
+                   help="zoo:<name> (e.g. zoo:resnet18, zoo:tinyresnet), democnn, "
+                        "module:factory (with --weights) or a TorchScript file; all but "
+                        "TorchScript run the golden fixed-point path. Without --images: a zoo "
+                        "model or democnn on the shipped digits, or a demo CNN state dict")
+    g.add_argument("--float", action="store_true",
+                   help="run a module:factory model in float with crop hooks instead "
+                        "(energy without activations)")
     g.add_argument("--weights", default=None, metavar="FILE",
                    help="state dict for --model module:factory")
     g.add_argument("--images", default=None, metavar="DIR|FILE.npz",
@@ -99,13 +106,19 @@ def run(args: argparse.Namespace) -> int:
     # leaves no empty folder behind)
     out = check_output_dir(args.out if args.out else BUILD_ROOT / "crop_study", "--out")
 
+    spec = args.model
+    zoo = spec is not None and spec.startswith("zoo:")
     if args.images is not None or args.weights is not None or (
-            args.model is not None and (":" in args.model or args.classes is not None)):
+            spec is not None and not zoo and (":" in spec or args.classes is not None)):
         from aqua import userdata
 
         subject, train, test = userdata.user_study_inputs(args, cfg, table)
+    elif zoo:
+        subject, train, test = _zoo_on_shipped_data(args, cfg, table)
     else:
-        model = load_model(args.model)
+        if args.float:
+            raise UsageError("--float goes with --model module:factory and --images")
+        model = load_model(None if spec == "democnn" else spec)
         try:
             subject = CS.democnn_subject(cfg, table, model, args.fraction, args.from_layer)
         except ValueError as exc:
@@ -153,6 +166,34 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _zoo_on_shipped_data(args, cfg, table):
+    """``zoo:<name>`` on the shipped cluttered digits (1x32x32, 10 classes; zoo:tinyresnet is
+    trained on them), quantized on the calibration images DemoCNN uses."""
+    from aqua import crop_study as CS
+    from aqua.cli import UsageError
+    from golden.fixedpoint import QuantError, calibration_images
+    from golden.graph import UnsupportedGraphError, load_model
+
+    if args.float:
+        raise UsageError("--float goes with --model module:factory and --images")
+    try:
+        model = load_model(args.model, num_classes=10, in_channels=1)
+    except ValueError as exc:
+        raise UsageError(f"--model: {exc}") from None
+    if args.classes is not None and args.classes != 10:
+        raise UsageError(f"--classes {args.classes}, but the shipped digits have 10 classes")
+    try:
+        subject = CS.model_subject(cfg, table, model, calibration_images(), args.fraction,
+                                   args.from_layer, name=args.model)
+    except (UnsupportedGraphError, QuantError) as exc:
+        raise UsageError(f"--model {args.model}: {exc}") from None
+    except ValueError as exc:
+        raise UsageError(f"--from-layer: {exc}") from None
+    subject.description += " (shipped cluttered digits)"
+    train, test = _demo_data(args.test_images, args.train_images)
+    return subject, train, test
+
+
 def _rtl_step(args, cfg, subject, test, res) -> dict:
     """The first conv layer of ``--rtl-images`` test images under the predictor's crops in the
     RTL ConvTile (``aqua.crop_study.rtl_first_layer``), or ``{"skipped": why}``."""
@@ -162,6 +203,8 @@ def _rtl_step(args, cfg, subject, test, res) -> dict:
 
     if not args.rtl_images:
         return {"skipped": "--rtl-images 0"}
+    if subject.rtl_skip is not None:
+        return {"skipped": subject.rtl_skip}
     if subject.net is None:
         return {"skipped": "a user's model runs in float, not through the golden fixed-point "
                            "model the RTL is held to"}
@@ -192,8 +235,12 @@ def _report(res, out, con) -> None:
               f"0th layer, {res['calibration_images']} calibrate thresholds)")
     energy = (f"{u['energy_pj_per_image'] / 1e6:.3f} uJ per image" if res["energy_unit"] == "pJ"
               else f"energy {u['energy_pj_per_image']:.3f} per image ({res['energy_unit']})")
-    con.print(f"uncropped: top-1 {100 * u['top1']:.1f}%, top-5 {100 * u['top5']:.1f}%, "
+    fl = (f"float top-1 {100 * res['float_top1']:.1f}%, quantized " if "float_top1" in res
+          else "")
+    con.print(f"uncropped: {fl}top-1 {100 * u['top1']:.1f}%, top-5 {100 * u['top5']:.1f}%, "
               f"{energy}; oracle pass {res['timing']['images_per_second']:.1f} images/s x 16 crops")
+    if "layers" in res:
+        _report_layers(res, con)
     t = Table(title="AQuA crop study: measured beside the paper (ImageNet, ISAAC)")
     t.add_column("metric")
     t.add_column("paper", justify="right")
@@ -201,13 +248,35 @@ def _report(res, out, con) -> None:
     for row in CS.table_rows(res):
         t.add_row(*row)
     con.print(t)
-    own = ", ".join(f"{k}: {v / 1e3:.1f} nJ" for k, v in res["learned_energy_per_image"].items())
-    con.print(f"learned 0th layer's own energy per image (counted above): {own}")
+    if res["energy_unit"] == "pJ":
+        own = ", ".join(f"{k}: {v / 1e3:.1f} nJ"
+                        for k, v in res["learned_energy_per_image"].items())
+        con.print(f"learned 0th layer's own energy per image (counted above): {own}")
+    else:
+        con.print(f"learned 0th layer's own energy: not counted (the energy here is the "
+                  f"{res['energy_unit']}, not pJ)")
     cal = res.get("energy_calibration")
     con.print("energy: analytic events x table " + (f"+ digital energy calibrated on RTL "
               f"toggles ({cal})" if cal else "only (no RTL toggle calibration shipped for this "
               "config: digital logic not charged)"))
     _report_rtl(res["rtl_cosim"], con, res["timing"].get("rtl_cosim", {}).get("wall_s"))
+
+
+def _report_layers(res, con) -> None:
+    """Per crossbar layer: uncropped energy and under the oracle's crops (top-1)."""
+    from rich.table import Table
+
+    orc = res.get("energy_per_layer_oracle", {}).get("top1")
+    t = Table(title="energy per crossbar layer (nJ per image; digital adds and pools not "
+                    "counted)")
+    for col in ("layer", "uncropped", "oracle top-1", "saved"):
+        t.add_column(col, justify="left" if col == "layer" else "right")
+    for i, name in enumerate(res["layers"]):
+        e0 = res["energy_per_layer_uncropped"][i]
+        e1 = orc[i] if orc else None
+        t.add_row(name, f"{e0 / 1e3:.1f}", "-" if e1 is None else f"{e1 / 1e3:.1f}",
+                  "-" if e1 is None or not e0 else f"{100 * (1 - e1 / e0):.1f}%")
+    con.print(t)
 
 
 def _report_rtl(rtl: dict, con, wall_s: float | None = None) -> None:

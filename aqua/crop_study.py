@@ -1,7 +1,9 @@
 """The AQuA crop study end to end: oracle, predictors, energy, the table beside the paper.
 
 :func:`run_study` takes a :class:`Subject` (the network under study: the golden quantized demo
-CNN, :func:`democnn_subject`, or a user's float model, :mod:`aqua.userdata`) and two image sets:
+CNN, :func:`democnn_subject`; any other model lowered and quantized to a
+:class:`golden.qnet.QGraph`, :func:`graph_subject`; or a user's float model,
+:mod:`aqua.userdata`) and two image sets:
 
 * *training images*, split in two: the first two thirds fit the learned 0th layer, the last
   third calibrates every predictor's threshold (``golden.predictors.calibrate``); the per-crop
@@ -23,7 +25,9 @@ import torch
 from golden import predictors as P
 from golden import study as S
 
-__all__ = ["PAPER", "RTL_METHOD", "Subject", "democnn_subject", "run_study", "table_rows",
+__all__ = ["PAPER", "RTL_METHOD", "Subject", "democnn_subject", "graph_subject",
+           "model_subject", "run_study",
+           "table_rows",
            "write_plots", "render_plots", "rtl_images", "rtl_first_layer"]
 
 #: The seed papers' figures (ImageNet, ISAAC): share of images that tolerate some crop at
@@ -49,6 +53,9 @@ class Subject:
     energy_unit: str = "pJ"
     predictor_energy: Callable | None = None
     net: object = None          #: the golden QuantNet, for the demo CNN
+    layer_names: list | None = None     #: crossbar layer names (reported per layer when set)
+    rtl_skip: str | None = None         #: why the RTL step does not run this subject
+    float_eval: Callable | None = None  #: ``(images, labels) -> float top-1`` (graph subjects)
 
 
 def democnn_subject(cfg, table, model, fraction, from_layer: int = 0,
@@ -66,6 +73,64 @@ def democnn_subject(cfg, table, model, fraction, from_layer: int = 0,
         plan=plan, geoms=geoms,
         description=f"demo CNN, golden fixed-point model on config '{cfg.name}'",
         predictor_energy=lambda z: _predictor_energy(cfg, table, z, size), net=net)
+
+
+def graph_subject(cfg, table, qg, fraction, from_layer: int = 0, *, name: str,
+                  normalize: Callable | None = None) -> Subject:
+    """A lowered, quantized network (:class:`golden.qnet.QGraph`) through the golden
+    fixed-point crop study (``golden.study.crop_forward`` on the graph): the crop on the
+    input of crossbar layer ``from_layer`` (the image, for ``0``), per-layer energy of every
+    crossbar layer (grouped convs: every group on its own crossbars), the learned 0th layer's
+    own energy charged. ``normalize`` maps the [0, 1] images the predictors see to the
+    network's input (the crop zeroes the normalised, quantized input:
+    ``docs/arithmetic.md``, "Cropping a user's model's input").
+
+    Raises
+    ------
+    golden.graph.UnsupportedGraphError
+        For a layer the energy model cannot take (``golden.study.graph_geometry``).
+    ValueError
+        If ``from_layer`` is not a spatial crossbar layer.
+    """
+    geoms, groups, names = S.graph_geometry(qg)
+    plan = S.crop_plan(geoms, fraction, from_layer)
+    norm = normalize if normalize is not None else (lambda x: x)
+    size = tuple(qg.nodes[0].shape[-2:])
+    return Subject(
+        name=name, classes=int(qg[qg.output].shape[-1]),
+        forward=lambda x: S.crop_forward(qg, norm(x), plan, with_inputs=True),
+        energy=lambda inputs: S.crop_energy(cfg, table, geoms, plan, inputs, groups),
+        plan=plan, geoms=geoms,
+        description=f"{name}, golden fixed-point model of its {len(geoms)} crossbar layers "
+                    f"on config '{cfg.name}'",
+        predictor_energy=lambda z: _predictor_energy(cfg, table, z, size),
+        layer_names=names,
+        rtl_skip=f"the RTL step co-simulates the demo CNN's conv0; {name} is checked against "
+                 f"the golden fixed-point model only")
+
+
+def model_subject(cfg, table, model, calibration, fraction, from_layer: int = 0, *,
+                  name: str, normalize: Callable | None = None) -> Subject:
+    """:func:`graph_subject` of ``model`` (an ``nn.Module``) lowered
+    (:func:`golden.graph.lower`) and quantized to ``cfg`` on the ``calibration`` images
+    ([0, 1], normalised by ``normalize`` as the study's inputs are); its ``float_eval`` is the
+    float graph's top-1.
+
+    Raises
+    ------
+    golden.graph.UnsupportedGraphError, golden.fixedpoint.QuantError
+        (both ``ValueError``) for a model the crossbar path cannot take; ``ValueError`` for a
+        bad ``from_layer``.
+    """
+    from golden.graph import lower
+    from golden.qnet import float_top1, quantize_graph
+
+    norm = normalize if normalize is not None else (lambda x: x)
+    cal = norm(calibration)
+    qg = quantize_graph(cfg, lower(model, cal[:1]), cal)
+    sub = graph_subject(cfg, table, qg, fraction, from_layer, name=name, normalize=normalize)
+    sub.float_eval = lambda x, y: float_top1(qg.graph, norm(x), y)
+    return sub
 
 
 def _predictor_energy(cfg, table, zeroth: P.ZerothLayer, size) -> float:
@@ -108,11 +173,14 @@ def run_study(subject: Subject, train: tuple, test: tuple, *, fraction: float,
            "crops_per_pass": S.NCROPS, "ks": list(ks), "paper": PAPER,
            "energy_per_crop": energy.mean(0).tolist(),
            "energy_per_layer_uncropped": arr_te.energy[:, 0].mean(0).tolist(),
+           **({"layers": list(subject.layer_names)} if subject.layer_names else {}),
            "uncropped": S.summarize_choice(torch.zeros(len(yte), dtype=torch.long), ranks,
                                            energy),
            "fixed_crops": [S.summarize_choice(torch.full((len(yte),), c), ranks, energy)
                            for c in range(S.NCROPS)],
            "methods": {}, "curves": {}, "choices": {}}
+    if subject.float_eval is not None:
+        res["float_top1"] = subject.float_eval(xte, yte)
     hist = {}
     for k in ks:
         tolerant = tol[k][:, 1:].any(1) & (ranks[:, 0] < k)
@@ -121,6 +189,9 @@ def run_study(subject: Subject, train: tuple, test: tuple, *, fraction: float,
         choice = S.oracle_choice(tol[k], energy)
         res["methods"][f"oracle/top{k}"] = S.summarize_choice(choice, ranks, energy)
         res["choices"][f"oracle/top{k}"] = choice.tolist()
+        if subject.layer_names:
+            res.setdefault("energy_per_layer_oracle", {})[f"top{k}"] = \
+                arr_te.energy[torch.arange(len(yte)), choice].mean(0).tolist()
         hist[f"oracle/top{k}"] = torch.bincount(choice, minlength=S.NCROPS).tolist()
 
     risks = {}

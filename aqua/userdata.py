@@ -1,7 +1,9 @@
 """The user's own model and images for ``aqua crop-study``.
 
-**Model** (``--model``): a TorchScript file (``torch.jit.save``), or ``module:factory`` (an
-importable callable returning an ``nn.Module``) with ``--weights`` (a state dict).
+**Model** (``--model``): ``zoo:<name>`` (:mod:`golden.zoo`, built with the images' channels
+and classes; ``zoo:tinyresnet`` on 1-channel, 10-class images is the trained one),
+``democnn``, a TorchScript file (``torch.jit.save``), or ``module:factory`` (an importable
+callable returning an ``nn.Module``) with ``--weights`` (a state dict).
 
 **Images** (``--images``): a folder with one subfolder per class (sorted names are the classes
 0, 1, ...; every file whose name ends in an image suffix, :data:`IMAGE_SUFFIXES`, must be an
@@ -14,16 +16,23 @@ channel (``--mean``, ``--std``; default 0 and 1). The predictors see the [0, 1] 
 normalisation. The images are split deterministically (a permutation with a fixed seed): the
 first half is the test set, the second the predictors' training set.
 
-**What the study runs.** The golden fixed-point path is built for DemoCNN-shaped networks, so a
-user's model runs in float:
+**What the study runs.** An ``nn.Module`` (``zoo:``, ``democnn``, ``module:factory``) is
+lowered (:func:`golden.graph.lower`), quantized to the configuration on the training split of
+the images (normalised; :func:`golden.qnet.quantize_graph`) and runs through the golden
+fixed-point crop study (:func:`aqua.crop_study.model_subject`): per-layer energy in pJ with
+the integer activations; the float graph's top-1 is reported beside. A graph the crossbar path
+cannot take is refused with one line (``UnsupportedGraphError``, ``QuantError``). In float run
 
-* an ``nn.Module`` (``module:factory``) gets hooks on every ``Conv2d``: the crop applies from
+* an ``nn.Module`` with ``--float`` (``module:factory`` only): hooks on every ``Conv2d``: the
+  crop applies from
   ``--from-layer`` on exactly as in the golden study (input outside the scaled window zero,
   outputs outside the computed window zero), and energy is ``golden.energy_model`` for each
   ``Conv2d`` and ``Linear`` (a 1x1 conv on a 1x1 map), found in call order on a probe pass,
   without activations (so the DAC energy is the model's upper bound);
-* a TorchScript model cannot be hooked (TorchScript ignores Python hooks): only the image is
-  cropped (``--from-layer 0``) and "energy" is the share of input pixels kept.
+* a TorchScript model (never lowered: its graph is not translated) cannot be hooked
+  (TorchScript ignores Python hooks): only the image is cropped (``--from-layer 0``) and
+  "energy" is the share of input pixels kept, so the learned 0th layer's pJ cannot be added
+  to it (it is charged, in pJ, for every other subject).
 
 **One cropping rule for every format**: a crop zeroes the cropped pixels of the tensor the
 model receives, *after* ``--mean``/``--std`` -- a cropped pixel is the mean colour, the
@@ -54,7 +63,8 @@ from arch.geometry import ConvGeometry
 from golden import study as S
 from golden.crop import kept_window
 
-__all__ = ["load_user_model", "load_images", "user_subject", "user_study_inputs", "SPLIT_SEED"]
+__all__ = ["load_user_model", "load_images", "user_subject", "user_study_inputs",
+           "fixed_point_subject", "SPLIT_SEED", "CALIBRATION_MAX"]
 
 SPLIT_SEED = 0
 #: file name suffixes (any case) read from an image folder; other files are skipped
@@ -354,11 +364,14 @@ def user_subject(model, scripted: bool, cfg, table, sample, normalize, *, fracti
         with torch.no_grad():
             return model(normalize(x.repeat(C, 1, 1, 1))).view(C, len(x), -1), len(x)
 
+    from aqua.crop_study import _predictor_energy
+
     return Subject("user-module", classes, forward,
                    lambda B: per_crop.expand(C, B, -1).clone(), plan=plan, geoms=geoms,
                    description=f"user model in float with crop hooks; energy of its "
                                f"{len(geoms)} crossbar layers on config '{cfg.name}' "
-                               f"(no activations: DAC upper bound)")
+                               f"(no activations: DAC upper bound)",
+                   predictor_energy=lambda z: _predictor_energy(cfg, table, z, (H, W)))
 
 
 def user_study_inputs(args, cfg, table):
@@ -369,7 +382,10 @@ def user_study_inputs(args, cfg, table):
     if args.model is None:
         raise _error("--images needs --model (your model for those images)")
     x, y, names = load_images(args.images, size=args.size, grayscale=args.grayscale)
-    model, scripted = load_user_model(args.model, args.weights)
+    if _lowered_spec(args.model):
+        model, scripted = _named_model(args, x, y, names), False
+    else:
+        model, scripted = load_user_model(args.model, args.weights)
     normalize = _normalizer(args.mean, args.std, x.shape[1])
     n_data = int(y.max()) + 1 if len(y) else 0
     try:
@@ -389,8 +405,58 @@ def user_study_inputs(args, cfg, table):
     if len(y) < 6:
         raise _error(f"--images: {len(y)} images; the study needs at least 6 (half test, "
                      f"half to fit and calibrate the predictors)")
-    subject = user_subject(model, scripted, cfg, table, x[:1], normalize,
-                           fraction=args.fraction, from_layer=args.from_layer, classes=classes)
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(SPLIT_SEED))
     te, tr = order[:len(y) // 2], order[len(y) // 2:]
+    if scripted or getattr(args, "float", False):
+        if getattr(args, "float", False) and _lowered_spec(args.model):
+            raise _error(f"--float goes with --model module:factory, not {args.model}")
+        subject = user_subject(model, scripted, cfg, table, x[:1], normalize,
+                               fraction=args.fraction, from_layer=args.from_layer,
+                               classes=classes)
+    else:
+        subject = fixed_point_subject(model, cfg, table, x[tr][:CALIBRATION_MAX], normalize,
+                                      spec=args.model, fraction=args.fraction,
+                                      from_layer=args.from_layer)
     return subject, (x[tr], y[tr]), (x[te], y[te])
+
+
+#: at most this many training images calibrate the fixed-point ranges
+CALIBRATION_MAX = 256
+
+
+def _lowered_spec(spec: str | None) -> bool:
+    return spec is not None and (spec.startswith("zoo:") or spec == "democnn")
+
+
+def _named_model(args, x, y, names) -> nn.Module:
+    """``zoo:<name>`` built for the images' channels and classes, or ``democnn``."""
+    from golden.graph import load_model
+
+    if args.weights is not None:
+        raise _error(f"--weights goes with --model module:factory, not {args.model}")
+    if args.model == "democnn":
+        return load_model("democnn")
+    classes = args.classes or (len(names) if names is not None else
+                               (int(y.max()) + 1 if len(y) else 1))
+    try:
+        return load_model(args.model, num_classes=classes, in_channels=int(x.shape[1]))
+    except ValueError as exc:
+        raise _error(f"--model: {exc}") from None
+
+
+def fixed_point_subject(model, cfg, table, calibration, normalize, *, spec: str, fraction,
+                        from_layer: int):
+    """:func:`aqua.crop_study.model_subject` with its refusals as one-line usage errors."""
+    from aqua.crop_study import model_subject
+    from golden.fixedpoint import QuantError
+    from golden.graph import UnsupportedGraphError
+
+    name = spec if not spec or ":" not in spec or spec.startswith("zoo:") else \
+        f"user model {spec}"
+    try:
+        return model_subject(cfg, table, model, calibration, fraction, from_layer,
+                             name=name, normalize=normalize)
+    except (UnsupportedGraphError, QuantError) as exc:
+        raise _error(f"--model {spec}: {exc}") from None
+    except ValueError as exc:
+        raise _error(f"--from-layer: {exc}") from None

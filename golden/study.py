@@ -15,6 +15,20 @@ Energy of an image under a crop is the sum over the crossbar layers of
 activations; the classifier counts as a 1x1 "conv" on a 1x1 map (``kernel = height = width =
 1``), uncropped.
 
+**Any network** (a :class:`golden.qnet.QGraph`, the fixed-point lowering of a user's or a zoo
+model): the same rules on the graph (:func:`graph_geometry`, :func:`crop_forward`). The crossbar
+layers are the graph's ``conv`` and ``linear`` nodes in topological order; layer
+``from_layer``'s input map is the base of the crop, and every crossbar layer's input keeps that
+window scaled to its own map (:func:`crop_plan`, as above): windows follow the map sizes, so
+through a pool or a strided conv they scale by the stride, and the two operands of a residual
+add (or the inputs of a concatenation), which have one map size, carry one window by
+construction. Each crossbar layer masks its input to its window and computes only the outputs
+whose receptive field (its taps, dilation included) meets the window (:func:`output_mask`);
+the others are 0. Digital nodes (adds, pools, concatenations, clamps) run as
+:func:`golden.qnet.qforward` runs them, on whole maps, and their energy is not counted. A
+grouped (depthwise) conv is ``groups`` layers of ``Cin/groups -> Cout/groups`` on their own
+crossbars: its energy is the sum over the groups, each with its own input channels.
+
 **Oracle.** An image *tolerates* crop ``c`` at top-k if the crop keeps it correct at top-k or it
 was not correct uncropped (so choosing any tolerated crop never lowers top-k accuracy). The
 oracle takes the tolerated crop of least energy (crop 0, uncropped, is always tolerated).
@@ -37,11 +51,13 @@ from .crop import CROP_VECTORS, Window, kept_window, output_window, scale_window
 from .fixedpoint import QuantNet, global_avg_pool, quant_inputs, saturate
 from .layer import matvec
 
-__all__ = ["democnn_geometry", "crop_plan", "window_masks", "crops_conv2d",
-           "crop_forward", "crop_energy", "StudyArrays", "run_crops", "true_ranks",
-           "tolerated", "oracle_choice", "summarize_choice", "first_layer_cases", "NCROPS"]
+__all__ = ["democnn_geometry", "graph_geometry", "crop_plan", "window_masks", "crops_conv2d",
+           "crops_conv_node", "output_mask", "crop_forward", "crop_energy", "StudyArrays",
+           "run_crops", "true_ranks", "tolerated", "oracle_choice", "summarize_choice",
+           "first_layer_cases", "NCROPS"]
 
 NCROPS = len(CROP_VECTORS)
+_PATCH_BYTES = 1 << 27      #: im2col patches of one crops_conv_node step (maps are cut)
 
 
 def democnn_geometry(net: QuantNet, height: int = 32, width: int = 32) -> list[ConvGeometry]:
@@ -56,6 +72,41 @@ def democnn_geometry(net: QuantNet, height: int = 32, width: int = 32) -> list[C
             g = ConvGeometry.linear(q.weight.shape[1], q.weight.shape[0])
         geoms.append(g)
     return geoms
+
+
+def graph_geometry(qg) -> tuple[list[ConvGeometry], list[int], list[str]]:
+    """The crossbar layers of a quantized graph (:class:`golden.qnet.QGraph`), in order:
+    ``(geometries of one conv group, conv groups, node names)``; a ``linear`` node is a 1x1
+    "conv" on a 1x1 map.
+
+    Raises
+    ------
+    golden.graph.UnsupportedGraphError
+        For a conv the energy model cannot take (non-square kernel, unequal stride or padding,
+        dilation).
+    """
+    from golden.graph import UnsupportedGraphError
+
+    geoms, groups, names = [], [], []
+    for q in qg.crossbar_nodes:
+        if q.op == "linear":
+            geoms.append(ConvGeometry.linear(int(q.weight.shape[1]), int(q.weight.shape[0])))
+            groups.append(1)
+        else:
+            a = q.attrs
+            cout, cin_g, kh, kw = (int(v) for v in q.weight.shape)
+            H, W = qg[q.inputs[0]].shape[-2:]
+            if not (kh == kw and a["stride"][0] == a["stride"][1]
+                    and a["padding"][0] == a["padding"][1] and a["dilation"] == (1, 1)):
+                raise UnsupportedGraphError(
+                    f"layer '{q.name}' ({q.describe}) in {q.where}: the crop study's energy "
+                    f"model takes square kernels, equal strides and padding, no dilation")
+            g = int(a["groups"])
+            geoms.append(ConvGeometry(cin_g, cout // g, kh, a["stride"][0], a["padding"][0],
+                                      int(H), int(W)))
+            groups.append(g)
+        names.append(q.name)
+    return geoms, groups, names
 
 
 def crop_plan(geoms: Sequence[ConvGeometry], fraction, from_layer: int = 0
@@ -122,11 +173,118 @@ def crops_conv2d(cfg: AccelConfig, x: torch.Tensor, weight: torch.Tensor, bias: 
     return out.view(C, B, ho, wo, cout).permute(0, 1, 4, 2, 3)
 
 
-def crop_forward(net: QuantNet, images: torch.Tensor, plan, *, with_inputs: bool = False):
-    """Integer logits ``[C, B, classes]`` of the quantized network under each of the
+def _axis_keep(lo: int, hi: int, n_out: int, k: int, s: int, p: int, d: int) -> torch.Tensor:
+    """Bool ``[n_out]``: outputs with a tap ``o*s - p + d*j`` (``j < k``) in ``[lo, hi)``."""
+    taps = torch.arange(n_out)[:, None] * s - p + d * torch.arange(k)[None]
+    return ((taps >= lo) & (taps < hi)).any(1)
+
+
+def output_mask(window: Window | None, H: int, W: int, kernel, stride, padding,
+                dilation=(1, 1)) -> torch.Tensor:
+    """Bool ``[Ho, Wo]``: the outputs of a conv (pairs ``kernel``, ``stride``, ``padding``,
+    ``dilation``) on an ``H x W`` map computed under ``window`` -- those with a tap in the
+    window; all for None. Without dilation it is :func:`golden.crop.output_window`'s
+    rectangle."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    ho = (H + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    wo = (W + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    if window is None:
+        return torch.ones(ho, wo, dtype=torch.bool)
+    r0, r1, c0, c1 = window
+    return (_axis_keep(r0, r1, ho, kh, sh, ph, dh)[:, None]
+            & _axis_keep(c0, c1, wo, kw, sw, pw, dw)[None, :])
+
+
+def crops_conv_node(cfg: AccelConfig, q, x: torch.Tensor,
+                    windows: Sequence[Window | None]) -> torch.Tensor:
+    """A quantized graph's conv node (:class:`golden.qnet.QNode`) on ``x [C, B, Cin, H, W]``
+    (saturated to the input range) where crop ``c`` keeps ``windows[c]``: the input outside
+    the window is 0, only the outputs of :func:`output_mask` go through the crossbar model
+    (each conv group its own matrix, one :func:`golden.qnet` matvec call per group for all
+    crops), the others are 0. Returns int64 ``[C, B, Cout, Ho, Wo]`` before the fused
+    activation's digital clamp."""
+    from golden.qnet import _matvec_chunked
+
+    a = q.attrs
+    C, B, cin, H, W = x.shape
+    cout, cin_g, kh, kw = q.weight.shape
+    g = a["groups"]
+    cout_g = cout // g
+    masks = torch.stack([output_mask(w, H, W, (kh, kw), a["stride"], a["padding"],
+                                     a["dilation"]) for w in windows])      # [C, Ho, Wo]
+    ho, wo = masks.shape[-2:]
+    if any(w is not None for w in windows):
+        x = x * window_masks(windows, H, W)[:, None, None].to(x.dtype)
+    L = ho * wo
+    keep = masks.view(C, 1, L).expand(C, B, -1).reshape(C * B, L)
+    xf = x.reshape(C * B, cin, H, W)
+    ftype = torch.float32 if cfg.input_bits <= 24 else torch.float64     # unfold is exact
+    out = torch.zeros(C * B, L, cout, dtype=torch.int64)
+    # maps of the C*B (crop, image) pairs in runs whose im2col patches stay small
+    step = max(1, _PATCH_BYTES // (cin_g * kh * kw * L * 16))
+    for lo in range(0, C * B, step):
+        kp = keep[lo:lo + step]
+        for gi in range(g):
+            xs = xf[lo:lo + step, gi * cin_g:(gi + 1) * cin_g].to(ftype)
+            patches = F.unfold(xs, (kh, kw), dilation=a["dilation"], padding=a["padding"],
+                               stride=a["stride"]).transpose(1, 2)          # [n, L, K]
+            rows = patches[kp].to(torch.int64)
+            if rows.shape[0]:
+                sl = slice(gi * cout_g, (gi + 1) * cout_g)
+                wg = q.weight[sl].reshape(cout_g, -1).t()
+                out[lo:lo + step, :, sl][kp] = _matvec_chunked(cfg, rows, wg, q.bias[sl],
+                                                               q.shift, q.relu)
+    return out.view(C, B, ho, wo, cout).permute(0, 1, 4, 2, 3)
+
+
+def _graph_crop_forward(qg, images: torch.Tensor, plan, with_inputs: bool):
+    from golden.qnet import _clamp, _matvec_chunked, _run_node
+    from golden.qnet import quant_inputs as q_inputs
+
+    C = len(plan)
+    cfg = qg.cfg
+    env: dict[str, torch.Tensor] = {}
+    inputs = []
+    li = 0
+    for q in qg.nodes:
+        if q.op == "input":
+            env[q.name] = q_inputs(qg, images)[None]                      # [1, B, ...]
+            continue
+        ins = [env[i] for i in q.inputs]
+        if q.op in ("conv", "linear"):
+            wins = [plan[c][li] for c in range(C)]
+            li += 1
+            x = torch.clamp(ins[0], cfg.input_min, cfg.input_max)
+            if x.shape[0] == 1 and any(w is not None for w in wins):
+                x = x.expand(C, *x.shape[1:])
+            if with_inputs:
+                inputs.append(x)
+            if q.op == "conv":
+                y = crops_conv_node(cfg, q, x, wins if x.shape[0] > 1 else wins[:1])
+            else:
+                y = _matvec_chunked(cfg, x.reshape(-1, x.shape[-1]), q.weight.t(), q.bias,
+                                    q.shift, q.relu).view(*x.shape[:-1], -1)
+            env[q.name] = _clamp(y, q.act_lo, q.act_hi)
+        else:
+            lead = max(t.shape[0] for t in ins)
+            ins = [t.expand(lead, *t.shape[1:]) for t in ins]
+            y = _run_node(qg, q, [t.reshape(-1, *t.shape[2:]) for t in ins],
+                          [qg[i].frac for i in q.inputs])
+            env[q.name] = y.view(lead, -1, *y.shape[1:])
+    x = torch.clamp(env[qg.output], cfg.output_min, cfg.output_max)
+    x = x.expand(C, *x.shape[1:])
+    return (x, inputs) if with_inputs else x
+
+
+def crop_forward(net, images: torch.Tensor, plan, *, with_inputs: bool = False):
+    """Integer logits ``[C, B, classes]`` of the quantized network (a
+    :class:`~golden.fixedpoint.QuantNet` or a :class:`golden.qnet.QGraph`) under each of the
     ``C = len(plan)`` crops; with ``with_inputs`` also every crossbar layer's integer input
     activations ``[C, B, ...]`` (for the energy model). Layers before the first cropped one
-    run once and are shared by all crops."""
+    run once and are shared by all crops. For a graph, crop 0 (uncropped) gives exactly
+    :func:`golden.qnet.qforward`'s logits."""
+    if not isinstance(net, QuantNet):
+        return _graph_crop_forward(net, images, plan, with_inputs)
     C = len(plan)
     cfg = net.cfg
     x = quant_inputs(net, images)[None]                                   # [1, B, ...]
@@ -158,12 +316,16 @@ def _energy_model():
     return energy_model
 
 
-def crop_energy(cfg: AccelConfig, table, geoms: Sequence[ConvGeometry], plan, inputs=None
-                ) -> torch.Tensor:
+def crop_energy(cfg: AccelConfig, table, geoms: Sequence[ConvGeometry], plan, inputs=None,
+                groups: Sequence[int] | None = None) -> torch.Tensor:
     """Energy in pJ, ``[C, B, layers]`` float64 (or ``[C, 1, layers]`` without ``inputs``):
     ``conv_layer_energy`` of every crossbar layer under each crop's window, with that layer's
     integer inputs ``inputs[l] [C or 1, B, ...]`` when given (1x1 layers get ``[B, K, 1, 1]``).
+    ``groups[l]`` (default 1) conv groups of ``geoms[l]`` each are their own layer: the energy
+    is their sum, each with its own slice of the input channels (without inputs, ``groups``
+    times one group's).
     """
+    groups = [1] * len(geoms) if groups is None else list(groups)
     em = _energy_model()
     C = len(plan)
     B = 1 if inputs is None else inputs[0].shape[1]
@@ -178,8 +340,14 @@ def crop_energy(cfg: AccelConfig, table, geoms: Sequence[ConvGeometry], plan, in
                 x = x[:, :, None, None] if x.dim() == 2 else x
                 key = (w, c if xi.shape[0] > 1 else -1)
             if key not in done:
+                ng = groups[i]
+                if ng > 1 and x is not None:         # [B, g*Cin, H, W] -> [B*g, Cin, H, W]
+                    x = x.reshape(x.shape[0] * ng, -1, *x.shape[2:])
                 e = em.conv_layer_energy(cfg, table, g, window=w, x=x)
-                done[key] = torch.as_tensor(e.total_pj, dtype=torch.float64)
+                pj = torch.as_tensor(e.total_pj, dtype=torch.float64)
+                if ng > 1:
+                    pj = pj.view(-1, ng).sum(1) if x is not None else pj * ng
+                done[key] = pj
             out[c, :, i] = done[key]
     return out
 

@@ -138,8 +138,10 @@ def test_a_failing_rtl_step_exits_1(tmp_path, capsys, monkeypatch):
 
 @pytest.mark.parametrize("model", ["factory", "torchscript"])
 def test_user_model_and_npz(user_files, tmp_path, capsys, model):
-    argv = ["--model", FACTORY, "--weights", str(user_files / "w.pt")] if model == "factory" \
-        else ["--model", str(user_files / "net.ts")]
+    # --float: the module in float with crop hooks (without it, the fixed-point path runs:
+    # test_factory_model_runs_the_fixed_point_path)
+    argv = ["--model", FACTORY, "--weights", str(user_files / "w.pt"), "--float"] \
+        if model == "factory" else ["--model", str(user_files / "net.ts")]
     out = tmp_path / "out"
     assert main(["crop-study", *argv, "--images", str(user_files / "data.npz"),
                  "--mean", "0.5", "--std", "0.25", "--out", str(out)]) == 0
@@ -222,7 +224,7 @@ def test_module_and_torchscript_crop_alike(tmp_path, capsys):
     common = ["--images", str(tmp_path / "d.npz"), "--mean", "0.5", "--std", "0.25"]
     res = {}
     for fmt, model in (("module", ["--model", "tests.test_crop_study_cli:pointwise_net",
-                                   "--weights", str(tmp_path / "w.pt")]),
+                                   "--weights", str(tmp_path / "w.pt"), "--float"]),
                        ("torchscript", ["--model", str(tmp_path / "net.ts")])):
         assert main(["crop-study", *model, *common, "--out", str(tmp_path / fmt)]) == 0
         res[fmt] = json.loads((tmp_path / fmt / "study.json").read_text())
@@ -380,3 +382,99 @@ def test_unwritable_out_fails_before_the_study(tmp_path, capsys, monkeypatch):
     (tmp_path / "file").write_text("")
     assert "file is a file, not a folder" in _fail(capsys, "--out", str(tmp_path / "file" / "o"))
     assert "/proc is not writable" in _fail(capsys, "--out", "/proc/aqua-study")
+
+
+# -- any model through the golden fixed-point path --------------------------------------------
+
+def sigmoid_net() -> nn.Module:
+    """A model the crossbar path refuses (a sigmoid)."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.Sigmoid(), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(4, 3))
+
+
+def test_tinyresnet_runs_the_fixed_point_path(tmp_path, capsys):
+    """zoo:tinyresnet on the shipped digits: the uncropped pass is qnet's quantized network
+    (its top-1 equals quant_top1 on the same images), per-layer energy, the learned 0th
+    layer's own energy charged."""
+    from golden.data import cluttered_digits
+    from golden.fixedpoint import calibration_images
+    from golden.graph import load_model, lower
+    from golden.qnet import float_top1, quant_top1, quantize_graph
+
+    assert main(["crop-study", "--model", "zoo:tinyresnet", "--test-images", "6",
+                 "--train-images", "9", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    res = json.loads((tmp_path / "study.json").read_text())
+    cal = calibration_images()
+    qg = quantize_graph(load_config("small"), lower(load_model("zoo:tinyresnet"), cal[:1]), cal)
+    x, y = cluttered_digits("test")
+    assert res["uncropped"]["top1"] == quant_top1(qg, x[:6], y[:6])
+    assert res["float_top1"] == float_top1(qg.graph, x[:6], y[:6])
+    assert res["subject"].startswith("zoo:tinyresnet, golden fixed-point model of its 10 "
+                                     "crossbar layers on config 'small'")
+    assert len(res["layers"]) == len(res["energy_per_layer_uncropped"]) == 10
+    assert res["layers"][-1] == "head"
+    assert sum(res["energy_per_layer_uncropped"]) == pytest.approx(res["energy_per_crop"][0])
+    assert res["energy_per_crop"][15] < res["energy_per_crop"][0]
+    assert res["learned_energy_per_image"]["top1"] > 0
+    orc = res["methods"]["oracle/top1"]
+    assert orc["top1"] >= res["uncropped"]["top1"] and orc["energy_saved"] > 0
+    assert len(res["energy_per_layer_oracle"]["top1"]) == 10
+    assert res["rtl_cosim"]["skipped"].startswith("the RTL step co-simulates the demo CNN's")
+    assert "energy per crossbar layer" in out and "float top-1" in out
+    assert "learned 0th layer's own energy per image (counted above): top1: " in out
+
+
+def test_factory_model_runs_the_fixed_point_path(user_files, tmp_path, capsys):
+    argv = ["crop-study", "--model", FACTORY, "--weights", str(user_files / "w.pt"),
+            "--images", str(user_files / "data.npz"), "--mean", "0.5", "--std", "0.25"]
+    assert main([*argv, "--out", str(tmp_path / "q")]) == 0
+    res = json.loads((tmp_path / "q" / "study.json").read_text())
+    assert res["subject"].startswith(f"user model {FACTORY}, golden fixed-point model of its "
+                                     f"3 crossbar layers")
+    assert res["energy_unit"] == "pJ" and "float_top1" in res and len(res["layers"]) == 3
+    assert res["energy_per_crop"][15] < res["energy_per_crop"][0]
+    assert res["learned_energy_per_image"]["top1"] > 0
+    # in float (--float) the learned 0th layer's energy is charged too, the same pJ
+    assert main([*argv, "--float", "--out", str(tmp_path / "f")]) == 0
+    flt = json.loads((tmp_path / "f" / "study.json").read_text())
+    assert flt["learned_energy_per_image"] == res["learned_energy_per_image"]
+    assert "layers" not in flt and "float_top1" not in flt
+
+
+def test_fixed_point_refusals(user_files, tmp_path, capsys):
+    npz, w = str(user_files / "data.npz"), str(user_files / "w.pt")
+    assert "--model: unknown zoo model 'zoo:nope'" in _fail(capsys, "--model", "zoo:nope")
+    assert "--float goes with --model module:factory" in _fail(
+        capsys, "--model", "zoo:tinyresnet", "--float")
+    assert "--float goes with --model module:factory, not zoo:tinyresnet" in _fail(
+        capsys, "--model", "zoo:tinyresnet", "--float", "--images", npz)
+    assert "--weights goes with --model module:factory, not zoo:tinyresnet" in _fail(
+        capsys, "--model", "zoo:tinyresnet", "--weights", w, "--images", npz)
+    torch.save(sigmoid_net().state_dict(), tmp_path / "s.pt")
+    msg = _fail(capsys, "--model", "tests.test_crop_study_cli:sigmoid_net", "--weights",
+                str(tmp_path / "s.pt"), "--images", npz)
+    assert msg.startswith("error: --model tests.test_crop_study_cli:sigmoid_net: node ")
+    assert "is not supported" in msg
+    assert "--from-layer: from_layer must be one of the conv layers [0, 1]" in _fail(
+        capsys, "--model", FACTORY, "--weights", w, "--images", npz, "--from-layer", "2")
+
+
+@pytest.mark.slow
+def test_resnet18_on_a_folder_of_64px_images(tmp_path, capsys):
+    """zoo:resnet18 (random weights) on a few generated 64x64 RGB images: about 4 minutes of
+    CPU time (8 images took 292 s of CPU, 20 minutes of wall time on the loaded machine)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(5)
+    for c in ("a", "b"):
+        (tmp_path / "imgs" / c).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray((rng.random((64, 64, 3)) * 255).astype(np.uint8)).save(
+                tmp_path / "imgs" / c / f"{i}.png")
+    assert main(["crop-study", "--model", "zoo:resnet18", "--images", str(tmp_path / "imgs"),
+                 "--size", "64", "--rtl-images", "0", "--out", str(tmp_path / "o")]) == 0
+    res = json.loads((tmp_path / "o" / "study.json").read_text())
+    assert res["classes"] == 2 and res["test_images"] == 3 and len(res["layers"]) == 21
+    assert res["energy_per_crop"][15] < res["energy_per_crop"][0] and "float_top1" in res
