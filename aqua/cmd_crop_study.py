@@ -59,12 +59,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                              "cluttered digits)")
     g.add_argument("--model", default=None, metavar="SPEC",
                    help="zoo:<name> (e.g. zoo:resnet18, zoo:tinyresnet), democnn, "
-                        "module:factory (with --weights) or a TorchScript file; all but "
-                        "TorchScript run the golden fixed-point path. Without --images: a zoo "
+                        "module:factory (with --weights) or a TorchScript file; all run the "
+                        "golden fixed-point path but TorchScript, which needs --float. "
+                        "Without --images: a zoo "
                         "model or democnn on the shipped digits, or a demo CNN state dict")
     g.add_argument("--float", action="store_true",
-                   help="run a module:factory model in float with crop hooks instead "
-                        "(energy without activations)")
+                   help="run a module:factory model (with crop hooks) or a TorchScript model "
+                        "(image crop only) in float instead (energy without activations)")
     g.add_argument("--weights", default=None, metavar="FILE",
                    help="state dict for --model module:factory")
     g.add_argument("--images", default=None, metavar="DIR|FILE.npz",

@@ -407,6 +407,12 @@ def user_study_inputs(args, cfg, table):
                      f"half to fit and calibrate the predictors)")
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(SPLIT_SEED))
     te, tr = order[:len(y) // 2], order[len(y) // 2:]
+    if scripted and not getattr(args, "float", False):
+        # One answer per model: the same network as module:factory runs fixed point, so a
+        # TorchScript file (whose graph is never lowered) is not silently run in float.
+        raise _error(f"--model {args.model}: a TorchScript model cannot take the golden "
+                     f"fixed-point path (its graph is not lowered); give it as module:factory, "
+                     f"or run it in float with --float")
     if scripted or getattr(args, "float", False):
         if getattr(args, "float", False) and _lowered_spec(args.model):
             raise _error(f"--float goes with --model module:factory, not {args.model}")

@@ -141,7 +141,7 @@ def test_user_model_and_npz(user_files, tmp_path, capsys, model):
     # --float: the module in float with crop hooks (without it, the fixed-point path runs:
     # test_factory_model_runs_the_fixed_point_path)
     argv = ["--model", FACTORY, "--weights", str(user_files / "w.pt"), "--float"] \
-        if model == "factory" else ["--model", str(user_files / "net.ts")]
+        if model == "factory" else ["--model", str(user_files / "net.ts"), "--float"]
     out = tmp_path / "out"
     assert main(["crop-study", *argv, "--images", str(user_files / "data.npz"),
                  "--mean", "0.5", "--std", "0.25", "--out", str(out)]) == 0
@@ -199,7 +199,8 @@ def test_user_mistakes(user_files, tmp_path, capsys):
     assert "--mean needs 1 value for 1-channel images, not 2" in _fail(capsys, "--model", FACTORY, "--weights", w,
                                                  "--images", npz, "--mean", "0", "0")
     assert "can only be cropped at its input" in _fail(
-        capsys, "--model", str(user_files / "net.ts"), "--images", npz, "--from-layer", "1")
+        capsys, "--model", str(user_files / "net.ts"), "--images", npz, "--from-layer", "1",
+        "--float")
     assert "--from-layer" in _fail(capsys, "--test-images", "2", "--from-layer", "7")
 
 
@@ -225,7 +226,7 @@ def test_module_and_torchscript_crop_alike(tmp_path, capsys):
     res = {}
     for fmt, model in (("module", ["--model", "tests.test_crop_study_cli:pointwise_net",
                                    "--weights", str(tmp_path / "w.pt"), "--float"]),
-                       ("torchscript", ["--model", str(tmp_path / "net.ts")])):
+                       ("torchscript", ["--model", str(tmp_path / "net.ts"), "--float"])):
         assert main(["crop-study", *model, *common, "--out", str(tmp_path / fmt)]) == 0
         res[fmt] = json.loads((tmp_path / fmt / "study.json").read_text())
     m, t = res["module"], res["torchscript"]
@@ -478,3 +479,14 @@ def test_resnet18_on_a_folder_of_64px_images(tmp_path, capsys):
     res = json.loads((tmp_path / "o" / "study.json").read_text())
     assert res["classes"] == 2 and res["test_images"] == 3 and len(res["layers"]) == 21
     assert res["energy_per_crop"][15] < res["energy_per_crop"][0] and "float_top1" in res
+
+
+def test_torchscript_needs_float(user_files, capsys):
+    """One answer per model: module:factory runs the fixed-point path by default, so the same
+    network as TorchScript (never lowered) is refused without --float instead of silently
+    running in float."""
+    msg = _fail(capsys, "--model", str(user_files / "net.ts"), "--images",
+                str(user_files / "data.npz"))
+    assert msg == (f"error: --model {user_files / 'net.ts'}: a TorchScript model cannot take "
+                   f"the golden fixed-point path (its graph is not lowered); give it as "
+                   f"module:factory, or run it in float with --float")
