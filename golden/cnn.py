@@ -196,6 +196,12 @@ def _train(factory, epochs, seed, batch, lr, max_steps, data_seed, progress) -> 
 
 def save_democnn(model: DemoCNN, path: str | Path = BUILD_MODEL) -> Path:
     """Write ``model``'s state dict to ``path`` (atomically, creating folders); return it."""
+    return save_state_dict(model, path)
+
+
+def save_state_dict(model: nn.Module, path: str | Path) -> Path:
+    """Write ``model``'s state dict to ``path`` atomically (a temporary file, then a rename;
+    folders created), contiguous tensors so the file does not depend on views; return it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")

@@ -27,7 +27,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from golden.cnn import train_on_digits
+from golden.cnn import save_state_dict, train_on_digits
 
 __all__ = ["ZOO", "build", "BasicBlock", "ResNet18", "VGG11BN", "InvertedResidual",
            "MobileNetV2", "TinyResNet", "train_tinyresnet", "load_tinyresnet",
@@ -279,12 +279,7 @@ def train_tinyresnet(*, epochs: int = TINY_EPOCHS, seed: int = TINY_SEED, batch:
 
 def save_tinyresnet(model: TinyResNet, path: str | Path) -> Path:
     """Write ``model``'s state dict to ``path`` (atomically, creating folders)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save({k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}, tmp)
-    tmp.replace(path)
-    return path
+    return save_state_dict(model, path)
 
 
 def load_tinyresnet(path: str | Path | None = None) -> TinyResNet:
