@@ -59,6 +59,13 @@ def nbytes(bits: int) -> int:
 # record control bits (the low byte of each cycle's record)
 DP_I_VALID, DP_I_NEXT, DP_O_READY, DP_WR, DP_LAYER, DP_EXP_O_VALID, DP_EXP_I_READY = \
     (1 << b for b in range(7))
+
+
+def _bit(mask: int) -> int:
+    """The index of a one-bit record mask: the testbench reads ``ctrl[_bit(mask)]``."""
+    return mask.bit_length() - 1
+
+
 DP_WHAT = {0: "obs", 1: "o.valid", 2: "i.ready", 3: "o.payload", 4: "short stimulus"}
 
 
@@ -141,12 +148,12 @@ module {name}(input clk);
       if (n != {rec // 8}) fail(4, 0, 0, 0);
       ctrl = rec[7:0];
       exp_obs = rec[{8 + OBS - 1}:8];
-      if (i_valid != ctrl[0]) i_valid = ctrl[0];
-      if (o_ready != ctrl[2]) o_ready = ctrl[2];
-      if (wr_valid != ctrl[3]) wr_valid = ctrl[3];
-      if (ctrl[1]) begin n = $fread(in_w, f_in); i_payload = in_w[{IN - 1}:0]; end
-      if (ctrl[3]) begin n = $fread(wr_w, f_wr); wr_payload = wr_w[{WR - 1}:0]; end
-      if (ctrl[4]) begin n = $fread(layer_w, f_layer); layer = layer_w[{LAY - 1}:0]; end
+      if (i_valid != ctrl[{_bit(DP_I_VALID)}]) i_valid = ctrl[{_bit(DP_I_VALID)}];
+      if (o_ready != ctrl[{_bit(DP_O_READY)}]) o_ready = ctrl[{_bit(DP_O_READY)}];
+      if (wr_valid != ctrl[{_bit(DP_WR)}]) wr_valid = ctrl[{_bit(DP_WR)}];
+      if (ctrl[{_bit(DP_I_NEXT)}]) begin n = $fread(in_w, f_in); i_payload = in_w[{IN - 1}:0]; end
+      if (ctrl[{_bit(DP_WR)}]) begin n = $fread(wr_w, f_wr); wr_payload = wr_w[{WR - 1}:0]; end
+      if (ctrl[{_bit(DP_LAYER)}]) begin n = $fread(layer_w, f_layer); layer = layer_w[{LAY - 1}:0]; end
       live = 1'b1;
     end
   end
@@ -160,8 +167,8 @@ module {name}(input clk);
       end
     end else if (live) begin
       if (obs !== exp_obs) fail(0, 0, exp_obs, obs);
-      if (o_valid !== ctrl[5]) fail(1, 0, ctrl[5], o_valid);
-      if (i_ready !== ctrl[6]) fail(2, 0, ctrl[6], i_ready);
+      if (o_valid !== ctrl[{_bit(DP_EXP_O_VALID)}]) fail(1, 0, ctrl[{_bit(DP_EXP_O_VALID)}], o_valid);
+      if (i_ready !== ctrl[{_bit(DP_EXP_I_READY)}]) fail(2, 0, ctrl[{_bit(DP_EXP_I_READY)}], i_ready);
       if (o_valid && o_ready) begin
         n = $fread(out_w, f_out);
         if (o_payload !== out_w[{OUT - 1}:0]) fail(3, outputs, out_w[{OUT - 1}:0], o_payload);
@@ -271,13 +278,13 @@ module {name}(input clk);
       end
       n = $fread(ctrl, f_rec);
       if (n != 1) fail(5, 0, 0, 0);
-      if (wr_valid != ctrl[0]) wr_valid = ctrl[0];
-      if (ctrl[0]) begin n = $fread(wr_w, f_wr); wr_payload = wr_w[{WR - 1}:0]; end
-      if (ctrl[1]) begin n = $fread(layer_w, f_layer); layer = layer_w[{LAY - 1}:0]; end
+      if (wr_valid != ctrl[{_bit(TL_WR)}]) wr_valid = ctrl[{_bit(TL_WR)}];
+      if (ctrl[{_bit(TL_WR)}]) begin n = $fread(wr_w, f_wr); wr_payload = wr_w[{WR - 1}:0]; end
+      if (ctrl[{_bit(TL_LAYER)}]) begin n = $fread(layer_w, f_layer); layer = layer_w[{LAY - 1}:0]; end
       if (started) streaming = 1'b1;
-      started = ctrl[2];
-      if (start != ctrl[2]) start = ctrl[2];
-      if (ctrl[2]) begin
+      started = ctrl[{_bit(TL_START)}];
+      if (start != ctrl[{_bit(TL_START)}]) start = ctrl[{_bit(TL_START)}];
+      if (ctrl[{_bit(TL_START)}]) begin
         n = $fread(img_w, f_img);
         setup = img_w[{SU - 1}:0];
         count = img_w[{8 * (nbytes(SU) + 4) - 1}:{8 * nbytes(SU)}];
@@ -287,7 +294,7 @@ module {name}(input clk);
         n = $fread(pix_w, f_pix); fmap_payload = pix_w[{PIX - 1}:0]; loaded = loaded + 1;
       end
       if (fmap_valid != (streaming && sent < count)) fmap_valid = streaming && sent < count;
-      if (ctrl[6]) begin n = $fread(rd_w, f_rd); rd = rd_w[{RD - 1}:0]; end
+      if (ctrl[{_bit(TL_RD)}]) begin n = $fread(rd_w, f_rd); rd = rd_w[{RD - 1}:0]; end
       live = 1'b1;
     end
   end
@@ -300,13 +307,13 @@ module {name}(input clk);
         $display("AQUA_PASS cycles=%0d outputs=%0d", cycle, outputs); $finish;
       end
     end else if (live) begin
-      if (done !== ctrl[3]) fail(0, 0, ctrl[3], done);
-      if (busy !== ctrl[4]) fail(1, 0, ctrl[4], busy);
-      if (ctrl[3] && error !== ctrl[5]) fail(2, 0, ctrl[5], error);
-      if (ctrl[3] && sent != count) fail(4, 0, count, sent);
-      if (ctrl[3]) streaming = 1'b0;
+      if (done !== ctrl[{_bit(TL_DONE)}]) fail(0, 0, ctrl[{_bit(TL_DONE)}], done);
+      if (busy !== ctrl[{_bit(TL_BUSY)}]) fail(1, 0, ctrl[{_bit(TL_BUSY)}], busy);
+      if (ctrl[{_bit(TL_DONE)}] && error !== ctrl[{_bit(TL_ERROR)}]) fail(2, 0, ctrl[{_bit(TL_ERROR)}], error);
+      if (ctrl[{_bit(TL_DONE)}] && sent != count) fail(4, 0, count, sent);
+      if (ctrl[{_bit(TL_DONE)}]) streaming = 1'b0;
       if (fmap_valid && fmap_ready) sent = sent + 1;
-      if (ctrl[7]) begin
+      if (ctrl[{_bit(TL_CHECK)}]) begin
         n = $fread(exp_w, f_exp);
         if (rd_data !== exp_w[{OUT - 1}:0]) fail(3, outputs, exp_w[{OUT - 1}:0], rd_data);
         outputs = outputs + 1;
