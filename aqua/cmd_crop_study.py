@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         subject, train, test = _zoo_on_shipped_data(args, cfg, table)
     else:
         if args.float:
-            raise UsageError("--float goes with --model module:factory and --images")
+            raise UsageError("--float goes with --model module:factory or a TorchScript file, and --images")
         model = load_model(None if spec == "democnn" else spec)
         try:
             subject = CS.democnn_subject(cfg, table, model, args.fraction, args.from_layer)
@@ -176,7 +176,7 @@ def _zoo_on_shipped_data(args, cfg, table):
     from golden.graph import UnsupportedGraphError, load_model
 
     if args.float:
-        raise UsageError("--float goes with --model module:factory and --images")
+        raise UsageError("--float goes with --model module:factory or a TorchScript file, and --images")
     try:
         model = load_model(args.model, num_classes=10, in_channels=1)
     except ValueError as exc:

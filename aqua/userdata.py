@@ -415,7 +415,7 @@ def user_study_inputs(args, cfg, table):
                      f"or run it in float with --float")
     if scripted or getattr(args, "float", False):
         if getattr(args, "float", False) and _lowered_spec(args.model):
-            raise _error(f"--float goes with --model module:factory, not {args.model}")
+            raise _error(f"--float goes with --model module:factory or a TorchScript file, not {args.model}")
         subject = user_subject(model, scripted, cfg, table, x[:1], normalize,
                                fraction=args.fraction, from_layer=args.from_layer,
                                classes=classes)

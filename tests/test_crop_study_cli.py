@@ -449,7 +449,7 @@ def test_fixed_point_refusals(user_files, tmp_path, capsys):
     assert "--model: unknown zoo model 'zoo:nope'" in _fail(capsys, "--model", "zoo:nope")
     assert "--float goes with --model module:factory" in _fail(
         capsys, "--model", "zoo:tinyresnet", "--float")
-    assert "--float goes with --model module:factory, not zoo:tinyresnet" in _fail(
+    assert "--float goes with --model module:factory or a TorchScript file, not zoo:tinyresnet" in _fail(
         capsys, "--model", "zoo:tinyresnet", "--float", "--images", npz)
     assert "--weights goes with --model module:factory, not zoo:tinyresnet" in _fail(
         capsys, "--model", "zoo:tinyresnet", "--weights", w, "--images", npz)
