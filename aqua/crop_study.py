@@ -278,6 +278,9 @@ def run_precision(subject: Subject, train: tuple, test: tuple, *, fraction: floa
            "energy_per_plan": energy.mean(0).tolist(),
            "uncropped": S.summarize_choice(torch.zeros(len(yte), dtype=torch.long), ranks,
                                            energy),
+           "fixed_plans": [{key: v for key, v in S.summarize_choice(
+               torch.full((len(yte),), c), ranks, energy).items()
+               if key in ("top1", "top5", "energy_saved")} for c in range(len(plans))],
            "methods": {}, "choices": {}, "learned_energy_per_image": {}}
     for set_name, idx in sets.items():
         e, r, rtr, c = energy[:, idx], ranks[:, idx], ranks_tr[:, idx], cost[idx]
@@ -377,7 +380,8 @@ def write_plots(res: dict, out_dir) -> list:
 def render_plots(res: dict) -> dict[str, bytes]:
     """``crop_histogram.png`` (chosen crops per method) and ``accuracy_energy.png`` (top-1
     accuracy against energy for every predictor's threshold sweep, the oracle and the 16 fixed
-    crops): file name -> PNG bytes."""
+    crops), and with a precision study ``precision_energy.png`` (:func:`_precision_plot`):
+    file name -> PNG bytes."""
     import io
 
     import matplotlib
@@ -428,7 +432,37 @@ def render_plots(res: dict) -> dict[str, bytes]:
     ax.legend(fontsize=8)
     fig.tight_layout()
     plots["accuracy_energy.png"] = png(fig)
+    prec = res.get("precision", {})
+    if "fixed_plans" in prec:
+        plots["precision_energy.png"] = png(_precision_plot(plt, prec))
     return plots
+
+
+def _precision_plot(plt, prec: dict):
+    """Top-1 against energy: every precision plan applied to all images (crop plans marked),
+    and the oracle and predictors (top-1 kept) over the crop plans and over all plans."""
+    from golden.precision import crop_plan_index
+
+    crops = {crop_plan_index(c) for c in range(S.NCROPS)}
+    fig, ax = plt.subplots(figsize=(7, 5))
+    fixed = prec["fixed_plans"]
+    for is_crop, mark, label in ((False, ".", "one plan for all images"),
+                                 (True, "x", "one crop for all images")):
+        pts = [m for i, m in enumerate(fixed) if (i in crops) == is_crop]
+        ax.scatter([1 - m["energy_saved"] for m in pts], [100 * m["top1"] for m in pts],
+                   marker=mark, color="grey" if is_crop else "tab:blue", label=label)
+    for set_name, mark in (("crops", "s"), ("plans", "*")):
+        for key, m in prec["methods"][set_name].items():
+            if key.endswith("/top1"):
+                ax.scatter([1 - m["energy_saved"]], [100 * m["top1"]], marker=mark, s=90,
+                           label=f"{key.split('/')[0]} ({set_name})")
+    ax.set_xlabel("energy per image relative to the full network (= 1)")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_title(f"Per-region precision (levels {prec['input_bits']}, {prec['low']}, 0 bits)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
 
 
 #: The predictor whose crops the RTL step co-simulates: the learned 0th layer calibrated to

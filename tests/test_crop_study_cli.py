@@ -512,6 +512,8 @@ def test_precision_beside_cropping(tmp_path, capsys):
         assert plans[key]["energy_saved"] >= crops[key]["energy_saved"] - 1e-12
         assert plans[key][f"top{k}"] >= prec["uncropped"][f"top{k}"]
     assert set(plans) >= {"entropy/top1", "learned/top1", "corners/top5@1pp"}
+    assert len(prec["fixed_plans"]) == 81
+    assert (tmp_path / "precision_energy.png").stat().st_size > 1000
 
 
 def test_precision_refusals(capsys):
