@@ -63,3 +63,36 @@ def study_params(cfg, input_frac: int, *, k: int = 1, budget: float = 0.01,
 def pixel_words(x: torch.Tensor) -> list[list[int]]:
     """``x [C, H, W]`` as row-major pixels, each a list of its channels."""
     return x.permute(1, 2, 0).reshape(-1, x.shape[0]).tolist()
+
+
+def build_predtile(cfg, geom, params: PredictorParams):
+    """``hdl.predtile.PredTile(cfg, geom)`` with the predictor of ``params``."""
+    from hdl.predtile import PredTile
+
+    kw = predictor_kwargs(params)
+    if (params.height, params.width, params.channels) != (geom.height, geom.width,
+                                                          geom.in_channels):
+        raise ValueError(f"the predictor is for {params.channels}x{params.height}x"
+                         f"{params.width} images, the tile's layer for {geom.in_channels}x"
+                         f"{geom.height}x{geom.width}")
+    return PredTile(cfg, geom, **{k: kw[k] for k in ("kernels", "order", "weights", "biases",
+                                                     "weight_bits")})
+
+
+def predtile_expect(cfg, geom, params: PredictorParams, x: torch.Tensor, layer, fraction,
+                    label: str = "") -> dict:
+    """What ``PredTile`` must do with image ``x [C, H, W]``: the golden integer predictor's
+    crop and row, the tile image under that crop (``cosim.tile.tile_image``: kept pixels,
+    expected output map, ``tile_cycles``) and the total cycles (predictor + tile)."""
+    from golden.crop import CROP_VECTORS
+    from golden.predictor_hw import predict_int, predictor_cycles
+
+    from .tile import tile_image
+
+    crop, det = predict_int(params, x[None], details=True)
+    crop, pos = int(crop[0]), int(det["position"][0])
+    img = tile_image(cfg, geom, x, layer, crop=CROP_VECTORS[crop], fraction=fraction,
+                     label=label or f"crop {crop}")
+    pc = predictor_cycles(params, pos)
+    return {"crop": crop, "position": pos, "tile": img, "predictor_cycles": pc,
+            "cycles": pc + img.cycles}
