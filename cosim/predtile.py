@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
+
 import torch
 
 from arch.config import CONFIG_DIR
 from golden.predictor_hw import INT_KERNELS, PredictorParams, quantize_zeroth
 
-__all__ = ["predictor_kwargs", "build_predictor", "study_zeroth", "study_params",
-           "ZEROTH_FIXTURE", "pixel_words"]
+__all__ = ["predictor_kwargs", "build_predictor", "build_predtile", "study_zeroth",
+           "study_params", "ZEROTH_FIXTURE", "pixel_words", "predtile_expect",
+           "predictor_sources", "run_predictor", "memory_bits", "memory_pj",
+           "predictor_energy_path", "measure_predictor", "save_predictor_energy",
+           "load_predictor_energy", "predtile_sources", "run_predtile"]
 
 #: the learned 0th layers of the crop study on ``small`` (demo CNN, fraction 0.25), their
 #: calibrated thresholds and per-crop energy (``configs/predictor/zeroth_small.json``)
@@ -212,3 +216,183 @@ def run_predictor(cfg, params: PredictorParams, pixels: torch.Tensor, sim: str =
 
 def _pack(channels: list[int], bits: int) -> int:
     return sum(int(v) << (bits * i) for i, v in enumerate(channels))
+
+
+# -- the measured cost per image, stored per config and table ---------------------------------
+
+def predictor_energy_path(cfg, table) -> "Path":
+    """``configs/predictor/energy-<config>-<table>.toml``: the predictor's cost measured in RTL
+    (:func:`measure_predictor`)."""
+    name = lambda x: x if isinstance(x, str) else x.name                   # noqa: E731
+    return CONFIG_DIR / "predictor" / f"energy-{name(cfg)}-{name(table)}.toml"
+
+
+def measure_predictor(cfg, table, *, images: int = 8, sim: str = "verilator") -> dict:
+    """Co-simulate the stored study's integer predictor (:func:`study_params`, the demo CNN's
+    input pixels) on ``images`` shipped test images chosen for distinct evaluated row counts
+    (then the first ones), and fit the measured pJ per image as ``load_pj + row_pj * rows``
+    (``rows = min(position + 1, R)``, :func:`arch.energy.nnls_fit`). Raises ``RuntimeError``
+    if the RTL disagrees with the golden model."""
+    from arch.energy import nnls_fit
+    from golden.cnn import load_democnn
+    from golden.data import cluttered_digits
+    from golden.fixedpoint import quant_inputs, quantize_democnn
+    from golden.predictor_hw import predict_int
+
+    net = quantize_democnn(cfg, load_democnn())
+    params = study_params(cfg, net.input_frac)
+    x = quant_inputs(net, cluttered_digits("test")[0])
+    _, det = predict_int(params, x, details=True)
+    pos = det["position"].tolist()
+    first = {}
+    for i, p in enumerate(pos):
+        first.setdefault(p, i)
+    pick = sorted(first.values())[:images]
+    pick += [i for i in range(len(pos)) if i not in pick][:images - len(pick)]
+    pick = sorted(pick)
+    run = run_predictor(cfg, params, x[pick], sim, table=table)
+    if not run["passed"]:
+        raise RuntimeError(f"the RTL predictor disagrees with the golden model: "
+                           f"{run['message']}")
+    R = params.rows
+    rows = [min(r["position"] + 1, R) for r in run["images"]]
+    coef, residual = nnls_fit([[1, n] for n in rows], [r["pj"] for r in run["images"]])
+    return {"config": cfg.name, "table": table.name, "sim": sim, "images": [int(i) for i in pick],
+            "height": params.height, "width": params.width, "rows": R,
+            "load_pj": coef[0], "row_pj": coef[1], "fit_residual": residual or 0.0,
+            "pj": [r["pj"] for r in run["images"]],
+            "digital_pj": [r["digital_pj"] for r in run["images"]],
+            "memory_pj": [r["memory_pj"] for r in run["images"]],
+            "cycles": [r["cycles_rtl"] for r in run["images"]]}
+
+
+def save_predictor_energy(doc: dict, path=None):
+    """Write :func:`measure_predictor`'s result as TOML (atomically, only if changed)."""
+    from gen.verilog import write_if_changed
+
+    path = path or predictor_energy_path(doc["config"], doc["table"])
+    lines = ["# The crop predictor's cost per image, measured in RTL (python -m cosim.predtile);",
+             "# pJ per image = load_pj + row_pj * rows evaluated (docs/arithmetic.md, 10)."]
+    for k, v in doc.items():
+        lines.append(f"{k} = {json.dumps(v)}")
+    write_if_changed(path, "\n".join(lines) + "\n")
+    return path
+
+
+def load_predictor_energy(cfg, table, size=(32, 32)) -> dict | None:
+    """The stored measurement for ``cfg`` and ``table`` (objects or names) on ``size`` images,
+    or None."""
+    import tomllib
+
+    path = predictor_energy_path(cfg, table)
+    if not path.exists():
+        return None
+    doc = tomllib.loads(path.read_text())
+    if (doc.get("height"), doc.get("width")) != tuple(size):
+        return None
+    return {**doc, "path": str(path.relative_to(CONFIG_DIR.parent))}
+
+
+def main(argv=None) -> int:
+    """``python -m cosim.predtile [--config small] [--table isaac32nm] [--sim verilator]``:
+    measure and store the predictor's cost (:func:`measure_predictor`)."""
+    import argparse
+
+    from arch.config import load_config
+    from arch.energy import load_energy_table
+
+    ap = argparse.ArgumentParser(prog="python -m cosim.predtile", description=main.__doc__)
+    ap.add_argument("--config", default="small")
+    ap.add_argument("--table", default="isaac32nm")
+    ap.add_argument("--sim", default="verilator", choices=["verilator", "icarus"])
+    ap.add_argument("--images", type=int, default=8)
+    a = ap.parse_args(argv)
+    doc = measure_predictor(load_config(a.config), load_energy_table(a.table),
+                            images=a.images, sim=a.sim)
+    print(f"{save_predictor_energy(doc)}: load {doc['load_pj'] / 1e3:.2f} nJ + "
+          f"{doc['row_pj']:.1f} pJ per row (residual {doc['fit_residual']:.2e})")
+    return 0
+
+
+def predtile_sources(cfg, geom, params: PredictorParams) -> tuple[list, str]:
+    """The Verilog of ``PredTile(cfg, geom)`` with ``params`` (written if changed)."""
+    import hashlib
+
+    from gen.verilog import component_entry, write_if_changed
+
+    from .run import BUILD_ROOT
+
+    key = hashlib.sha256(json.dumps([cfg.digest, geom.to_dict(), predictor_kwargs(params)],
+                                    sort_keys=True).encode()).hexdigest()[:12]
+    path = BUILD_ROOT / "verilog" / cfg.name / "predtile" / key / "aqua_predtile.v"
+    if not path.exists():
+        text, _ = component_entry(build_predtile(cfg, geom, params), "aqua_predtile")
+        write_if_changed(path, text)
+    return [path], "aqua_predtile"
+
+
+def run_predtile(cfg, geom, layer, params: PredictorParams, pixels: torch.Tensor, sim: str,
+                 *, fraction=0.25, labels=None) -> dict:
+    """Predict -> crop -> compute for ``pixels [N, C, H, W]`` back to back on ``PredTile``
+    under ``sim``: per image the RTL's crop against ``predict_int``, its output map against
+    the golden cropped conv under that crop (``cosim.tile.tile_image``), and its cycles
+    against ``predictor_cycles + tile_cycles``. Returns a JSON-able dict (``passed``,
+    ``message``, per image ``crop``, ``cycles_rtl``/``cycles_golden``, ``bit_exact``)."""
+    from golden.crop import fraction_code
+    from hdl.layouts import tile_output_layout, tile_read_layout
+
+    from .bits import pack_rows, unpack
+    from .run import _config_path, save_stimulus
+    from .sim import run_bench
+    from .tile import tile_layer, tile_writes
+
+    labels = list(range(len(pixels))) if labels is None else list(labels)
+    sources, top = predtile_sources(cfg, geom, params)
+    Ho, Wo = geom.out_height, geom.out_width
+    rr, cc = torch.meshgrid(torch.arange(Ho), torch.arange(Wo), indexing="ij")
+    reads = pack_rows(tile_read_layout(geom), {"row": rr.reshape(-1), "col": cc.reshape(-1)})
+    want = [predtile_expect(cfg, geom, params, x, layer, fraction) for x in pixels]
+    stim = {"writes": tile_writes(cfg, geom, layer.weight),
+            "layer": tile_layer(cfg, geom, layer.bias, layer.shift, layer.relu),
+            "fraction": fraction_code(fraction),
+            "images": [{"pixels": [_pack(w, cfg.input_bits) for w in pixel_words(x)],
+                        "reads": reads} for x in pixels]}
+    stim_path = save_stimulus(stim, f"predtile-{cfg.name}", as_json=True)
+    results_file = stim_path.with_suffix(f".{sim}.results.json")
+    results_file.unlink(missing_ok=True)
+    res = run_bench(sim=sim, sources=sources, toplevel=top, test_module="cosim.tb_predtile",
+                    params={"config": str(_config_path(cfg)), "stimulus": str(stim_path),
+                            "results_file": str(results_file)})
+    if not results_file.exists():
+        return {"passed": False, "message": "the bench wrote no results; log tail:\n"
+                + "\n".join(res.log.strip().splitlines()[-15:]), "images": []}
+    doc = json.loads(results_file.read_text())
+    layout = tile_output_layout(cfg, geom)
+    rows, problems = [], []
+    for i, e, r in zip(labels, want, doc["images"]):
+        got = torch.tensor([[unpack(layout, w)[f"y[{o}]"] for o in range(geom.out_channels)]
+                            for w in r["outputs"]], dtype=torch.int64).t().reshape(
+            geom.out_channels, Ho, Wo)
+        exact = bool(torch.equal(got, e["tile"].expected))
+        rows.append({"image": i, "crop": r["crop"], "crop_golden": e["crop"],
+                     "window": list(e["tile"].window), "cycles_rtl": r["edges"],
+                     "cycles_golden": e["cycles"], "predictor_cycles": e["predictor_cycles"],
+                     "tile_cycles": e["tile"].cycles, "bit_exact": exact})
+        where = f"test image {i}"
+        if r["crop"] != e["crop"]:
+            problems.append(f"{where}: crop {r['crop']}, golden {e['crop']}")
+        if r["edges"] != e["cycles"]:
+            problems.append(f"{where}: {r['edges']} cycles, golden {e['cycles']}")
+        if r["error"] or r["done_pulses"] != 1 or r["sent"] != pixels.shape[-2] * pixels.shape[-1]:
+            problems.append(f"{where}: error {r['error']}, {r['done_pulses']} done pulses, "
+                            f"{r['sent']} pixels taken")
+        if not exact:
+            problems.append(f"{where}: output map differs from the golden cropped conv")
+    passed = res.passed and not problems and len(rows) == len(pixels)
+    return {"sim": sim, "config": cfg.name, "passed": passed,
+            "message": "; ".join(problems[:3]) + ("" if passed else f" (config {cfg.name})"),
+            "images": rows, "cycles": doc["cycles"], "sim_wall_s": doc["wall_s"]}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
