@@ -66,11 +66,11 @@ class PredTile(wiring.Component):
             raise ValueError(f"the predictor takes unsigned pixels; {cfg.name} has signed "
                              f"inputs")
         self._geom = geom
-        self._tile = ConvTile(cfg, geom)
         self._pred = Predictor(height=geom.height, width=geom.width,
                                channels=geom.in_channels, pixel_bits=cfg.input_bits,
                                kernels=kernels, order=order, weights=weights, biases=biases,
                                weight_bits=weight_bits)
+        self._tile = ConvTile(cfg, geom)
         super().__init__({
             "wr":       In(stream.Signature(tile_weight_write_layout(cfg, geom),
                                             always_ready=True)),
