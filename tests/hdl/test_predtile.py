@@ -102,5 +102,3 @@ def test_parameters_are_validated():
         PredTile(load_config("small_signed"), geom, **kw)
     with pytest.raises(TypeError, match="geom must be a ConvGeometry"):
         PredTile(load_config("small"), (1, 4, 2), **kw)
-    with pytest.raises(ValueError, match="height must be a multiple of 8, not 12"):
-        PredTile(load_config("small"), ConvGeometry(1, 4, 2, height=12, width=8), **kw)
