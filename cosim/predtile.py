@@ -220,7 +220,7 @@ def _pack(channels: list[int], bits: int) -> int:
 
 # -- the measured cost per image, stored per config and table ---------------------------------
 
-def predictor_energy_path(cfg, table) -> "Path":
+def predictor_energy_path(cfg, table):
     """``configs/predictor/energy-<config>-<table>.toml``: the predictor's cost measured in RTL
     (:func:`measure_predictor`)."""
     name = lambda x: x if isinstance(x, str) else x.name                   # noqa: E731

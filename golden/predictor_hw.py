@@ -31,7 +31,7 @@ from .study import NCROPS
 
 __all__ = ["PredictorParams", "quantize_zeroth", "logit_threshold", "features_int",
            "predict_int", "predictor_cycles", "predictor_events", "PREDICTOR_EVENTS",
-           "WEIGHT_BITS", "FEATURES", "MAC_CYCLES", "crop_order"]
+           "WEIGHT_BITS", "FEATURES", "MAC_CYCLES", "INT_KERNELS", "crop_order"]
 
 #: the integer kernels (Sobel x, y, two diagonals), ``[4, 3, 3]`` int64
 INT_KERNELS = KERNELS[:, 0].to(torch.int64)
@@ -176,7 +176,7 @@ def _round_away(t: torch.Tensor) -> torch.Tensor:
     return (torch.sign(t) * torch.floor(t.abs() + 0.5)).to(torch.int64)
 
 
-def features_int(pixels: torch.Tensor, height: int | None = None) -> torch.Tensor:
+def features_int(pixels: torch.Tensor) -> torch.Tensor:
     """``S [N, 64]`` int64: the pooled absolute kernel responses of ``pixels [N, C, H, W]``
     (steps 1-3 of the module docstring), exact."""
     g = pixels.to(torch.int64).sum(1)                          # [N, H, W]
@@ -203,14 +203,12 @@ def predict_int(params: PredictorParams, pixels: torch.Tensor, *, details: bool 
     S = features_int(pixels)
     acc = S @ params.weight.t() + params.bias[None]             # exact in int64
     ok = acc >= 0
-    R = params.rows
     ok = torch.cat([ok, torch.ones(len(S), 1, dtype=torch.bool)], 1)
     position = ok.to(torch.int64).argmax(1)                     # the first True
     order = torch.tensor(list(params.order) + [0], dtype=torch.int64)
     choice = order[position]
     if details:
         return choice, {"features": S, "acc": acc, "position": position}
-    assert R == params.weight.shape[0]
     return choice
 
 

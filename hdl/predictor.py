@@ -67,8 +67,8 @@ class Predictor(wiring.Component):
     their grid cell in the cell memory (the first output of a cell writes instead of adding).
 
     **Classify.** After the last pixel (the clock after it writes the last cell sum and loads
-    the first row's bias), for each row ``i`` of the evaluation order: 64 clocks add ``weights[i][f] * S[f]`` (``f = k*16 +
-    cell``), and the next clock decides: ``acc >= 0`` chooses ``order[i]``; otherwise the next
+    the first row's bias), for each row ``i`` of the evaluation order: 64 clocks add
+    ``weights[i][f] * S[f]`` (``f = k*16 + cell``), and the next clock decides: ``acc >= 0`` chooses ``order[i]``; otherwise the next
     row starts (that clock loads its bias), or, after the last row, crop 0 is chosen.
 
     **Answer.** ``choice`` is valid with the crop and ``fraction`` (sampled at the first pixel)
