@@ -3,9 +3,10 @@ edge, for a batch of input vectors, following ``docs/arithmetic.md`` section 8.
 
 Edge 0 is the input handshake; edges ``1 .. latency`` are the crossbar steps, ADC steps and the
 final step -- one after the other, or with ``[pipeline] overlap`` the crossbar read of chunk
-``t + 1`` beside the ADC of chunk ``t`` (which converts the sample-and-hold's copy). The trace is built with tensor operations: the schedule (which edge does what) is a
-short list computed once from the config, and each register's value is gathered from the
-cumulative sums of its updates.
+``t + 1`` beside the ADC of chunk ``t`` (which converts the sample-and-hold's copy). The trace
+is built with tensor operations: the schedule (which edge does what) is a short list computed
+once from the config, and each register's value is gathered from the cumulative sums of its
+updates.
 """
 
 from __future__ import annotations

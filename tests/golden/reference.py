@@ -141,7 +141,7 @@ def simulate_vector_overlapped(cfg, w_rows, x, bias, shift, relu):
     copy = lambda: {k: list(v) if isinstance(v, list) else v for k, v in st.items()}  # noqa
     states = [copy()]
 
-    # the edges after the handshake: (phase, chunk, step) describing it, crossbar (t, i), ADC (t, g)
+    # edges after the handshake: (phase, chunk, step) describing it, crossbar (t, i), ADC (t, g)
     plan = [((1, 0, i), (0, i), None) for i in range(X)]
     for s in range(1, T):
         for k in range(D):
