@@ -1,10 +1,11 @@
 """RTL-measured throughput of the Datapath's two schedules (``docs/arithmetic.md`` section 8):
 the sequential one and ISAAC's overlapped pipeline (``[pipeline] overlap``).
 
-The same random jobs stream through the compiled bulk harness (:func:`cosim.bulk.datapath_bulk`,
-every cycle compared with the golden trace) with an always-valid producer and an always-ready
-consumer; the cycles per vector are *measured* -- the cycles of the run minus those of the
-crossbar programming, over the vectors -- and set beside ``cfg.latency + 1``.
+Random jobs stream through the compiled bulk harness (:func:`cosim.bulk.datapath_bulk`, every
+cycle compared with the golden trace) with an always-valid producer and an always-ready
+consumer, once with ``V`` and once with ``2V`` vectors (the same number of jobs, so the same
+programming); the cycles per vector are *measured* as the difference of the two runs' cycles
+over ``V`` and set beside ``cfg.latency + 1``.
 """
 
 from __future__ import annotations
@@ -21,14 +22,14 @@ class ThroughputRow:
     config: str
     schedule: str              # "sequential" or "overlapped"
     sim: str
-    vectors: int
-    cycles: int                # cycles of the whole run, programming included
-    program_cycles: int        # of which programming the crossbar (rows * outputs + 1 per job)
+    vectors: int               # V
+    cycles: int                # cycles of the run of 2V vectors, programming included
+    cycles_half: int           # cycles of the run of V vectors
     latency: int               # cfg.latency
 
     @property
     def cycles_per_vector(self) -> float:
-        return (self.cycles - self.program_cycles) / self.vectors
+        return (self.cycles - self.cycles_half) / self.vectors
 
     @property
     def vectors_per_kcycle(self) -> float:
@@ -45,20 +46,20 @@ def schedule_throughput(cfg: AccelConfig, sim: str = "verilator", *, vectors: in
     from .bulk import datapath_bulk
     from .run import random_jobs
 
-    jobs = random_jobs(cfg, vectors, seed)
     rows = []
     for overlap in (False, True):
         c = cfg.replace(pipeline_overlap=overlap,
                         name=cfg.name.removesuffix("_pipelined") + ("_pipelined" if overlap
                                                                     else ""))
-        run = datapath_bulk(c, sim, jobs=jobs, seed=seed, bubble=0.0, backpressure=0.0)
-        if not run.passed:
-            raise AssertionError(run.message)
-        n = sum(job["x"].shape[0] for job in jobs)
-        # the first handshake is at the cycle after programming (rows*outputs writes + 1 idle)
-        prog = len(jobs) * (c.rows * c.outputs + 1)
-        rows.append(ThroughputRow(c.name, "overlapped" if overlap else "sequential", sim, n,
-                                  run.cycles, prog, c.latency))
+        cycles = []
+        for n in (vectors, 2 * vectors):
+            run = datapath_bulk(c, sim, jobs=random_jobs(c, n, seed), seed=seed, bubble=0.0,
+                                backpressure=0.0)
+            if not run.passed:
+                raise AssertionError(run.message)
+            cycles.append(run.cycles)
+        rows.append(ThroughputRow(c.name, "overlapped" if overlap else "sequential", sim,
+                                  vectors, cycles[1], cycles[0], c.latency))
     return rows
 
 
@@ -70,7 +71,7 @@ def throughput_table(rows: list[ThroughputRow]) -> str:
     for r in rows:
         base.setdefault(r.config.removesuffix("_pipelined"), r.cycles_per_vector)
         up = base[r.config.removesuffix("_pipelined")] / r.cycles_per_vector
-        lines.append(f"{r.config:16} {r.schedule:11} {r.sim:9} {r.vectors:7d} {r.cycles:9,d} "
+        lines.append(f"{r.config:16} {r.schedule:11} {r.sim:9} {2 * r.vectors:7d} {r.cycles:9,d} "
                      f"{r.cycles_per_vector:10.2f} {r.latency + 1:9d} "
                      f"{r.vectors_per_kcycle:10.2f} {up:7.3f}x")
     return "\n".join(lines)
