@@ -38,7 +38,7 @@ def test_overlapped_datapath_bulk_every_cycle_and_measured_gain(record_property)
     the RTL took differ by (T - 1) * min(X, G) per vector, the difference of the latencies."""
     ovl, seq = load_config("small_pipelined"), load_config("small")
     sim = _sim("verilator")
-    n = 4000 if sim == "verilator" else 300
+    n = 2000 if sim == "verilator" else 200
     run = datapath_bulk(ovl, sim, jobs=random_jobs(ovl, n, SEED), seed=SEED)
     assert run.passed, run.message
     assert run.vectors == n and run.compared == run.cycles >= n * (ovl.latency + 1)

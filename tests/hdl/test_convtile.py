@@ -28,9 +28,6 @@ GEOMETRIES = {
                  (7, 6)),
     "signed-k2": ("small_signed", ConvGeometry(2, 7, 2, stride=1, padding=0, height=5,
                                                width=6), (5, 6)),
-    # ISAAC's overlapped schedule ([pipeline] overlap) in every Datapath of the tile
-    "pipelined-k3": ("small_pipelined", ConvGeometry(1, 6, 3, stride=1, padding=1, height=6,
-                                                     width=6), (6, 6)),
 }
 
 
