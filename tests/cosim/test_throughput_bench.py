@@ -1,5 +1,5 @@
 """``make bench``: the RTL-measured throughput of the sequential and the overlapped (ISAAC)
-schedule on ``small`` and ``isaac`` (cycles per vector, vectors per 1000 cycles), printed and
+schedule on ``small``, ``small_drop`` (two crossbar steps per chunk) and ``isaac`` (cycles per vector, vectors per 1000 cycles), printed and
 written to ``build/bench/pipeline_throughput.txt``."""
 
 import pytest
@@ -17,7 +17,7 @@ def test_pipeline_throughput_table(record_property):
         pytest.skip("no simulator selected")
     sim = "verilator" if "verilator" in sims else sims[0]
     rows = []
-    for name, vectors in (("small", 400), ("isaac", 40)):
+    for name, vectors in (("small", 400), ("small_drop", 400), ("isaac", 40)):
         rows += schedule_throughput(load_config(name), sim, vectors=vectors)
     text = throughput_table(rows)
     print("\n" + text)
