@@ -1,6 +1,7 @@
 """``make bench``: the RTL-measured throughput of the sequential and the overlapped (ISAAC)
-schedule on ``small``, ``small_drop`` (two crossbar steps per chunk) and ``isaac`` (cycles per vector, vectors per 1000 cycles), printed and
-written to ``build/bench/pipeline_throughput.txt``."""
+schedule on ``small``, ``small_drop`` (two crossbar steps per chunk) and ``isaac`` (cycles per
+vector, vectors per 1000 cycles), printed and written to
+``build/bench/pipeline_throughput.txt``."""
 
 import pytest
 
