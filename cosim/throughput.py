@@ -64,14 +64,14 @@ def schedule_throughput(cfg: AccelConfig, sim: str = "verilator", *, vectors: in
 
 
 def throughput_table(rows: list[ThroughputRow]) -> str:
-    head = (f"{'config':16} {'schedule':11} {'sim':9} {'vectors':>7} {'cycles':>9} "
+    head = (f"{'config':20} {'schedule':11} {'sim':9} {'vectors':>7} {'cycles':>9} "
             f"{'cyc/vector':>10} {'latency+1':>9} {'vec/1k cyc':>10} {'speed-up':>8}")
     lines = [head, "-" * len(head)]
     base = {}
     for r in rows:
         base.setdefault(r.config.removesuffix("_pipelined"), r.cycles_per_vector)
         up = base[r.config.removesuffix("_pipelined")] / r.cycles_per_vector
-        lines.append(f"{r.config:16} {r.schedule:11} {r.sim:9} {2 * r.vectors:7d} {r.cycles:9,d} "
+        lines.append(f"{r.config:20} {r.schedule:11} {r.sim:9} {2 * r.vectors:7d} {r.cycles:9,d} "
                      f"{r.cycles_per_vector:10.2f} {r.latency + 1:9d} "
                      f"{r.vectors_per_kcycle:10.2f} {up:7.3f}x")
     return "\n".join(lines)
