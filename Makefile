@@ -60,6 +60,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(TEST_ENV) $(PY) -m pytest -n 2 -m slow tests
+	@cat build/bench/pipeline_throughput.txt   # RTL cycles per vector, both schedules
 	$(TEST_ENV) $(AQUA) bench --config $(CONFIG)
 
 energy: $(STAMP)

@@ -60,6 +60,14 @@ def add_arguments(parser) -> None:
                         help="run the layer on the RTL ConvTile (layers that fit one "
                              "crossbar): per-crop toggle energy by block and class; with "
                              "--calibrate, fit the tile's own logic")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="energy per ISAAC component (ADC, DAC, S&H, crossbar, shift-and-"
+                             "add, registers, eDRAM) of a layer that fills an IMA, beside "
+                             "ISAAC's published power table (analytic)")
+    parser.add_argument("--published", default="isaac_table6",
+                        help="published power table for --breakdown (default isaac_table6)")
+    parser.add_argument("--json", action="store_true",
+                        help="with --breakdown: print the report as JSON instead of the table")
     parser.add_argument("--seed", type=seed_int, default=0, help="seed of the co-simulations (0)")
     parser.add_argument("--out", default=None,
                         help="output folder (build/energy/); with --calibrate, the file")
@@ -127,6 +135,14 @@ def run(args) -> int:
     n_images = len(split_indices("test"))
     if not 0 <= args.image < n_images:
         raise UsageError(f"--image must lie in [0, {n_images - 1}]")
+    if args.json and not args.breakdown:
+        raise UsageError("--json goes with --breakdown (the other reports write their JSON "
+                         "file to --out)")
+    if args.breakdown and (args.tile or args.calibrate):
+        raise UsageError("--breakdown is analytic; it does not go with --tile or --calibrate")
+    if args.breakdown:
+        from arch.energy import load_published_power
+        published = load_published_power(args.published)
     if args.tile:
         from cosim.tile_energy import tile_layer_problem
         if args.analytic:
@@ -140,6 +156,20 @@ def run(args) -> int:
         out = _writable(Path(args.out) if args.out else BUILD_ROOT / "energy", is_file=False)
 
     # -- one library call, then render -----------------------------------------------------
+    if args.breakdown:
+        import json
+
+        from golden.energy_breakdown import energy_breakdown
+        rep = energy_breakdown(cfg, table, published)
+        stem = f"energy-breakdown-{cfg.name}"
+        (out / f"{stem}.json").write_text(json.dumps(rep.to_dict(), indent=1))
+        _plot_breakdown(out / f"{stem}.png", rep)
+        if args.json:
+            print(json.dumps(rep.to_dict(), indent=1))
+        else:
+            _print_breakdown(rep)
+            print(f"wrote {out / stem}.json and .png ({time.perf_counter() - t0:.1f} s)")
+        return 0
     if args.calibrate and args.tile:
         from cosim.tile_energy import calibrate_tile
         rep = calibrate_tile(cfg, table, layer=index, fraction=args.fraction, sim=args.sim,
@@ -243,6 +273,67 @@ def _print(rep) -> None:
         con.print("RTL event counts equal the analytic model: True")
         for crop, d in rep.rtl.items():
             con.print(f"waveform of crop {crop}: {d['waves']}", soft_wrap=True)
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{v:.1%}"
+
+
+def _print_breakdown(rep) -> None:
+    from rich.table import Table
+
+    from aqua._cmdutil import console
+
+    con = console()
+    lay = rep.layer
+    t = Table(title=f"{rep.config}: energy per ISAAC component, {lay['kernel']}x{lay['kernel']} "
+                    f"conv {lay['in_channels']}->{lay['out_channels']} on "
+                    f"{lay['height']}x{lay['width']} ({lay['rows']} rows, {rep.crossbars} "
+                    f"crossbars, {rep.vectors:,} vectors), table {rep.table}, beside "
+                    f"{rep.source}")
+    for c in ("component", "charged as", "model pJ", "share", "share of IMA",
+              "ISAAC mW", "ISAAC share of IMA", "ISAAC share of tile"):
+        t.add_column(c, justify="left" if c in ("component", "charged as") else "right")
+    for r in rep.rows:
+        t.add_row(r["component"], r["kind"], "-" if r["pj"] is None else f"{r['pj']:,.0f}",
+                  _pct(r["share"]), _pct(r["share_ima"]), f"{r['published_mw']:g}",
+                  _pct(r["published_share_ima"]), _pct(r["published_share_tile"]))
+    t.add_row("[b]silicon estimate[/b]", "", f"[b]{rep.estimate_pj:,.0f}[/b]", "100.0%", "",
+              "", "", "")
+    con.print(t)
+    s = Table(title="RTL digital stand-ins, charged by their toggles (not in the estimate)")
+    for c in ("RTL block", "stands for", "toggle pJ"):
+        s.add_column(c, justify="right" if c == "toggle pJ" else "left")
+    for r in rep.stand_ins:
+        s.add_row(r["block"], r["what"], "not estimated" if r["pj"] is None
+                  else f"{r['pj']:,.0f}")
+    con.print(s)
+    c = rep.cycles
+    con.print(f"cycles per crossbar for the layer: sequential {c['sequential']:,}, overlapped "
+              f"(ISAAC pipeline) {c['overlapped']:,} ({c['sequential'] / c['overlapped']:.3f}x)")
+    for n in rep.notes:
+        con.print(f"note: {n}", soft_wrap=True)
+
+
+def _plot_breakdown(path, rep) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in rep.rows if r["published_share_ima"] is not None]
+    names = [r["component"] for r in rows]
+    xs = range(len(rows))
+    fig, ax = plt.subplots(figsize=(9, 4.2), layout="constrained")
+    ax.bar([x - 0.2 for x in xs], [100 * (r["share_ima"] or 0) for r in rows], 0.4,
+           label=f"model ({rep.config}, {rep.table})", color="#4363d8")
+    ax.bar([x + 0.2 for x in xs], [100 * r["published_share_ima"] for r in rows], 0.4,
+           label=rep.source, color="#e6194b")
+    ax.set_xticks(list(xs), names, rotation=30)
+    ax.set_ylabel("share of the IMA, %")
+    ax.set_title("energy per IMA component: model vs ISAAC's published power")
+    ax.legend()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def _print_calibration(rep) -> None:

@@ -24,8 +24,13 @@ class Datapath(wiring.Component):
     steps per chunk), and the output vector is valid ``latency`` clocks later, until it is
     accepted. ``obs`` exposes every register that :func:`golden.trace.datapath_trace` predicts.
 
+    With ``[pipeline] overlap`` (ISAAC's pipeline) the crossbar read of chunk ``t + 1`` runs
+    beside the ADC of chunk ``t``, which converts the crossbar's sample-and-hold bank
+    (``obs.held``); the controller is :meth:`_overlapped_controller`.
+
     The input vector is latched into a shift register of ``rows * input_bits`` bits that moves
-    right by ``dac_bits`` (per row, zeros shifted in) after the last ADC step of each chunk, so
+    right by ``dac_bits`` (per row, zeros shifted in) after the last ADC step of each chunk
+    (with ``overlap``: after the chunk's last crossbar step), so
     chunk ``t`` of row ``r`` is always the low ``dac_bits`` bits of row ``r``'s slot; for signed
     inputs the last chunk is the sign bit alone with zeros above it, as the contract's 1-bit
     sign chunk requires.
@@ -71,7 +76,8 @@ class Datapath(wiring.Component):
     @property
     def latency(self) -> int:
         """Clocks from the input handshake to ``o.valid``: ``input_cycles * (xbar_steps +
-        adc_steps) + 1``."""
+        adc_steps) + 1``, or with ``[pipeline] overlap`` ``xbar_steps + (input_cycles - 1) *
+        max(xbar_steps, adc_steps) + adc_steps + 1`` (``cfg.latency``)."""
         return self._cfg.latency
 
     def elaborate(self, platform):
@@ -133,6 +139,24 @@ class Datapath(wiring.Component):
             self.o.payload.y.eq(sa.y),
         ]
 
+        m.d.comb += [
+            self.obs.phase.eq(phase),
+            self.obs.chunk.eq(chunk),
+            self.obs.step.eq(step),
+            self.obs.col_sum.eq(xbar.col_sum),
+            self.obs.insum.eq(xbar.insum),
+            self.obs.adc_valid.eq(adc_valid),
+            self.obs.adc_code.eq(adc_code),
+            self.obs.acc.eq(sa.acc),
+            self.obs.xsum.eq(sa.xsum),
+        ]
+
+        if cfg.pipeline_overlap:
+            # ISAAC's pipeline: a controller of its own (the sequential one below is unchanged)
+            self._overlapped_controller(m, xbar, adc, sa, phase, chunk, step, adc_code,
+                                        adc_valid, x, shifted, take, give)
+            return m
+
         # -- the controller (section 8)
         last_step = Signal()
         m.d.comb += last_step.eq(step == Mux(in_xbar, X - 1, G - 1))
@@ -160,17 +184,62 @@ class Datapath(wiring.Component):
             m.d.sync += [adc_valid.eq(0), phase.eq(Phase.OUT)]
         with m.Elif(give):
             m.d.sync += [phase.eq(Phase.IDLE), chunk.eq(0), step.eq(0)]
-
-        m.d.comb += [
-            self.obs.phase.eq(phase),
-            self.obs.chunk.eq(chunk),
-            self.obs.step.eq(step),
-            self.obs.col_sum.eq(xbar.col_sum),
-            self.obs.insum.eq(xbar.insum),
-            self.obs.adc_valid.eq(adc_valid),
-            self.obs.adc_code.eq(adc_code),
-            self.obs.acc.eq(sa.acc),
-            self.obs.xsum.eq(sa.xsum),
-        ]
         return m
+
+    # -- [pipeline] overlap ---------------------------------------------------------------------
+
+    def _overlapped_controller(self, m, xbar, adc, sa, phase, chunk, step, adc_code, adc_valid,
+                               x, shifted, take, give):
+        # The overlapped schedule of section 8: XBAR (chunk 0's crossbar read, X edges), then
+        # T-1 stages XBAR_ADC of D = max(X, G) edges -- the ADC converts chunk `chunk` from the
+        # crossbar's sample-and-hold bank at steps k < G while the crossbar reads chunk
+        # `chunk`+1 at steps k >= D - X, its last step loading the bank -- then ADC (the last
+        # chunk, G edges), FINAL, OUT. The sequential controller's decodes (xbar.en, sa.en,
+        # adc.col_sum, ...) are overridden here: later comb assignments win in Amaranth.
+        cfg = self._cfg
+        T, X, G, D = cfg.input_cycles, cfg.xbar_steps, cfg.adc_steps, cfg.stage_steps
+        in_xbar, in_adc, in_stage = (phase == Phase.XBAR), (phase == Phase.ADC), \
+            (phase == Phase.XBAR_ADC)
+        xbar_on = Signal()       # the next edge is a crossbar step ...
+        xstep = Signal.like(xbar.step)   # ... of this row group
+        adc_on = Signal()        # the next edge is an ADC step (group `step`)
+        hold = Signal()          # ... the chunk's last crossbar step: load the sample-and-hold
+        m.d.comb += [
+            xbar_on.eq(in_xbar | (in_stage & (step >= D - X))),
+            xstep.eq(Mux(in_xbar, step, step - (D - X))),
+            adc_on.eq(in_adc | (in_stage & (step < G))),
+            hold.eq(xbar_on & (xstep == X - 1)),
+            xbar.step.eq(xstep),
+            xbar.en.eq(xbar_on),
+            xbar.hold.eq(hold),
+            adc.col_sum.eq(xbar.held),
+            sa.insum.eq(xbar.held_insum),
+            sa.en.eq(adc_on),
+            self.obs.held.eq(xbar.held),
+            self.obs.held_insum.eq(xbar.held_insum),
+        ]
+        with m.If(take):
+            m.d.sync += [x.eq(self.i.payload.as_value()), adc_valid.eq(0),
+                         phase.eq(Phase.XBAR), chunk.eq(0), step.eq(0)]
+            m.d.sync += [adc_code[n].eq(0) for n in range(cfg.adc_columns_per_cycle)]
+        with m.Elif(in_xbar | in_adc | in_stage):
+            m.d.sync += adc_valid.eq(adc_on)
+            with m.If(adc_on):
+                m.d.sync += adc_code.eq(adc.code)
+            with m.If(hold):
+                m.d.sync += x.eq(shifted)            # the crossbar's next chunk
+            m.d.sync += step.eq(step + 1)
+            with m.If(in_xbar & (step == X - 1)):    # chunk 0 read: the first stage
+                m.d.sync += [step.eq(0),
+                             phase.eq(Phase.ADC if T == 1 else Phase.XBAR_ADC)]
+            with m.If(in_stage & (step == D - 1)):   # a stage done: the next, or the last ADC
+                m.d.sync += [step.eq(0), chunk.eq(chunk + 1)]
+                with m.If(chunk == max(T - 2, 0)):
+                    m.d.sync += phase.eq(Phase.ADC)
+            with m.If(in_adc & (step == G - 1)):     # the last chunk converted
+                m.d.sync += [step.eq(0), chunk.eq(0), phase.eq(Phase.FINAL)]
+        with m.Elif(phase == Phase.FINAL):
+            m.d.sync += [adc_valid.eq(0), phase.eq(Phase.OUT)]
+        with m.Elif(give):
+            m.d.sync += [phase.eq(Phase.IDLE), chunk.eq(0), step.eq(0)]
 

@@ -29,6 +29,7 @@ class Phase(enum.Enum, shape=contract.PHASE_BITS):
     ADC = contract.PHASE_ADC      #: converting columns (adc.columns_per_cycle per clock) and shift-adding
     FINAL = contract.PHASE_FINAL  #: correction, bias, FlexPoint shift, ReLU, saturation
     OUT = contract.PHASE_OUT      #: output vector valid, waiting for ready
+    XBAR_ADC = contract.PHASE_XBAR_ADC  #: overlapped stage: ADC of chunk t, crossbar of t+1
 
 
 def index_bits(count: int) -> int:
@@ -88,7 +89,11 @@ def layer_config_layout(cfg: AccelConfig) -> data.StructLayout:
 
 
 def obs_layout(cfg: AccelConfig) -> data.StructLayout:
-    """Every internal register the golden cycle trace predicts, exposed for co-simulation."""
+    """Every internal register the golden cycle trace predicts, exposed for co-simulation.
+    With ``[pipeline] overlap`` it ends with the sample-and-hold bank (``held``, the column
+    sums the ADC converts, and ``held_insum``); without, the layout is unchanged."""
+    held = {"held": data.ArrayLayout(unsigned(cfg.read_bits), cfg.cols),
+            "held_insum": unsigned(cfg.insum_bits)} if cfg.pipeline_overlap else {}
     return data.StructLayout({
         "phase":     Phase,
         "chunk":     chunk_bits(cfg),
@@ -99,6 +104,7 @@ def obs_layout(cfg: AccelConfig) -> data.StructLayout:
         "adc_code":  data.ArrayLayout(unsigned(cfg.adc_bits), cfg.adc_columns_per_cycle),
         "acc":       data.ArrayLayout(signed(cfg.acc_bits), cfg.outputs),
         "xsum":      signed(xsum_bits(cfg)),
+        **held,
     })
 
 
