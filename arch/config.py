@@ -62,7 +62,13 @@ _SCHEMA: dict[str, dict[str, tuple[str, type, object]]] = {
         "shift_min":       ("shift_min", int, None),
         "shift_max":       ("shift_max", int, None),
     },
+    "ima": {
+        "crossbars":       ("ima_crossbars", int, 8),     # ISAAC: 8 crossbars per IMA
+    },
 }
+#: Sections written by :meth:`AccelConfig.to_dict` only when a key differs from its default,
+#: so that the digest of a configuration that predates the section is unchanged.
+_OPTIONAL_SECTIONS = ("ima",)
 _TOP_KEYS = {"name": str, "description": str}
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
@@ -98,6 +104,7 @@ class AccelConfig:
     input_signed: bool = False
     dac_bits: int = 1
     adc_mode: str = "lossless"
+    ima_crossbars: int = 8
     description: str = ""
 
     def __post_init__(self):
@@ -164,7 +171,11 @@ class AccelConfig:
         if self.description:
             doc["description"] = self.description
         for section, keys in _SCHEMA.items():
-            doc[section] = {sub: getattr(self, field) for sub, (field, _, _) in keys.items()}
+            values = {sub: getattr(self, field) for sub, (field, _, _) in keys.items()}
+            if section in _OPTIONAL_SECTIONS and all(
+                    values[sub] == default for sub, (_, _, default) in keys.items()):
+                continue
+            doc[section] = values
         return doc
 
     @property
@@ -197,6 +208,7 @@ class AccelConfig:
         positive("adc.bits", self.adc_bits, maximum=24)
         positive("adc.columns_per_cycle", self.adc_columns_per_cycle)
         positive("output.bits", self.output_bits, maximum=32)
+        positive("ima.crossbars", self.ima_crossbars, maximum=4096)
         if self.rows % self.rows_per_cycle:
             raise ConfigError(f"'crossbar.rows_per_cycle' must divide crossbar.rows = "
                               f"{self.rows}, not {self.rows_per_cycle}")

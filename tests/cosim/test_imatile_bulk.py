@@ -1,0 +1,129 @@
+"""The IMATile on the compiled bulk path (``cosim.imatile``): layers larger than one crossbar
+-- every conv layer of the demo CNN on ``small``, and a ResNet-style 3x3x64->64 layer on
+``isaac`` -- run pass by pass on an IMA, every cycle's done/busy and every output bit-exact
+against ``golden.crop.cropped_conv2d``, each image in ``golden.crop.ima_tile_cycles``."""
+
+import os
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from arch.config import load_config
+from arch.geometry import ConvGeometry, Mapping
+from cosim.imatile import ima_crop_sweep_bulk, ima_demo_layers, ima_tile_bulk
+from cosim.sim import selected_simulators
+from cosim.tile import demo_tile_layer, tile_image
+from golden.crop import CROP_VECTORS, crop_counts, cropped_conv2d, ima_tile_cycles
+
+pytestmark = pytest.mark.cosim
+
+SEED = int(os.environ.get("AQUA_SEED", "20261128"))
+ALL = list(range(16))
+
+
+def _needs(sim):
+    if sim not in selected_simulators():
+        pytest.skip(f"SIM excludes {sim}")
+
+
+def _check(run, cfg, geom, crops, record_property, H, W):
+    print(f"seed {run.seed}")
+    record_property("cycles_compared", run.cycles)
+    assert run.passed, run.message
+    assert run.path == "bulk"
+    assert [r["label"][:7] for r in run.rows] == [f"crop {c:2d}" for c in crops]
+    assert all(r["outputs_equal"] and not r["error"] for r in run.rows)
+    passes = Mapping(cfg, geom).passes()
+    L, taps = cfg.latency, geom.taps
+    period = max(L + 1, taps + 2)
+    for r, img in zip(run.rows, run.images):
+        assert r["cycles_rtl"] == r["cycles_golden"] == \
+            ima_tile_cycles(cfg, geom, H, W, img.window)
+        # independently of tile_cycles: every pass loads the kept pixels and computes every
+        # position of the output window (golden.crop.crop_counts)
+        counts = crop_counts(cfg, geom.in_channels, geom.out_channels, H, W, geom.kernel,
+                             geom.stride, geom.padding, img.window)
+        r0, r1, c0, c1 = img.window
+        n, P = (r1 - r0) * (c1 - c0), counts.positions
+        assert r["cycles_rtl"] == passes * (n + taps + L + 5 + (P - 1) * period)
+    # every pass was one run of every image, and the sum of the runs is what was simulated
+    assert run.cycles > sum(r["cycles_rtl"] for r in run.rows)
+
+
+@pytest.mark.parametrize("index", [0, 1, 2, 3])
+def test_imatile_small_demo_layer_all_crops(index, record_property):
+    """Demo conv ``index`` on ``small`` (16x16 crossbars, 8 per IMA): conv0 in one pass with
+    two output groups side by side (span 1, 2 lanes); conv1 (72 rows: 5 row tiles) one output
+    group per pass, 4 passes; conv2 and conv3 (144 rows: 9 row tiles > 8 crossbars) two passes
+    per group with the partial sums kept between them, 8 and 16 passes. All 16 crops back to
+    back in one simulation."""
+    _needs("verilator")
+    cfg = load_config("small")
+    run = ima_crop_sweep_bulk(cfg, index, "verilator", seed=SEED)
+    layer, geom, x = demo_tile_layer(cfg, index)
+    _check(run, cfg, geom, ALL, record_property, *x.shape[-2:])
+    plan = Mapping(cfg, geom).ima()
+    assert (plan.lanes, plan.span, plan.chunks, plan.passes) == \
+        [(2, 1, 1, 1), (1, 5, 1, 4), (1, 8, 2, 8), (1, 8, 2, 16)][index]
+    # a real layer: the uncropped image is the golden conv, and not trivially zero
+    full = run.images[0].expected
+    assert torch.equal(full, cropped_conv2d(cfg, x[None], layer.weight, layer.bias,
+                                            stride=layer.stride, padding=layer.padding,
+                                            shift=layer.shift, relu=layer.relu,
+                                            window=(0, x.shape[1], 0, x.shape[2]))[0])
+    assert len(full.unique()) > 5
+
+
+def test_ima_demo_layers():
+    assert ima_demo_layers(load_config("small")) == [1, 2, 3]
+    assert ima_demo_layers(load_config("isaac")) == [2, 3]      # 144 rows > 128
+
+
+def test_imatile_corrupted_output_and_cycle_count_are_caught():
+    """A wrong expected output names the image, channel and position; a wrong cycle count
+    names the pass and the golden done cycle."""
+    _needs("verilator")
+    cfg = load_config("small")
+    layer, geom, x = demo_tile_layer(cfg, 2)
+    img = tile_image(cfg, geom, x, layer, crop=CROP_VECTORS[15], fraction=0.25,
+                     label="crop 15")
+    img.expected = img.expected.clone()
+    img.expected[3, 5, 6] += 1
+    run = ima_tile_bulk(cfg, geom, layer, [img], "verilator", seed=5, rerun_with_waves=False)
+    assert not run.passed
+    assert "image 'crop 15': channel 3, row 5, col 6: rd_data.y[3] expected" in run.message
+    assert "seed 5" in run.message
+    img = tile_image(cfg, geom, x, layer, crop=CROP_VECTORS[15], fraction=0.25,
+                     label="crop 15")
+    img.cycles += 1
+    run = ima_tile_bulk(cfg, geom, layer, [img], "verilator", seed=5, rerun_with_waves=False)
+    assert not run.passed
+    assert "image 'crop 15', pass 0: done expected 0, got 1 (pass 0 started at cycle 513, " \
+        "golden done after" in run.message, run.message
+
+
+def _resnet_layer(cfg, seed=3):
+    """A ResNet-style 3x3x64->64 layer (padding 1) on an 8x8 map, random in range."""
+    geom = ConvGeometry(64, 64, kernel=3, stride=1, padding=1, height=8, width=8)
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randint(cfg.weight_min, cfg.weight_max + 1, (64, 64, 3, 3), generator=g)
+    b = torch.randint(-(1 << 24), 1 << 24, (64,), generator=g)
+    x = torch.randint(0, cfg.input_max + 1, (64, 8, 8), generator=g)
+    return geom, SimpleNamespace(weight=w, bias=b, shift=22, relu=True), x
+
+
+@pytest.mark.slow
+def test_imatile_isaac_resnet_layer_all_crops(record_property):
+    """3x3x64 = 576 rows on 128x128 crossbars: 5 row tiles reduced by the IMA (8 crossbars,
+    5 used), 4 output groups of 16: 4 passes; all 16 crops. (Slow: the ISAAC IMA's Verilator
+    build is long; the run itself is ~1.8 M cycles.)"""
+    _needs("verilator")
+    cfg = load_config("isaac")
+    geom, layer, x = _resnet_layer(cfg)
+    plan = Mapping(cfg, geom).ima()
+    assert (plan.lanes, plan.span, plan.chunks, plan.passes) == (1, 5, 1, 4)
+    images = [tile_image(cfg, geom, x, layer, crop=CROP_VECTORS[c], fraction=0.25,
+                         label=f"crop {c:2d}") for c in ALL]
+    run = ima_tile_bulk(cfg, geom, layer, images, "verilator", seed=SEED, label="isaac-resnet")
+    _check(run, cfg, geom, ALL, record_property, 8, 8)
