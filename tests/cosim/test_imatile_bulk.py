@@ -3,6 +3,7 @@
 ``isaac`` -- run pass by pass on an IMA, every cycle's done/busy and every output bit-exact
 against ``golden.crop.cropped_conv2d``, each image in ``golden.crop.ima_tile_cycles``."""
 
+import functools
 import os
 from types import SimpleNamespace
 
@@ -11,9 +12,9 @@ import torch
 
 from arch.config import load_config
 from arch.geometry import ConvGeometry, Mapping
-from cosim.imatile import ima_crop_sweep_bulk, ima_demo_layers, ima_tile_bulk
+from cosim.imatile import ima_demo_layers, ima_tile_bulk
 from cosim.sim import selected_simulators
-from cosim.tile import demo_tile_layer, tile_image
+from cosim.tile import tile_geometry, tile_image
 from golden.crop import CROP_VECTORS, crop_counts, cropped_conv2d, ima_tile_cycles
 
 pytestmark = pytest.mark.cosim
@@ -22,9 +23,48 @@ SEED = int(os.environ.get("AQUA_SEED", "20261128"))
 ALL = list(range(16))
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """The golden layers in one torch thread: on the shared, oversubscribed machine a second
+    OpenMP thread makes ``cropped_conv2d`` some 40x slower."""
+    from golden.timing import single_thread
+    with single_thread():
+        yield
+
+
 def _needs(sim):
     if sim not in selected_simulators():
         pytest.skip(f"SIM excludes {sim}")
+
+
+@functools.lru_cache(maxsize=None)
+def _demo_net(name):
+    """The demo CNN quantized to ``name`` and the first test image, made once per module."""
+    from golden.cnn import load_democnn
+    from golden.data import cluttered_digits
+    from golden.fixedpoint import quantize_democnn
+
+    cfg = load_config(name)
+    images, _ = cluttered_digits("test")
+    return quantize_democnn(cfg, load_democnn()), images[:1]
+
+
+@functools.lru_cache(maxsize=None)
+def demo_tile_layer(name, index):
+    """``cosim.tile.demo_tile_layer(cfg, index)``, sharing the quantized net between tests."""
+    from golden.fixedpoint import quant_layer
+
+    net, image = _demo_net(name)
+    layer = quant_layer(net, index, image)
+    return layer, tile_geometry(layer, *layer.x.shape[-2:]), layer.x[0]
+
+
+def _sweep(cfg, index, crops=ALL, seed=SEED):
+    layer, geom, x = demo_tile_layer(cfg.name, index)
+    images = [tile_image(cfg, geom, x, layer, crop=CROP_VECTORS[c], fraction=0.25,
+                         label=f"crop {c:2d}") for c in crops]
+    return ima_tile_bulk(cfg, geom, layer, images, "verilator", seed=seed,
+                         label=f"layer{index}")
 
 
 def _check(run, cfg, geom, crops, record_property, H, W):
@@ -60,8 +100,8 @@ def test_imatile_small_demo_layer_all_crops(index, record_property):
     back in one simulation."""
     _needs("verilator")
     cfg = load_config("small")
-    run = ima_crop_sweep_bulk(cfg, index, "verilator", seed=SEED)
-    layer, geom, x = demo_tile_layer(cfg, index)
+    run = _sweep(cfg, index)
+    layer, geom, x = demo_tile_layer(cfg.name, index)
     _check(run, cfg, geom, ALL, record_property, *x.shape[-2:])
     plan = Mapping(cfg, geom).ima()
     assert (plan.lanes, plan.span, plan.chunks, plan.passes) == \
@@ -85,7 +125,7 @@ def test_imatile_corrupted_output_and_cycle_count_are_caught():
     names the pass and the golden done cycle."""
     _needs("verilator")
     cfg = load_config("small")
-    layer, geom, x = demo_tile_layer(cfg, 2)
+    layer, geom, x = demo_tile_layer(cfg.name, 2)
     img = tile_image(cfg, geom, x, layer, crop=CROP_VECTORS[15], fraction=0.25,
                      label="crop 15")
     img.expected = img.expected.clone()
