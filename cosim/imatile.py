@@ -117,7 +117,8 @@ def ima_tile_stimulus(cfg: AccelConfig, geom: ConvGeometry, layer, images,
     weights of a pass written while idle, ``layer`` and ``start`` at the next cycle, ``done``
     after ``golden.crop.tile_cycles`` edges, the output map read after the last pass."""
     from hdl.layouts import (ima_tile_layer_layout, ima_tile_weight_write_layout,
-                             tile_output_layout, tile_read_layout, tile_setup_layout)
+                             tile_output_layout, tile_pixel_layout, tile_read_layout,
+                             tile_setup_layout)
 
     from .bulk import _tile_outputs
 
@@ -125,6 +126,7 @@ def ima_tile_stimulus(cfg: AccelConfig, geom: ConvGeometry, layer, images,
     wl = ima_tile_weight_write_layout(cfg, plan.used_crossbars)
     ll = ima_tile_layer_layout(cfg, geom, plan.passes)
     sl, rl, outl = tile_setup_layout(geom), tile_read_layout(geom), tile_output_layout(cfg, geom)
+    pixel_bits = tile_pixel_layout(cfg, geom).size
     pass_writes = [ima_tile_writes(cfg, geom, layer.weight, p, crossbars)
                    for p in range(plan.passes)]
     layers = [ima_tile_layer(cfg, geom, layer.bias, layer.shift, layer.relu, p, crossbars)
@@ -143,7 +145,7 @@ def ima_tile_stimulus(cfg: AccelConfig, geom: ConvGeometry, layer, images,
         for p in range(plan.passes):
             if programmed != p:
                 w = len(pass_writes[p])
-                ctrl.append(np.full(w + 1, 0, dtype=np.uint8))
+                ctrl.append(np.zeros(w + 1, dtype=np.uint8))
                 ctrl[-1][:w] = TL_WR
                 wr_words.append(_words(pass_writes[p], wl.size))
                 c += w + 1
@@ -156,7 +158,7 @@ def ima_tile_stimulus(cfg: AccelConfig, geom: ConvGeometry, layer, images,
             layer_words.append(_words([layers[p]], ll.size))
             img_words.append((len(img.pixels) << (8 * SB) | img.setup).to_bytes(SB + 4, "big"))
             if img.pixels:
-                pix.append(_words(img.pixels, tile_pixel_size(cfg, geom)))
+                pix.append(_words(img.pixels, pixel_bits))
             runs.append((i, p, c))
             done_at.append(c + n)
             if last:
@@ -185,11 +187,6 @@ def ima_tile_stimulus(cfg: AccelConfig, geom: ConvGeometry, layer, images,
                              "pix.bin": pix or [b""], "rd.bin": rds or [b""],
                              "exp.bin": exps or [b""]}, key)
     return ImaTileStimulus(folder, len(ctrl_all), len(out_index), runs, done_at, out_index)
-
-
-def tile_pixel_size(cfg: AccelConfig, geom: ConvGeometry) -> int:
-    from hdl.layouts import tile_pixel_layout
-    return tile_pixel_layout(cfg, geom).size
 
 
 def _build(cfg, geom, sim, crossbars, waves=False):

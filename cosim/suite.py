@@ -18,8 +18,8 @@ from typing import Callable
 
 from arch.config import AccelConfig
 
-__all__ = ["PATHS", "TARGETS", "TARGET_NAMES", "IMA_TARGET", "Target", "CosimOptions", "CosimRow", "CropSweep",
-           "CosimReport", "COLUMNS", "run_cosim"]
+__all__ = ["PATHS", "TARGETS", "TARGET_NAMES", "Target", "CosimOptions", "CosimRow", "CropSweep",
+           "CosimReport", "COLUMNS", "run_cosim", "IMA_TARGET"]
 
 #: What each count of a :class:`CosimRow` means (the table's caption and the JSON's
 #: ``columns``): one meaning per column, whatever the bench.

@@ -167,3 +167,28 @@ def test_imatile_isaac_resnet_layer_all_crops(record_property):
                          label=f"crop {c:2d}") for c in ALL]
     run = ima_tile_bulk(cfg, geom, layer, images, "verilator", seed=SEED, label="isaac-resnet")
     _check(run, cfg, geom, ALL, record_property, 8, 8)
+
+
+@pytest.mark.slow
+def test_imatile_icarus_same_testbench():
+    """The same generated testbench under Icarus: demo conv2 (two passes per output group,
+    partial sums between them) under one crop (slow: Icarus evaluates eight crossbars)."""
+    _needs("icarus")
+    cfg = load_config("small")
+    layer, geom, x = demo_tile_layer(cfg.name, 2)
+    images = [tile_image(cfg, geom, x, layer, crop=CROP_VECTORS[15], fraction=0.25,
+                         label="crop 15")]
+    run = ima_tile_bulk(cfg, geom, layer, images, "icarus", seed=SEED, label="layer2")
+    assert run.passed, run.message
+    assert run.rows[0]["cycles_rtl"] == ima_tile_cycles(cfg, geom, 16, 16, images[0].window)
+
+
+def test_cosim_options_take_ima():
+    """``aqua cosim --ima`` (``CosimOptions.ima``) adds the IMATile runs; off by default."""
+    from aqua.cli import build_parser
+    from cosim.suite import IMA_TARGET, CosimOptions
+
+    assert CosimOptions(sims=("verilator",), seed=1).ima is False
+    assert IMA_TARGET.units(load_config("small")) == [1, 2, 3]
+    args = build_parser().parse_args(["cosim", "--ima", "--blocks", "datapath"])
+    assert args.ima is True
