@@ -192,3 +192,26 @@ def test_cosim_options_take_ima():
     assert IMA_TARGET.units(load_config("small")) == [1, 2, 3]
     args = build_parser().parse_args(["cosim", "--ima", "--blocks", "datapath"])
     assert args.ima is True
+
+
+def test_imatile_two_lanes_of_three_and_a_half_empty_pass(record_property):
+    """4 -> 12 channels, 3x3 (36 rows: 3 row tiles; 3 output groups) on ``small``'s 8-crossbar
+    IMA: two groups side by side (lanes 2, span 3), so 2 passes, the second with one lane of
+    zero weights whose outputs are never written. Random in-range operands, 4 crops."""
+    _needs("verilator")
+    cfg = load_config("small")
+    geom = ConvGeometry(4, 12, kernel=3, stride=1, padding=1, height=8, width=8)
+    plan = Mapping(cfg, geom).ima()
+    assert (plan.lanes, plan.span, plan.chunks, plan.passes) == (2, 3, 1, 2)
+    assert [s.used for s in plan.slots(1)] == [True] * 3 + [False] * 3
+    g = torch.Generator().manual_seed(SEED % (1 << 31))
+    w = torch.randint(cfg.weight_min, cfg.weight_max + 1, (12, 4, 3, 3), generator=g)
+    b = torch.randint(-(1 << 12), 1 << 12, (12,), generator=g)
+    x = torch.randint(0, cfg.input_max + 1, (4, 8, 8), generator=g)
+    layer = SimpleNamespace(weight=w, bias=b, shift=9, relu=True)
+    crops = [0, 6, 9, 15]
+    images = [tile_image(cfg, geom, x, layer, crop=CROP_VECTORS[c], fraction=0.25,
+                         label=f"crop {c:2d}") for c in crops]
+    assert len(images[0].expected.unique()) > 20
+    run = ima_tile_bulk(cfg, geom, layer, images, "verilator", seed=SEED, label="lanes")
+    _check(run, cfg, geom, crops, record_property, 8, 8)
