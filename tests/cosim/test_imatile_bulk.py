@@ -215,3 +215,27 @@ def test_imatile_two_lanes_of_three_and_a_half_empty_pass(record_property):
     assert len(images[0].expected.unique()) > 20
     run = ima_tile_bulk(cfg, geom, layer, images, "verilator", seed=SEED, label="lanes")
     _check(run, cfg, geom, crops, record_property, 8, 8)
+
+
+def test_imatile_four_crossbars_three_chunks(record_property):
+    """Demo conv2 on an IMA of 4 crossbars (the ``crossbars`` argument, as ``[ima] crossbars =
+    4`` would give): 9 row tiles in chunks of 4, 4, 1, so the middle pass of each group both
+    reads and writes the partial sums; 12 passes; crops 0 and 15."""
+    _needs("verilator")
+    cfg = load_config("small")
+    layer, geom, x = demo_tile_layer(cfg.name, 2)
+    plan = Mapping(cfg, geom).ima(4)
+    assert (plan.lanes, plan.span, plan.chunks, plan.passes) == (1, 4, 3, 12)
+    assert [plan.first(p) for p in range(3)] == [True, False, False]
+    assert [plan.last(p) for p in range(3)] == [False, False, True]
+    crops = [0, 15]
+    images = [tile_image(cfg, geom, x, layer, crop=CROP_VECTORS[c], fraction=0.25,
+                         label=f"crop {c:2d}") for c in crops]
+    run = ima_tile_bulk(cfg, geom, layer, images, "verilator", seed=SEED, label="chunks",
+                        crossbars=4)
+    assert run.passed, run.message
+    record_property("cycles_compared", run.cycles)
+    for r, img in zip(run.rows, images):
+        assert r["passes"] == 12 and r["outputs_equal"]
+        assert r["cycles_rtl"] == ima_tile_cycles(cfg, geom, 16, 16, img.window, 4) \
+            == 12 * img.cycles
