@@ -67,10 +67,13 @@ _SCHEMA: dict[str, dict[str, tuple[str, type, object]]] = {
         # converts a sample-and-hold copy of the column sums (docs/arithmetic.md section 8)
         "overlap":         ("pipeline_overlap", bool, False),
     },
+    "ima": {
+        "crossbars":       ("ima_crossbars", int, 8),     # ISAAC: 8 crossbars per IMA
+    },
 }
 #: sections that :meth:`AccelConfig.to_dict` writes only when a value differs from its default
 #: (so a configuration without them keeps its dictionary, digest and build folders)
-_OPTIONAL_SECTIONS = ("pipeline",)
+_OPTIONAL_SECTIONS = ("pipeline", "ima")
 _TOP_KEYS = {"name": str, "description": str}
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
@@ -107,6 +110,7 @@ class AccelConfig:
     dac_bits: int = 1
     adc_mode: str = "lossless"
     pipeline_overlap: bool = False
+    ima_crossbars: int = 8
     description: str = ""
 
     def __post_init__(self):
@@ -210,6 +214,7 @@ class AccelConfig:
         positive("adc.bits", self.adc_bits, maximum=24)
         positive("adc.columns_per_cycle", self.adc_columns_per_cycle)
         positive("output.bits", self.output_bits, maximum=32)
+        positive("ima.crossbars", self.ima_crossbars, maximum=4096)
         if self.rows % self.rows_per_cycle:
             raise ConfigError(f"'crossbar.rows_per_cycle' must divide crossbar.rows = "
                               f"{self.rows}, not {self.rows_per_cycle}")

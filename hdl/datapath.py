@@ -1,6 +1,6 @@
 """One crossbar tile and its controller, cycle for cycle as ``docs/arithmetic.md`` section 8."""
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -39,6 +39,8 @@ class Datapath(wiring.Component):
     ----------
     cfg : :class:`~arch.config.AccelConfig`
         The tile configuration.
+    partial : bool
+        Emit the partial sum (``partial``) instead of finalising (default ``False``).
 
     Members
     -------
@@ -52,6 +54,10 @@ class Datapath(wiring.Component):
         Output vectors; ``o.valid`` is high exactly while ``phase == OUT``.
     obs : ``Out(obs_layout(cfg))``
         Controller state and datapath registers, for co-simulation.
+    partial : ``Out(data.ArrayLayout(signed(acc_bits), outputs))``
+        Only with ``partial=True``: ``acc[o] - weight_bias*xsum`` of the vector, final while
+        ``phase`` is ``FINAL`` (and ``OUT``); ``o.payload`` then stays 0: the output stage is
+        the reduction's (:class:`~hdl.ima.IMA`, ``docs/arithmetic.md`` section 9).
 
     Raises
     ------
@@ -59,14 +65,20 @@ class Datapath(wiring.Component):
         If ``cfg`` is not an :class:`~arch.config.AccelConfig`.
     """
 
-    def __init__(self, cfg: AccelConfig):
+    def __init__(self, cfg: AccelConfig, *, partial: bool = False):
         self._cfg = check_config(cfg)
+        if not isinstance(partial, bool):
+            raise TypeError(f"partial must be a bool, not {partial!r}")
+        self._partial = partial
+        extra = {"partial": Out(data.ArrayLayout(signed(cfg.acc_bits), cfg.outputs))} \
+            if partial else {}
         super().__init__({
             "wr":    In(stream.Signature(weight_write_layout(cfg), always_ready=True)),
             "layer": In(layer_config_layout(cfg)),
             "i":     In(stream.Signature(input_layout(cfg))),
             "o":     Out(stream.Signature(output_layout(cfg))),
             "obs":   Out(obs_layout(cfg)),
+            **extra,
         })
 
     @property
@@ -90,7 +102,7 @@ class Datapath(wiring.Component):
         m = Module()
         m.submodules.crossbar = xbar = CrossbarMAC(cfg)
         m.submodules.adc = adc = ADCQuantizer(cfg)
-        m.submodules.shiftadd = sa = ShiftAdd(cfg)
+        m.submodules.shiftadd = sa = ShiftAdd(cfg, partial=self._partial)
 
         phase = Signal(Phase)
         chunk = Signal(chunk_bits(cfg))
@@ -138,6 +150,8 @@ class Datapath(wiring.Component):
             sa.layer.eq(self.layer),
             self.o.payload.y.eq(sa.y),
         ]
+        if self._partial:
+            m.d.comb += self.partial.eq(sa.partial)
 
         m.d.comb += [
             self.obs.phase.eq(phase),
