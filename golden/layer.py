@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from arch.config import AccelConfig
 from arch.geometry import ConvGeometry, Mapping, conv_out_size
 
-from .arith import (check_range, chunk_positions, chunk_signs, encode_weights, finalize)
+from .arith import (check_range, chunk_positions, chunk_signs, encode_weights, finalize,
+                    finalize_float, float_finalize_exact, rounding_offset)
 
 __all__ = ["ProgrammedLayer", "program", "matvec_acc", "bitserial_acc", "integer_acc",
            "IntegerPlan", "integer_plan", "adc_is_identity", "matvec", "linear", "conv2d",
@@ -33,7 +34,7 @@ __all__ = ["ProgrammedLayer", "program", "matvec_acc", "bitserial_acc", "integer
 # Elements of the [T, tiles, b, columns] read tensor of one batch block (bounds memory; a
 # block's passes stay within the last-level cache, and a block is big enough that the
 # per-call overhead of the few torch operations on it is small).
-_BLOCK_ELEMENTS = 1 << 19
+_BLOCK_ELEMENTS = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -258,6 +259,45 @@ def integer_acc(cfg: AccelConfig, x: torch.Tensor, w: torch.Tensor) -> torch.Ten
     return _exact_product(cfg, x.shape[1], x.to(torch.int64), w.to(torch.int64), torch.matmul)
 
 
+def _integer_layer(cfg: AccelConfig, K: int, x: torch.Tensor, w: torch.Tensor,
+                   bias: torch.Tensor | None, shift: int, relu: bool, op, bias_shape
+                   ) -> torch.Tensor:
+    """The output stage of the exact integer path: ``finalize(v + bias)`` of ``v = op(x, w)``
+    (a product summing ``K`` terms per output). When the plan is one float product and
+    :func:`golden.arith.float_finalize_exact` holds for ``K*X*W + max|bias|``, the bias and the
+    rounding offset ride in the product's bias and the output stage runs on the float result
+    (:func:`golden.arith.finalize_float`); else int64 throughout."""
+    if bias is not None:
+        check_range("bias", bias, *cfg.bias_range)
+    plan = integer_plan(cfg, K)
+    X, W = _magnitudes(cfg)
+    bmax = 0 if bias is None or not bias.numel() else int(bias.abs().max())
+    if (plan.x_limb_bits == plan.w_limb_bits == 0 and plan.dtype.is_floating_point
+            and float_finalize_exact(cfg, K * X * W + bmax, shift, plan.dtype)):
+        offset = rounding_offset(shift)
+        b = None
+        if bias is not None:
+            b = (bias.to(torch.int64) + offset).to(plan.dtype)
+        elif offset:
+            b = torch.full((bias_shape,), float(offset), dtype=plan.dtype)
+        u = op(x.to(plan.dtype), w.to(plan.dtype), b)
+        return finalize_float(cfg, u, shift=shift, relu_enable=relu)
+    v = _exact_product(cfg, K, x.to(torch.int64), w.to(torch.int64),
+                       lambda a, b_: op(a, b_, None))
+    if bias is not None:
+        v = v + _bias_view(bias.to(torch.int64), v)
+    return finalize(cfg, v, shift=shift, relu_enable=relu)
+
+
+def _bias_view(bias: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``bias [N]`` shaped to broadcast over ``v``'s dimension 1 (``[B, N]`` or NCHW)."""
+    return bias.view(-1, *([1] * (v.dim() - 2)))
+
+
+def _matmul_bias(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    return torch.matmul(a, b) if bias is None else torch.addmm(bias, a, b)
+
+
 # -- the bit-serial path ---------------------------------------------------------------------
 
 def _exact_type(bound: int) -> torch.dtype:
@@ -328,18 +368,16 @@ def bitserial_acc(layer: ProgrammedLayer, x: torch.Tensor) -> torch.Tensor:
     cells_f = cells_f.unsqueeze(0).expand(T, kt, rows_in, cols).reshape(T * kt, rows_in, cols)
     coef_tk = coef.repeat_interleave(kt).to(red_dtype)            # (t, tile) order, [T*kt]
 
-    # Input values (for the sums) and bit patterns (for the chunks), padded to whole tiles,
-    # the patterns in the narrowest integer type that holds them (the chunk cutting is the
-    # widest elementwise work before the product).
-    xpad = torch.zeros(B, kt * R, dtype=torch.int64)
-    xpad[:, :layer.in_features] = x
+    # Input bit patterns in the narrowest integer type that holds them (a cast to it keeps the
+    # low bits, two's complement, and the chunks are cut from bits below input_bits only),
+    # tile-major [tiles, B, rows_in] so that a block's chunks come out in product order,
+    # padded with zeros to whole tiles; the constant row is the pattern whose every chunk is 1.
     narrow = (torch.uint8 if cfg.input_bits <= 8 else
               torch.int32 if cfg.input_bits <= 31 else torch.int64)
     pos = chunk_positions(cfg)
-    # [tiles, B, rows_in]: tile-major, so that a block's chunks come out in product order; the
-    # constant row is the pattern whose every chunk is 1.
+    K = layer.in_features
     xn = torch.empty(kt, B, rows_in, dtype=narrow)
-    xn[..., :R] = (xpad & ((1 << cfg.input_bits) - 1)).view(B, kt, R).transpose(0, 1)
+    xn[..., :R] = F.pad(x.to(narrow), (0, kt * R - K)).view(B, kt, R).transpose(0, 1)
     if aug:
         xn[..., R] = int((torch.ones(1, dtype=torch.int64) << pos).sum())
     pos = pos.to(narrow).view(T, 1, 1, 1)
@@ -347,17 +385,20 @@ def bitserial_acc(layer: ProgrammedLayer, x: torch.Tensor) -> torch.Tensor:
                          dtype=narrow).view(T, 1, 1, 1)
 
     red = torch.empty(B, cols, dtype=red_dtype)
-    block = max(1, _BLOCK_ELEMENTS // (T * kt * cols))
-    buf = None
+    block = min(B, max(1, _BLOCK_ELEMENTS // (T * kt * cols)))
+    # Buffers for one block, reused (fresh memory every block would cost page faults).
+    chunks_s = torch.empty(T * kt * block * rows_in, dtype=narrow)
+    a_s = torch.empty(T * kt * block * rows_in, dtype=dtype)
+    buf_s = torch.empty(T * kt * block * cols, dtype=dtype)
     for b0 in range(0, B, block):
         xb = xn[:, b0:b0 + block]                                 # [kt, b, rows_in]
         b = xb.shape[1]
-        if buf is None or buf.shape[1] != b:
-            buf = torch.empty(T * kt, b, cols, dtype=dtype)
-            chunks = torch.empty(T, kt, b, rows_in, dtype=narrow)
+        chunks = chunks_s[:T * kt * b * rows_in].view(T, kt, b, rows_in)
+        a = a_s[:T * kt * b * rows_in].view(T * kt, b, rows_in)
+        buf = buf_s[:T * kt * b * cols].view(T * kt, b, cols)
         torch.bitwise_right_shift(xb.unsqueeze(0), pos, out=chunks)
-        a = chunks.bitwise_and_(masks).to(dtype)                  # [T, kt, b, rows_in]
-        torch.matmul(a.view(T * kt, b, rows_in), cells_f, out=buf)   # reads, [T*kt, b, cols]
+        a.view(T, kt, b, rows_in).copy_(chunks.bitwise_and_(masks))   # chunks t of tiles k
+        torch.matmul(a, cells_f, out=buf)   # reads, [T*kt, b, cols]
         if dtype.is_floating_point:
             if k:
                 buf.floor_()
@@ -374,11 +415,12 @@ def bitserial_acc(layer: ProgrammedLayer, x: torch.Tensor) -> torch.Tensor:
     slice_w = torch.ones(1, dtype=torch.int64) << (torch.arange(S, dtype=torch.int64)
                                                    * cfg.cell_bits)
     acc = (red.to(torch.int64).view(B, GO, S) * (slice_w << k)).sum(-1)
-    xs_tile = xpad.view(B, kt, R).sum(-1)                          # Σ_r x[r] per tile
+    x64 = x.to(torch.int64)
     if bool(flags.any()):
+        xs_tile = F.pad(x64, (0, kt * R - K)).view(B, kt, R).sum(-1)      # Σ_r x[r] per tile
         fw = (flags.to(torch.int64).view(kt, GO, S) * slice_w).sum(-1)   # [kt, GO]
         acc += cfg.cell_max * (xs_tile @ fw)
-    acc -= cfg.weight_bias * xs_tile.sum(-1, keepdim=True)
+    acc -= cfg.weight_bias * x64.sum(-1, keepdim=True)
     return acc[:, :layer.out_features]
 
 
@@ -387,7 +429,12 @@ def bitserial_acc(layer: ProgrammedLayer, x: torch.Tensor) -> torch.Tensor:
 def matvec(cfg: AccelConfig, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None,
            *, shift: int = 0, relu: bool = False) -> torch.Tensor:
     """The full datapath for ``x [B, K]`` and ``w [K, N]``: int64 ``[B, N]`` outputs."""
-    return _finish(cfg, matvec_acc(program(cfg, w), x), bias, shift, relu)
+    layer = program(cfg, w)
+    if adc_is_identity(cfg):
+        _check_inputs(layer, x)
+        return _integer_layer(cfg, layer.in_features, x, layer.weights, bias, shift, relu,
+                              _matmul_bias, layer.out_features)
+    return _finish(cfg, bitserial_acc(layer, x), bias, shift, relu)
 
 
 def _finish(cfg, acc, bias, shift, relu):
@@ -425,10 +472,10 @@ def conv2d(cfg: AccelConfig, x: torch.Tensor, w: torch.Tensor, bias: torch.Tenso
         if layer is None:
             check_range("weights", w, cfg.weight_min, cfg.weight_max)
             _check_row_tiles(cfg, K, cout)
-        conv = lambda a, b: F.conv2d(a, b, stride=stride, padding=padding)  # noqa: E731
-        v = _exact_product(cfg, K, x.to(torch.int64), w.to(torch.int64), conv)
-        return _finish(cfg, v.view(B, cout, ho, wo), None if bias is None else
-                       bias.view(-1, 1, 1), shift, relu)
+
+        def conv(a, b, c):
+            return F.conv2d(a, b, c, stride=stride, padding=padding)
+        return _integer_layer(cfg, K, x, w, bias, shift, relu, conv, cout)
     # unfold works on floating point; activations of up to 24 bits are exact in float32.
     ftype = torch.float32 if cfg.input_bits <= 24 else torch.float64
     patches = F.unfold(x.to(ftype), (kh, kw), padding=padding, stride=stride)   # [B, K, L]
