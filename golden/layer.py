@@ -34,7 +34,7 @@ __all__ = ["ProgrammedLayer", "program", "matvec_acc", "bitserial_acc", "integer
 # Elements of the [T, tiles, b, columns] read tensor of one batch block (bounds memory; a
 # block's passes stay within the last-level cache, and a block is big enough that the
 # per-call overhead of the few torch operations on it is small).
-_BLOCK_ELEMENTS = 1 << 20
+_BLOCK_ELEMENTS = 1 << 18
 
 
 @dataclass(frozen=True)
