@@ -385,7 +385,7 @@ def bitserial_acc(layer: ProgrammedLayer, x: torch.Tensor) -> torch.Tensor:
                          dtype=narrow).view(T, 1, 1, 1)
 
     red = torch.empty(B, cols, dtype=red_dtype)
-    block = min(B, max(1, _BLOCK_ELEMENTS // (T * kt * cols)))
+    block = max(1, min(B, _BLOCK_ELEMENTS // (T * kt * cols)))
     # Buffers for one block, reused (fresh memory every block would cost page faults).
     chunks_s = torch.empty(T * kt * block * rows_in, dtype=narrow)
     a_s = torch.empty(T * kt * block * rows_in, dtype=dtype)

@@ -159,3 +159,20 @@ def test_float_output_stage_equals_the_integer_one(dtype):
             assert torch.equal(got, want), (shift, relu)
     assert not float_finalize_exact(cfg, 2 ** 24 - 1, 1, torch.float32)
     assert not float_finalize_exact(cfg.replace(output_bits=26), 10, 0, torch.float32)
+
+
+def test_bit_serial_reduction_in_int64_matches_the_reference():
+    """32-bit inputs, 8-bit DAC, many row tiles of a lossy ADC: the shift-add's partial sums
+    pass 2**53, so the bit-serial path reduces in int64."""
+    from . import reference as ref
+
+    cfg = AccelConfig(name="deep", rows=4, cols=2, cell_bits=8, weight_bits=16, input_bits=32,
+                      dac_bits=8, adc_bits=16, adc_mode="clip", adc_columns_per_cycle=2,
+                      output_bits=32, shift_min=0, shift_max=40, flip=True)
+    K = 160
+    assert cfg.adc_code_max < cfg.max_read and K // cfg.rows * 2 ** 32 * cfg.adc_code_max > 2 ** 53
+    x, w, bias = operands(cfg, 5, 3, K, 1)
+    got = matvec(cfg, x, w, bias, shift=20)
+    for b, xv in enumerate(x.tolist()):
+        _, want = ref.layer_outputs(cfg, xv, w.tolist(), bias.tolist(), 20, False)
+        assert got[b].tolist() == want, f"vector {b}"
