@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from aqua._cmdutil import config_from_args, console, load_model, positive_int
+from aqua._cmdutil import (config_from_args, console, load_model, nonnegative_int,
+                           positive_int)
 
 HELP = "time the golden crossbar model against torch on every layer of the demo CNN"
 
@@ -18,7 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="test images per layer (default: 64)")
     p.add_argument("--model", default=None, metavar="PATH",
                    help="a state dict written by `aqua train` (default: the shipped model)")
-    p.add_argument("--net-images", type=int, default=0, metavar="N",
+    p.add_argument("--net-images", type=nonnegative_int, default=0, metavar="N",
                    help="also time zoo:resnet18 at 64x64 under all 16 crops on N random images "
                         "against its float forward (default: 0, skipped; `make bench`: 32)")
     p.add_argument("--net-config", default="small", metavar="NAME|PATH",
@@ -37,8 +38,6 @@ def run(args: argparse.Namespace) -> int:
     if args.images > n_test:
         raise UsageError(f"--images must be at most {n_test} (the test split), "
                          f"not {args.images}")
-    if args.net_images < 0:
-        raise UsageError(f"--net-images must be 0 or more, not {args.net_images}")
     if args.json:
         check_output_file(args.json, "--json")
 
