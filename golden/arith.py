@@ -230,28 +230,32 @@ def float_finalize_exact(cfg: AccelConfig, bound: int, shift: int, dtype: torch.
 
 def finalize_float(cfg: AccelConfig, u: torch.Tensor, *, shift: int, relu_enable: bool
                    ) -> torch.Tensor:
-    """:func:`finalize` for a float tensor ``u`` holding ``v + rounding_offset(shift)`` for
-    integers ``v``, as int64, in place on ``u``; exact when :func:`float_finalize_exact` holds.
+    """:func:`finalize` for a float tensor ``u`` holding ``(v + rounding_offset(shift)) *
+    2**-shift`` for integers ``v``, as int64 (``u`` is clamped in place); exact when
+    :func:`float_finalize_exact` holds. A product whose operands are scaled by ``2**-shift``
+    gives ``u`` directly: scaling by a power of two changes no significand, so the scaled sums
+    are exact wherever the unscaled ones are.
 
-    Right shift: ``floor(u * 2**-shift)``, which is :func:`round_shift`'s ``(v + 2**(sh-1))
-    >> sh`` (scaling by a power of two and ``floor`` are exact on these values). Left shift:
-    ``u * 2**n``, exact (no float overflows below ``2**53 * 2**62``), so the saturation sees the
-    unbounded shifted value, as section 7 demands. ReLU and saturation are one clamp.
+    Right shift: ``floor(u)`` is :func:`round_shift`'s ``(v + 2**(sh-1)) >> sh``. Left shift:
+    ``u = v * 2**n`` exactly (no float overflows below ``2**53 * 2**62``), so the saturation sees
+    the unbounded shifted value, as section 7 demands. ReLU and saturation are one clamp to
+    integer ends, which commutes with ``floor``; on a non-negative range the cast to int64
+    (which truncates) is the ``floor``.
 
     >>> cfg = AccelConfig(name="t", rows=2, cols=2, cell_bits=1, weight_bits=2, input_bits=2,
     ...                   adc_bits=3, adc_columns_per_cycle=1, output_bits=8, shift_min=-2,
     ...                   shift_max=4)
     >>> v = torch.tensor([-9, -6, -5, 5, 6, 7, 300])
-    >>> u = (v + rounding_offset(2)).to(torch.float32)
+    >>> u = (v + rounding_offset(2)).to(torch.float32) / 4
     >>> finalize_float(cfg, u, shift=2, relu_enable=False).tolist()
     [-2, -1, -1, 1, 2, 2, 75]
     >>> finalize(cfg, v, shift=2, relu_enable=False).tolist()
     [-2, -1, -1, 1, 2, 2, 75]
     """
     _check_shift(cfg, shift)
-    if shift > 0:
-        u = u.mul_(2.0 ** -shift).floor_()
-    elif shift < 0:
-        u = u.mul_(2.0 ** -shift)
     lo, hi = cfg.output_range
-    return u.clamp_(max(lo, 0) if relu_enable else lo, hi).to(torch.int64)
+    lo = max(lo, 0) if relu_enable else lo
+    u = u.clamp_(lo, hi)
+    if shift > 0 and lo < 0:
+        u = u.floor_()
+    return u.to(torch.int64)

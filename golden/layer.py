@@ -274,13 +274,14 @@ def _integer_layer(cfg: AccelConfig, K: int, x: torch.Tensor, w: torch.Tensor,
     bmax = 0 if bias is None or not bias.numel() else int(bias.abs().max())
     if (plan.x_limb_bits == plan.w_limb_bits == 0 and plan.dtype.is_floating_point
             and float_finalize_exact(cfg, K * X * W + bmax, shift, plan.dtype)):
-        offset = rounding_offset(shift)
+        # Operands scaled by 2**-shift (exact): the product is (v + offset) * 2**-shift.
+        offset, scale = rounding_offset(shift), 2.0 ** -shift
         b = None
         if bias is not None:
-            b = (bias.to(torch.int64) + offset).to(plan.dtype)
+            b = (bias.to(torch.int64) + offset).to(plan.dtype) * scale
         elif offset:
-            b = torch.full((bias_shape,), float(offset), dtype=plan.dtype)
-        u = op(x.to(plan.dtype), w.to(plan.dtype), b)
+            b = torch.full((bias_shape,), offset * scale, dtype=plan.dtype)
+        u = op(x.to(plan.dtype), w.to(plan.dtype) * scale, b)
         return finalize_float(cfg, u, shift=shift, relu_enable=relu)
     v = _exact_product(cfg, K, x.to(torch.int64), w.to(torch.int64),
                        lambda a, b_: op(a, b_, None))

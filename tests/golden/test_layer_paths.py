@@ -153,7 +153,7 @@ def test_float_output_stage_equals_the_integer_one(dtype):
     for shift in range(cfg.shift_min, cfg.shift_max + 1):
         assert float_finalize_exact(cfg, 3000, shift, dtype)
         for relu in (False, True):
-            u = (v + rounding_offset(shift)).to(dtype)
+            u = (v + rounding_offset(shift)).to(dtype) * 2.0 ** -shift
             got = finalize_float(cfg, u, shift=shift, relu_enable=relu)
             want = finalize(cfg, v, shift=shift, relu_enable=relu)
             assert torch.equal(got, want), (shift, relu)
