@@ -31,7 +31,7 @@ __all__ = ["ProgrammedLayer", "program", "matvec_acc", "bitserial_acc", "integer
            "IntegerPlan", "integer_plan", "adc_is_identity", "matvec", "linear", "conv2d",
            "matrix_mapping"]
 
-# Elements of the [T, tiles, b, columns] read tensor of one batch block (bounds memory; a
+# Elements of the [tiles, T, b, columns] read tensor of one batch block (bounds memory; a
 # block's passes stay within the last-level cache, and a block is big enough that the
 # per-call overhead of the few torch operations on it is small).
 _BLOCK_ELEMENTS = 1 << 18
@@ -312,9 +312,9 @@ def bitserial_acc(layer: ProgrammedLayer, x: torch.Tensor) -> torch.Tensor:
     """``Σ over tiles of (acc - weight_bias * xsum)`` for ``x [B, K]``, int64 ``[B, N]``, bit
     by bit as the crossbar forms it (sections 2-6), in every ADC mode.
 
-    One batched product per block of the batch: the chunks ``[T, tiles, b, rows]`` against the
-    cells ``[tiles, rows, columns]``, so every read ``[T, tiles, b, columns]`` at once; the ADC
-    elementwise; the shift-add as one weighted reduction over ``(T, tiles)`` and a small one over
+    One batched product per block of the batch: the chunks ``[tiles, T * b, rows]`` against the
+    cells ``[tiles, rows, columns]``, so every read ``[tiles, T, b, columns]`` at once; the ADC
+    elementwise; the shift-add as one weighted reduction over ``(tiles, T)`` and a small one over
     slices. Three rewritings, each exact, keep it to few passes over the reads:
 
     * *Flip recovery folded into the cells.* A flagged column is read with negated cells, so the
@@ -330,7 +330,7 @@ def bitserial_acc(layer: ProgrammedLayer, x: torch.Tensor) -> torch.Tensor:
       offset ``h - 1``. The saturation at ``2**A - 1`` is then the same symmetric clamp.
       ``rec = code * 2**k``: the ``2**k`` goes into the shift-add weights.
     * *The shift-add as products.* ``Σ_t σ_t 2**p_t`` over chunks and tiles of the codes is one
-      matrix-vector product over the leading ``(T, tiles)`` axis; then ``2**(s*b + k)`` per slice.
+      matrix-vector product over the leading ``(tiles, T)`` axis; then ``2**(s*b + k)`` per slice.
 
     Every float value is an integer (or a dyadic of at most as many bits) whose partial sums are
     below ``2**24`` (float32) or ``2**53`` (float64), else the reduction runs in int64.
@@ -352,7 +352,7 @@ def bitserial_acc(layer: ProgrammedLayer, x: torch.Tensor) -> torch.Tensor:
     if aug:
         offset = torch.where(flags, h - 1, h).to(torch.int64).unsqueeze(1)
         signed_cells = torch.cat([signed_cells, offset], dim=1)   # [kt, R + 1, cols]
-    # Bounds: |read + offset| for the product, and the reduction over (T, tiles).
+    # Bounds: |read + offset| for the product, and the reduction over (tiles, T).
     raw_bound = R * cfg.cell_max * cfg.dac_max + h
     code_bound = min((raw_bound + h) >> k, cfg.adc_code_max)
     saturates = ((raw_bound + h) >> k) > cfg.adc_code_max
@@ -366,8 +366,7 @@ def bitserial_acc(layer: ProgrammedLayer, x: torch.Tensor) -> torch.Tensor:
         cells_f = signed_cells.to(dtype) * (2.0 ** -k)            # dyadic: exact
     else:
         cells_f = signed_cells
-    cells_f = cells_f.unsqueeze(0).expand(T, kt, rows_in, cols).reshape(T * kt, rows_in, cols)
-    coef_tk = coef.repeat_interleave(kt).to(red_dtype)            # (t, tile) order, [T*kt]
+    coef_kt = coef.repeat(kt).to(red_dtype)                       # (tile, t) order, [kt*T]
 
     # Input bit patterns in the narrowest integer type that holds them (a cast to it keeps the
     # low bits, two's complement, and the chunks are cut from bits below input_bits only),
@@ -381,9 +380,9 @@ def bitserial_acc(layer: ProgrammedLayer, x: torch.Tensor) -> torch.Tensor:
     xn[..., :R] = F.pad(x.to(narrow), (0, kt * R - K)).view(B, kt, R).transpose(0, 1)
     if aug:
         xn[..., R] = int((torch.ones(1, dtype=torch.int64) << pos).sum())
-    pos = pos.to(narrow).view(T, 1, 1, 1)
+    pos = pos.to(narrow).view(1, T, 1, 1)
     masks = torch.tensor([(1 << cfg.chunk_width(t)) - 1 for t in range(T)],
-                         dtype=narrow).view(T, 1, 1, 1)
+                         dtype=narrow).view(1, T, 1, 1)
 
     red = torch.empty(B, cols, dtype=red_dtype)
     block = max(1, min(B, _BLOCK_ELEMENTS // (T * kt * cols)))
@@ -394,12 +393,12 @@ def bitserial_acc(layer: ProgrammedLayer, x: torch.Tensor) -> torch.Tensor:
     for b0 in range(0, B, block):
         xb = xn[:, b0:b0 + block]                                 # [kt, b, rows_in]
         b = xb.shape[1]
-        chunks = chunks_s[:T * kt * b * rows_in].view(T, kt, b, rows_in)
-        a = a_s[:T * kt * b * rows_in].view(T * kt, b, rows_in)
-        buf = buf_s[:T * kt * b * cols].view(T * kt, b, cols)
-        torch.bitwise_right_shift(xb.unsqueeze(0), pos, out=chunks)
-        a.view(T, kt, b, rows_in).copy_(chunks.bitwise_and_(masks))   # chunks t of tiles k
-        torch.matmul(a, cells_f, out=buf)   # reads, [T*kt, b, cols]
+        chunks = chunks_s[:kt * T * b * rows_in].view(kt, T, b, rows_in)
+        a = a_s[:kt * T * b * rows_in].view(kt, T * b, rows_in)
+        buf = buf_s[:kt * T * b * cols].view(kt, T * b, cols)
+        torch.bitwise_right_shift(xb.unsqueeze(1), pos, out=chunks)
+        a.view(kt, T, b, rows_in).copy_(chunks.bitwise_and_(masks))   # chunk t of tile k
+        torch.matmul(a, cells_f, out=buf)                         # reads, [kt, T*b, cols]
         if dtype.is_floating_point:
             if k:
                 buf.floor_()
@@ -407,10 +406,10 @@ def bitserial_acc(layer: ProgrammedLayer, x: torch.Tensor) -> torch.Tensor:
             buf >>= k
         if saturates:
             buf.clamp_(-cfg.adc_code_max, cfg.adc_code_max)
-        y = buf.view(T * kt, b * cols)
+        y = buf.view(kt * T, b * cols)
         if red_dtype != dtype:
             y = y.to(red_dtype)
-        torch.mv(y.t(), coef_tk, out=red[b0:b0 + b].view(-1))      # Σ_(t,tile) σ_t 2**p_t y
+        torch.mv(y.t(), coef_kt, out=red[b0:b0 + b].view(-1))      # Σ_(tile,t) σ_t 2**p_t y
     # Per slice 2**(s*b) (and rec = code * 2**k); flip recovery's M * Σ_tiles f * xsum (its
     # insum terms, shift-added); the weight-bias correction.
     slice_w = torch.ones(1, dtype=torch.int64) << (torch.arange(S, dtype=torch.int64)
