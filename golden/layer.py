@@ -146,10 +146,11 @@ def matvec_acc(layer: ProgrammedLayer, x: torch.Tensor) -> torch.Tensor:
     return bitserial_acc(layer, x)
 
 
-def _check_inputs(layer: ProgrammedLayer, x: torch.Tensor) -> None:
+def _check_inputs(layer: ProgrammedLayer, x: torch.Tensor, *, values: bool = True) -> None:
     if x.dim() != 2 or x.shape[1] != layer.in_features:
         raise ValueError(f"inputs must be [batch, {layer.in_features}], not {list(x.shape)}")
-    check_range("inputs", x, layer.cfg.input_min, layer.cfg.input_max)
+    if values:
+        check_range("inputs", x, layer.cfg.input_min, layer.cfg.input_max)
 
 
 # -- the exact integer path ------------------------------------------------------------------
@@ -260,20 +261,32 @@ def integer_acc(cfg: AccelConfig, x: torch.Tensor, w: torch.Tensor) -> torch.Ten
 
 
 def _integer_layer(cfg: AccelConfig, K: int, x: torch.Tensor, w: torch.Tensor,
-                   bias: torch.Tensor | None, shift: int, relu: bool, op, bias_shape
-                   ) -> torch.Tensor:
-    """The output stage of the exact integer path: ``finalize(v + bias)`` of ``v = op(x, w)``
-    (a product summing ``K`` terms per output). When the plan is one float product and
+                   bias: torch.Tensor | None, shift: int, relu: bool, op, bias_shape: int, *,
+                   check_weights=None) -> torch.Tensor:
+    """The exact integer path of a layer: ``finalize(v + bias)`` of ``v = op(x, w)`` (a product
+    summing ``K`` terms per output), operands checked in the order the bit-serial path checks
+    them (inputs, ``check_weights()`` if given, bias). When the plan is one float product and
     :func:`golden.arith.float_finalize_exact` holds for ``K*X*W + max|bias|``, the bias and the
-    rounding offset ride in the product's bias and the output stage runs on the float result
-    (:func:`golden.arith.finalize_float`); else int64 throughout."""
+    rounding offset ride in the product's bias, the shift in the weights' scale, and the output
+    stage runs on the float result (:func:`golden.arith.finalize_float`); else int64."""
+    plan = integer_plan(cfg, K)
+    simple = plan.x_limb_bits == plan.w_limb_bits == 0 and plan.dtype.is_floating_point
+    if simple:
+        xf = x.to(plan.dtype)
+        # The range check on the float copy (half the bytes): in-range inputs are exact in
+        # it (|x| <= K*X*W below 2**24 / 2**53), larger ones round to beyond the range.
+        lo, hi = (float(t) for t in torch.aminmax(xf)) if xf.numel() else (0.0, 0.0)
+        if lo < cfg.input_min or hi > cfg.input_max:
+            check_range("inputs", x, cfg.input_min, cfg.input_max)   # the exact message
+    else:
+        check_range("inputs", x, cfg.input_min, cfg.input_max)
+    if check_weights is not None:
+        check_weights()
     if bias is not None:
         check_range("bias", bias, *cfg.bias_range)
-    plan = integer_plan(cfg, K)
     X, W = _magnitudes(cfg)
     bmax = 0 if bias is None or not bias.numel() else int(bias.abs().max())
-    if (plan.x_limb_bits == plan.w_limb_bits == 0 and plan.dtype.is_floating_point
-            and float_finalize_exact(cfg, K * X * W + bmax, shift, plan.dtype)):
+    if simple and float_finalize_exact(cfg, K * X * W + bmax, shift, plan.dtype):
         # Operands scaled by 2**-shift (exact): the product is (v + offset) * 2**-shift.
         offset, scale = rounding_offset(shift), 2.0 ** -shift
         b = None
@@ -281,7 +294,7 @@ def _integer_layer(cfg: AccelConfig, K: int, x: torch.Tensor, w: torch.Tensor,
             b = (bias.to(torch.int64) + offset).to(plan.dtype) * scale
         elif offset:
             b = torch.full((bias_shape,), offset * scale, dtype=plan.dtype)
-        u = op(x.to(plan.dtype), w.to(plan.dtype) * scale, b)
+        u = op(xf, w.to(plan.dtype) * scale, b)
         return finalize_float(cfg, u, shift=shift, relu_enable=relu)
     v = _exact_product(cfg, K, x.to(torch.int64), w.to(torch.int64),
                        lambda a, b_: op(a, b_, None))
@@ -431,7 +444,7 @@ def matvec(cfg: AccelConfig, x: torch.Tensor, w: torch.Tensor, bias: torch.Tenso
     """The full datapath for ``x [B, K]`` and ``w [K, N]``: int64 ``[B, N]`` outputs."""
     layer = program(cfg, w)
     if adc_is_identity(cfg):
-        _check_inputs(layer, x)
+        _check_inputs(layer, x, values=False)      # (the range: in _integer_layer)
         return _integer_layer(cfg, layer.in_features, x, layer.weights, bias, shift, relu,
                               _matmul_bias, layer.out_features)
     return _finish(cfg, bitserial_acc(layer, x), bias, shift, relu)
@@ -466,16 +479,18 @@ def conv2d(cfg: AccelConfig, x: torch.Tensor, w: torch.Tensor, bias: torch.Tenso
     B, _, H, W = x.shape
     cout, _, kh, kw = w.shape
     ho, wo = conv_out_size(H, kh, stride, padding), conv_out_size(W, kw, stride, padding)
-    check_range("inputs", x, cfg.input_min, cfg.input_max)
     K = w[0].numel()
     if adc_is_identity(cfg):
-        if layer is None:
-            check_range("weights", w, cfg.weight_min, cfg.weight_max)
-            _check_row_tiles(cfg, K, cout)
+        def check_weights():
+            if layer is None:
+                check_range("weights", w, cfg.weight_min, cfg.weight_max)
+                _check_row_tiles(cfg, K, cout)
 
         def conv(a, b, c):
             return F.conv2d(a, b, c, stride=stride, padding=padding)
-        return _integer_layer(cfg, K, x, w, bias, shift, relu, conv, cout)
+        return _integer_layer(cfg, K, x, w, bias, shift, relu, conv, cout,
+                              check_weights=check_weights)
+    check_range("inputs", x, cfg.input_min, cfg.input_max)
     # unfold works on floating point; activations of up to 24 bits are exact in float32.
     ftype = torch.float32 if cfg.input_bits <= 24 else torch.float64
     patches = F.unfold(x.to(ftype), (kh, kw), padding=padding, stride=stride)   # [B, K, L]
