@@ -168,6 +168,17 @@ class IntegerPlan:
     w_limb_bits: int = 0
 
 
+def _float32_is_ieee() -> bool:
+    """Whether torch forms float32 products in IEEE single precision: not when a user allowed
+    TF32 or bfloat16 shortcuts (``torch.set_float32_matmul_precision``, the oneDNN
+    ``fp32_precision`` switches); then the exact paths use float64 instead."""
+    if torch.get_float32_matmul_precision() != "highest":
+        return False
+    mkldnn = torch.backends.mkldnn
+    return all(getattr(getattr(mkldnn, part, None), "fp32_precision", "none") in ("none", "ieee")
+               for part in ("matmul", "conv"))
+
+
 def _magnitudes(cfg: AccelConfig) -> tuple[int, int]:
     return max(-cfg.input_min, cfg.input_max), max(-cfg.weight_min, cfg.weight_max)
 
@@ -178,7 +189,8 @@ def integer_plan(cfg: AccelConfig, K: int) -> IntegerPlan:
     With ``X = max|x|`` and ``W = max|w|`` every partial sum of the product, in whatever order a
     BLAS or convolution kernel adds, is an integer of magnitude at most ``K * X * W``. Integers
     are exact in float32 below ``2**24`` and in float64 below ``2**53``; so float32 when
-    ``K * X * W < 2**24``, else float64 when ``< 2**53``. Beyond, the operands are cut into
+    ``K * X * W < 2**24`` (and torch's float32 products are IEEE: :func:`_float32_is_ieee`),
+    else float64 when ``< 2**53``. Beyond, the operands are cut into
     limbs of ``Lx`` and ``Lw`` bits (every limb of magnitude at most ``2**L``) with
     ``bitlength(K) + Lx + Lw <= 52``, so that each of the limb products is exact in float64
     (``K * 2**Lx * 2**Lw < 2**52``); they are recombined in int64 (section 6's wrap argument:
@@ -191,7 +203,7 @@ def integer_plan(cfg: AccelConfig, K: int) -> IntegerPlan:
     """
     X, W = _magnitudes(cfg)
     bound = K * X * W
-    if bound < (1 << 24):
+    if bound < (1 << 24) and _float32_is_ieee():
         return IntegerPlan(torch.float32)
     if bound < (1 << 53):
         return IntegerPlan(torch.float64)
@@ -315,8 +327,9 @@ def _matmul_bias(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None) ->
 # -- the bit-serial path ---------------------------------------------------------------------
 
 def _exact_type(bound: int) -> torch.dtype:
-    """The narrowest type holding every integer of magnitude up to ``bound`` exactly."""
-    if bound < (1 << 24):
+    """The narrowest type holding every integer of magnitude up to ``bound`` exactly, and in
+    which torch's products are exact."""
+    if bound < (1 << 24) and _float32_is_ieee():
         return torch.float32
     return torch.float64 if bound < (1 << 53) else torch.int64
 

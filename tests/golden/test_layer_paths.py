@@ -145,6 +145,19 @@ def test_integer_plan_picks_the_narrowest_exact_type():
     assert 80 * 2 ** (plan.x_limb_bits or 24) * 2 ** (plan.w_limb_bits or 24) <= 2 ** 52
 
 
+def test_no_float32_when_torch_may_round_its_products():
+    small = load_config("small")
+    before = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("medium")      # bfloat16 products allowed
+        assert integer_plan(small, 144).dtype == torch.float64
+        x, w, bias = operands(small, 3, 4, 144, 16)
+        assert torch.equal(integer_acc(small, x, w), x @ w)
+    finally:
+        torch.set_float32_matmul_precision(before)
+    assert integer_plan(small, 144).dtype == torch.float32
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_float_output_stage_equals_the_integer_one(dtype):
     """Every v around the rounding points and the saturation ends, every shift, both ReLUs."""
