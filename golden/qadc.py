@@ -14,15 +14,19 @@ output format can be chosen against it. ``clip`` instead saturates the largest r
 The search (:func:`adc_aware`): the crossbar layers are visited in topological order, the
 earlier ones at their chosen formats (greedy). For each layer the candidates are
 ``w_off`` weight fraction bits above the no-saturation choice (:data:`W_OFFSETS`; the largest
-weights saturate, the others grow by ``2**w_off``) times ``out_off`` output fraction bits
-(:data:`OUT_OFFSETS`), each with and without a **bias correction**: the mean, per output, of
-the ADC's error ``golden acc - exact acc`` (``golden.layer.matvec_acc`` against the exact
-int64 product) measured on the calibration images as they arrive at the layer through the
-already-quantized layers, subtracted from the bias (at the accumulator's scale, rounded half
-to even, then saturated to ``bias_bits``). The candidate whose output (after its fused
-activation, dequantized) is closest to the float network's on the calibration images (mean
-squared error) wins; ties go to the earlier candidate, so a lossless configuration keeps the
-plain formats unless another is strictly better. Everything is integer and goes through the
+weights saturate, the others grow by ``2**w_off``), each with three corrections of the ADC's
+error ``e = golden acc - exact acc`` (``golden.layer.matvec_acc`` against the exact int64
+product), measured on the calibration images as they arrive at the layer through the
+already-quantized layers: none; the **bias** minus the mean of ``e`` per output (at the
+accumulator's scale, rounded half to even, saturated to ``bias_bits``); the **weights and the
+bias**: every weight of output ``o`` minus the rounded slope of ``e`` against the output's
+input sum ``sum_k x[k]`` (a constant added to an output's weights adds that constant times the
+input sum, which is how a drop_lsb ADC's error grows with the input: half an LSB of every
+non-empty read), then the bias minus the mean of what is left. Then, for the best of these,
+``out_off`` output fraction bits (:data:`OUT_OFFSETS`). The candidate whose output (after
+its fused activation, dequantized) is closest to the float network's on the calibration
+images (mean squared error) wins; ties go to the earlier candidate, so a lossless
+configuration keeps the plain formats unless another is strictly better. Everything is integer and goes through the
 configuration's own ADC (:mod:`golden.layer`): nothing of the arithmetic changes, only the
 numbers programmed into it (``docs/arithmetic.md`` sections 1-7).
 
@@ -258,28 +262,36 @@ def adc_aware(cfg: AccelConfig, graph: Graph, calibration: torch.Tensor, *,
         plain_mse = None
         order = 0
         seen = set()
+        def trial(tw):
+            nonlocal best, plain_mse, order
+            try:
+                cand = build({name: tw})
+            except QuantError:
+                return
+            qn = cand[name]
+            y = _run_node(cand, qn, [x], [fin])
+            mse = float((y.to(torch.float64) * math.ldexp(1.0, -qn.frac)
+                         - target).pow(2).mean())
+            if plain_mse is None:
+                plain_mse = mse
+            if best is None or mse < best[0]:
+                best = (mse, order, tw, qn, y)
+            order += 1
+
+        # stage 1: weight scale and corrections at the plain output format; stage 2: the
+        # output format of the best of them
+        first = out_offsets[0] if out_offsets else 0
         for w_off in w_offsets:
             qw = build({name: NodeTweak(w_off=w_off)})[name]
             if (qw.w_frac, qw.shift) in seen:
                 continue     # the shift range undid the offset: the same weights again
             seen.add((qw.w_frac, qw.shift))
-            corrections = _corrections(cfg, build, name, w_off, qw, x)
-            for out_off in out_offsets:
-                for wd, d in corrections:
-                    tw = NodeTweak(w_off=w_off, out_off=out_off, bias_delta=d, weight_delta=wd)
-                    try:
-                        cand = build({name: tw})
-                    except QuantError:
-                        continue
-                    qn = cand[name]
-                    y = _run_node(cand, qn, [x], [fin])
-                    mse = float((y.to(torch.float64) * math.ldexp(1.0, -qn.frac)
-                                 - target).pow(2).mean())
-                    if plain_mse is None:
-                        plain_mse = mse
-                    if best is None or mse < best[0]:
-                        best = (mse, order, tw, qn, y)
-                    order += 1
+            for wd, d in _corrections(cfg, build, name, w_off, qw, x):
+                trial(NodeTweak(w_off=w_off, out_off=first, bias_delta=d, weight_delta=wd))
+        stage1 = best[2]
+        for out_off in out_offsets[1:]:
+            trial(NodeTweak(w_off=stage1.w_off, out_off=out_off, bias_delta=stage1.bias_delta,
+                            weight_delta=stage1.weight_delta))
         mse, _, tw, qn, y = best
         tweaks[name] = tw
         qg = build()
