@@ -70,24 +70,17 @@ def run(args: argparse.Namespace) -> int:
                          f"not {args.images}")
     import json
 
-    from golden.fixedpoint import calibration_images
-    from golden.graph import load_model, lower
+    from golden.fixedpoint import CALIBRATION_IMAGES, calibration_images
     from golden.qadc import adc_sweep
 
-    cal = calibration_images()
-    if args.search_images > len(cal):
-        raise UsageError(f"--search-images must be at most {len(cal)}, not "
+    if args.search_images > CALIBRATION_IMAGES:
+        raise UsageError(f"--search-images must be at most {CALIBRATION_IMAGES}, not "
                          f"{args.search_images}")
-    models = []
-    for spec in specs:
-        try:
-            models.append((spec, lower(load_model(spec), cal[:1])))
-        except (ValueError, ImportError, OSError) as exc:
-            raise UsageError(f"--models {spec}: {str(exc).splitlines()[0]}") from None
+    cal = calibration_images()
     x, y = cluttered_digits("test")
     con = console()
     try:
-        report = adc_sweep(models, base, x[:args.images], y[:args.images], cal, modes=modes,
+        report = adc_sweep(specs, base, x[:args.images], y[:args.images], cal, modes=modes,
                            min_bits=args.min_bits, bound=args.bound / 100,
                            search_images=args.search_images, say=con.print)
     except ValueError as exc:

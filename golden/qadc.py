@@ -381,21 +381,24 @@ class SweepReport:
                 "rows": [r.to_dict() for r in self.rows], "diagnosis": self.diagnosis}
 
 
-def adc_sweep(models: Sequence[tuple[str, Graph]], base: AccelConfig, images: torch.Tensor,
+def adc_sweep(models: Sequence, base: AccelConfig, images: torch.Tensor,
               labels: torch.Tensor, calibration: torch.Tensor, *,
               modes: Sequence[str] = ("drop_lsb", "clip"), min_bits: int = DEFAULT_MIN_BITS,
               bound: float = 0.01, search_images: int = 64,
               say: Callable[[str], None] | None = None) -> SweepReport:
-    """Float, naive and ADC-aware top-1 of every ``(name, graph)`` in ``models`` on ``base``
+    """Float, naive and ADC-aware top-1 of every model on ``base``
     with a lossless ADC and with each of ``modes`` from ``base.read_bits - 1`` bits down to
     ``min_bits``. The ranges come from ``calibration``; the search measures its errors on the
     first ``search_images`` of them. A row holds when the ADC-aware top-1 is within
-    ``bound`` of float.
+    ``bound`` of float. A model is a ``(name, Graph)`` pair or a spec for
+    :func:`golden.graph.load_model` (``democnn``, ``zoo:<name>``, ``module:factory``), lowered
+    here on ``calibration[:1]``.
 
     Raises
     ------
     ValueError
-        If ``min_bits`` is not in ``[1, base.read_bits]`` or a mode is unknown.
+        If ``min_bits`` is not in ``[1, base.read_bits]``, a mode is unknown, or a model
+        cannot be loaded or lowered (``golden.graph.UnsupportedGraphError``).
     """
     start = time.perf_counter()
     if not 1 <= min_bits <= base.read_bits:
@@ -407,8 +410,18 @@ def adc_sweep(models: Sequence[tuple[str, Graph]], base: AccelConfig, images: to
             raise ValueError(f"a lossy ADC mode is 'clip' or 'drop_lsb', not {mode!r}")
         points += [(mode, b) for b in range(base.read_bits - 1, min_bits - 1, -1)]
     search_cal = calibration[:search_images]
+    pairs = []
+    for m in models:
+        if isinstance(m, tuple):
+            pairs.append(m)
+        else:
+            from golden.graph import load_model, lower
+            try:
+                pairs.append((str(m), lower(load_model(m), calibration[:1])))
+            except (ImportError, OSError) as exc:
+                raise ValueError(f"model {m}: {str(exc).splitlines()[0]}") from None
     rows = []
-    for mname, graph in models:
+    for mname, graph in pairs:
         ranges = calibrate(graph, calibration)
         ft = float_top1(graph, images, labels)
         for mode, bits in points:
