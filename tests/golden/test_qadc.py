@@ -9,11 +9,10 @@ from torch import nn
 
 from arch.config import load_config
 from golden.cnn import load_democnn
-from golden.data import cluttered_digits
 from golden.fixedpoint import calibration_images
 from golden.graph import lower, run_float
-from golden.qadc import adc_aware, adc_config, adc_sweep, crossbar_acc, layer_errors
-from golden.qnet import (QuantError, qforward, quant_top1, quantize_graph, signed_tensors)
+from golden.qadc import layer_errors
+from golden.qnet import QuantError, qforward, quantize_graph, signed_tensors
 
 
 # -- the offset rule -----------------------------------------------------------------------------
@@ -171,19 +170,11 @@ def test_crossbar_acc_is_exact_on_a_lossless_config(democnn_graph):
         assert e["error_rms"] == 0.0 and e["signal_std"] > 0
 
 
-def test_adc_aware_rescues_a_clipping_adc(democnn_graph):
-    """`small` with a 4-bit clip ADC: the plain formats lose most of the accuracy (measured
-    30.6 % on the first 180 test images, float 95.8 % on all 360), the ADC-aware formats keep
-    it (measured 92.8 %). The bound leaves 5 pp for other torch builds' float rounding in the
-    calibration ranges."""
-    cfg = adc_config(load_config("small"), "clip", 4)
-    cal = calibration_images()
-    x, y = cluttered_digits("test")
-    x, y = x[:120], y[:120]
-    naive = quant_top1(quantize_graph(cfg, democnn_graph, cal), x, y)
-    res = adc_aware(cfg, democnn_graph, cal[:32])
-    aware = quant_top1(res.qgraph, x, y)
-    print(f"clip4: naive {naive:.3f}, ADC-aware {aware:.3f}")
-    assert naive < 0.5
-    assert aware >= 0.85
-    assert all(c.mse <= c.plain_mse for c in res.choices)
+def test_verdict_names_a_config_that_cannot_hold():
+    from golden.qadc import SweepRow
+    bad = SweepRow("democnn", "small-drop_lsb4", "drop_lsb", 4, 1, 0.958, 0.094, 0.317, False)
+    assert bad.verdict("small", 0.01) == (
+        "democnn on small with a 4-bit drop_lsb ADC: top-1 31.7 % ADC-aware (9.4 % naive) vs "
+        "95.8 % float -- this config cannot hold the network's accuracy (> 1 pp)")
+    good = SweepRow("democnn", "small-clip4", "clip", 4, 0, 0.958, 0.306, 0.95, True)
+    assert good.verdict("small", 0.01).endswith("-- holds the accuracy (<= 1 pp)")
