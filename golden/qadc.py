@@ -356,6 +356,7 @@ class SweepReport:
     bound: float
     images: int
     calibration_images: int
+    search_images: int
     rows: tuple[SweepRow, ...]
     seconds: float
     diagnosis: dict = field(default_factory=dict)
@@ -369,15 +370,16 @@ class SweepReport:
                          f"{100 * r.float_top1:>6.1f}% {100 * r.naive_top1:>6.1f}% "
                          f"{100 * r.aware_top1:>6.1f}%  "
                          f"{'holds' if r.holds else 'CANNOT HOLD'}")
-        lines.append(f"top-1 on {self.images} test images; ADC-aware search on "
-                     f"{self.calibration_images} calibration images; bound "
-                     f"{100 * self.bound:g} pp")
+        lines.append(f"top-1 on {self.images} test images; ranges from "
+                     f"{self.calibration_images} calibration images, the ADC-aware search "
+                     f"on the first {self.search_images}; bound {100 * self.bound:g} pp")
         lines += [r.verdict(self.base, self.bound) for r in self.rows if not r.holds]
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
         return {"base": self.base, "bound": self.bound, "images": self.images,
-                "calibration_images": self.calibration_images, "seconds": self.seconds,
+                "calibration_images": self.calibration_images,
+                "search_images": self.search_images, "seconds": self.seconds,
                 "rows": [r.to_dict() for r in self.rows], "diagnosis": self.diagnosis}
 
 
@@ -442,5 +444,5 @@ def adc_sweep(models: Sequence, base: AccelConfig, images: torch.Tensor,
             if say is not None:
                 say(f"{mname} {mode} {bits}-bit: float {100 * ft:.1f} %, naive "
                     f"{100 * nt:.1f} %, ADC-aware {100 * at:.1f} %")
-    return SweepReport(base.name, bound, len(labels), len(calibration), tuple(rows),
-                       time.perf_counter() - start)
+    return SweepReport(base.name, bound, len(labels), len(calibration), len(search_cal),
+                       tuple(rows), time.perf_counter() - start)
