@@ -33,7 +33,8 @@ numbers programmed into it (``docs/arithmetic.md`` sections 1-7).
 :func:`adc_sweep` derives configurations from a base one (:func:`adc_config`: same tile, ADC
 ``mode`` and ``bits`` replaced) from the lossless width down to ``min_bits`` and reports float,
 naive (plain :func:`golden.qnet.quantize_graph`) and ADC-aware top-1 per model, with a verdict
-whether the configuration holds the network's accuracy within ``bound``.
+whether the configuration holds the network's accuracy within ``bound``, and per lossy point
+the per-layer ADC error against the exact accumulator (:func:`layer_errors`) of both.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ __all__ = ["W_OFFSETS", "OUT_OFFSETS", "LayerChoice", "AdcAwareResult", "adc_awa
 W_OFFSETS = (0, 1, 2)        #: weight fraction bits tried above the no-saturation choice
 OUT_OFFSETS = (0, 1)         #: output fraction bits tried above it
 DEFAULT_MIN_BITS = 3         #: the sweep's narrowest ADC
+DIAGNOSIS_IMAGES = 8         #: calibration images of the sweep's per-layer ADC error figures
 
 
 # -- the crossbar sums, golden and exact ---------------------------------------------------------
@@ -332,6 +334,7 @@ class SweepRow:
     aware_top1: float
     holds: bool
     choices: tuple[LayerChoice, ...] = ()
+    errors: dict = field(default_factory=dict)
 
     def verdict(self, base: str, bound: float) -> str:
         what = "a lossless" if self.mode == "lossless" else f"a {self.adc_bits}-bit {self.mode}"
@@ -359,7 +362,6 @@ class SweepReport:
     search_images: int
     rows: tuple[SweepRow, ...]
     seconds: float
-    diagnosis: dict = field(default_factory=dict)
 
     def table(self) -> str:
         lines = [f"{'model':<16} {'ADC':<14} {'drop':>4} {'float':>7} {'naive':>7} "
@@ -380,7 +382,7 @@ class SweepReport:
         return {"base": self.base, "bound": self.bound, "images": self.images,
                 "calibration_images": self.calibration_images,
                 "search_images": self.search_images, "seconds": self.seconds,
-                "rows": [r.to_dict() for r in self.rows], "diagnosis": self.diagnosis}
+                "rows": [r.to_dict() for r in self.rows]}
 
 
 def adc_sweep(models: Sequence, base: AccelConfig, images: torch.Tensor,
@@ -434,12 +436,15 @@ def adc_sweep(models: Sequence, base: AccelConfig, images: torch.Tensor,
             naive = quantize_graph(cfg, graph, None, ranges=ranges)
             nt = quant_top1(naive, images, labels)
             if mode == "lossless":
-                at, choices = nt, ()
+                at, choices, errors = nt, (), {}
             else:
                 res = adc_aware(cfg, graph, search_cal, ranges=ranges)
                 at, choices = quant_top1(res.qgraph, images, labels), res.choices
+                diag = search_cal[:DIAGNOSIS_IMAGES]
+                errors = {"naive": layer_errors(naive, diag),
+                          "aware": layer_errors(res.qgraph, diag)}
             row = SweepRow(mname, cfg.name, mode, bits, cfg.adc_drop, ft, nt, at,
-                           at >= ft - bound - 1e-12, choices)
+                           at >= ft - bound - 1e-12, choices, errors)
             rows.append(row)
             if say is not None:
                 say(f"{mname} {mode} {bits}-bit: float {100 * ft:.1f} %, naive "

@@ -25,6 +25,9 @@ def test_adc_report_runs_and_the_search_rescues_a_clipping_adc(tmp_path):
     assert lossless["naive_top1"] >= lossless["float_top1"] - 0.01
     assert clip["naive_top1"] < 0.5
     assert clip["aware_top1"] >= 0.85
+    assert [e["layer"] for e in clip["errors"]["naive"]] == [c["name"] for c in clip["layers"]]
+    assert any(e["error_rms"] > 0 for e in clip["errors"]["naive"])
+    assert lossless["errors"] == {}
     assert len(clip["layers"]) == 5 and all(c["mse"] <= c["plain_mse"] for c in clip["layers"])
     assert "clip 4b" in r.stdout and "top-1 on 120 test images" in r.stdout
     verdict = "democnn on small with a 4-bit clip ADC: top-1"
