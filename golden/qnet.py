@@ -45,6 +45,16 @@ Per node (``f(x)`` is the fraction bits of tensor ``x``; "range" below is the ou
   range. The count is what PyTorch divides by (``count_include_pad``, ``divisor_override``).
 * ``clamp`` (unfused), ``flatten``: integer, fraction bits unchanged.
 
+Two options of :func:`quantize_graph` change these rules, both off by default. ``tweaks``
+(:class:`NodeTweak`, chosen by the ADC-aware search of :mod:`golden.qadc`) moves a crossbar
+layer's weight and output fraction bits and adds integer corrections to its weights and bias.
+``input_offset`` gives a crossbar layer whose input may be negative (:func:`signed_tensors`) on
+an unsigned-input configuration the offset rule of ``docs/arithmetic.md`` ("Signed activations
+on unsigned inputs"): the input tensor is a signed ``input_bits`` integer in ``[-c, c - 1]``,
+``c = 2**(input_bits - 1)`` (its producer's range, or the image's, intersected with that), the
+crossbar is driven with ``x + c`` (padding taps included) and the programmed bias is
+``bias - c * sum of the output's weights``, exact.
+
 For the demo CNN these rules are ``golden.fixedpoint.quantize_democnn`` and
 ``quant_forward`` exactly (same fraction bits, same integers): its ``mean((2, 3))`` lowers to a
 1x1 adaptive average pool whose fraction bits come from the pooled range in the input range.
