@@ -79,7 +79,6 @@ import torch.nn.functional as F
 
 from arch.config import AccelConfig, ConfigError
 from arch.geometry import ConvGeometry, Mapping
-from arch.ranges import int_range
 from golden import layer as _layer
 from golden.arith import round_shift
 from golden.fixedpoint import (QuantError, bias_range, flexpoint_shift,
