@@ -83,11 +83,18 @@ def run(args: argparse.Namespace) -> int:
                 bar.close()
                 t0.append(time.perf_counter())
             con.print(f"[{time.perf_counter() - t0[0]:6.1f} s] {msg}")
+        from contextlib import nullcontext
+
+        from aqua._cmdutil import single_thread
         from golden.graph import UnsupportedGraphError
+        # a graph search is thousands of small float passes: on a small shared machine a
+        # multi-threaded kernel waits for a busy core at every barrier (aqua._cmdutil)
+        threads = nullcontext() if choice.democnn else single_thread()
         try:
-            report = quantize(model, bound=args.bound / 100, images=args.images,
-                              schedule=args.schedule, base=base, sims=sims, progress=step,
-                              say=say, name=choice.name, size=choice.size)
+            with threads:
+                report = quantize(model, bound=args.bound / 100, images=args.images,
+                                  schedule=args.schedule, base=base, sims=sims,
+                                  progress=step, say=say, name=choice.name, size=choice.size)
         except (LibertyMissing, SimulatorMissing) as exc:
             raise UsageError(str(exc)) from None
         except UnsupportedGraphError as exc:

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from arch.config import AccelConfig
+from golden.timing import single_thread
 
 __all__ = ["digits", "calibration", "quantize_model", "conv_layer_of", "first_conv_layer",
            "tile_layers",
@@ -196,7 +197,8 @@ def demo_network(cfg: AccelConfig, model, *, name: str, size: int = 32, images: 
     x, y = x[:images], y[:images]
     rows = layer_rows(qg)
     ft = float_top1(qg.graph, x, y) if images else float("nan")
-    qt = quant_top1(qg, x, y, batch=32, progress=progress) if images else None
+    with single_thread():
+        qt = quant_top1(qg, x, y, batch=32, progress=progress) if images else None
     return NetDemoReport(
         config=_config_dict(cfg), model=name, size=size, layers=rows,
         crossbars=sum(r["crossbars"] for r in rows), cycles=sum(r["cycles"] for r in rows),
@@ -277,7 +279,8 @@ def network_energy(cfg: AccelConfig, table, model, *, name: str, size: int = 32,
     geoms, groups, names = S.graph_geometry(qg)
     crops = list(range(S.NCROPS)) if crop is None else sorted({0, crop})
     plan = [S.crop_plan(geoms, fraction, 0)[c] for c in crops]
-    logits, inputs = S.crop_forward(qg, x[image:image + 1], plan, with_inputs=True)
+    with single_thread():
+        logits, inputs = S.crop_forward(qg, x[image:image + 1], plan, with_inputs=True)
     cal = load_calibration(cfg, table)
     per_vector = cfg.latency + 1
     rows = layer_rows(qg)

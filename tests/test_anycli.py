@@ -118,44 +118,62 @@ def test_energy_on_tinyresnet(tmp_path, capsys):
 
 def test_energy_democnn_graph_path_equals_the_layer_report():
     """Uncropped, every conv layer of democnn through the graph path has the energy of the
-    demo CNN's own report (same integers, geometry, calibration); the graph adds the fc."""
+    demo CNN's own layer report (``cosim.energy_report.crop_rows``: same integers, geometry,
+    calibration); so has conv0 under a crop (its input is the image either way). The graph
+    adds the classifier."""
     from arch.energy import load_energy_table
-    from cosim.energy_report import energy_report
+    from golden.cnn import CONV_SPECS, load_democnn
+    from golden.crop import kept_window
+    from golden.data import cluttered_digits
+    from golden.energy_model import conv_layer_energy, layer_geometry, load_calibration
+    from golden.fixedpoint import quant_layer, quantize_democnn
     from golden.netreport import network_energy
 
     cfg, table = load_config("small"), load_energy_table("isaac32nm")
-    new = network_energy(cfg, table, "democnn", name="democnn", crop=5)
-    old = energy_report(cfg, table, layer=0, crop=5, analytic=True)
-    assert len(new.layers) == len(old.layers) + 1 and new.layers[-1]["shape"].startswith("linear")
-    for a, b in zip(old.layers, new.layers):
-        assert b["pj"][0] == pytest.approx(a["full_pj"], rel=1e-12)
-    assert new.layers[0]["pj"][1] == pytest.approx(old.crops[1]["total_pj"], rel=1e-12)
+    new = network_energy(cfg, table, "democnn", name="democnn", crop=5, image=2)
+    net = quantize_democnn(cfg, load_democnn())
+    x, _ = cluttered_digits("test")
+    cal = load_calibration(cfg, table)
+    assert len(new.layers) == len(CONV_SPECS) + 1 and new.layers[-1]["shape"].startswith("linear")
+    for i, row in enumerate(new.layers[:-1]):
+        q = quant_layer(net, i, x[2:3])
+        old = conv_layer_energy(cfg, table, layer_geometry(q), x=q.x, calibration=cal)
+        assert row["pj"][0] == pytest.approx(float(old.total_pj.sum()), rel=1e-12)
+        if i == 0:
+            old5 = conv_layer_energy(cfg, table, layer_geometry(q), x=q.x, calibration=cal,
+                                     window=kept_window(5, 0.25, 32, 32))
+            assert row["pj"][1] == pytest.approx(float(old5.total_pj.sum()), rel=1e-12)
 
 
 def test_demo_on_tinyresnet_and_democnn(capsys):
-    assert main(["demo", "--model", "zoo:tinyresnet", "--accuracy-images", "6",
+    assert main(["demo", "--model", "zoo:tinyresnet", "--accuracy-images", "3",
                  "--sim", "none"]) == 0
     out = capsys.readouterr().out
     assert "zoo:tinyresnet at 32x32 on 'small'" in out and "dw_2" in out
-    assert "434 crossbars" in out and "quantized accuracy" in out and "(6 test images" in out
+    assert "434 crossbars" in out and "quantized accuracy" in out and "(3 test images" in out
 
 
-def test_demo_democnn_graph_path_equals_quant_accuracy():
-    """The demo CNN through the graph path: the old path's quantized accuracy, exactly."""
+def test_demo_democnn_graph_path_equals_the_demo_path():
+    """The demo CNN through the graph path: the old path's quantized accuracy, exactly (the
+    logits are equal: ``tests/golden/test_graph.py``), and its crossbars per layer."""
     from golden.cnn import load_democnn
     from golden.data import cluttered_digits
     from golden.fixedpoint import quant_accuracy, quantize_democnn
+    from golden.layer import matrix_mapping
     from golden.netreport import demo_network
 
     cfg = load_config("small")
-    rep = demo_network(cfg, "democnn", name="democnn", images=24)
+    rep = demo_network(cfg, "democnn", name="democnn", images=4)
     x, y = cluttered_digits("test")
-    assert rep.quant_top1 == quant_accuracy(quantize_democnn(cfg, load_democnn()), x[:24], y[:24])
-    assert [r["crossbars"] for r in rep.layers] == [1, 9, 18, 36, 4]
+    net = quantize_democnn(cfg, load_democnn())
+    assert rep.quant_top1 == quant_accuracy(net, x[:4], y[:4])
+    assert [r["crossbars"] for r in rep.layers] == [
+        matrix_mapping(cfg, q.weight[0].numel(), q.weight.shape[0]).crossbars
+        for q in net.layers]
 
 
 def test_quantize_on_tinyresnet(tmp_path, capsys):
-    assert main(["quantize", "--model", "zoo:tinyresnet", "--images", "12", "--no-hardware",
+    assert main(["quantize", "--model", "zoo:tinyresnet", "--images", "8", "--no-hardware",
                  "--json", str(tmp_path / "q.json")]) == 0
     doc = json.loads((tmp_path / "q.json").read_text())
     assert doc["model"] == "zoo:tinyresnet" and len(doc["layers"]) == 10
@@ -175,14 +193,16 @@ def test_quantize_search_democnn_graph_equals_chain():
     from golden.graph import lower
     from golden.qlayers import calibration_ranges, describe, describe_graph
     from golden.qsearch import search
+    from golden.timing import single_thread
 
     model, cal = load_democnn(), calibration_images()[:64]
     chain, graph = describe(model), describe_graph(lower(model, cal[:1]))
     assert calibration_ranges(chain, cal) == calibration_ranges(graph, cal)
     x, y = cluttered_digits("test")
     kw = dict(bound=0.05, widths=(3, 6, 8), refine=False)
-    a = search(chain, cal, x[:20], y[:20], **kw)
-    b = search(graph, cal, x[:20], y[:20], **kw)
+    with single_thread():
+        a = search(chain, cal, x[:12], y[:12], **kw)
+        b = search(graph, cal, x[:12], y[:12], **kw)
     assert a.formats == b.formats and a.accuracy == b.accuracy
     assert a.evaluations == b.evaluations
 
