@@ -217,3 +217,16 @@ def test_quantize_hardware_first_layer_rule():
     assert first_layer_problem(small, model_layers(load_model("democnn"), cal)) is None
     tiny = model_layers(load_model("zoo:tinyresnet"), cal)
     assert "not read by crossbar layer 1 alone" in first_layer_problem(small, tiny)
+
+
+def test_tile_layers_of_a_model():
+    """``aqua energy --model M --tile``: the layers one ConvTile computes, and why not the
+    others (analytic only)."""
+    from golden.netreport import quantize_model, tile_layers
+
+    layers = tile_layers(quantize_model(load_config("small"), "zoo:tinyresnet"))
+    fits = [name for _, name, why in layers if why is None]
+    assert fits == ["stem_2", "block2_downsample_1"]          # 9 and 16 rows of 16
+    why = dict((name, why) for _, name, why in layers)
+    assert why["block1_relu"] == "144 im2col rows, more than one crossbar's 16"
+    assert why["dw_2"].startswith("not a plain square conv") and why["head"] == "a linear layer"
