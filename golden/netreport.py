@@ -7,7 +7,7 @@ the calibration images DemoCNN uses (:func:`quantize_model`, :func:`golden.qnet.
 images are the shipped cluttered digits (1x32x32, ten classes), resized to ``size x size``
 (bilinear) for a model that wants larger inputs (:func:`digits`). Every crossbar layer runs
 through the golden crossbar model (:func:`golden.qnet.qforward`); for the demo CNN the integers
-are those of ``golden.fixedpoint.quant_forward`` (``tests/golden/test_netreport.py``).
+are those of ``golden.fixedpoint.quant_forward`` (``tests/golden/test_graph.py``, ``tests/test_anycli.py``).
 
 * :func:`demo_network`: float and quantized top-1 on the first test images, and per crossbar
   layer its crossbars and cycles (:func:`golden.qnet.layer_mappings`).

@@ -6,9 +6,12 @@ pooling, ``fc``) into :class:`LayerInfo` records; :func:`describe_graph` does so
 lowered network (:class:`golden.graph.Graph`): its crossbar layers (``conv``, ``linear``) in
 order, as a :class:`GraphLayers` that runs as the whole graph (residual adds, pools,
 concatenations in float between them; every crossbar layer's input, weights and bias
-fake-quantized). On the demo CNN both give the same logits (``tests/golden/test_qsearch.py``). Accuracy is measured with **fake quantization
-in float** (:func:`fake_forward`): each tensor is quantized with
-:func:`golden.qformat.fake_quant` and dequantized, and the network runs in float32. Costs:
+fake-quantized). On the demo CNN both give the same ranges, formats and accuracies
+(``tests/test_anycli.py``).
+
+Accuracy is measured with **fake quantization in float** (:func:`fake_forward`): each tensor
+is quantized with :func:`golden.qformat.fake_quant` and dequantized, and the network runs in
+float32. Costs:
 memory ``Σ params × bits`` (:func:`memory_bits`) and multiplies ``Σ MACs × w bits × x bits``
 (:func:`multiply_cost`), both also relative to uniform 8-bit (:func:`cost_summary`).
 """
@@ -26,8 +29,8 @@ from arch.geometry import conv_out_size
 from golden.fixedpoint import float_layer
 from golden.qformat import LayerFormat, fake_quant
 
-__all__ = ["LayerInfo", "describe", "describe_graph", "GraphLayers", "run_layers", "quantized_params", "fake_forward",
-           "accuracy", "calibration_ranges", "macs", "memory_bits", "multiply_cost",
+__all__ = ["LayerInfo", "describe", "describe_graph", "GraphLayers", "run_layers",
+           "quantized_params", "fake_forward", "accuracy", "calibration_ranges", "macs", "memory_bits", "multiply_cost",
            "cost_summary"]
 
 

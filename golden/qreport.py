@@ -20,7 +20,7 @@ layer's input, weights and bias, the adds and pools between them in float), on t
 resized to ``size x size``; the torch.ao and shift-and-round baselines need the demo CNN's chain
 of convs (``model.convs``, ``model.fc``) and are left out for it, which ``notes`` says. The demo
 CNN keeps :func:`golden.qlayers.describe` (the graph gives it the same logits, formats and
-accuracies: ``tests/golden/test_qsearch.py``) so that its baselines run.
+accuracies: ``tests/test_anycli.py``) so that its baselines run.
 
 Wall times are gathered under the one key ``timing`` of :meth:`QuantizeReport.to_dict`, so that
 two runs' reports without it compare byte for byte.
