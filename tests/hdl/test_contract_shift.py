@@ -74,6 +74,6 @@ def test_xsum_width_follows_the_document():
 def test_phase_codes_follow_the_document():
     """The document's ``IDLE = 0``, ``XBAR = 1``, ... are the codes of ``hdl.layouts.Phase``."""
     text = (Path(__file__).resolve().parents[2] / "docs" / "arithmetic.md").read_text()
-    codes = dict(re.findall(r"`(IDLE|XBAR|ADC|FINAL|OUT) = (\d)`", text))
+    codes = dict(re.findall(r"`(IDLE|XBAR_ADC|XBAR|ADC|FINAL|OUT) = (\d)`", text))
     assert {name: int(v) for name, v in codes.items()} == {p.name: p.value for p in Phase}
     assert Phase.IDLE.value == 0 and Phase.as_shape().width == 3
