@@ -308,7 +308,9 @@ def datapath_stimulus(cfg: AccelConfig, jobs: list[dict], *, seed: int, bubble: 
         jv, jp = vec[at:end], pos[at:end]
         x = job["x"]
         V = x.shape[0]
-        inputs.append(_be(pack_bytes(il, {"x": x}), nbytes(il.size)))
+        # first_chunk 0: every chunk streamed (the per-region precision field of the payload)
+        inputs.append(_be(pack_bytes(il, {"x": x, "first_chunk": torch.zeros(V)}),
+                          nbytes(il.size)))
         rec = np.zeros((end - at, OB + 1), dtype=np.uint8)
         rec[:, OB] = ctrl[at:end]
         held = jv < 0
@@ -454,7 +456,7 @@ def tile_stimulus(cfg: AccelConfig, geom: ConvGeometry, layer, images) -> TileSt
     from .tile import tile_layer, tile_writes
 
     wl, ll, sl, pl, rl, outl = (tile_weight_write_layout(cfg, geom), tile_layer_layout(cfg, geom),
-                                tile_setup_layout(geom), tile_pixel_layout(cfg, geom),
+                                tile_setup_layout(cfg, geom), tile_pixel_layout(cfg, geom),
                                 tile_read_layout(geom), tile_output_layout(cfg, geom))
     writes = tile_writes(cfg, geom, layer.weight)
     spans, c = [], len(writes)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from amaranth.lib import data
 
 from arch.config import AccelConfig
 from arch.geometry import ConvGeometry, Mapping
@@ -78,14 +79,16 @@ class TileImage:
                 "error": self.error}
 
 
-def tile_setup(geom: ConvGeometry, **fields) -> int:
+def tile_setup(cfg: AccelConfig, geom: ConvGeometry, **fields) -> int:
     """The ``setup`` word with ``fields`` set (``tile_setup_layout``); the others are 0."""
-    layout = tile_setup_layout(geom)
+    layout = tile_setup_layout(cfg, geom)
     names = [name for name, _ in layout]
     unknown = set(fields) - set(names)
     if unknown:
         raise ValueError(f"unknown setup fields {sorted(unknown)}; the layout has {names}")
-    return pack(layout, **{name: fields.get(name, 0) for name in names})
+    zero = {name: [0] * f.shape.length if isinstance(f.shape, data.ArrayLayout) else 0
+            for name, f in layout}
+    return pack(layout, **{name: fields.get(name, zero[name]) for name in names})
 
 
 def tile_image(cfg: AccelConfig, geom: ConvGeometry, x: torch.Tensor, layer, *, crop=None,
@@ -96,10 +99,10 @@ def tile_image(cfg: AccelConfig, geom: ConvGeometry, x: torch.Tensor, layer, *, 
     cin, H, W = x.shape
     if window is None:
         window = kept_window(crop, fraction, H, W)
-        setup = tile_setup(geom, height=H, width=W, mode=1, crop=crop_index(crop),
+        setup = tile_setup(cfg, geom, height=H, width=W, mode=1, crop=crop_index(crop),
                            fraction=fraction_code(fraction))
     else:
-        setup = tile_setup(geom, height=H, width=W, **dict(zip(("r0", "r1", "c0", "c1"),
+        setup = tile_setup(cfg, geom, height=H, width=W, **dict(zip(("r0", "r1", "c0", "c1"),
                                                                window)))
     r0, r1, c0, c1 = window
     kept = x[:, r0:r1, c0:c1].permute(1, 2, 0).reshape(-1, cin)      # AGU order, [n, Cin]
@@ -111,9 +114,9 @@ def tile_image(cfg: AccelConfig, geom: ConvGeometry, x: torch.Tensor, layer, *, 
                      tile_cycles(cfg, geom, H, W, window), window=tuple(window))
 
 
-def bad_setup(geom: ConvGeometry, label: str, **fields) -> TileImage:
+def bad_setup(cfg: AccelConfig, geom: ConvGeometry, label: str, **fields) -> TileImage:
     """A setup the tile must refuse (``error`` and ``done`` at the start edge, 1 cycle)."""
-    setup = tile_setup(geom, **{"height": 1, "width": 1, "r1": 1, "c1": 1, **fields})
+    setup = tile_setup(cfg, geom, **{"height": 1, "width": 1, "r1": 1, "c1": 1, **fields})
     return TileImage(label, setup, [], 0, 0, None, 1, error=True)
 
 
