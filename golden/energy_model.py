@@ -111,7 +111,8 @@ def layer_geometry(layer) -> ConvGeometry:
 
 
 def conv_layer_events(cfg: AccelConfig, geometry: ConvGeometry, *, window=None,
-                      x: torch.Tensor | None = None) -> dict[str, int | torch.Tensor]:
+                      x: torch.Tensor | None = None, chunks: torch.Tensor | None = None
+                      ) -> dict[str, int | torch.Tensor]:
     """Event counts of the conv layer ``geometry`` on ``cfg``'s crossbars (the table in the
     module docstring, keys :data:`LAYER_EVENTS`).
 
@@ -128,6 +129,13 @@ def conv_layer_events(cfg: AccelConfig, geometry: ConvGeometry, *, window=None,
         input); every other count is an int. Without ``x`` they are an **upper bound**: every
         DAC level of every im2col entry of every computed position is driven (``dac_drives``
         counts chunks, ``dac_level_sum`` their maximum levels).
+    chunks : torch.Tensor, optional
+        Per-region precision (``docs/arithmetic.md``, "Per-region precision"): int ``[Ho, Wo]``,
+        the chunks ``T_pos`` each output position streams (``golden.precision.position_chunks``),
+        positive exactly on the computed positions of ``window``. The per-chunk events
+        (crossbar steps, row reads, sample-holds, ADC steps and conversions, shift-adds) are
+        then ``crossbars * sum(chunks)`` chunks in place of ``vectors * T``; give ``x`` reduced
+        for exact DAC counts. ``None``: every computed position streams all ``T`` chunks.
 
     Raises
     ------
@@ -146,6 +154,7 @@ def conv_layer_events(cfg: AccelConfig, geometry: ConvGeometry, *, window=None,
     mapping = Mapping(cfg, g)
     tiles, groups = mapping.row_tiles, mapping.groups
     V, T = cc.activations, cfg.input_cycles
+    VT = V * T if chunks is None else tiles * groups * _chunk_total(cfg, g, window, chunks)
     kept = (window[1] - window[0]) * (window[3] - window[2])
     ev: dict[str, int | torch.Tensor] = {
         "positions": cc.positions,
@@ -154,12 +163,12 @@ def conv_layer_events(cfg: AccelConfig, geometry: ConvGeometry, *, window=None,
         "input_handshakes": V,
         "output_handshakes": V,
         "weight_writes": tiles * groups * cfg.rows * cfg.outputs,
-        "xbar_steps": V * T * cfg.xbar_steps,
-        "row_activations": V * T * cfg.rows,
-        "sample_holds": V * T * cfg.cols,
-        "adc_steps": V * T * cfg.adc_steps,
-        "adc_conversions": V * T * cfg.cols,
-        "shift_adds": V * T * cfg.cols,
+        "xbar_steps": VT * cfg.xbar_steps,
+        "row_activations": VT * cfg.rows,
+        "sample_holds": VT * cfg.cols,
+        "adc_steps": VT * cfg.adc_steps,
+        "adc_conversions": VT * cfg.cols,
+        "shift_adds": VT * cfg.cols,
         "ifmap_reads": kept * in_channels,
         "ifmap_read_bits": kept * in_channels * cfg.input_bits,
         "ofmap_writes": cc.positions * out_channels,
@@ -186,6 +195,28 @@ def conv_layer_events(cfg: AccelConfig, geometry: ConvGeometry, *, window=None,
         ev["dac_drives"] = groups * drives
         ev["dac_level_sum"] = groups * level_sum
     return {key: ev[key] for key in LAYER_EVENTS}
+
+
+def _chunk_total(cfg: AccelConfig, g: ConvGeometry, window, chunks) -> int:
+    """``sum(chunks)``, checked: ``[Ho, Wo]`` ints in ``[0, T]``, positive exactly on the
+    computed positions (:func:`golden.crop.output_window` of ``window``)."""
+    ho, wo = g.out_height, g.out_width
+    ch = torch.as_tensor(chunks)
+    if ch.is_floating_point() or tuple(ch.shape) != (ho, wo):
+        raise ValueError(f"chunks must be an integer [{ho}, {wo}] map, not "
+                         f"{ch.dtype} {list(ch.shape)}")
+    ch = ch.to(torch.int64)
+    T = cfg.input_cycles
+    if ch.numel() and (int(ch.min()) < 0 or int(ch.max()) > T):
+        raise ValueError(f"chunks must lie in [0, {T}], found values in "
+                         f"[{int(ch.min())}, {int(ch.max())}]")
+    r0, r1, c0, c1 = output_window(window, g.height, g.width, g.kernel, g.stride, g.padding)
+    on = torch.zeros(ho, wo, dtype=torch.bool)
+    on[r0:r1, c0:c1] = True
+    if not torch.equal(ch > 0, on):
+        raise ValueError("chunks must be positive exactly on the computed output positions "
+                         f"{(r0, r1, c0, c1)} of the window")
+    return int(ch.sum())
 
 
 @dataclass(frozen=True)
@@ -368,8 +399,8 @@ def tile_idle_cycles(events: dict) -> int:
 
 def conv_layer_energy(cfg: AccelConfig, table: EnergyTable, geometry: ConvGeometry, *,
                       window=None, x: torch.Tensor | None = None,
-                      calibration: Calibration | None = None, tile: bool = False
-                      ) -> LayerEnergy:
+                      calibration: Calibration | None = None, tile: bool = False,
+                      chunks: torch.Tensor | None = None) -> LayerEnergy:
     """pJ of the conv layer ``geometry``: :func:`conv_layer_events` times ``table`` (ADC
     scaled to ``cfg.adc_bits``), plus the calibrated digital energy.
 
@@ -377,6 +408,8 @@ def conv_layer_energy(cfg: AccelConfig, table: EnergyTable, geometry: ConvGeomet
     memory energy is that of the tile's memories (:data:`arch.energy.TILE_MEMORY`: the
     gather's reads, the input memory's and the output memory's writes, per bit) and the
     calibration's ``tile_pj`` charges the tile's own logic (block ``agu`` among them).
+
+    ``chunks``: per-position chunk counts of a precision plan (:func:`conv_layer_events`).
 
     ``calibration=None`` loads the calibration of ``cfg`` and ``table``
     (:func:`load_calibration`); if there is none, only the event energies are charged,
@@ -388,7 +421,7 @@ def conv_layer_energy(cfg: AccelConfig, table: EnergyTable, geometry: ConvGeomet
     ValueError
         If an explicit ``calibration`` was fitted for another config or table.
     """
-    events = conv_layer_events(cfg, geometry, window=window, x=x)
+    events = conv_layer_events(cfg, geometry, window=window, x=x, chunks=chunks)
     if calibration is None:
         calibration = load_calibration(cfg, table)
     elif calibration.digest != cfg.digest or calibration.table != table.name:

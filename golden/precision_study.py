@@ -1,0 +1,208 @@
+"""The per-region precision study: every image under a set of precision plans
+(:mod:`golden.precision`), batched like the crop study (:mod:`golden.study`).
+
+For a batch of ``B`` images the ``C`` plans run as one batch of ``C * B`` through the golden
+quantized network (a :class:`~golden.fixedpoint.QuantNet` or a :class:`golden.qnet.QGraph`),
+:func:`plans_forward`. From crossbar layer ``from_layer`` on, every spatial crossbar layer's
+input (after its saturation to the input range) is reduced to the plan's precision map
+(:func:`golden.precision.reduce_activations`; the band window of ``from_layer``'s map, scaled to
+each later map, :func:`plan_windows`); only the output positions with ``p_max > 0`` are
+computed (those of :func:`golden.crop.output_window` of the plan's
+:func:`~golden.precision.zero_window`), the others read 0. The computation reuses the crop
+study's layer functions (:func:`golden.study.crops_conv2d`, :func:`golden.study.crops_conv_node`)
+with the plan's zero window on reduced inputs, so a crop-equivalent plan gives the crop
+study's integers exactly.
+
+Energy (:func:`plan_energy`): ``golden.energy_model.conv_layer_energy`` per crossbar layer with
+the plan's zero window, its reduced integer inputs (exact DAC counts) and the per-position chunk
+counts ``T_pos`` (:func:`golden.precision.position_chunks`): per-chunk events are charged per
+chunk streamed.
+
+Predictors: :func:`precision_risk` generalises a region-importance metric's removed share to
+``Σ imp * (1 - p/Bx) / Σ imp`` over the image's pixels (``p`` the plan's precision on the
+image), which is the removed share for a crop plan.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from arch.config import AccelConfig
+from arch.geometry import ConvGeometry
+
+from .crop import scale_window
+from .fixedpoint import QuantNet, global_avg_pool, quant_inputs, saturate
+from .layer import matvec
+from .precision import (band_window, bits_maps, position_bits, position_chunks,
+                        reduce_activations, zero_window)
+from .study import crops_conv2d, crops_conv_node
+
+__all__ = ["plan_windows", "plans_forward", "plan_energy", "precision_risk", "image_bits"]
+
+
+def plan_windows(geoms: Sequence[ConvGeometry], fraction, from_layer: int = 0
+                 ) -> list[tuple[int, int, int, int] | None]:
+    """Per crossbar layer, the band window of its input map (None: the layer is not reduced,
+    before ``from_layer`` or a 1x1 map). ``from_layer`` takes
+    :func:`~golden.precision.band_window` of its map, later layers that window scaled.
+
+    Raises
+    ------
+    ValueError
+        If ``from_layer`` is not a spatial layer.
+    """
+    spatial = [i for i, g in enumerate(geoms) if g.height * g.width > 1]
+    if from_layer not in spatial:
+        raise ValueError(f"from_layer must be one of the conv layers {spatial}, "
+                         f"not {from_layer}")
+    base = geoms[from_layer]
+    w0 = band_window(fraction, base.height, base.width)
+    return [None if i < from_layer or i not in spatial else
+            scale_window(w0, base.height, base.width, g.height, g.width)
+            for i, g in enumerate(geoms)]
+
+
+def _reduce(cfg: AccelConfig, x: torch.Tensor, plans, window):
+    """``x [1 or C, B, Cin, H, W]`` reduced per plan, and each plan's zero window (None when
+    the layer is not reduced)."""
+    C = len(plans)
+    if window is None:
+        return x, [None] * C
+    H, W = x.shape[-2:]
+    bits = bits_maps(plans, window, H, W, cfg)                             # [C, H, W]
+    x = reduce_activations(cfg, x.expand(C, *x.shape[1:]), bits[:, None, None])
+    return x, [zero_window(p, window, H, W) for p in plans]
+
+
+def plans_forward(net, images: torch.Tensor, plans, windows, *, with_inputs: bool = False):
+    """Integer logits ``[C, B, classes]`` of the quantized network under each of the ``C``
+    plans, with band windows ``windows`` (:func:`plan_windows`); with ``with_inputs`` also
+    every crossbar layer's reduced integer inputs ``[C or 1, B, ...]``. Plan ``(Bx,)*4`` gives
+    the full network; a crop-equivalent plan the crop study's logits."""
+    if not isinstance(net, QuantNet):
+        return _graph_forward(net, images, plans, windows, with_inputs)
+    C = len(plans)
+    cfg = net.cfg
+    x = quant_inputs(net, images)[None]                                   # [1, B, ...]
+    inputs = []
+    for i, q in enumerate(net.layers):
+        if q.kind == "conv":
+            x, zw = _reduce(cfg, x, plans, windows[i])
+            if with_inputs:
+                inputs.append(x)
+            x = crops_conv2d(cfg, x, q.weight, q.bias, stride=q.stride, padding=q.padding,
+                             shift=q.shift, relu=q.relu, windows=zw[:x.shape[0]])
+            if i + 1 < len(net.layers) and net.layers[i + 1].kind == "linear":
+                x = global_avg_pool(x, q.out_frac, net.layers[i + 1].x_frac)
+            x = saturate(x, cfg.input_min, cfg.input_max)
+        else:
+            if with_inputs:
+                inputs.append(x)
+            lead = x.shape[:-1]
+            x = matvec(cfg, x.reshape(-1, x.shape[-1]), q.weight.t(), q.bias, shift=q.shift,
+                       relu=q.relu).view(*lead, -1)
+    x = x.expand(C, *x.shape[1:])
+    return (x, inputs) if with_inputs else x
+
+
+def _graph_forward(qg, images, plans, windows, with_inputs):
+    from golden.qnet import _clamp, _matvec_chunked, _run_node
+    from golden.qnet import quant_inputs as q_inputs
+
+    C = len(plans)
+    cfg = qg.cfg
+    env: dict[str, torch.Tensor] = {}
+    inputs = []
+    li = 0
+    for q in qg.nodes:
+        if q.op == "input":
+            env[q.name] = q_inputs(qg, images)[None]
+            continue
+        ins = [env[i] for i in q.inputs]
+        if q.op in ("conv", "linear"):
+            window = windows[li]
+            li += 1
+            x = torch.clamp(ins[0], cfg.input_min, cfg.input_max)
+            if q.op == "conv":
+                x, zw = _reduce(cfg, x, plans, window)
+                if with_inputs:
+                    inputs.append(x)
+                y = crops_conv_node(cfg, q, x, zw[:x.shape[0]])
+            else:
+                if with_inputs:
+                    inputs.append(x)
+                y = _matvec_chunked(cfg, x.reshape(-1, x.shape[-1]), q.weight.t(), q.bias,
+                                    q.shift, q.relu).view(*x.shape[:-1], -1)
+            env[q.name] = _clamp(y, q.act_lo, q.act_hi)
+        else:
+            lead = max(t.shape[0] for t in ins)
+            ins = [t.expand(lead, *t.shape[1:]) for t in ins]
+            y = _run_node(qg, q, [t.reshape(-1, *t.shape[2:]) for t in ins],
+                          [qg[i].frac for i in q.inputs])
+            env[q.name] = y.view(lead, -1, *y.shape[1:])
+    x = torch.clamp(env[qg.output], cfg.output_min, cfg.output_max)
+    x = x.expand(C, *x.shape[1:])
+    return (x, inputs) if with_inputs else x
+
+
+def plan_energy(cfg: AccelConfig, table, geoms: Sequence[ConvGeometry], plans, windows,
+                inputs, groups: Sequence[int] | None = None) -> torch.Tensor:
+    """Energy in pJ, ``[C, B, layers]`` float64: ``conv_layer_energy`` of every crossbar layer
+    under each plan (its zero window, reduced inputs ``inputs[l] [C or 1, B, ...]`` and
+    per-position chunk counts). ``groups[l]`` conv groups are their own layers, as in
+    :func:`golden.study.crop_energy`."""
+    from golden import energy_model as em
+
+    groups = [1] * len(geoms) if groups is None else list(groups)
+    C, B = len(plans), inputs[0].shape[1]
+    out = torch.zeros(C, B, len(geoms), dtype=torch.float64)
+    for i, g in enumerate(geoms):
+        xi, win = inputs[i], windows[i]
+        if win is not None:
+            bits = bits_maps(plans, win, g.height, g.width, cfg)
+            chunks = position_chunks(cfg, position_bits(bits, g.kernel, g.stride, g.padding))
+        done = {}
+        for c in range(C):
+            shared = xi.shape[0] == 1
+            key = -1 if shared and win is None else c
+            if key in done:
+                out[c, :, i] = done[key]
+                continue
+            x = xi[0 if shared else c]
+            x = x[:, :, None, None] if x.dim() == 2 else x
+            ng = groups[i]
+            if ng > 1:
+                x = x.reshape(x.shape[0] * ng, -1, *x.shape[2:])
+            if win is None:
+                e = em.conv_layer_energy(cfg, table, g, x=x)
+            else:
+                e = em.conv_layer_energy(cfg, table, g, window=zero_window(
+                    plans[c], win, g.height, g.width), x=x, chunks=chunks[c])
+            pj = torch.as_tensor(e.total_pj, dtype=torch.float64)
+            if ng > 1:
+                pj = pj.view(-1, ng).sum(1)
+            done[key] = out[c, :, i] = pj
+    return out
+
+
+def image_bits(plans, fraction, H: int, W: int, cfg_or_bits) -> torch.Tensor:
+    """``[C, H, W]``: every plan's precision map on an ``H x W`` image (the band window of the
+    image itself)."""
+    return bits_maps(plans, band_window(fraction, H, W), H, W, cfg_or_bits)
+
+
+def precision_risk(maps: torch.Tensor, plans, fraction, cfg_or_bits) -> torch.Tensor:
+    """``[N, C]``: ``Σ imp * (1 - p/Bx) / Σ imp`` of each importance map ``maps [N, H, W]``
+    under each plan (0 for an image with no importance): the importance share removed,
+    weighted by the precision lost. For a crop plan it is
+    :func:`golden.predictors.removed_share`."""
+    from .precision import _bx
+
+    bx = _bx(cfg_or_bits)
+    lost = 1 - image_bits(plans, fraction, *maps.shape[-2:], bx).to(maps.dtype) / bx
+    total = maps.sum((1, 2))
+    removed = torch.einsum("nhw,chw->nc", maps, lost)
+    return torch.where(total[:, None] > 0, removed / total.clamp_min(1e-300)[:, None],
+                       torch.zeros_like(removed)).clamp(0, 1)
