@@ -21,6 +21,8 @@ from arch.geometry import ConvGeometry, Mapping
 from golden.arith import flag_words
 from golden.crop import (crop_index, cropped_conv2d, fraction_code, kept_window, output_window,
                          tile_cycles)
+from golden.precision import (band_window, bits_map, check_plan, plan_conv2d, position_bits,
+                              position_chunks, zero_window)
 from hdl.layouts import (tile_layer_layout, tile_pixel_layout, tile_setup_layout,
                          tile_weight_write_layout)
 
@@ -125,9 +127,6 @@ def plan_positions(cfg: AccelConfig, geom: ConvGeometry, plan, fraction, H: int,
     (``golden.precision.bits_map``), the kept window (the pixels above 0 bits, the ones the
     host streams) and the chunks each output position streams (``T_pos``, 0 where not
     computed; ``golden.precision.position_chunks``)."""
-    from golden.precision import (band_window, bits_map, check_plan, position_bits,
-                                  position_chunks, zero_window)
-
     plan = check_plan(plan, cfg)
     bands = band_window(fraction, H, W)
     bits = bits_map(plan, bands, H, W, cfg)
@@ -142,8 +141,6 @@ def plan_image(cfg: AccelConfig, geom: ConvGeometry, x: torch.Tensor, layer, pla
     bits) unreduced, in AGU order -- the tile reduces each as it loads it; expected are
     ``golden.precision.plan_conv2d`` and the cycles of ``golden.crop.tile_cycles`` with the
     per-position chunk counts (:func:`plan_positions`)."""
-    from golden.precision import plan_conv2d
-
     cin, H, W = x.shape
     bits, window, chunks = plan_positions(cfg, geom, plan, fraction, H, W)
     setup = tile_setup(cfg, geom, height=H, width=W, plan=1, bits=list(plan),
