@@ -81,6 +81,16 @@ class ConvTile(wiring.Component):
        ``layer``) are written to the output memory at ``oy*Wo + ox``. The gather of the next
        position overlaps the crossbars' work on the current one.
 
+    **Precision plan** (``setup.plan = 1``, ``docs/arithmetic.md`` section 9): ``setup.bits``
+    are the input bit widths of the top, bottom, left and right bands of ``fraction``
+    (``golden.precision``); the kept window is the crop of the 0-bit sides. Each pixel is
+    reduced to its band's width (corners: the minimum) as it is loaded, and each output
+    position's vector goes to the crossbars with ``first_chunk = floor((Bx - p_max) / d)``,
+    ``p_max`` the largest width its receptive field touches inside the map, so it streams only
+    ``T - first_chunk`` chunks. A plan with every side ``0`` or ``Bx`` runs exactly as that
+    crop; a side above ``Bx`` is refused. The cycles are
+    ``golden.crop.tile_cycles(..., chunks=T_pos)``.
+
     The edge that writes the last output drops ``busy`` and raises ``done`` for one clock (with
     an empty output window, the edge that loads the last pixel). With ``fmap`` always valid,
     a run takes ``golden.crop.tile_cycles`` edges from the start edge to the edge raising
