@@ -196,7 +196,8 @@ def tile_tb(cfg: AccelConfig, geom: ConvGeometry, top: str) -> tuple[str, str]:
                              tile_read_layout, tile_setup_layout, tile_weight_write_layout)
 
     WR, LAY, SU, PIX, RD, OUT = (tile_weight_write_layout(cfg, geom).size,
-                                 tile_layer_layout(cfg, geom).size, tile_setup_layout(cfg, geom).size,
+                                 tile_layer_layout(cfg, geom).size,
+                                 tile_setup_layout(cfg, geom).size,
                                  tile_pixel_layout(cfg, geom).size, tile_read_layout(geom).size,
                                  tile_output_layout(cfg, geom).size)
     name = "aqua_bulk_convtile_tb"
