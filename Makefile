@@ -79,9 +79,10 @@ MODEL = build/models/democnn.pt
 $(MODEL): | $(STAMP)
 	$(TEST_ENV) $(AQUA) train --output $@
 
-# Its RTL step runs under Verilator unless SIM names Icarus.
+# Its RTL step runs under Verilator unless SIM names Icarus; per-region precision beside cropping
+# (--precision: 81 plans on the first 64 test images).
 aqua: $(STAMP) $(MODEL)
-	$(TEST_ENV) $(AQUA) crop-study --config $(CONFIG) --model $(MODEL) \
+	$(TEST_ENV) $(AQUA) crop-study --config $(CONFIG) --model $(MODEL) --precision \
 		$(if $(filter icarus verilator,$(SIM)),--sim $(SIM))
 
 # The design-space sweep of configs/sweeps/small_grid.toml on a local Dask cluster (a rerun

@@ -9,7 +9,10 @@ learned 0th layer) pick one without running the network. Energy comes from
 ``golden.energy_model`` with the ISAAC table. Then the first conv layer of ``--rtl-images``
 test images under the learned predictor's crops runs through the RTL ``ConvTile`` in one
 co-simulation (``--sim``), bit-exact with the study's golden output and in the predicted cycles,
-or the run exits 1. Writes ``study.json``, ``crop_histogram.png`` and ``accuracy_energy.png``
+or the run exits 1. With ``--precision``, per-region precision (``docs/arithmetic.md``) runs
+beside cropping on the first ``--precision-images`` test images: 81 plans (each border band at
+full, ``--precision-low`` or 0 bits), oracle and predictors over the 16 crop plans and over all
+plans. Writes ``study.json``, ``crop_histogram.png`` and ``accuracy_energy.png``
 to ``--out`` (default ``build/crop_study/``) and prints the tables.
 """
 
@@ -53,6 +56,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="test images whose first conv layer runs, under the learned "
                         "predictor's crop (top-1 within 1 pp), through the RTL ConvTile "
                         "(default 4; 0: skip)")
+    p.add_argument("--precision", action="store_true",
+                   help="also run per-region precision beside cropping: 81 plans, each border "
+                        "band at full, --precision-low or 0 bits (make aqua turns it on)")
+    p.add_argument("--precision-low", type=positive_int, default=None, metavar="BITS",
+                   help="the low level of the precision plans (default input bits / 2)")
+    p.add_argument("--precision-images", type=positive_int, default=64, metavar="N",
+                   help="test images of the precision study (81 plans each; default 64)")
+    p.add_argument("--precision-train-images", type=positive_int, default=96, metavar="N",
+                   help="training images of the precision study's predictors (default 96)")
     p.add_argument("--sim", default="verilator", choices=["verilator", "icarus"],
                    help="simulator of the RTL step (default verilator; Icarus is ~30x slower)")
     g = p.add_argument_group("your own model and images (default: the demo CNN on the "
@@ -103,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     cfg = config_from_args(args.config)
     table = load_energy_table(args.table)
+    _precision_low(args, cfg)                 # refused before the study, not after it
     # checked now, before the study; made only when the results are written (an error
     # leaves no empty folder behind)
     out = check_output_dir(args.out if args.out else BUILD_ROOT / "crop_study", "--out")
@@ -141,6 +154,9 @@ def run(args: argparse.Namespace) -> int:
     with progress(f"16 crops x {n} images", n) as advance, single_thread():
         res = CS.run_study(subject, train, test, fraction=args.fraction, progress=advance,
                            batch=args.batch)
+    res["precision"] = _precision_step(args, cfg, subject, train, test)
+    if "seconds" in res["precision"]:
+        res["timing"]["seconds"]["precision"] = res["precision"].pop("seconds")
     from golden.energy_model import load_calibration
 
     cal = load_calibration(cfg, table)
@@ -165,6 +181,40 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     return 0
+
+
+def _precision_low(args, cfg) -> int:
+    from aqua.cli import UsageError
+
+    low = cfg.input_bits // 2 if args.precision_low is None else args.precision_low
+    if not 1 <= low < cfg.input_bits:
+        raise UsageError(f"--precision-low must lie in [1, {cfg.input_bits - 1}] (the "
+                         f"inputs of '{cfg.name}' have {cfg.input_bits} bits), not {low}")
+    return low
+
+
+def _precision_step(args, cfg, subject, train, test) -> dict:
+    """Per-region precision beside cropping (``aqua.crop_study.run_precision``) on the first
+    ``--precision-images`` test and ``--precision-train-images`` training images, or
+    ``{"skipped": why}``."""
+    from aqua import crop_study as CS
+    from aqua._cmdutil import single_thread
+    from aqua.cli import progress
+
+    low = _precision_low(args, cfg)
+    if not args.precision:
+        return {"skipped": "not asked for (--precision)"}
+    if subject.precision is None:
+        return {"skipped": "a model run in float has no fixed-point inputs to reduce"}
+    xte, yte = (t[:args.precision_images] for t in test)
+    xtr, ytr = (t[:args.precision_train_images] for t in train)
+    if len(ytr) < 3:
+        return {"skipped": "fewer than 3 training images"}
+    n = len(yte) + len(ytr)
+    with progress(f"81 precision plans x {n} images", n) as advance, single_thread():
+        prec = CS.run_precision(subject, (xtr, ytr), (xte, yte), fraction=args.fraction,
+                                low=low, progress=advance, batch=args.batch)
+    return prec
 
 
 def _zoo_on_shipped_data(args, cfg, table):
@@ -260,7 +310,28 @@ def _report(res, out, con) -> None:
     con.print("energy: analytic events x table " + (f"+ digital energy calibrated on RTL "
               f"toggles ({cal})" if cal else "only (no RTL toggle calibration shipped for this "
               "config: digital logic not charged)"))
+    _report_precision(res["precision"], con)
     _report_rtl(res["rtl_cosim"], con, res["timing"].get("rtl_cosim", {}).get("wall_s"))
+
+
+def _report_precision(prec: dict, con) -> None:
+    """Energy saved per method, crop plans only beside all precision plans."""
+    from rich.table import Table
+
+    from aqua import crop_study as CS
+
+    if "skipped" in prec:
+        con.print(f"per-region precision: skipped ({prec['skipped']})")
+        return
+    t = Table(title=f"per-region precision beside cropping: 81 plans, each border band at "
+                    f"{prec['input_bits']}, {prec['low']} or 0 bits ({prec['test_images']} "
+                    f"test images, {prec['train_images']} training images); energy saved "
+                    f"(accuracy, change)")
+    for col in ("method", "paper", "crops only (16 plans)", "precision plans (81)"):
+        t.add_column(col, justify="left" if col == "method" else "right")
+    for row in CS.precision_rows(prec):
+        t.add_row(*row)
+    con.print(t)
 
 
 def _report_layers(res, con) -> None:

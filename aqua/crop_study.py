@@ -26,7 +26,7 @@ from golden import predictors as P
 from golden import study as S
 
 __all__ = ["PAPER", "RTL_METHOD", "Subject", "democnn_subject", "graph_subject",
-           "model_subject", "run_study",
+           "model_subject", "run_study", "run_precision", "precision_rows",
            "table_rows",
            "write_plots", "render_plots", "rtl_images", "rtl_first_layer"]
 
@@ -56,6 +56,27 @@ class Subject:
     layer_names: list | None = None     #: crossbar layer names (reported per layer when set)
     rtl_skip: str | None = None         #: why the RTL step does not run this subject
     float_eval: Callable | None = None  #: ``(images, labels) -> float top-1`` (graph subjects)
+    #: ``low -> (plans, forward, energy, input_bits)``: the per-region precision study's
+    #: passes over the 81 plans of levels (Bx, low, 0) (golden fixed-point subjects only)
+    precision: Callable | None = None
+
+
+def _precision(cfg, table, net, geoms, fraction, from_layer, groups=None, norm=None):
+    """The :attr:`Subject.precision` of a golden fixed-point network."""
+    from golden import precision as PR
+    from golden import precision_study as PS
+
+    windows = PS.plan_windows(geoms, fraction, from_layer)
+    norm = norm if norm is not None else (lambda x: x)
+
+    def make(low):
+        plans = PR.plan_vectors(cfg, low)
+        return (plans,
+                lambda x: PS.plans_forward(net, norm(x), plans, windows, with_inputs=True),
+                lambda inputs: PS.plan_energy(cfg, table, geoms, plans, windows, inputs,
+                                              groups),
+                cfg.input_bits)
+    return make
 
 
 def democnn_subject(cfg, table, model, fraction, from_layer: int = 0,
@@ -72,7 +93,8 @@ def democnn_subject(cfg, table, model, fraction, from_layer: int = 0,
         energy=lambda inputs: S.crop_energy(cfg, table, geoms, plan, inputs),
         plan=plan, geoms=geoms,
         description=f"demo CNN, golden fixed-point model on config '{cfg.name}'",
-        predictor_energy=lambda z: _predictor_energy(cfg, table, z, size), net=net)
+        predictor_energy=lambda z: _predictor_energy(cfg, table, z, size), net=net,
+        precision=_precision(cfg, table, net, geoms, fraction, from_layer))
 
 
 def graph_subject(cfg, table, qg, fraction, from_layer: int = 0, *, name: str,
@@ -106,7 +128,8 @@ def graph_subject(cfg, table, qg, fraction, from_layer: int = 0, *, name: str,
         predictor_energy=lambda z: _predictor_energy(cfg, table, z, size),
         layer_names=names,
         rtl_skip=f"the RTL step co-simulates the demo CNN's conv0; {name} is checked against "
-                 f"the golden fixed-point model only")
+                 f"the golden fixed-point model only",
+        precision=_precision(cfg, table, qg, geoms, fraction, from_layer, groups, norm))
 
 
 def model_subject(cfg, table, model, calibration, fraction, from_layer: int = 0, *,
@@ -225,6 +248,97 @@ def run_study(subject: Subject, train: tuple, test: tuple, *, fraction: float,
     return res
 
 
+def run_precision(subject: Subject, train: tuple, test: tuple, *, fraction: float, low: int,
+                  progress: Callable[[int], None] | None = None, batch: int = 32) -> dict:
+    """Per-region precision beside cropping (``docs/arithmetic.md``, "Per-region precision"):
+    every image under the 81 plans of levels ``(Bx, low, 0)``; per set of plans -- ``crops``
+    (the 16 crop plans) and ``plans`` (all 81) -- the oracle (cheapest tolerated plan) and the
+    predictors (``golden.precision_study.precision_risk`` of each importance metric; the
+    learned 0th layer with one output per plan of the set, its own energy charged), each
+    calibrated as in :func:`run_study` on the last third of ``train``. A JSON-able dict."""
+    from golden import precision as PR
+    from golden import precision_study as PS
+
+    plans, forward, energy_fn, bx = subject.precision(low)
+    ks = (1, 5) if subject.classes > 5 else (1,)
+    (xtr, ytr), (xte, yte) = train, test
+    arr_te = S.run_crops(forward, energy_fn, xte, yte, batch=batch, progress=progress)
+    arr_tr = S.run_crops(forward, energy_fn, xtr, ytr, batch=batch, progress=progress)
+    ranks, tol = _ranks_tol(arr_te, ks)
+    ranks_tr, tol_tr = _ranks_tol(arr_tr, ks)
+    energy, cost = arr_te.total_energy, arr_tr.total_energy.mean(0)
+    n_fit = (2 * len(ytr)) // 3
+    cal = slice(n_fit, None)
+    sets = {"crops": torch.tensor([PR.crop_plan_index(c) for c in range(S.NCROPS)]),
+            "plans": torch.arange(len(plans))}
+    maps = {m: (P.importance_maps(xtr[cal], m), P.importance_maps(xte, m)) for m in P.METRICS}
+    res = {"low": low, "input_bits": bx, "plans": [list(p) for p in plans],
+           "test_images": len(yte), "train_images": len(ytr), "fit_images": n_fit,
+           "seconds": arr_te.seconds + arr_tr.seconds,
+           "energy_per_plan": energy.mean(0).tolist(),
+           "uncropped": S.summarize_choice(torch.zeros(len(yte), dtype=torch.long), ranks,
+                                           energy),
+           "fixed_plans": [{key: v for key, v in S.summarize_choice(
+               torch.full((len(yte),), c), ranks, energy).items()
+               if key in ("top1", "top5", "energy_saved")} for c in range(len(plans))],
+           "methods": {}, "choices": {}, "learned_energy_per_image": {}}
+    for set_name, idx in sets.items():
+        e, r, rtr, c = energy[:, idx], ranks[:, idx], ranks_tr[:, idx], cost[idx]
+        sub = [plans[int(i)] for i in idx]
+        out = res["methods"][set_name] = {}
+        chosen = res["choices"][set_name] = {}
+        for k in ks:
+            ch = S.oracle_choice(tol[k][:, idx], e)
+            out[f"oracle/top{k}"] = S.summarize_choice(ch, r, e)
+            chosen[f"oracle/top{k}"] = idx[ch].tolist()
+        risks = {m: (PS.precision_risk(mc, sub, fraction, bx),
+                     PS.precision_risk(mt, sub, fraction, bx), 0.0)
+                 for m, (mc, mt) in maps.items()}
+        for k in ks:
+            z = P.train_zeroth(xtr[:n_fit], tol_tr[k][:n_fit][:, idx])
+            own = subject.predictor_energy(z) if subject.predictor_energy else 0.0
+            risks[f"learned/top{k}"] = (z.risk(xtr[cal]), z.risk(xte), own)
+            res["learned_energy_per_image"][f"{set_name}/top{k}"] = own
+        for name, (r_cal, r_te, own) in risks.items():
+            for k in ks:
+                if name.startswith("learned/") and name != f"learned/top{k}":
+                    continue
+                for budget in BUDGETS:
+                    tau = P.calibrate(r_cal, rtr[cal], c, k, budget)
+                    ch = P.choose(r_te, c, tau)
+                    summary = S.summarize_choice(ch, r, e, own)
+                    summary.update(threshold=tau, budget=budget)
+                    key = name if name.startswith("learned/") else f"{name}/top{k}"
+                    key += f"@{100 * budget:g}pp" if budget else ""
+                    out[key] = summary
+                    chosen[key] = idx[ch].tolist()
+    return res
+
+
+def precision_rows(prec: dict) -> list[tuple[str, str, str, str]]:
+    """``(method, paper, crops only, precision plans)`` rows: energy saved and accuracy of
+    each method over the 16 crop plans and over all plans."""
+    rows = []
+    crops, plans = prec["methods"]["crops"], prec["methods"]["plans"]
+    base = prec["uncropped"]
+
+    def cell(m, k):
+        acc, acc0 = m[f"top{k}"], base[f"top{k}"]
+        return (f"{_pct(m['energy_saved'])} (top-{k} {100 * acc:.1f}%, "
+                f"{100 * (acc - acc0):+.1f} pp)")
+
+    for key in plans:
+        name, kk = key.split("/")
+        kk, _, budget = kk.partition("@")
+        k = int(kk[3:])
+        what = f"top-{k} kept" if not budget else f"top-{k} within {budget[:-2]} pp"
+        rows.append((f"{name}, {what}",
+                     _pct(PAPER.get(f"saved_top{k}")) if name == "oracle" and not budget
+                     else "-",
+                     cell(crops[key], k) if key in crops else "-", cell(plans[key], k)))
+    return rows
+
+
 def _pct(v) -> str:
     return "-" if v is None else f"{100 * v:.1f}%"
 
@@ -266,7 +380,8 @@ def write_plots(res: dict, out_dir) -> list:
 def render_plots(res: dict) -> dict[str, bytes]:
     """``crop_histogram.png`` (chosen crops per method) and ``accuracy_energy.png`` (top-1
     accuracy against energy for every predictor's threshold sweep, the oracle and the 16 fixed
-    crops): file name -> PNG bytes."""
+    crops), and with a precision study ``precision_energy.png`` (:func:`_precision_plot`):
+    file name -> PNG bytes."""
     import io
 
     import matplotlib
@@ -317,7 +432,37 @@ def render_plots(res: dict) -> dict[str, bytes]:
     ax.legend(fontsize=8)
     fig.tight_layout()
     plots["accuracy_energy.png"] = png(fig)
+    prec = res.get("precision", {})
+    if "fixed_plans" in prec:
+        plots["precision_energy.png"] = png(_precision_plot(plt, prec))
     return plots
+
+
+def _precision_plot(plt, prec: dict):
+    """Top-1 against energy: every precision plan applied to all images (crop plans marked),
+    and the oracle and predictors (top-1 kept) over the crop plans and over all plans."""
+    from golden.precision import crop_plan_index
+
+    crops = {crop_plan_index(c) for c in range(S.NCROPS)}
+    fig, ax = plt.subplots(figsize=(7, 5))
+    fixed = prec["fixed_plans"]
+    for is_crop, mark, label in ((False, ".", "one plan for all images"),
+                                 (True, "x", "one crop for all images")):
+        pts = [m for i, m in enumerate(fixed) if (i in crops) == is_crop]
+        ax.scatter([1 - m["energy_saved"] for m in pts], [100 * m["top1"] for m in pts],
+                   marker=mark, color="grey" if is_crop else "tab:blue", label=label)
+    for set_name, mark in (("crops", "s"), ("plans", "*")):
+        for key, m in prec["methods"][set_name].items():
+            if key.endswith("/top1"):
+                ax.scatter([1 - m["energy_saved"]], [100 * m["top1"]], marker=mark, s=90,
+                           label=f"{key.split('/')[0]} ({set_name})")
+    ax.set_xlabel("energy per image relative to the full network (= 1)")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_title(f"Per-region precision (levels {prec['input_bits']}, {prec['low']}, 0 bits)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
 
 
 #: The predictor whose crops the RTL step co-simulates: the learned 0th layer calibrated to

@@ -232,6 +232,10 @@ def reduce_activations(cfg: AccelConfig, x: torch.Tensor, bits) -> torch.Tensor:
     return torch.where(p == bx, x, out)
 
 
+def _pair(v) -> tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, Integral) else tuple(int(a) for a in v)
+
+
 def position_bits(bits: torch.Tensor, kernel, stride=1, padding=0, dilation=1
                   ) -> torch.Tensor:
     """``p_max`` of every output position of a conv on the precision map ``bits [..., H, W]``:
@@ -245,8 +249,7 @@ def position_bits(bits: torch.Tensor, kernel, stride=1, padding=0, dilation=1
     >>> position_bits(b, 1, 2, 0).tolist()
     [[0, 0], [0, 4]]
     """
-    pair = lambda v: (int(v), int(v)) if isinstance(v, Integral) else tuple(int(a) for a in v)  # noqa: E731
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = map(pair, (kernel, stride, padding, dilation))
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = map(_pair, (kernel, stride, padding, dilation))
     b = torch.as_tensor(bits)
     lead, (H, W) = b.shape[:-2], b.shape[-2:]
     f = F.pad(b.reshape(-1, 1, H, W).to(torch.float32), (pw, pw, ph, ph), value=-1.0)

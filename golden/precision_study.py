@@ -157,6 +157,7 @@ def plan_energy(cfg: AccelConfig, table, geoms: Sequence[ConvGeometry], plans, w
 
     groups = [1] * len(geoms) if groups is None else list(groups)
     C, B = len(plans), inputs[0].shape[1]
+    cal = em.load_calibration(cfg, table)            # once, not per layer and plan
     out = torch.zeros(C, B, len(geoms), dtype=torch.float64)
     for i, g in enumerate(geoms):
         xi, win = inputs[i], windows[i]
@@ -176,10 +177,10 @@ def plan_energy(cfg: AccelConfig, table, geoms: Sequence[ConvGeometry], plans, w
             if ng > 1:
                 x = x.reshape(x.shape[0] * ng, -1, *x.shape[2:])
             if win is None:
-                e = em.conv_layer_energy(cfg, table, g, x=x)
+                e = em.conv_layer_energy(cfg, table, g, x=x, calibration=cal)
             else:
                 e = em.conv_layer_energy(cfg, table, g, window=zero_window(
-                    plans[c], win, g.height, g.width), x=x, chunks=chunks[c])
+                    plans[c], win, g.height, g.width), x=x, chunks=chunks[c], calibration=cal)
             pj = torch.as_tensor(e.total_pj, dtype=torch.float64)
             if ng > 1:
                 pj = pj.view(-1, ng).sum(1)

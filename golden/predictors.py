@@ -168,13 +168,13 @@ class ZerothLayer:
         """Its crossbar layers for the energy model: the kernels, then the classifier."""
         k = ConvGeometry(1, KERNELS.shape[0], kernel=3, stride=2, padding=1, height=height,
                          width=width)
-        return [k, ConvGeometry.linear(self.weight.shape[1], NCROPS)]
+        return [k, ConvGeometry.linear(self.weight.shape[1], self.weight.shape[0])]
 
 
 def train_zeroth(images: torch.Tensor, tol: torch.Tensor, *, steps: int = ZEROTH_STEPS,
                  seed: int = ZEROTH_SEED, weight_decay: float = 1e-3) -> ZerothLayer:
-    """Fit the classifier to ``tol [N, 16]`` (the oracle's tolerated crops), full batch,
-    Adam, one thread: deterministic."""
+    """Fit the classifier to ``tol [N, C]`` (the oracle's tolerated crops, ``C = 16``, or
+    precision plans: one output per column), full batch, Adam, one thread: deterministic."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -182,7 +182,7 @@ def train_zeroth(images: torch.Tensor, tol: torch.Tensor, *, steps: int = ZEROTH
         f = ZerothLayer.features(images)
         mean, std = f.mean(0), f.std(0).clamp_min(1e-6)
         z = (f - mean) / std
-        lin = torch.nn.Linear(z.shape[1], NCROPS)
+        lin = torch.nn.Linear(z.shape[1], tol.shape[1])
         opt = torch.optim.Adam(lin.parameters(), lr=0.05, weight_decay=weight_decay)
         target = tol.to(torch.float32)
         for _ in range(steps):

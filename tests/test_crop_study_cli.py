@@ -490,3 +490,33 @@ def test_torchscript_needs_float(user_files, capsys):
     assert msg == (f"error: --model {user_files / 'net.ts'}: a TorchScript model cannot take "
                    f"the golden fixed-point path (its graph is not lowered); give it as "
                    f"module:factory, or run it in float with --float")
+
+
+def test_precision_beside_cropping(tmp_path, capsys):
+    """--precision: 81 plans on a few images; the crop plans' oracle is the crop study's on
+    the same images, the plan oracle saves at least as much at unchanged accuracy."""
+    assert main(["crop-study", "--test-images", "3", "--train-images", "6", "--rtl-images", "0",
+                 "--precision", "--precision-images", "3", "--precision-train-images", "6",
+                 "--precision-low", "3", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "per-region precision beside cropping: 81 plans, each border band at 8, 3 or 0" in out
+    res = json.loads((tmp_path / "study.json").read_text())
+    prec = res["precision"]
+    assert prec["low"] == 3 and len(prec["plans"]) == 81 and prec["test_images"] == 3
+    assert "precision" in res["timing"]["seconds"] and "seconds" not in prec
+    assert prec["energy_per_plan"][0] == pytest.approx(res["energy_per_crop"][0])
+    crops, plans = prec["methods"]["crops"], prec["methods"]["plans"]
+    for k in (1, 5):
+        key = f"oracle/top{k}"
+        assert crops[key]["energy_saved"] == pytest.approx(res["methods"][key]["energy_saved"])
+        assert plans[key]["energy_saved"] >= crops[key]["energy_saved"] - 1e-12
+        assert plans[key][f"top{k}"] >= prec["uncropped"][f"top{k}"]
+    assert set(plans) >= {"entropy/top1", "learned/top1", "corners/top5@1pp"}
+    assert len(prec["fixed_plans"]) == 81
+    assert (tmp_path / "precision_energy.png").stat().st_size > 1000
+
+
+def test_precision_refusals(capsys):
+    err = _fail(capsys, "--precision", "--precision-low", "8")
+    assert err == ("error: --precision-low must lie in [1, 7] (the inputs of 'small' have 8 "
+                   "bits), not 8")
