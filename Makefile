@@ -60,7 +60,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(TEST_ENV) $(PY) -m pytest -n 2 -m slow tests
-	$(TEST_ENV) $(AQUA) bench --config $(CONFIG)
+	@cat build/bench/pipeline_throughput.txt   # RTL cycles per vector, both schedules
+	$(TEST_ENV) $(AQUA) bench --config $(CONFIG) small_drop --net-images 32 --net-config $(CONFIG) \
+		--json build/bench.json
 
 energy: $(STAMP)
 	$(AQUA) energy --config $(CONFIG)

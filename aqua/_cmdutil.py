@@ -13,7 +13,8 @@ from golden.timing import best_time, single_thread  # noqa: F401 - the commands 
 
 __all__ = ["console", "positive_int", "nonnegative_int", "seed_int", "add_config_argument",
            "config_from_args", "load_model", "best_time", "single_thread", "check_output_dir",
-           "check_output_file", "atomic_write", "INT_LIMIT", "SEED_LIMIT"]
+           "check_output_file", "atomic_write", "INT_LIMIT", "SEED_LIMIT",
+           "add_model_arguments", "model_from_args", "ModelChoice", "MODEL_HELP", "SIZE_LIMITS"]
 
 #: The largest value any integer option takes: far above every sensible count (images,
 #: epochs, cycles), small enough that no library behind an option overflows on it.
@@ -188,3 +189,107 @@ def load_model(path: str | None):
         raise UsageError(f"{exc}{hint}") from None
     except OSError as exc:
         raise UsageError(f"cannot read model {path}: {exc.strerror or exc}") from None
+
+
+# -- --model: one option, one loader, one set of messages for every command -------------------
+
+#: ``--model`` help, the same words in ``aqua demo``, ``quantize``, ``energy`` and ``crop-study``
+MODEL_HELP = ("democnn (the shipped demo CNN), zoo:<name> (zoo:tinyresnet, zoo:resnet18, "
+              "zoo:vgg11_bn, zoo:mobilenet_v2), module:factory (with --weights) or a demo CNN "
+              "state dict written by `aqua train` (PATH.pt)")
+#: ``--size``: the smallest and largest image side (the shipped digits are 32x32)
+SIZE_LIMITS = (8, 512)
+
+
+class ModelChoice:
+    """What ``--model`` (``--weights``, ``--size``) named, loaded and checked.
+
+    ``spec`` is the option as given (``None``: not given); ``name`` labels reports;
+    ``module`` is the float ``nn.Module`` (eval mode); ``democnn`` says it is a
+    :class:`golden.cnn.DemoCNN` (shipped or a state dict); ``size`` is the side of the square
+    images it is fed (the shipped 32x32 digits, resized when ``--size`` says so)."""
+
+    def __init__(self, spec, name, module, democnn, size):
+        self.spec, self.name, self.module, self.democnn, self.size = \
+            spec, name, module, democnn, size
+
+    @property
+    def graph_path(self) -> bool:
+        """True when ``--model`` was given: the command takes the path of every model (lowered
+        to a graph, fixed point on the whole network); False for the command's historic
+        default, the shipped demo CNN's own reports."""
+        return self.spec is not None
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, *, default_text: str) -> None:
+    """``--model``, ``--weights`` and ``--size`` (:func:`model_from_args` reads them)."""
+    g = parser.add_argument_group("the model (the same option in demo, quantize, energy and "
+                                  "crop-study)")
+    g.add_argument("--model", default=None, metavar="SPEC",
+                   help=f"{MODEL_HELP}; {default_text}")
+    g.add_argument("--weights", default=None, metavar="FILE",
+                   help="state dict for --model module:factory")
+    g.add_argument("--size", type=positive_int, default=None, metavar="PIXELS",
+                   help=f"feed the model the shipped digits resized to PIXELS x PIXELS "
+                        f"(default 32, as shipped; {SIZE_LIMITS[0]}..{SIZE_LIMITS[1]})")
+
+
+def model_from_args(args) -> ModelChoice:
+    """The model of ``--model`` / ``--weights`` / ``--size``, checked cheaply (loaded, and a
+    float forward pass on one image of the right shape); every refusal one
+    :class:`~aqua.cli.UsageError` line. Models are fed the shipped digits (one channel, ten
+    classes): a zoo model is built for them."""
+    from aqua.cli import UsageError
+
+    spec, weights = args.model, getattr(args, "weights", None)
+    size = getattr(args, "size", None)
+    if size is not None and not SIZE_LIMITS[0] <= size <= SIZE_LIMITS[1]:
+        raise UsageError(f"--size must lie in [{SIZE_LIMITS[0]}, {SIZE_LIMITS[1]}], not {size}")
+    size = 32 if size is None else size
+    module_spec = spec is not None and ":" in spec and not spec.startswith("zoo:") \
+        and not Path(spec).exists()
+    if weights is not None and not module_spec:
+        raise UsageError(f"--weights goes with --model module:factory, not "
+                         f"{spec or 'the default model'}")
+    if spec is None or spec == "democnn":
+        model = load_model(None)
+        return ModelChoice(spec, "demo CNN", model, True, size)
+    if spec.startswith("zoo:"):
+        from golden.graph import load_model as load_named
+        try:
+            model = load_named(spec, num_classes=10, in_channels=1)
+        except ValueError as exc:
+            raise UsageError(f"--model: {exc}") from None
+        return _probed(ModelChoice(spec, spec, model, False, size))
+    if module_spec:
+        from aqua.userdata import load_user_model
+        model, _ = load_user_model(spec, weights)
+        return _probed(ModelChoice(spec, f"user model {spec}", model, False, size))
+    from golden.graph import _is_torchscript
+    if Path(spec).is_file() and _is_torchscript(Path(spec)):
+        raise UsageError(f"--model {spec}: a TorchScript model cannot take the golden "
+                         f"fixed-point path (its graph is not lowered); give it as "
+                         f"module:factory with --weights")
+    model = load_model(spec)
+    return ModelChoice(spec, f"demo CNN {spec}", model, True, size)
+
+
+def _probed(choice: ModelChoice) -> ModelChoice:
+    """``choice`` once its model took one ``[1, 1, size, size]`` image and gave ten logits."""
+    import torch
+
+    from aqua.cli import UsageError
+
+    s = choice.size
+    try:
+        with torch.no_grad():
+            out = choice.module(torch.zeros(1, 1, s, s))
+    except Exception as exc:  # noqa: BLE001 - whatever a user's model raises on bad input
+        from aqua.userdata import _short
+        raise UsageError(f"--model {choice.spec}: the model does not take the shipped digits "
+                         f"[N, 1, {s}, {s}] ({_short(exc, 200)}); check --size") from None
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (1, 10):
+        shape = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise UsageError(f"--model {choice.spec}: the model must return 10 logits [N, 10] "
+                         f"for the shipped digits, not {shape}")
+    return choice

@@ -42,6 +42,7 @@ COMMANDS: dict[str, str] = {
     "energy": "aqua.cmd_energy",
     "crop-study": "aqua.cmd_crop_study",
     "sweep": "aqua.cmd_sweep",
+    "adc": "aqua.cmd_adc",
 }
 
 

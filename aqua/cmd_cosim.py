@@ -35,6 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="benches to run (default: all: the Datapath, each block, and the "
                              "ConvTile on every demo CNN layer that fits the crossbar under "
                              "all 16 crop vectors)")
+    parser.add_argument("--ima", action="store_true",
+                        help="also run the IMATile (an IMA of ima.crossbars crossbars, in "
+                             "passes) on every demo CNN layer larger than one crossbar, under "
+                             "all 16 crop vectors, on the bulk path (long multi-crossbar "
+                             "builds, cached)")
     parser.add_argument("--crop-fraction", type=float, default=0.25,
                         help="crop fraction of the ConvTile runs, a multiple of 1/256 in "
                              "[0, 0.5) (default: 0.25)")
@@ -79,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         targets=TARGETS if "all" in args.blocks else tuple(dict.fromkeys(args.blocks)),
         vectors=args.vectors, cycles=args.cycles, bubble=args.bubble,
         backpressure=args.backpressure, crop_fraction=args.crop_fraction, waves=args.waves,
-        path=args.path)
+        path=args.path, ima=args.ima)
     print(f"cosim: config {cfg.name}, seed {seed}, {args.vectors} vectors per simulator",
           file=sys.stderr)
     with progress("co-simulating", total=None) as advance:
@@ -127,7 +132,9 @@ def print_crop_cycles(sweep) -> None:
 
     from aqua._cmdutil import console
 
-    table = Table(title=f"ConvTile, demo CNN layer {sweep.layer}, {sweep.config}, {sweep.sim}: "
+    tile = "IMATile (all passes)" if getattr(sweep, "tile", "convtile") == "imatile" \
+        else "ConvTile"
+    table = Table(title=f"{tile}, demo CNN layer {sweep.layer}, {sweep.config}, {sweep.sim}: "
                         f"cycles per crop vector (fraction {sweep.fraction})")
     for col in ("crop", "kept window", "cycles RTL", "cycles golden", "saved RTL",
                 "saved golden", "outputs"):

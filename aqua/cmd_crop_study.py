@@ -302,7 +302,9 @@ def _report(res, out, con) -> None:
     if res["energy_unit"] == "pJ":
         own = ", ".join(f"{k}: {v / 1e3:.1f} nJ"
                         for k, v in res["learned_energy_per_image"].items())
-        con.print(f"learned 0th layer's own energy per image (counted above): {own}")
+        con.print(f"learned 0th layer's own energy per image (counted above): {own}"
+                  + (f"; {res['learned_energy_source']}" if "learned_energy_source" in res
+                     else ""))
     else:
         con.print(f"learned 0th layer's own energy: not counted (the energy here is the "
                   f"{res['energy_unit']}, not pJ)")

@@ -1,14 +1,18 @@
-"""``aqua demo``: the golden model on a real layer of the demo CNN, checked and timed."""
+"""``aqua demo``: the golden model on a real layer of the demo CNN, checked and timed; with
+``--model`` (any model: ``aqua._cmdutil.model_from_args``) the whole network through the golden
+fixed-point model (float and quantized accuracy, per-layer crossbars and cycles) and its first
+layer in RTL when it fits one crossbar."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from aqua._cmdutil import (add_config_argument, config_from_args, console, load_model,
-                           nonnegative_int, positive_int)
+from aqua._cmdutil import (add_config_argument, add_model_arguments, config_from_args,
+                           console, model_from_args, nonnegative_int, positive_int)
 
-HELP = "run the golden crossbar model on a layer of the demo CNN and check it"
+HELP = ("run the golden crossbar model on a layer of the demo CNN and check it; with --model, "
+        "any model's whole network")
 
 DEFAULT_LAYER = 1
 DEFAULT_IMAGES = 16
@@ -16,15 +20,17 @@ DEFAULT_IMAGES = 16
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_config_argument(p)
-    p.add_argument("--layer", type=nonnegative_int, default=DEFAULT_LAYER, metavar="N",
-                   help=f"conv layer of the demo CNN to run (default: {DEFAULT_LAYER})")
-    p.add_argument("--images", type=positive_int, default=DEFAULT_IMAGES, metavar="N",
-                   help=f"test images fed through the layer (default: {DEFAULT_IMAGES})")
+    p.add_argument("--layer", type=nonnegative_int, default=None, metavar="N",
+                   help=f"conv layer of the demo CNN to run (default: {DEFAULT_LAYER}; not "
+                        f"with --model SPEC, whose report covers every layer)")
+    p.add_argument("--images", type=positive_int, default=None, metavar="N",
+                   help=f"test images fed through the layer (default: {DEFAULT_IMAGES}; not "
+                        f"with --model SPEC)")
     p.add_argument("--accuracy-images", type=nonnegative_int, default=None, metavar="N",
                    help="test images for the quantized network's accuracy "
                         "(default: the whole test split; 0 skips it)")
-    p.add_argument("--model", default=None, metavar="PATH",
-                   help="a state dict written by `aqua train` (default: the shipped model)")
+    add_model_arguments(p, default_text="given (but a state dict), the whole network's "
+                                        "report (default: a layer of the shipped demo CNN)")
     p.add_argument("--sim", default="auto", choices=("auto", "verilator", "icarus", "none"),
                    help="simulator for the RTL part: the first conv layer on one image, "
                         "co-simulated every cycle against the golden model (default: auto, "
@@ -41,6 +47,12 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args.config)
     n_conv = len(CONV_SPECS)
     n_test = 10 * TEST_PER_CLASS
+    choice = model_from_args(args)
+    state_dict = choice.democnn and choice.spec not in (None, "democnn")
+    if (choice.spec is not None and not state_dict) or args.size is not None:
+        return _run_model(args, cfg, choice, n_test)
+    args.layer = DEFAULT_LAYER if args.layer is None else args.layer
+    args.images = DEFAULT_IMAGES if args.images is None else args.images
     if args.layer >= n_conv:
         raise UsageError(f"--layer must be a conv layer of the demo CNN, 0..{n_conv - 1}, "
                          f"not {args.layer}")
@@ -58,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from cosim.demo import demo
     from golden.fixedpoint import QuantError
 
-    model = load_model(args.model)
+    model = choice.module
     con = console()
     with ExitStack() as bars:
         state = {}
@@ -89,6 +101,102 @@ def run(args: argparse.Namespace) -> int:
               f"{report.mismatches} outputs", file=sys.stderr)
         return 1
     return 0
+
+
+def _accuracy_images(args, n_test: int) -> int:
+    from aqua.cli import UsageError
+
+    n_acc = n_test if args.accuracy_images is None else args.accuracy_images
+    if n_acc > n_test:
+        raise UsageError(f"--accuracy-images must be at most {n_test} (the test split), "
+                         f"not {n_acc}")
+    return n_acc
+
+
+def _run_model(args, cfg, choice, n_test: int) -> int:
+    """``aqua demo --model SPEC``: the whole network (:func:`cosim.demo.demo_model`)."""
+    from contextlib import ExitStack
+
+    from aqua.cli import UsageError, progress
+    from cosim.demo import demo_model
+    from golden.fixedpoint import QuantError
+    from golden.graph import UnsupportedGraphError
+
+    for opt, value in (("--layer", args.layer), ("--images", args.images)):
+        if value is not None:
+            raise UsageError(f"{opt} picks a layer check of the demo CNN's default report; "
+                             f"with --model the report covers every layer "
+                             f"(--accuracy-images sets the images)")
+    n_acc = _accuracy_images(args, n_test)
+    con = console()
+    with ExitStack() as bars:
+        state = {}
+
+        def step(finished):
+            if "advance" not in state:
+                state["advance"] = bars.enter_context(
+                    progress("quantized network (golden model)", n_acc))
+                state["done"] = 0
+            state["advance"](finished - state["done"])
+            state["done"] = finished
+
+        def status(message):
+            bars.close()
+            return con.status(message)
+        try:
+            report = demo_model(cfg, choice.module, name=choice.name, size=choice.size,
+                                images=n_acc, sim=args.sim, progress=step, status=status)
+        except (UnsupportedGraphError, QuantError) as exc:
+            raise UsageError(f"--model {choice.spec}: {exc}") from None
+    con.print(model_table(report))
+    rtl_failed = rtl_error(report.rtl)
+    if rtl_failed:
+        print(f"error: {rtl_failed}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def model_table(r):
+    """The rich tables of a :class:`golden.netreport.NetDemoReport`."""
+    from rich.console import Group
+    from rich.table import Table
+
+    c = r.config
+    t = Table(title=f"aqua demo: {r.model} at {r.size}x{r.size} on '{c['name']}', every "
+                    f"crossbar layer through the golden fixed-point model")
+    for col in ("layer", "shape", "groups", "row tiles", "out groups", "xbars", "util",
+                "positions", "cycles"):
+        t.add_column(col, justify="left" if col in ("layer", "shape") else "right")
+    for L in r.layers:
+        t.add_row(L["layer"], L["shape"], str(L["conv_groups"]), str(L["row_tiles"]),
+                  str(L["output_groups"]), str(L["crossbars"]), f"{L['utilization']:.0%}",
+                  f"{L['positions']:,}", f"{L['cycles']:,}")
+    s = Table(show_header=False)
+    s.add_column("", style="bold")
+    s.add_column("value")
+    s.add_row("configuration", f"{c['name']}: {c['description']}" if c["description"]
+              else c["name"])
+    s.add_row("crossbar", f"{c['rows']}x{c['cols']}, {c['cell_bits']}-bit cells, "
+                          f"{c['weight_bits']}-bit weights ({c['weight_encoding']}), "
+                          f"{c['input_bits']}-bit inputs, {c['adc_bits']}-bit ADC "
+                          f"({c['adc_mode']})")
+    s.add_row("network", f"{len(r.layers)} crossbar layers, {r.crossbars:,} crossbars, "
+                         f"{r.cycles:,} cycles per image ({c['latency'] + 1} per input vector; "
+                         f"a layer's crossbars in parallel, layers one after another)")
+    if r.weights_clipped:
+        s.add_row("[yellow]warning[/]", f"[yellow]{r.weights_clipped} negative weights "
+                                        f"clipped to 0 (weights.encoding = 'unsigned')[/]")
+    if r.images:
+        s.add_row("float accuracy", f"{100 * r.float_top1:.1f} % ({r.images} test images)")
+        s.add_row("quantized accuracy", f"{100 * r.quant_top1:.1f} % ({r.images} test images, "
+                                        f"every layer through the golden model)")
+    rtl = r.rtl
+    if rtl is not None and rtl["outcome"] == "does not fit":
+        s.add_row("RTL", f"not run: {rtl['reason']} (the RTL part runs a first layer that "
+                         f"one crossbar holds)")
+    else:
+        _rtl_rows(rtl, s, what=f"first layer ({r.layers[0]['layer']})")
+    return Group(t, s)
 
 
 def table(r):
@@ -143,7 +251,7 @@ def table(r):
     return table
 
 
-def _rtl_rows(rtl: dict | None, table) -> None:
+def _rtl_rows(rtl: dict | None, table, what: str = "layer 0") -> None:
     """The rows of :func:`cosim.demo.rtl_check`'s result."""
     if rtl is None:
         return
@@ -159,7 +267,7 @@ def _rtl_rows(rtl: dict | None, table) -> None:
         table.add_row(f"RTL ({sim})", f"[red]FAILED[/] {rtl['message']}")
         return
     table.add_row(f"RTL ({sim})",
-                  f"layer 0 on 1 image: {rtl['vectors']:,} vectors, {rtl['compared']:,} "
+                  f"{what} on 1 image: {rtl['vectors']:,} vectors, {rtl['compared']:,} "
                   f"cycles, every register compared with the golden trace on every cycle: "
                   f"[green]match[/] ({rtl['wall_seconds']:.1f} s, "
                   f"{rtl['cycles_per_s']:,.0f} cycles/s)")
@@ -169,7 +277,7 @@ def _rtl_rows(rtl: dict | None, table) -> None:
 
 def rtl_error(rtl: dict | None) -> str | None:
     """The error of a failed RTL check, or None."""
-    if rtl is None or rtl["outcome"] != "ran":
+    if rtl is None or rtl["outcome"] != "ran":    # "too large", "no simulator", "does not fit"
         return None
     if not rtl["passed"]:
         return f"RTL co-simulation failed: {rtl['message']}"

@@ -9,7 +9,12 @@ that returns a report object and renders it as tables, JSON (``report.to_dict()`
   calibration (several minutes) and writes it to
   ``configs/energy/calibration/<config>/<table>.toml`` (or ``--out``);
 * ``--tile``: :func:`cosim.tile_energy.tile_report` runs the layer on the RTL ``ConvTile``;
-  ``--tile --calibrate``: :func:`cosim.tile_energy.calibrate_tile` fits the tile's own logic.
+  ``--tile --calibrate``: :func:`cosim.tile_energy.calibrate_tile` fits the tile's own logic;
+* ``--model SPEC`` (any model, ``aqua._cmdutil.model_from_args``): the whole network,
+  :func:`golden.netreport.network_energy` (analytic energy, crossbars and cycles per crossbar
+  layer and per crop); with ``--tile`` also a layer that fits one ``ConvTile``
+  (:func:`cosim.tile_energy.model_tile_report`; the report names the layers that are analytic
+  only).
 
 The energy is from the calibration of the config *and* the table; without one the report says
 so (the digital logic is then not counted).
@@ -17,7 +22,10 @@ so (the digital logic is then not counted).
 
 from __future__ import annotations
 
-HELP = "energy of a demo-CNN conv layer, uncropped and per crop (analytic, RTL toggles)"
+import time
+
+HELP = ("energy of a demo-CNN conv layer, or with --model of every crossbar layer of any "
+        "model, uncropped and per crop (analytic, RTL toggles)")
 
 #: one colour per class, the same in every panel and plot: table events, calibrated digital
 #: operations, blocks (20 distinct colours, none used twice)
@@ -60,9 +68,20 @@ def add_arguments(parser) -> None:
                         help="run the layer on the RTL ConvTile (layers that fit one "
                              "crossbar): per-crop toggle energy by block and class; with "
                              "--calibrate, fit the tile's own logic")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="energy per ISAAC component (ADC, DAC, S&H, crossbar, shift-and-"
+                             "add, registers, eDRAM) of a layer that fills an IMA, beside "
+                             "ISAAC's published power table (analytic)")
+    parser.add_argument("--published", default="isaac_table6",
+                        help="published power table for --breakdown (default isaac_table6)")
+    parser.add_argument("--json", action="store_true",
+                        help="with --breakdown: print the report as JSON instead of the table")
     parser.add_argument("--seed", type=seed_int, default=0, help="seed of the co-simulations (0)")
     parser.add_argument("--out", default=None,
                         help="output folder (build/energy/); with --calibrate, the file")
+    from aqua._cmdutil import add_model_arguments
+    add_model_arguments(parser, default_text="given, the whole network's energy (default: "
+                                             "one layer of the shipped demo CNN)")
 
 
 def _pick(name: str, positional, option, default):
@@ -106,7 +125,6 @@ def _writable(path, *, is_file: bool):
 
 
 def run(args) -> int:
-    import time
     from pathlib import Path
 
     from aqua._cmdutil import config_from_args
@@ -127,6 +145,20 @@ def run(args) -> int:
     n_images = len(split_indices("test"))
     if not 0 <= args.image < n_images:
         raise UsageError(f"--image must lie in [0, {n_images - 1}]")
+    if args.json and not args.breakdown:
+        raise UsageError("--json goes with --breakdown (the other reports write their JSON "
+                         "file to --out)")
+    if args.breakdown and (args.tile or args.calibrate):
+        raise UsageError("--breakdown is analytic; it does not go with --tile or --calibrate")
+    model_given = args.model is not None or args.weights is not None or args.size is not None
+    if args.breakdown and model_given:
+        raise UsageError("--breakdown reports one layer that fills an IMA; it does not go with "
+                         "--model, --weights or --size")
+    if model_given:
+        return _run_model(args, cfg, table, t0)
+    if args.breakdown:
+        from arch.energy import load_published_power
+        published = load_published_power(args.published)
     if args.tile:
         from cosim.tile_energy import tile_layer_problem
         if args.analytic:
@@ -140,6 +172,20 @@ def run(args) -> int:
         out = _writable(Path(args.out) if args.out else BUILD_ROOT / "energy", is_file=False)
 
     # -- one library call, then render -----------------------------------------------------
+    if args.breakdown:
+        import json
+
+        from golden.energy_breakdown import energy_breakdown
+        rep = energy_breakdown(cfg, table, published)
+        stem = f"energy-breakdown-{cfg.name}"
+        (out / f"{stem}.json").write_text(json.dumps(rep.to_dict(), indent=1))
+        _plot_breakdown(out / f"{stem}.png", rep)
+        if args.json:
+            print(json.dumps(rep.to_dict(), indent=1))
+        else:
+            _print_breakdown(rep)
+            print(f"wrote {out / stem}.json and .png ({time.perf_counter() - t0:.1f} s)")
+        return 0
     if args.calibrate and args.tile:
         from cosim.tile_energy import calibrate_tile
         rep = calibrate_tile(cfg, table, layer=index, fraction=args.fraction, sim=args.sim,
@@ -173,6 +219,73 @@ def run(args) -> int:
     _print(rep)
     stem = f"energy-{cfg.name}-layer{index}"
     _write(out, stem, rep, _plot)
+    print(f"wrote {out / stem}.json and {out / stem}.png ({time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
+def _run_model(args, cfg, table, t0) -> int:
+    """``aqua energy --model``: the whole network (see the module docstring)."""
+    import re
+    from pathlib import Path
+
+    from aqua._cmdutil import model_from_args
+    from aqua.cli import UsageError
+    from cosim.sim import BUILD_ROOT
+    from golden.data import split_indices
+    from golden.fixedpoint import QuantError
+    from golden.graph import UnsupportedGraphError
+
+    if args.calibrate:
+        raise UsageError("--calibrate fits on the demo CNN's layers; it does not take --model")
+    if args.tile and args.analytic:
+        raise UsageError("--tile co-simulates the ConvTile; it cannot be --analytic")
+    layer = _pick("layer", args.layer_pos, args.layer, None)
+    if layer is not None and not args.tile:
+        raise UsageError("with --model, LAYER (--layer) picks the layer of --tile; the "
+                         "analytic report covers every layer")
+    if layer is not None:
+        if not str(layer).isdigit():
+            raise UsageError(f"LAYER must be a crossbar layer index of the model, not {layer!r}")
+        layer = int(layer)
+    crop = str(_pick("crop", args.crop_pos, args.crop, "all"))
+    if crop != "all" and (not crop.isdigit() or not 0 <= int(crop) < 16):
+        raise UsageError(f"CROP must be a crop vector index 0..15 or 'all', not {crop!r}")
+    crop = None if crop == "all" else int(crop)
+    n_images = len(split_indices("test"))
+    if not 0 <= args.image < n_images:
+        raise UsageError(f"--image must lie in [0, {n_images - 1}]")
+    out = _writable(Path(args.out) if args.out else BUILD_ROOT / "energy", is_file=False)
+    choice = model_from_args(args)
+
+    from golden.netreport import network_energy, quantize_model
+    try:
+        qg = quantize_model(cfg, choice.module, choice.size)
+        rep = network_energy(cfg, table, choice.module, name=choice.name, size=choice.size,
+                             image=args.image, crop=crop, fraction=args.fraction, qg=qg)
+    except (UnsupportedGraphError, QuantError) as exc:
+        raise UsageError(f"--model {choice.spec}: {exc}") from None
+    _print_model(rep)
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", choice.spec).strip("_.")[:60] or "model"
+    stem = f"energy-{cfg.name}-{slug}-{choice.size}px"
+    tile = None
+    if args.tile:
+        from cosim.tile_energy import model_tile_report
+        try:
+            tile, analytic_only = model_tile_report(
+                cfg, table, qg, layer=layer, crop=crop, image=args.image,
+                fraction=args.fraction, sim=args.sim, seed=args.seed, size=choice.size)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        if analytic_only:
+            from aqua._cmdutil import console
+            names = ", ".join(f"{i} {name}" for i, name, _ in analytic_only)
+            console().print(f"analytic only (no ConvTile computes them: more rows than one "
+                            f"crossbar, grouped or linear): {names}", soft_wrap=True)
+        if tile is not None:
+            _print_tile(tile)
+    _write(out, stem, rep, _plot_model)
+    if tile is not None:
+        _write(out, f"{stem}-tile{tile.layer}", tile, _plot_tile)
     print(f"wrote {out / stem}.json and {out / stem}.png ({time.perf_counter() - t0:.1f} s)")
     return 0
 
@@ -243,6 +356,108 @@ def _print(rep) -> None:
         con.print("RTL event counts equal the analytic model: True")
         for crop, d in rep.rtl.items():
             con.print(f"waveform of crop {crop}: {d['waves']}", soft_wrap=True)
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{v:.1%}"
+
+
+def _print_breakdown(rep) -> None:
+    from rich.table import Table
+
+    from aqua._cmdutil import console
+
+    con = console()
+    lay = rep.layer
+    t = Table(title=f"{rep.config}: energy per ISAAC component, {lay['kernel']}x{lay['kernel']} "
+                    f"conv {lay['in_channels']}->{lay['out_channels']} on "
+                    f"{lay['height']}x{lay['width']} ({lay['rows']} rows, {rep.crossbars} "
+                    f"crossbars, {rep.vectors:,} vectors), table {rep.table}, beside "
+                    f"{rep.source}")
+    for c in ("component", "charged as", "model pJ", "share", "share of IMA",
+              "ISAAC mW", "ISAAC share of IMA", "ISAAC share of tile"):
+        t.add_column(c, justify="left" if c in ("component", "charged as") else "right")
+    for r in rep.rows:
+        t.add_row(r["component"], r["kind"], "-" if r["pj"] is None else f"{r['pj']:,.0f}",
+                  _pct(r["share"]), _pct(r["share_ima"]), f"{r['published_mw']:g}",
+                  _pct(r["published_share_ima"]), _pct(r["published_share_tile"]))
+    t.add_row("[b]silicon estimate[/b]", "", f"[b]{rep.estimate_pj:,.0f}[/b]", "100.0%", "",
+              "", "", "")
+    con.print(t)
+    s = Table(title="RTL digital stand-ins, charged by their toggles (not in the estimate)")
+    for c in ("RTL block", "stands for", "toggle pJ"):
+        s.add_column(c, justify="right" if c == "toggle pJ" else "left")
+    for r in rep.stand_ins:
+        s.add_row(r["block"], r["what"], "not estimated" if r["pj"] is None
+                  else f"{r['pj']:,.0f}")
+    con.print(s)
+    c = rep.cycles
+    con.print(f"cycles per crossbar for the layer: sequential {c['sequential']:,}, overlapped "
+              f"(ISAAC pipeline) {c['overlapped']:,} ({c['sequential'] / c['overlapped']:.3f}x)")
+    for n in rep.notes:
+        con.print(f"note: {n}", soft_wrap=True)
+
+
+def _plot_breakdown(path, rep) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in rep.rows if r["published_share_ima"] is not None]
+    names = [r["component"] for r in rows]
+    xs = range(len(rows))
+    fig, ax = plt.subplots(figsize=(9, 4.2), layout="constrained")
+    ax.bar([x - 0.2 for x in xs], [100 * (r["share_ima"] or 0) for r in rows], 0.4,
+           label=f"model ({rep.config}, {rep.table})", color="#4363d8")
+    ax.bar([x + 0.2 for x in xs], [100 * r["published_share_ima"] for r in rows], 0.4,
+           label=rep.source, color="#e6194b")
+    ax.set_xticks(list(xs), names, rotation=30)
+    ax.set_ylabel("share of the IMA, %")
+    ax.set_title("energy per IMA component: model vs ISAAC's published power")
+    ax.legend()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _print_model(rep) -> None:
+    """The tables of a :class:`golden.netreport.NetEnergyReport`."""
+    from rich.table import Table
+
+    from aqua._cmdutil import console
+
+    con = console()
+    full, best = rep.full, rep.best
+    other = best if best["crop"] != 0 else (rep.crops[1] if len(rep.crops) > 1 else full)
+    col = f"crop {other['crop']}" + (" (best)" if other is best else "")
+    t = Table(title=f"{rep.model} at {rep.size}x{rep.size} on config {rep.config}, table "
+                    f"{rep.table}, test image {rep.image}, crop fraction {rep.fraction}: every "
+                    f"crossbar layer (analytic, nJ per image)")
+    for c in ("layer", "shape", "groups", "xbars", "util", "cycles", "uncropped", col, "saved"):
+        t.add_column(c, justify="left" if c in ("layer", "shape") else "right")
+    i = rep.crops.index(other)
+    for r in rep.layers:
+        e0, e1 = r["pj"][0], r["pj"][i]
+        t.add_row(r["layer"], r["shape"], str(r["conv_groups"]), str(r["crossbars"]),
+                  f"{r['utilization']:.0%}", f"{r['cycles']:,}", f"{e0 / 1e3:,.1f}",
+                  f"{e1 / 1e3:,.1f}", f"{1 - e1 / e0:.1%}" if e0 else "")
+    t.add_row("[b]network[/b]", f"{len(rep.layers)} crossbar layers", "",
+              f"[b]{rep.crossbars:,}[/b]", "", f"[b]{full['cycles']:,}[/b]",
+              f"[b]{full['total_pj'] / 1e3:,.1f}[/b]", f"[b]{other['total_pj'] / 1e3:,.1f}[/b]",
+              f"{other['saved']:.1%}")
+    con.print(t)
+    c = Table(title="per crop vector: the whole network (analytic)")
+    for col in ("crop", "TBLR", "total nJ", "saved", "cycles", "class", "same class"):
+        c.add_column(col, justify="right")
+    for r in rep.crops:
+        c.add_row(f"{r['crop']}{' *' if r is best else ''}", "".join(map(str, r["vector"])),
+                  f"{r['total_pj'] / 1e3:,.1f}", f"{r['saved']:.1%}", f"{r['cycles']:,}",
+                  str(r["predicted"]), "yes" if r["same_class"] else "no")
+    con.print(c)
+    con.print(f"* best crop: {best['crop']} (the cheapest that keeps the image's class); "
+              f"{rep.crossbars:,} crossbars, {full['cycles']:,} cycles per image uncropped "
+              f"(a layer's crossbars in parallel, layers one after another; digital adds and "
+              f"pools not charged); digital calibration: {rep.calibration_status}",
+              soft_wrap=True)
 
 
 def _print_calibration(rep) -> None:
@@ -354,6 +569,29 @@ def _plot(path, rep):
     ax.set_title("uncropped vs best crop, by block")
     ax.set_ylabel("energy, nJ")
     _legend_outside(ax)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _plot_model(path, rep):
+    """Per crossbar layer: energy uncropped and under the best crop (nJ)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    i = rep.crops.index(rep.best)
+    names = [r["layer"] for r in rep.layers]
+    xs = list(range(len(names)))
+    fig, ax = plt.subplots(figsize=(max(8, 0.45 * len(names) + 3), 4.5), layout="constrained")
+    w = 0.4
+    ax.bar([x - w / 2 for x in xs], [r["pj"][0] / 1e3 for r in rep.layers], w,
+           label="uncropped", color="#4363d8")
+    ax.bar([x + w / 2 for x in xs], [r["pj"][i] / 1e3 for r in rep.layers], w,
+           label=f"crop {rep.best_crop} (best)", color="#f58231")
+    ax.set_xticks(xs, names, rotation=70, fontsize=7)
+    ax.set_ylabel("energy, nJ (analytic)")
+    ax.set_title(f"{rep.model} on {rep.config}: energy per crossbar layer")
+    ax.legend(fontsize=8)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 

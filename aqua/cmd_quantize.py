@@ -1,13 +1,16 @@
-"""``aqua quantize``: layer-wise fixed-point search for the demo CNN, with its baselines."""
+"""``aqua quantize``: layer-wise fixed-point search for the demo CNN, with its baselines; with
+``--model`` (``aqua._cmdutil.model_from_args``) for any model's crossbar layers."""
 
 from __future__ import annotations
 
 import argparse
 
-from aqua._cmdutil import config_from_args, console, load_model, positive_int
+from aqua._cmdutil import (add_model_arguments, config_from_args, console, model_from_args,
+                           positive_int)
 
-HELP = ("search per-layer fixed-point formats of the demo CNN within an accuracy bound; "
-        "compare with uniform 8-bit, per-layer-alone, torch.ao int8 and fused shift-and-round")
+HELP = ("search per-layer fixed-point formats of the demo CNN (or --model) within an accuracy "
+        "bound; compare with uniform 8-bit, per-layer-alone, torch.ao int8 and fused "
+        "shift-and-round")
 
 
 def _bound(text: str) -> float:
@@ -29,8 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="validation images: the first N of the test split (default: 360, all)")
     p.add_argument("--schedule", choices=("greedy", "linear"), default="greedy",
                    help="accuracy threshold per layer during the search (default: greedy)")
-    p.add_argument("--model", default=None, metavar="PATH",
-                   help="a state dict written by `aqua train` (default: the shipped model)")
+    add_model_arguments(p, default_text="default: the shipped demo CNN")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the report as JSON")
     p.add_argument("--no-hardware", dest="hardware", action="store_false",
                    help="skip the hardware section (requantizer area and energy, searched "
@@ -62,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     from cosim.sim import SIMULATORS, SimulatorMissing
     from gen.synth import LibertyMissing
 
-    model = load_model(args.model)
+    choice = model_from_args(args)
+    model = choice.module
     base = config_from_args(args.config) if args.hardware else None
     sims = list(SIMULATORS) if args.sim == "all" else [args.sim]
     con = console()
@@ -80,12 +83,22 @@ def run(args: argparse.Namespace) -> int:
                 bar.close()
                 t0.append(time.perf_counter())
             con.print(f"[{time.perf_counter() - t0[0]:6.1f} s] {msg}")
+        from contextlib import nullcontext
+
+        from aqua._cmdutil import single_thread
+        from golden.graph import UnsupportedGraphError
+        # a graph search is thousands of small float passes: on a small shared machine a
+        # multi-threaded kernel waits for a busy core at every barrier (aqua._cmdutil)
+        threads = nullcontext() if choice.democnn else single_thread()
         try:
-            report = quantize(model, bound=args.bound / 100, images=args.images,
-                              schedule=args.schedule, base=base, sims=sims, progress=step,
-                              say=say)
+            with threads:
+                report = quantize(model, bound=args.bound / 100, images=args.images,
+                                  schedule=args.schedule, base=base, sims=sims,
+                                  progress=step, say=say, name=choice.name, size=choice.size)
         except (LibertyMissing, SimulatorMissing) as exc:
             raise UsageError(str(exc)) from None
+        except UnsupportedGraphError as exc:
+            raise UsageError(f"--model {choice.spec}: {exc}") from None
     data = report.to_dict()
     for table in tables(data):
         con.print(table)
@@ -120,7 +133,8 @@ def tables(report: dict) -> list:
                    *(m[k]["formats_str"][i] for k in ("searched", "no_interaction",
                                                         "uniform8")))
 
-    t2 = Table(title=f"top-1 accuracy on {report['validation_images']} validation images "
+    t2 = Table(title=f"{report['model']}: top-1 accuracy on {report['validation_images']} "
+                     f"validation images "
                      f"(held-out: {report['heldout_images']} other renderings), bound "
                      f"{100 * report['bound']:.2f} pp; cost relative to uniform 8-bit")
     for col in ("method", "accuracy", "loss pp", "held-out", "memory", "multiply cost"):
@@ -130,6 +144,8 @@ def tables(report: dict) -> list:
     labels = {"searched": "searched (interaction-aware)", "uniform8": "uniform 8-bit",
               "no_interaction": "per layer alone, combined", "torch_ao_int8": "torch.ao int8"}
     for k, label in labels.items():
+        if k not in m:
+            continue
         e = m[k]
         t2.add_row(label, _pct(e["accuracy"]), f"{e['loss_pp']:.2f}",
                    _pct(e["heldout_accuracy"]), f"{e['memory_ratio_vs_uniform8']:.3f}",
@@ -149,7 +165,12 @@ def tables(report: dict) -> list:
         fmt, fused = key.rsplit("_", 1)
         t3.add_row(fmt, fused, _pct(e["accuracy"]), _pct(e["heldout_accuracy"]),
                    str(e["quant_modules"]), f"{e['quant_elements_per_image']:,}")
-    return [t1, t2, t3, *hardware_tables(report)]
+    notes = []
+    if report.get("notes"):
+        from rich.text import Text
+        notes = [Text(f"note: {n}") for n in report["notes"]]
+    return [t1, t2, *([t3] if report["shift_round"] else []), *notes,
+            *hardware_tables(report)]
 
 
 def hardware_tables(report: dict) -> list:
@@ -180,6 +201,9 @@ def hardware_tables(report: dict) -> list:
               f"{len(runs)} runs, all passed" if all(x["passed"] for x in runs) else "FAILED",
               "")
     s = hw["searched_layer"]
+    if "skipped" in s:
+        from rich.text import Text
+        return [t, Text(f"searched layer 0 in the Datapath RTL: not run ({s['skipped']})")]
     t2 = Table(title=f"searched layer 0 in the Datapath RTL ({s['config']['name']}: inputs "
                      f"{s['config']['inputs']['bits']} bits, weights "
                      f"{s['config']['weights']['bits']} bits, output "

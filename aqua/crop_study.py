@@ -93,7 +93,7 @@ def democnn_subject(cfg, table, model, fraction, from_layer: int = 0,
         energy=lambda inputs: S.crop_energy(cfg, table, geoms, plan, inputs),
         plan=plan, geoms=geoms,
         description=f"demo CNN, golden fixed-point model on config '{cfg.name}'",
-        predictor_energy=lambda z: _predictor_energy(cfg, table, z, size), net=net,
+        predictor_energy=lambda z: _democnn_predictor_energy(cfg, table, z, size), net=net,
         precision=_precision(cfg, table, net, geoms, fraction, from_layer))
 
 
@@ -163,6 +163,44 @@ def _predictor_energy(cfg, table, zeroth: P.ZerothLayer, size) -> float:
     return float(S.crop_energy(cfg, table, geoms, [[None] * len(geoms)]).sum())
 
 
+def _democnn_predictor_energy(cfg, table, zeroth: P.ZerothLayer, size):
+    """The learned 0th layer's cost on the demo CNN: measured in RTL when a measurement of
+    ``cfg`` and ``table`` is stored (``cosim.predtile.load_predictor_energy``, written by
+    ``python -m cosim.predtile``): a :class:`MeasuredPredictor`; else
+    :func:`_predictor_energy`'s analytic crossbar figure."""
+    from cosim.predtile import load_predictor_energy
+
+    m = load_predictor_energy(cfg, table, size)
+    if m is None:
+        return _predictor_energy(cfg, table, zeroth, size)
+    return MeasuredPredictor(m["load_pj"], m["row_pj"], m["path"])
+
+
+@dataclass(frozen=True)
+class MeasuredPredictor:
+    """The RTL predictor's measured pJ per image: ``load_pj + row_pj * rows``, ``rows`` the
+    classifier rows it evaluates before choosing (``golden.predictor_hw.predictor_cycles``):
+    the chosen crop's place in the cost order plus one, all ``R`` rows for crop 0."""
+    load_pj: float
+    row_pj: float
+    source: str
+
+    def __call__(self, choice: torch.Tensor, tau: float, cost: torch.Tensor) -> torch.Tensor:
+        from golden.predictor_hw import crop_order, logit_threshold
+
+        order = crop_order(cost) if logit_threshold(tau) != float("inf") else []
+        R = len(order)
+        place = {c: i for i, c in enumerate(order)}
+        rows = torch.tensor([min(place.get(int(c), R) + 1, R) for c in choice],
+                            dtype=torch.float64)
+        return self.load_pj + self.row_pj * rows
+
+
+def _own(own, choice, tau, cost):
+    """A predictor's own pJ for ``choice [N]``: a constant, or per image when measured."""
+    return own(choice, tau, cost) if callable(own) else own
+
+
 def _ranks_tol(arr: S.StudyArrays, ks):
     ranks = S.true_ranks(arr.logits, arr.labels)
     return ranks, {k: S.tolerated(ranks, k) for k in ks}
@@ -225,6 +263,10 @@ def run_study(subject: Subject, train: tuple, test: tuple, *, fraction: float,
         own = subject.predictor_energy(z) if subject.predictor_energy else 0.0
         risks[f"learned/top{k}"] = (z.risk(xtr[cal]), z.risk(xte), own)
     res["learned_energy_per_image"] = {f"top{k}": risks[f"learned/top{k}"][2] for k in ks}
+    measured = {k: o for k, (_, _, o) in risks.items() if callable(o)}
+    res["learned_energy_source"] = (
+        f"measured in RTL ({next(iter(measured.values())).source})" if measured
+        else "analytic (its kernels and classifier on the crossbars)")
 
     for name, (r_cal, r_te, own) in risks.items():
         for k in ks:
@@ -233,7 +275,10 @@ def run_study(subject: Subject, train: tuple, test: tuple, *, fraction: float,
             for budget in BUDGETS:
                 tau = P.calibrate(r_cal, ranks_tr[cal], cost, k, budget)
                 choice = P.choose(r_te, cost, tau)
-                summary = S.summarize_choice(choice, ranks, energy, own)
+                summary = S.summarize_choice(choice, ranks, energy, _own(own, choice, tau, cost))
+                if callable(own) and not budget:
+                    res["learned_energy_per_image"][name.split("/")[1]] = float(
+                        _own(own, choice, tau, cost).mean())
                 summary.update(threshold=tau, budget=budget)
                 key = name if name.startswith("learned/") else f"{name}/top{k}"
                 key += f"@{100 * budget:g}pp" if budget else ""
@@ -242,8 +287,8 @@ def run_study(subject: Subject, train: tuple, test: tuple, *, fraction: float,
                 if not budget:
                     hist[key] = torch.bincount(choice, minlength=S.NCROPS).tolist()
         res["curves"][name.split("/")[0]] = [
-            S.summarize_choice(P.choose(r_te, cost, t), ranks, energy, own)
-            for t in P.sweep(r_te, cost)]
+            S.summarize_choice(ch, ranks, energy, _own(own, ch, t, cost))
+            for t in P.sweep(r_te, cost) for ch in [P.choose(r_te, cost, t)]]
     res["histogram"] = hist
     return res
 
@@ -298,7 +343,8 @@ def run_precision(subject: Subject, train: tuple, test: tuple, *, fraction: floa
             z = P.train_zeroth(xtr[:n_fit], tol_tr[k][:n_fit][:, idx])
             own = subject.predictor_energy(z) if subject.predictor_energy else 0.0
             risks[f"learned/top{k}"] = (z.risk(xtr[cal]), z.risk(xte), own)
-            res["learned_energy_per_image"][f"{set_name}/top{k}"] = own
+            if not callable(own):
+                res["learned_energy_per_image"][f"{set_name}/top{k}"] = own
         for name, (r_cal, r_te, own) in risks.items():
             for k in ks:
                 if name.startswith("learned/") and name != f"learned/top{k}":
@@ -306,7 +352,12 @@ def run_precision(subject: Subject, train: tuple, test: tuple, *, fraction: floa
                 for budget in BUDGETS:
                     tau = P.calibrate(r_cal, rtr[cal], c, k, budget)
                     ch = P.choose(r_te, c, tau)
-                    summary = S.summarize_choice(ch, r, e, own)
+                    # a measured predictor's cost is per image: its classifier rows up to
+                    # the choice (for the 81 plans: the measured cost per row, extrapolated)
+                    summary = S.summarize_choice(ch, r, e, _own(own, ch, tau, c))
+                    if callable(own) and not budget:
+                        res["learned_energy_per_image"][f"{set_name}/{name.split('/')[1]}"] = \
+                            float(_own(own, ch, tau, c).mean())
                     summary.update(threshold=tau, budget=budget)
                     key = name if name.startswith("learned/") else f"{name}/top{k}"
                     key += f"@{100 * budget:g}pp" if budget else ""

@@ -62,7 +62,18 @@ _SCHEMA: dict[str, dict[str, tuple[str, type, object]]] = {
         "shift_min":       ("shift_min", int, None),
         "shift_max":       ("shift_max", int, None),
     },
+    "pipeline": {
+        # ISAAC's schedule: the crossbar read of chunk t+1 overlaps the ADC of chunk t, which
+        # converts a sample-and-hold copy of the column sums (docs/arithmetic.md section 8)
+        "overlap":         ("pipeline_overlap", bool, False),
+    },
+    "ima": {
+        "crossbars":       ("ima_crossbars", int, 8),     # ISAAC: 8 crossbars per IMA
+    },
 }
+#: sections that :meth:`AccelConfig.to_dict` writes only when a value differs from its default
+#: (so a configuration without them keeps its dictionary, digest and build folders)
+_OPTIONAL_SECTIONS = ("pipeline", "ima")
 _TOP_KEYS = {"name": str, "description": str}
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
@@ -98,6 +109,8 @@ class AccelConfig:
     input_signed: bool = False
     dac_bits: int = 1
     adc_mode: str = "lossless"
+    pipeline_overlap: bool = False
+    ima_crossbars: int = 8
     description: str = ""
 
     def __post_init__(self):
@@ -164,7 +177,11 @@ class AccelConfig:
         if self.description:
             doc["description"] = self.description
         for section, keys in _SCHEMA.items():
-            doc[section] = {sub: getattr(self, field) for sub, (field, _, _) in keys.items()}
+            values = {sub: getattr(self, field) for sub, (field, _, _) in keys.items()}
+            if section in _OPTIONAL_SECTIONS and all(
+                    values[sub] == default for sub, (_, _, default) in keys.items()):
+                continue
+            doc[section] = values
         return doc
 
     @property
@@ -197,6 +214,7 @@ class AccelConfig:
         positive("adc.bits", self.adc_bits, maximum=24)
         positive("adc.columns_per_cycle", self.adc_columns_per_cycle)
         positive("output.bits", self.output_bits, maximum=32)
+        positive("ima.crossbars", self.ima_crossbars, maximum=4096)
         if self.rows % self.rows_per_cycle:
             raise ConfigError(f"'crossbar.rows_per_cycle' must divide crossbar.rows = "
                               f"{self.rows}, not {self.rows_per_cycle}")
@@ -433,9 +451,21 @@ class AccelConfig:
         return self.xbar_steps + self.adc_steps
 
     @property
+    def stage_steps(self) -> int:
+        """Clocks of one stage of the overlapped schedule (``[pipeline] overlap``): the ADC of
+        chunk ``t`` beside the crossbar read of chunk ``t + 1``, ``max(xbar_steps,
+        adc_steps)``."""
+        return max(self.xbar_steps, self.adc_steps)
+
+    @property
     def latency(self) -> int:
-        """Clocks from the input handshake to the output being valid."""
-        return self.input_cycles * self.steps_per_chunk + 1
+        """Clocks from the input handshake to the output being valid: ``T*(X + G) + 1``, or
+        with ``[pipeline] overlap`` ``X + (T - 1)*max(X, G) + G + 1`` (the crossbar read of
+        chunk 0, ``T - 1`` overlapped stages, the ADC of the last chunk, the final step)."""
+        T, X, G = self.input_cycles, self.xbar_steps, self.adc_steps
+        if self.pipeline_overlap:
+            return X + (T - 1) * self.stage_steps + G + 1
+        return T * self.steps_per_chunk + 1
 
 
 def config_names() -> list[str]:

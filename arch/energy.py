@@ -37,7 +37,8 @@ __all__ = ["EnergyTable", "EnergyTableError", "load_energy_table", "ENERGY_DIR",
            "TOGGLE_KEYS", "DATAPATH_EVENTS", "MEMORY_EVENTS", "LAYER_EVENTS", "EVENT_MAP",
            "TILE_MEMORY", "OPS", "TILE_OPS", "BLOCKS", "TILE_BLOCKS", "adc_scale", "event_pj",
            "event_energy", "toggle_energy", "block_toggle_energy", "digital_pj", "digital_total",
-           "nnls_fit"]
+           "nnls_fit", "PublishedPower", "load_published_power", "BREAKDOWN",
+           "STAND_IN_BLOCKS"]
 
 ENERGY_DIR = CONFIG_DIR / "energy"
 EVENT_KEYS = ("adc_conversion", "dac_drive", "row_read", "sample_hold", "shift_add",
@@ -273,3 +274,74 @@ def nnls_fit(A, y):
     residual = (float(np.sqrt(np.mean((A @ coef - y) ** 2)) / np.mean(np.abs(y)))
                 if y.any() else None)
     return [float(c) for c in coef], residual
+
+
+# -- a published power table beside the model (aqua energy --breakdown) -------------------------
+
+#: ISAAC's components (its Table 6 rows) -> (the table events charged to it, what kind of
+#: estimate it is, the published row ``ima.<key>`` / ``tile.<key>``). ``analog event`` and
+#: ``digital event``: counted events x pJ per event from the energy table; ``digital toggles``:
+#: the calibrated toggles of an RTL block that is real digital logic (``control``: the input
+#: latch, the controller), counted only when the config has a calibration.
+BREAKDOWN = {
+    "adc": (("adc_conversion",), "analog event", "ima.adc"),
+    "dac": (("dac_drive",), "analog event", "ima.dac"),
+    "sample_hold": (("sample_hold",), "analog event", "ima.sample_hold"),
+    "crossbar": (("row_read",), "analog event", "ima.crossbar"),
+    "shift_add": (("shift_add",), "digital event", "ima.shift_add"),
+    "input_register": ((), "digital toggles", "ima.input_register"),
+    "output_register": ((), "digital toggles", "ima.output_register"),
+    "edram": (("edram_read_bit", "edram_write_bit"), "digital event", "tile.edram"),
+}
+#: RTL blocks that are digital stand-ins of analog parts (register cells and adder trees for
+#: the array's column sums and the sample-and-hold, a combinational transfer function for the
+#: SAR ADC) or that duplicate a part the table already charges per event (``shiftadd``): their
+#: toggles are shown apart and never added to the silicon estimate
+STAND_IN_BLOCKS = {"crossbar": "crossbar cells, adder trees, column sums and S&H registers "
+                               "(stand-in of the analog array and S&H)",
+                   "adc": "ADC transfer function (stand-in of the SAR ADC)",
+                   "shiftadd": "RTL shift-and-add and accumulators (ISAAC's S+A is charged "
+                               "per event)"}
+
+
+@dataclass(frozen=True)
+class PublishedPower:
+    """A published power table (``configs/energy/isaac_table6.toml``): mW per component,
+    ``rows["ima.adc"] = (mW, spec)``."""
+    name: str
+    source: str
+    imas_per_tile: int
+    rows: dict
+    path: str = ""
+
+    def mw(self, key: str) -> float:
+        return self.rows[key][0]
+
+    def ima_total(self) -> float:
+        return sum(v for k, (v, _) in self.rows.items() if k.startswith("ima."))
+
+    def tile_total(self) -> float:
+        return self.imas_per_tile * self.ima_total() + sum(
+            v for k, (v, _) in self.rows.items() if k.startswith("tile."))
+
+
+def load_published_power(name_or_path: str | Path = "isaac_table6") -> PublishedPower:
+    """Load a published power table by name (``configs/energy/<name>.toml``) or path."""
+    path, doc = read_named_toml(name_or_path, ENERGY_DIR, "published power table",
+                                EnergyTableError)
+    rows = {}
+    for scope in ("ima", "tile"):
+        for key, entry in doc.get(scope, {}).items():
+            mw = entry.get("power_mw") if isinstance(entry, dict) else None
+            if isinstance(mw, bool) or not isinstance(mw, (int, float)) or mw < 0:
+                raise EnergyTableError(f"{path}: [{scope}.{key}].power_mw must be a "
+                                       f"non-negative number, not {mw!r}")
+            rows[f"{scope}.{key}"] = (float(mw), str(entry.get("spec", "")))
+    missing = [r for _, _, r in BREAKDOWN.values() if r not in rows]
+    if missing:
+        raise EnergyTableError(f"{path}: missing {', '.join(missing)}")
+    n = doc.get("imas_per_tile")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise EnergyTableError(f"{path}: imas_per_tile must be a positive integer, not {n!r}")
+    return PublishedPower(str(doc.get("name", path.stem)), str(doc.get("source", "")), n,
+                          rows, str(path))

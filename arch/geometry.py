@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from .config import AccelConfig, ConfigError
 
-__all__ = ["conv_out_size", "ConvGeometry", "Mapping", "IM2COL_ORDER"]
+__all__ = ["conv_out_size", "ConvGeometry", "Mapping", "ImaPlan", "ImaSlot", "IM2COL_ORDER"]
 
 #: The order of a position's im2col rows: ``torch.nn.functional.unfold``'s, channel-major.
 IM2COL_ORDER = ("in_channel", "kernel_row", "kernel_col")
@@ -151,6 +151,23 @@ class Mapping:
     def im2col_order(self) -> tuple[str, ...]:
         return IM2COL_ORDER
 
+    def ima(self, crossbars: int | None = None) -> "ImaPlan":
+        """How the ``row_tiles x groups`` crossbars of the layer run on an IMA of ``crossbars``
+        crossbars (default ``cfg.ima_crossbars``): see :class:`ImaPlan`."""
+        n = self.cfg.ima_crossbars if crossbars is None else crossbars
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"crossbars must be a positive integer, not {n!r}")
+        kt, g = self.row_tiles, self.groups
+        if kt <= n:
+            span, lanes, chunks = kt, min(n // kt, g), 1
+        else:
+            span, lanes, chunks = n, 1, -(-kt // n)
+        return ImaPlan(self, n, lanes, span, chunks, chunks * -(-g // lanes))
+
+    def passes(self, crossbars: int | None = None) -> int:
+        """Runs (weight programmings) of the layer on an IMA of ``crossbars`` crossbars."""
+        return self.ima(crossbars).passes
+
     def check_one_row_tile(self) -> "Mapping":
         """``self`` if one crossbar holds the layer's im2col rows, else ``ConfigError``."""
         g = self.geometry
@@ -159,3 +176,71 @@ class Mapping:
                               f"{g.rows} crossbar rows; {self.cfg.name} has {self.cfg.rows} "
                               f"(a ConvTile maps a layer onto one row tile)")
         return self
+
+
+@dataclass(frozen=True)
+class ImaSlot:
+    """What crossbar ``slot`` of an IMA holds in one pass: row tile ``row_tile`` of output
+    group ``group`` (reduced in lane ``lane``), or zero weights when ``used`` is false (a row
+    tile beyond the layer's, or a group beyond its last)."""
+    slot: int
+    lane: int
+    group: int
+    row_tile: int
+    used: bool
+
+
+@dataclass(frozen=True)
+class ImaPlan:
+    """A layer's crossbars on one IMA of ``crossbars`` crossbars (``docs/arithmetic.md``,
+    section 9). The IMA reduces ``lanes`` output groups at a time, each over ``span``
+    crossbars side by side (slot ``s = lane*span + i``); one *pass* is one programming of the
+    weights and one run over every output position. With ``kt = row_tiles``:
+
+    * ``kt <= crossbars``: ``span = kt``, ``lanes = min(crossbars // kt, groups)``,
+      ``chunks = 1``: every output group is complete in one pass;
+    * ``kt > crossbars``: ``span = crossbars``, ``lanes = 1``, ``chunks = ceil(kt / crossbars)``:
+      a group takes ``chunks`` passes, whose partial sums are added in a buffer.
+
+    Pass ``p`` holds chunk ``c = p % chunks`` of groups ``(p // chunks)*lanes + lane``; slot
+    ``lane*span + i`` holds row tile ``c*span + i``. ``passes = chunks * ceil(groups / lanes)``.
+    """
+    mapping: Mapping
+    crossbars: int
+    lanes: int
+    span: int
+    chunks: int
+    passes: int
+
+    @property
+    def used_crossbars(self) -> int:
+        """Crossbars the IMA instantiates for this layer: ``lanes * span``."""
+        return self.lanes * self.span
+
+    def chunk(self, p: int) -> int:
+        return p % self.chunks
+
+    def group_base(self, p: int) -> int:
+        """The output group of lane 0 in pass ``p``."""
+        return (p // self.chunks) * self.lanes
+
+    def first(self, p: int) -> bool:
+        """Pass ``p`` starts its groups' sums (no partial sum from a previous pass)."""
+        return self.chunk(p) == 0
+
+    def last(self, p: int) -> bool:
+        """Pass ``p`` completes its groups' sums (bias, shift, ReLU, saturation, outputs)."""
+        return self.chunk(p) == self.chunks - 1
+
+    def slots(self, p: int) -> list[ImaSlot]:
+        """The crossbars of pass ``p``, slot by slot."""
+        if not 0 <= p < self.passes:
+            raise ValueError(f"pass must lie in [0, {self.passes - 1}], not {p}")
+        m, c, base = self.mapping, self.chunk(p), self.group_base(p)
+        out = []
+        for lane in range(self.lanes):
+            for i in range(self.span):
+                j, k = base + lane, c * self.span + i
+                out.append(ImaSlot(lane * self.span + i, lane, j, k,
+                                   j < m.groups and k < m.row_tiles))
+        return out

@@ -320,7 +320,7 @@ def datapath_stimulus(cfg: AccelConfig, jobs: list[dict], *, seed: int, bubble: 
                                 shift=job["shift"], relu=job["relu"])
             n = tr.vectors
             flat = {f: getattr(tr, f).reshape(n * E, *getattr(tr, f).shape[2:])
-                    for f in tr.FIELDS}
+                    for f in tr.fields}
             rows = pack_bytes(ol, flat).reshape(n, E, OB)
             idle = rows[:, -1] & ~phase_bytes
             table = np.concatenate([rows, idle[:, None]], 1)          # [n, E + 1, OB]

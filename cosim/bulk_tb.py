@@ -190,14 +190,17 @@ TL_WHAT = {0: "done", 1: "busy", 2: "error", 3: "rd_data", 4: "pixels taken",
            5: "short stimulus"}
 
 
-def tile_tb(cfg: AccelConfig, geom: ConvGeometry, top: str) -> tuple[str, str]:
-    """The bulk testbench of the ConvTile ``top``: (Verilog, module name)."""
+def tile_tb(cfg: AccelConfig, geom: ConvGeometry, top: str, *, wr_layout=None,
+            layer_layout=None) -> tuple[str, str]:
+    """The bulk testbench of the ConvTile ``top``: (Verilog, module name). ``wr_layout`` and
+    ``layer_layout`` replace the ``ConvTile``'s for a tile with the same ports and other
+    payloads (``hdl.imatile.IMATile``)."""
     from hdl.layouts import (tile_layer_layout, tile_output_layout, tile_pixel_layout,
                              tile_read_layout, tile_setup_layout, tile_weight_write_layout)
 
-    WR, LAY, SU, PIX, RD, OUT = (tile_weight_write_layout(cfg, geom).size,
-                                 tile_layer_layout(cfg, geom).size,
-                                 tile_setup_layout(cfg, geom).size,
+    wr_layout = wr_layout or tile_weight_write_layout(cfg, geom)
+    layer_layout = layer_layout or tile_layer_layout(cfg, geom)
+    WR, LAY, SU, PIX, RD, OUT = (wr_layout.size, layer_layout.size, tile_setup_layout(cfg, geom).size,
                                  tile_pixel_layout(cfg, geom).size, tile_read_layout(geom).size,
                                  tile_output_layout(cfg, geom).size)
     name = "aqua_bulk_convtile_tb"

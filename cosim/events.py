@@ -15,6 +15,11 @@ edge acts on; registers change at the edge, the bench drives inputs at the falli
 * ``sample_holds``: first ADC step edges of a chunk (an ADC edge right after a crossbar
   edge) times ``cols``.
 
+With ``[pipeline] overlap`` a crossbar step can share its edge with an ADC step (phase
+``XBAR_ADC``), so the crossbar steps are the edges with the crossbar's own ``en`` input set,
+and ``sample_holds`` are the edges with its ``hold`` input set (the sample-and-hold bank
+loading a chunk's sums) times ``cols``; the other counts are read as above.
+
 :func:`golden.events.datapath_events` computes the same numbers with no simulation.
 """
 
@@ -76,6 +81,12 @@ def _edges(waves, keys: set[str]):
 
 _DATAPATH_KEYS = ("phase", "adc_valid", "i__valid", "i__ready", "o__valid", "o__ready",
                   "wr__valid", "crossbar.levels", "crossbar.step")
+#: the crossbar's step enable and sample-and-hold load, read with ``[pipeline] overlap``
+_OVERLAP_KEYS = ("crossbar.en", "crossbar.hold")
+
+
+def _datapath_keys(cfg) -> tuple[str, ...]:
+    return _DATAPATH_KEYS + (_OVERLAP_KEYS if cfg.pipeline_overlap else ())
 
 
 def _datapath_events(cfg, sig, before: np.ndarray, prefix: str = "") -> dict[str, int]:
@@ -87,6 +98,8 @@ def _datapath_events(cfg, sig, before: np.ndarray, prefix: str = "") -> dict[str
          for k in _DATAPATH_KEYS[:7]}
     xbar = a["phase"] == Phase.XBAR.value
     adc = a["phase"] == Phase.ADC.value
+    if cfg.pipeline_overlap:
+        xbar = np.asarray(_at(sig[prefix + "crossbar.en"], before), dtype=np.int64) == 1
     levels_layout = ports(cfg, "crossbar")["levels"][1]
     P = cfg.rows_per_cycle
     drives = level_sum = 0
@@ -111,13 +124,16 @@ def _datapath_events(cfg, sig, before: np.ndarray, prefix: str = "") -> dict[str
     # sample-and-hold: the first ADC step of each chunk (ADC edges right after an XBAR edge)
     prev_xbar = np.concatenate([[False], xbar[:-1]])
     ev["sample_holds"] = int((adc & prev_xbar).sum()) * cfg.cols
+    if cfg.pipeline_overlap:
+        hold = np.asarray(_at(sig[prefix + "crossbar.hold"], before), dtype=np.int64)
+        ev["sample_holds"] = int(hold.sum()) * cfg.cols
     assert set(ev) == set(EVENTS)
     return ev
 
 
 def rtl_events(cfg, waves: str | Path) -> dict[str, int]:
     """The events of :data:`golden.events.EVENTS` counted from the run's FST ``waves``."""
-    rising, sig = _edges(waves, set(_DATAPATH_KEYS))
+    rising, sig = _edges(waves, set(_datapath_keys(cfg)))
     return _datapath_events(cfg, sig, rising - 1)
 
 
@@ -148,7 +164,8 @@ def rtl_tile_events(cfg, geom, waves: str | Path, verilog: str | Path,
           "gather_reads": _one(mp["fmap_mem"]["read"]["en"], "the fmap_mem read enable"),
           "positions": _one(mp["out_mem"]["write"]["en"], "the out_mem write enable")}
     groups = Mapping(cfg, geom).groups
-    keys = {f"xbar{x}.{k}" for x in range(groups) for k in _DATAPATH_KEYS} | set(en.values())
+    keys = {f"xbar{x}.{k}" for x in range(groups) for k in _datapath_keys(cfg)} \
+        | set(en.values())
     rising, sig = _edges(waves, keys)
     out = []
     for t0, t1 in windows:

@@ -254,21 +254,29 @@ def _row(block, cfg, sim, res: BenchResult, seed, wall) -> CosimRun:
                     seed=seed, message=msg, stats=st)
 
 
-def first_layer_in_rtl(cfg: AccelConfig, sim: str, *, images: int = 1, seed: int = 0):
-    """The demo CNN's first conv layer on ``images`` test images, in RTL under ``sim``.
+def first_layer_in_rtl(cfg: AccelConfig, sim: str, *, images: int = 1, seed: int = 0,
+                       layer=None):
+    """The demo CNN's first conv layer on ``images`` test images, in RTL under ``sim`` (or
+    ``layer``, any conv ``QuantLayer`` with its inputs, e.g. another model's first layer from
+    ``golden.netreport.first_conv_layer``).
 
     Returns ``(run, rtl, golden)``: the :class:`CosimRun` and the output feature maps from the
     RTL and from ``golden.layer.conv2d`` as ``[positions, Cout]`` tensors."""
-    from golden.cnn import load_democnn
-    from golden.data import cluttered_digits
-    from golden.fixedpoint import quant_layer, quantize_democnn
     from golden.layer import conv2d
 
-    net = quantize_democnn(cfg, load_democnn())
-    x, _ = cluttered_digits("test")
-    layer = quant_layer(net, 0, x[:images])
+    label = f"cnn-layer0-{images}"
+    if layer is None:
+        from golden.cnn import load_democnn
+        from golden.data import cluttered_digits
+        from golden.fixedpoint import quant_layer, quantize_democnn
+
+        net = quantize_democnn(cfg, load_democnn())
+        x, _ = cluttered_digits("test")
+        layer = quant_layer(net, 0, x[:images])
+    else:
+        label = f"model-layer{layer.index}-{layer.x.shape[0]}"
     jobs = cnn_jobs(cfg, layer)
-    run = run_datapath(cfg, sim, jobs=jobs, seed=seed, label=f"cnn-layer0-{images}")
+    run = run_datapath(cfg, sim, jobs=jobs, seed=seed, label=label)
     gold = conv2d(cfg, layer.x, layer.weight, layer.bias, stride=layer.stride,
                   padding=layer.padding, shift=layer.shift, relu=layer.relu)
     gold = gold.permute(0, 2, 3, 1).reshape(-1, gold.shape[1])

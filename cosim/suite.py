@@ -19,7 +19,7 @@ from typing import Callable
 from arch.config import AccelConfig
 
 __all__ = ["PATHS", "TARGETS", "TARGET_NAMES", "Target", "CosimOptions", "CosimRow", "CropSweep",
-           "CosimReport", "COLUMNS", "run_cosim"]
+           "CosimReport", "COLUMNS", "run_cosim", "IMA_TARGET"]
 
 #: What each count of a :class:`CosimRow` means (the table's caption and the JSON's
 #: ``columns``): one meaning per column, whatever the bench.
@@ -63,6 +63,7 @@ class CosimOptions:
     crop_fraction: float = 0.25
     waves: bool = False
     path: str = "bulk"
+    ima: bool = False         # also the IMATile on the layers larger than a crossbar (bulk)
 
     def __post_init__(self):
         if not self.targets:
@@ -124,10 +125,11 @@ class CropSweep:
     config: str
     fraction: float
     rows: list[dict]
+    tile: str = "convtile"      # or "imatile" (cosim.imatile: every pass of each image)
 
     @property
     def block(self) -> str:
-        return f"convtile L{self.layer}"
+        return f"{self.tile} L{self.layer}"
 
     def to_dict(self) -> dict:
         return {"block": self.block, "sim": self.sim, "config": self.config,
@@ -161,7 +163,7 @@ class CosimReport:
             "config": self.config, "seed": o.seed, "simulators": list(o.sims),
             "options": {"targets": list(o.targets), "vectors": o.vectors, "cycles": o.cycles,
                         "bubble": o.bubble, "backpressure": o.backpressure,
-                        "crop_fraction": o.crop_fraction, "waves": o.waves},
+                        "crop_fraction": o.crop_fraction, "waves": o.waves, "ima": o.ima},
             "passed": self.passed,
             "columns": dict(COLUMNS),
             "runs": [r.to_dict() for r in self.rows],
@@ -257,6 +259,29 @@ def _run_tile(ctx: _Context, sim: str, index: int) -> tuple[CosimRow, CropSweep]
                           rows=run.rows)
 
 
+def _ima_layers(cfg: AccelConfig) -> list[int]:
+    from .imatile import ima_demo_layers
+    return ima_demo_layers(cfg)
+
+
+def _run_ima_tile(ctx: _Context, sim: str, index: int) -> tuple[CosimRow, CropSweep]:
+    """The IMATile always takes the bulk path (it has no cocotb bench)."""
+    from .imatile import ima_crop_sweep_bulk
+
+    o = ctx.options
+    run = ima_crop_sweep_bulk(ctx.cfg, index, sim, fraction=o.crop_fraction, seed=o.seed)
+    row = CosimRow(path="bulk", block=f"imatile L{index}", sim=sim, config=run.config,
+                   seed=run.seed, passed=run.passed,
+                   vectors=sum(r.get("sent", 0) for r in run.results), cycles=run.cycles,
+                   cycles_compared=None,
+                   outputs_compared=sum(img.out_height * img.out_width for img in run.images)
+                   if run.passed else 0,
+                   message=run.message, waves=run.waves, wall_s=run.wall_s,
+                   sim_wall_s=run.sim_wall_s)
+    return row, CropSweep(layer=index, sim=sim, config=run.config, fraction=o.crop_fraction,
+                          rows=run.rows, tile="imatile")
+
+
 @dataclass(frozen=True)
 class Target:
     """One entry of ``aqua cosim --blocks``: ``units(cfg)`` lists its runs per simulator (one,
@@ -279,6 +304,11 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
                        "all 16 crop vectors", _tile_layers, _run_tile),
 )}
 TARGET_NAMES = tuple(TARGETS)
+#: Run after the targets when :class:`CosimOptions` ``ima`` is set (``aqua cosim --ima``): the
+#: multi-crossbar builds are long, so it is opt-in.
+IMA_TARGET = Target("imatile", "the IMATile on every demo CNN layer larger than one crossbar, "
+                               "every pass, under all 16 crop vectors (bulk path)",
+                    _ima_layers, _run_ima_tile)
 
 
 def run_cosim(cfg: AccelConfig, options: CosimOptions, *,
@@ -303,10 +333,12 @@ def run_cosim(cfg: AccelConfig, options: CosimOptions, *,
     t0 = time.perf_counter()
     for sim in options.sims:
         ensure_simulator(sim)
-    if "convtile" in options.targets:
+    if "convtile" in options.targets or options.ima:
         fraction_code(options.crop_fraction)
     ctx = _Context(cfg, options)
     plan = [(TARGETS[name], TARGETS[name].units(cfg)) for name in options.targets]
+    if options.ima:
+        plan.append((IMA_TARGET, IMA_TARGET.units(cfg)))
     if progress is not None:
         progress(0, total=sum(len(units) for _, units in plan) * len(options.sims))
     report = CosimReport(config=cfg.name, options=options)

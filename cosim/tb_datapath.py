@@ -47,7 +47,7 @@ class ExpectedStream:
         x = job["x"][start:start + BLOCK]
         tr = datapath_trace(cfg, job["w"], x, job["bias"], shift=job["shift"], relu=job["relu"])
         V, E = tr.vectors, tr.edges
-        flat = {f: getattr(tr, f).reshape(V * E, *getattr(tr, f).shape[2:]) for f in tr.FIELDS}
+        flat = {f: getattr(tr, f).reshape(V * E, *getattr(tr, f).shape[2:]) for f in tr.fields}
         packed = pack_rows(self.obs_layout, flat)
         self.rows = [packed[i * E:(i + 1) * E] for i in range(V)]
         self.outs = pack_rows(self.out_layout, {"y": tr.out})

@@ -213,25 +213,28 @@ def _check_tile_layer(cfg, index: int) -> None:
         raise ValueError(problem)
 
 
-def _images(cfg, index, image, crops, fraction):
+def _images(cfg, index, image, crops, fraction, source=None):
     from golden.crop import CROP_VECTORS
 
     from .tile import demo_tile_layer, tile_image
 
-    layer, geom, x = demo_tile_layer(cfg, index, image)
+    layer, geom, x = demo_tile_layer(cfg, index, image) if source is None else source
     imgs = [tile_image(cfg, geom, x, layer, crop=CROP_VECTORS[c], fraction=fraction,
                        label=f"crop {c}") for c in crops]
     return layer, geom, imgs
 
 
-def tile_rows(cfg, table, index, image, crops, fraction, sim, seed, calibration=None):
+def tile_rows(cfg, table, index, image, crops, fraction, sim, seed, calibration=None,
+              source=None):
     """One row per crop: window, RTL events (checked equal to the analytic ones), toggle
     digital pJ per block and class, analytic pJ per event and block, and the error of the
-    calibrated digital estimate. Returns ``(rows, TileEnergyRun)``."""
+    calibrated digital estimate. Returns ``(rows, TileEnergyRun)``. ``source``: ``(layer,
+    geom, x [Cin, H, W])`` of another model's layer instead of demo conv layer ``index``."""
     from arch.energy import event_energy
 
-    layer, geom, imgs = _images(cfg, index, image, crops, fraction)
-    r = tile_energy_run(cfg, geom, layer, imgs, sim, seed=seed, label=f"energy-tile-l{index}")
+    layer, geom, imgs = _images(cfg, index, image, crops, fraction, source)
+    label = f"energy-tile-l{index}" if source is None else f"energy-tile-model-l{index}"
+    r = tile_energy_run(cfg, geom, layer, imgs, sim, seed=seed, label=label)
     rows = []
     for i, (c, img) in enumerate(zip(crops, imgs)):
         e = analytic_tile(cfg, table, layer, img.window, calibration)
@@ -293,17 +296,21 @@ class TileReport(CropRows):
 
 
 def tile_report(cfg, table, *, layer: int = 0, crop: int | None = None, image: int = 0,
-                fraction: float = 0.25, sim: str = "verilator", seed: int = 0) -> TileReport:
+                fraction: float = 0.25, sim: str = "verilator", seed: int = 0,
+                source=None) -> TileReport:
     """Demo conv layer ``layer`` on test image ``image`` through the RTL ``ConvTile``,
     uncropped and under crop ``crop`` (``None``: all 16), in one simulation (see the module
-    docstring). ``ValueError`` if the layer does not fit one crossbar of ``cfg``."""
+    docstring). ``ValueError`` if the layer does not fit one crossbar of ``cfg``. ``source``:
+    ``(layer, geom, x [Cin, H, W])``, another model's conv layer (``layer`` is then its index
+    among that model's crossbar layers, for the report), checked by the caller to fit."""
     from golden.energy_model import calibration_status, load_calibration
 
     t0 = time.perf_counter()
-    _check_tile_layer(cfg, layer)
+    if source is None:
+        _check_tile_layer(cfg, layer)
     cal = load_calibration(cfg, table)
     crops = list(range(16)) if crop is None else sorted({0, crop})
-    rows, r = tile_rows(cfg, table, layer, image, crops, fraction, sim, seed, cal)
+    rows, r = tile_rows(cfg, table, layer, image, crops, fraction, sim, seed, cal, source)
     full = rows[0]
     # the best crop as in the analytic report: smallest L1 change of the layer output
     best = min(rows[1:], key=lambda x: (x["l1_error"], x["toggle_total_pj"])) \
@@ -363,3 +370,38 @@ def calibrate_tile(cfg, table, *, layer: int = 0, fraction: float = 0.25,
         "fit_residual_rms": {k: round(v, 4) for k, v in residual.items()}}}
     cal = dataclasses.replace(cal, tile_pj=pj, provenance=prov)
     return TileCalibrationReport(pj, residual, str(save_calibration(cal, out)))
+
+
+def model_tile_report(cfg, table, qg, *, layer: int | None = None, crop: int | None = None,
+                      image: int = 0, fraction: float = 0.25, sim: str = "verilator",
+                      seed: int = 0, size: int = 32):
+    """:func:`tile_report` of a crossbar layer of any model (``qg``, a
+    :class:`golden.qnet.QGraph` of the shipped digits at ``size``): crossbar layer ``layer``
+    (default: the first one a ``ConvTile`` computes, :func:`golden.netreport.tile_layers`).
+    Returns ``(report or None, analytic_only)`` where ``analytic_only`` lists ``(index, name,
+    why)`` of the layers no ``ConvTile`` computes. ``ValueError`` if ``layer`` is one of them.
+    """
+    from golden.netreport import conv_layer_of, digits, tile_layers
+
+    from .tile import tile_geometry
+
+    layers = tile_layers(qg)
+    analytic_only = [t for t in layers if t[2] is not None]
+    fits = [i for i, _, why in layers if why is None]
+    if layer is None:
+        if not fits:
+            return None, analytic_only
+        layer = fits[0]
+    if not 0 <= layer < len(layers):
+        raise ValueError(f"--layer must be a crossbar layer of the model, 0..{len(layers) - 1}, "
+                         f"not {layer}")
+    if layers[layer][2] is not None:
+        raise ValueError(f"--tile: layer {layer} ('{layers[layer][1]}') does not fit one "
+                         f"ConvTile: {layers[layer][2]}; layers that fit: "
+                         f"{', '.join(map(str, fits)) or 'none'}")
+    x, _ = digits("test", size)
+    q, _ = conv_layer_of(qg, layers[layer][1], x[image:image + 1])
+    source = (q, tile_geometry(q, *q.x.shape[-2:]), q.x[0])
+    rep = tile_report(cfg, table, layer=layer, crop=crop, image=image, fraction=fraction,
+                      sim=sim, seed=seed, source=source)
+    return rep, analytic_only

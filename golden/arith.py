@@ -15,6 +15,7 @@ __all__ = [
     "saturate", "round_shift", "left_shift_clamp", "relu", "check_range",
     "encode_weights", "flag_words", "input_chunks", "chunk_signs", "chunk_positions",
     "adc_convert", "adc_reconstruct", "flip_recover", "slice_weights", "finalize",
+    "rounding_offset", "float_finalize_exact", "finalize_float",
 ]
 
 
@@ -24,9 +25,11 @@ class RangeError(ValueError):
 
 def check_range(name: str, t: torch.Tensor, lo: int, hi: int) -> None:
     """Raise :class:`RangeError` naming ``name`` if any element lies outside ``[lo, hi]``."""
-    if t.numel() and (int(t.min()) < lo or int(t.max()) > hi):
-        raise RangeError(f"{name} must lie in [{lo}, {hi}], "
-                         f"found values in [{int(t.min())}, {int(t.max())}]")
+    if t.numel():
+        tmin, tmax = (int(v) for v in torch.aminmax(t))       # one pass
+        if tmin < lo or tmax > hi:
+            raise RangeError(f"{name} must lie in [{lo}, {hi}], "
+                             f"found values in [{tmin}, {tmax}]")
 
 
 def saturate(v: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
@@ -193,10 +196,66 @@ def finalize(cfg: AccelConfig, v: torch.Tensor, *, shift: int, relu_enable: bool
     The result is that of the exact shift of section 7 for any int64 ``v``: a left shift is
     preceded by :func:`left_shift_clamp`, a right shift cannot overflow.
     """
-    if not cfg.shift_min <= shift <= cfg.shift_max:
-        raise ValueError(f"shift must lie in [{cfg.shift_min}, {cfg.shift_max}] "
-                         f"(output.shift_min/max), not {shift}")
+    _check_shift(cfg, shift)
     if shift < 0:
         # the left shift is exact and then saturated: clamp first, so int64 cannot wrap
         v = left_shift_clamp(v, -shift, cfg.output_bits)
     return saturate(relu(round_shift(v, shift), relu_enable), *cfg.output_range)
+
+
+def _check_shift(cfg: AccelConfig, shift: int) -> None:
+    if not cfg.shift_min <= shift <= cfg.shift_max:
+        raise ValueError(f"shift must lie in [{cfg.shift_min}, {cfg.shift_max}] "
+                         f"(output.shift_min/max), not {shift}")
+
+
+def rounding_offset(shift: int) -> int:
+    """What :func:`round_shift` adds before it shifts right: ``2**(shift-1)``, or 0.
+
+    >>> rounding_offset(3), rounding_offset(0), rounding_offset(-2)
+    (4, 0, 0)
+    """
+    return 1 << (shift - 1) if shift > 0 else 0
+
+
+def float_finalize_exact(cfg: AccelConfig, bound: int, shift: int, dtype: torch.dtype) -> bool:
+    """Whether :func:`finalize_float` in ``dtype`` gives :func:`finalize` exactly for every
+    ``|v| <= bound``: ``v + rounding_offset(shift)`` is an integer the float type holds
+    (below ``2**24`` in float32, ``2**53`` in float64), and so are both ends of the output
+    range (``output_bits - 1`` at most 24, resp. 53)."""
+    mant = {torch.float32: 24, torch.float64: 53}.get(dtype)
+    return (mant is not None and bound + rounding_offset(shift) < (1 << mant)
+            and cfg.output_bits - 1 <= mant)
+
+
+def finalize_float(cfg: AccelConfig, u: torch.Tensor, *, shift: int, relu_enable: bool
+                   ) -> torch.Tensor:
+    """:func:`finalize` for a float tensor ``u`` holding ``(v + rounding_offset(shift)) *
+    2**-shift`` for integers ``v``, as int64 (``u`` is clamped in place); exact when
+    :func:`float_finalize_exact` holds. A product whose operands are scaled by ``2**-shift``
+    gives ``u`` directly: scaling by a power of two changes no significand, so the scaled sums
+    are exact wherever the unscaled ones are.
+
+    Right shift: ``floor(u)`` is :func:`round_shift`'s ``(v + 2**(sh-1)) >> sh``. Left shift:
+    ``u = v * 2**n`` exactly (no float overflows below ``2**53 * 2**62``), so the saturation sees
+    the unbounded shifted value, as section 7 demands. ReLU and saturation are one clamp to
+    integer ends, which commutes with ``floor``; on a non-negative range the cast to int64
+    (which truncates) is the ``floor``.
+
+    >>> cfg = AccelConfig(name="t", rows=2, cols=2, cell_bits=1, weight_bits=2, input_bits=2,
+    ...                   adc_bits=3, adc_columns_per_cycle=1, output_bits=8, shift_min=-2,
+    ...                   shift_max=4)
+    >>> v = torch.tensor([-9, -6, -5, 5, 6, 7, 300])
+    >>> u = (v + rounding_offset(2)).to(torch.float32) / 4
+    >>> finalize_float(cfg, u, shift=2, relu_enable=False).tolist()
+    [-2, -1, -1, 1, 2, 2, 75]
+    >>> finalize(cfg, v, shift=2, relu_enable=False).tolist()
+    [-2, -1, -1, 1, 2, 2, 75]
+    """
+    _check_shift(cfg, shift)
+    lo, hi = cfg.output_range
+    lo = max(lo, 0) if relu_enable else lo
+    u = u.clamp_(lo, hi)
+    if shift > 0 and lo < 0:
+        u = u.floor_()
+    return u.to(torch.int64)

@@ -44,14 +44,14 @@ import torch
 
 from arch.config import AccelConfig
 from arch.contract import FRACTION_BITS
-from arch.geometry import ConvGeometry, conv_out_size
+from arch.geometry import ConvGeometry, Mapping, conv_out_size
 
 from .layer import conv2d, matrix_mapping
 
 __all__ = ["CROP_VECTORS", "crop_vector", "crop_index", "crop_amount", "kept_window",
            "scale_window", "check_window", "crop_activations", "output_window",
            "cropped_conv2d", "CropCounts", "crop_counts", "AGUEntry", "agu_sequence",
-           "agu_cycles", "fraction_code", "tile_cycles"]
+           "agu_cycles", "fraction_code", "tile_cycles", "ima_tile_cycles"]
 
 #: The 16 crop vectors ``(top, bottom, left, right)``; index ``top*8 + bottom*4 + left*2 + right``.
 CROP_VECTORS: tuple[tuple[int, int, int, int], ...] = tuple(
@@ -370,5 +370,28 @@ def tile_cycles(cfg: AccelConfig, geom: ConvGeometry, H: int, W: int, window, *,
                          f"not {ts[:8]}{'...' if len(ts) > 8 else ''} ({len(ts)} values)")
     if P == 0:
         return n + 1
-    lat = [t * (cfg.xbar_steps + cfg.adc_steps) + 1 for t in ts]
+    # the overlapped schedule ignores the first chunk (section 8): every vector takes L
+    lat = [cfg.latency if cfg.pipeline_overlap else t * (cfg.xbar_steps + cfg.adc_steps) + 1
+           for t in ts]
     return n + taps + 5 + sum(max(li + 1, taps + 2) for li in lat[:-1]) + lat[-1]
+
+
+def ima_tile_cycles(cfg: AccelConfig, geom: ConvGeometry, H: int, W: int, window,
+                    crossbars: int | None = None) -> int:
+    """Clock edges of one image on an ``IMATile`` (``docs/arithmetic.md`` section 9): the
+    layer's ``passes`` on an IMA of ``crossbars`` crossbars (default ``cfg.ima_crossbars``,
+    :meth:`arch.geometry.Mapping.passes`), each a run of :func:`tile_cycles` edges (the IMA
+    reduces at the crossbars' final edge, so a run takes what a one-crossbar tile's does).
+    The host's weight writes between passes, made while the tile is idle, are not counted.
+
+    >>> from arch.config import load_config
+    >>> g = ConvGeometry(16, 16, kernel=3, padding=1, height=16, width=16)
+    >>> cfg = load_config("small")
+    >>> Mapping(cfg, g).passes(), tile_cycles(cfg, g, 16, 16, (0, 16, 0, 16))
+    (8, 11021)
+    >>> ima_tile_cycles(cfg, g, 16, 16, (0, 16, 0, 16))
+    88168
+    """
+    if not isinstance(geom, ConvGeometry):
+        raise TypeError(f"geom must be a ConvGeometry, not {geom!r}")
+    return Mapping(cfg, geom).passes(crossbars) * tile_cycles(cfg, geom, H, W, window)

@@ -6,13 +6,13 @@ only render it."""
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from arch.config import AccelConfig
 
-__all__ = ["DemoReport", "demo_layer", "BenchRow", "BenchReport", "bench_layers",
+__all__ = ["DemoReport", "demo_layer", "bench_layers",
            "TrainReport", "train_and_save"]
 
 
@@ -134,79 +134,38 @@ def demo_layer(cfg: AccelConfig, model, layer: int, images: int, accuracy_images
 
 # -- aqua bench -----------------------------------------------------------------------------
 
-@dataclass
-class BenchRow:
-    """One layer of :func:`bench_layers`."""
-    index: int
-    shape: str
-    row_tiles: int
-    groups: int
-    mvms: int
-    outputs: int
-    golden_seconds: float
-    torch_seconds: float
-
-
-@dataclass
-class BenchReport:
-    """The golden model's throughput on every layer of the demo CNN on ``config``."""
-    config: str
-    images: int
-    rows: list[BenchRow] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-def bench_layers(cfg: AccelConfig, model, images: int, *,
-                 progress: Callable[[int, int], None] | None = None) -> BenchReport:
-    """Time every layer of ``model`` quantized to ``cfg`` on the first ``images`` test
-    images, golden model against torch (one thread, best of several runs);
-    ``progress(layers done, layers)`` after each.
+def bench_layers(cfgs: list[AccelConfig], model, images: int, *, net_images: int = 0,
+                 net_config: AccelConfig | None = None,
+                 progress: Callable[[int, int], None] | None = None):
+    """Time every layer of ``model`` quantized to each of ``cfgs`` on the first ``images`` test
+    images, golden model against the float layer (one thread, best of several runs,
+    :func:`golden.timing.time_layer`); with ``net_images`` also zoo:resnet18 at 64x64 under all
+    16 crops on ``net_config`` (:func:`golden.timing.time_network`). ``progress(steps done,
+    steps)`` after each. Returns a :class:`golden.timing.SpeedReport`.
 
     Raises
     ------
     golden.fixedpoint.QuantError
-        If the model cannot be quantized to ``cfg``.
+        If the model cannot be quantized to a configuration.
     """
     from golden import fixedpoint as fxp
     from golden.data import cluttered_digits
+    from golden.timing import SpeedReport, time_layer, time_network
 
     x_test, _ = cluttered_digits("test")
-    net = fxp.quantize_democnn(cfg, model)
-    report = BenchReport(cfg.name, images)
-    for index in range(len(net.layers)):
-        report.rows.append(_bench_layer(net, index, x_test[:images]))
+    nets = [fxp.quantize_democnn(cfg, model) for cfg in cfgs]
+    steps = sum(len(n.layers) for n in nets) + (1 if net_images else 0)
+    report = SpeedReport(images)
+    for net in nets:
+        for index in range(len(net.layers)):
+            report.layers.append(time_layer(net, index, x_test[:images]))
+            if progress is not None:
+                progress(len(report.layers), steps)
+    if net_images:
+        report.net = time_network(net_config or cfgs[0], images=net_images)
         if progress is not None:
-            progress(index + 1, len(net.layers))
+            progress(steps, steps)
     return report
-
-
-def _bench_layer(net, index: int, images) -> BenchRow:
-    """Layer ``index`` of ``net`` on ``images``, golden model vs torch."""
-    import torch.nn.functional as F
-
-    from golden import fixedpoint as fxp
-    from golden.layer import matrix_mapping
-    from golden.timing import best_time
-
-    q = fxp.quant_layer(net, index, images)
-    xf, wf, bf = _float_inputs(q)
-    if q.kind == "conv":
-        def ref():
-            return F.conv2d(xf, wf, bf, stride=q.stride, padding=q.padding)
-    else:
-        def ref():
-            return F.linear(xf, wf, bf)
-    t_golden, y = best_time(lambda: fxp.run_layer(net, q, q.x), min_seconds=0.3)
-    t_torch, _ = best_time(ref, min_seconds=0.1)
-    n_out = q.weight.shape[0]
-    mapping = matrix_mapping(net.cfg, q.weight[0].numel(), n_out)
-    tiles, groups = mapping.row_tiles, mapping.groups
-    vectors = y.numel() // n_out
-    return BenchRow(index=index, shape=q.shape, row_tiles=tiles, groups=groups,
-                    mvms=vectors * tiles * groups, outputs=y.numel(), golden_seconds=t_golden,
-                    torch_seconds=t_torch)
 
 
 # -- aqua train -----------------------------------------------------------------------------

@@ -1,14 +1,22 @@
 """Fast, vectorised layer model: matrix-vector, linear and conv2d through the crossbar datapath.
 
-Exact to ``docs/arithmetic.md`` for every ADC mode. The bit-serial inputs and weight slices are
-not looped over in Python: all input chunks of a batch go through one matrix product with all
-cells of a layer, in floating point where that is provably exact (every partial sum is an integer
-below 2**24 for float32, 2**53 for float64), and the shift-add is an integer reduction.
+Exact to ``docs/arithmetic.md`` for every ADC mode, by one of two paths, chosen in one place
+(:func:`matvec_acc` and :func:`conv2d`, both by :func:`adc_is_identity`):
+
+* **The exact integer path** (:func:`integer_acc`), when the ADC passes every read unchanged
+  (``lossless``, and any ``clip``/``drop_lsb`` ADC that can neither drop nor saturate): the
+  layer's ``Σ_r x[r] w[r, n]`` as one float matrix product or convolution over all ``K`` rows,
+  in the narrowest float type in which it is provably exact (:func:`integer_plan`).
+* **The bit-serial path** (:func:`bitserial_acc`), for every mode: all ``T`` input chunks of a
+  batch block against all cells of all row tiles in one batched matrix product, the ADC
+  elementwise, and the shift-add as one weighted reduction. It is the reference the integer
+  path is tested against.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
@@ -16,29 +24,33 @@ import torch.nn.functional as F
 from arch.config import AccelConfig
 from arch.geometry import ConvGeometry, Mapping, conv_out_size
 
-from .arith import (adc_convert, adc_reconstruct, check_range, chunk_positions, chunk_signs,
-                    encode_weights, finalize, flip_recover, input_chunks)
+from .arith import (check_range, chunk_positions, chunk_signs, encode_weights, finalize,
+                    finalize_float, float_finalize_exact, rounding_offset)
 
-__all__ = ["ProgrammedLayer", "program", "matvec_acc", "matvec", "linear", "conv2d",
+__all__ = ["ProgrammedLayer", "program", "matvec_acc", "bitserial_acc", "integer_acc",
+           "IntegerPlan", "integer_plan", "adc_is_identity", "matvec", "linear", "conv2d",
            "matrix_mapping"]
 
-# Elements of the [batch, T, columns] read tensor processed at once (bounds memory).
-_BLOCK_ELEMENTS = 1 << 17   # elements of the [b, tiles, T, columns] read tensor per block: fits in cache
+# Elements of the [tiles, T, b, columns] read tensor of one batch block (bounds memory; a
+# block's passes stay within the last-level cache, and a block is big enough that the
+# per-call overhead of the few torch operations on it is small).
+_BLOCK_ELEMENTS = 1 << 18
 
 
 @dataclass(frozen=True)
 class ProgrammedLayer:
     """A weight matrix ``[K, N]`` cut into crossbar tiles and encoded into cells.
 
-    ``cells[k]`` is ``[rows, groups * outputs * slices]`` for row tile ``k``: the stored cells of
-    all output groups side by side (group ``g`` of tile ``k`` is one physical crossbar), and
-    ``flags[k]`` the matching flip flags.
+    ``weights`` is the int64 ``[K, N]`` matrix itself; ``cells[k]`` is
+    ``[rows, groups * outputs * slices]`` for row tile ``k``: the stored cells of all output
+    groups side by side (group ``g`` of tile ``k`` is one physical crossbar), and ``flags[k]``
+    the matching flip flags. The cells are encoded on first use (the exact integer path never
+    needs them).
     """
     cfg: AccelConfig
     in_features: int
     out_features: int
-    cells: tuple[torch.Tensor, ...]
-    flags: tuple[torch.Tensor, ...]
+    weights: torch.Tensor
 
     @property
     def mapping(self) -> Mapping:
@@ -47,17 +59,50 @@ class ProgrammedLayer:
 
     @property
     def row_tiles(self) -> int:
-        return len(self.cells)
+        return self.mapping.row_tiles
 
     @property
     def groups(self) -> int:
         return self.mapping.groups
+
+    @cached_property
+    def _encoded(self) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+        cfg, mapping = self.cfg, self.mapping
+        kt, g = mapping.row_tiles, mapping.groups
+        wp = torch.zeros(mapping.padded_rows, mapping.padded_outputs, dtype=torch.int64)
+        wp[:self.in_features, :self.out_features] = self.weights
+        cells, flags = [], []
+        for k in range(kt):
+            tile = wp[k * cfg.rows:(k + 1) * cfg.rows]
+            parts = [encode_weights(cfg, tile[:, i * cfg.outputs:(i + 1) * cfg.outputs])
+                     for i in range(g)]
+            cells.append(torch.cat([c for c, _ in parts], dim=1).reshape(cfg.rows, -1))
+            flags.append(torch.cat([f for _, f in parts], dim=0).reshape(-1))
+        return tuple(cells), tuple(flags)
+
+    @property
+    def cells(self) -> tuple[torch.Tensor, ...]:
+        return self._encoded[0]
+
+    @property
+    def flags(self) -> tuple[torch.Tensor, ...]:
+        return self._encoded[1]
 
 
 def matrix_mapping(cfg: AccelConfig, in_features: int, out_features: int) -> Mapping:
     """The :class:`~arch.geometry.Mapping` of a ``[K, N]`` weight matrix (K im2col rows, N
     outputs): a fully connected layer, which tiles exactly as a conv with ``K`` rows."""
     return Mapping(cfg, ConvGeometry.linear(in_features, out_features))
+
+
+def _check_row_tiles(cfg: AccelConfig, K: int, N: int) -> None:
+    kt = matrix_mapping(cfg, K, N).row_tiles
+    if kt > cfg.max_row_tiles:
+        # section 6: the sum v of kt row tiles is sum_bits(kt) wide; it must fit int64
+        raise ValueError(f"a layer of K = {K} inputs spans {kt} row tiles of {cfg.rows} rows; "
+                         f"its sums need {cfg.sum_bits(kt)} bits, more than 64: at most "
+                         f"{cfg.max_row_tiles} row tiles (K <= {cfg.max_row_tiles * cfg.rows}) "
+                         f"with configuration '{cfg.name}'")
 
 
 def program(cfg: AccelConfig, w: torch.Tensor) -> ProgrammedLayer:
@@ -75,97 +120,347 @@ def program(cfg: AccelConfig, w: torch.Tensor) -> ProgrammedLayer:
         raise ValueError(f"weights must be a [K, N] matrix, not {list(w.shape)}")
     check_range("weights", w, cfg.weight_min, cfg.weight_max)
     K, N = w.shape
-    mapping = matrix_mapping(cfg, K, N)
-    kt, g = mapping.row_tiles, mapping.groups
-    if kt > cfg.max_row_tiles:
-        # section 6: the sum v of kt row tiles is sum_bits(kt) wide; it must fit int64
-        raise ValueError(f"a layer of K = {K} inputs spans {kt} row tiles of {cfg.rows} rows; "
-                         f"its sums need {cfg.sum_bits(kt)} bits, more than 64: at most "
-                         f"{cfg.max_row_tiles} row tiles (K <= {cfg.max_row_tiles * cfg.rows}) "
-                         f"with configuration '{cfg.name}'")
-    wp = torch.zeros(mapping.padded_rows, mapping.padded_outputs, dtype=torch.int64)
-    wp[:K, :N] = w
-    cells, flags = [], []
-    for k in range(kt):
-        tile = wp[k * cfg.rows:(k + 1) * cfg.rows]
-        parts = [encode_weights(cfg, tile[:, i * cfg.outputs:(i + 1) * cfg.outputs])
-                 for i in range(g)]
-        cells.append(torch.cat([c for c, _ in parts], dim=1).reshape(cfg.rows, -1))
-        flags.append(torch.cat([f for _, f in parts], dim=0).reshape(-1))
-    return ProgrammedLayer(cfg, K, N, tuple(cells), tuple(flags))
+    _check_row_tiles(cfg, K, N)
+    return ProgrammedLayer(cfg, K, N, w.to(torch.int64))
 
 
-def _shift_add_coefficients(cfg: AccelConfig) -> torch.Tensor:
-    """``σ_t * 2**(p_t + s*b)`` as ``[T, slices]`` (section 6)."""
-    s = torch.arange(cfg.slices, dtype=torch.int64) * cfg.cell_bits
-    p = chunk_positions(cfg).view(-1, 1)
-    return chunk_signs(cfg).view(-1, 1) * (torch.ones(1, dtype=torch.int64) << (p + s))
+# -- the choice ------------------------------------------------------------------------------
+
+def adc_is_identity(cfg: AccelConfig) -> bool:
+    """Whether ``ADC(read) = read`` for every read the crossbar can produce (section 4): no bit
+    dropped (``adc_drop = 0``) and no read above the largest code. True for every ``lossless``
+    configuration (the loader demands ``adc_bits >= read_bits``), and for a ``clip`` or
+    ``drop_lsb`` ADC as wide. Then the layer takes the exact integer path."""
+    return cfg.adc_drop == 0 and cfg.adc_code_max >= cfg.max_read
 
 
 def matvec_acc(layer: ProgrammedLayer, x: torch.Tensor) -> torch.Tensor:
     """``Σ over tiles of (acc - weight_bias * xsum)`` for ``x [B, K]``: int64 ``[B, N]``.
 
-    In ``lossless`` mode this equals ``x @ w`` exactly.
+    In ``lossless`` mode this equals ``x @ w`` exactly, and is computed so
+    (:func:`integer_acc`); otherwise bit-serially (:func:`bitserial_acc`).
     """
-    cfg = layer.cfg
+    if adc_is_identity(layer.cfg):
+        _check_inputs(layer, x)
+        return integer_acc(layer.cfg, x, layer.weights)
+    return bitserial_acc(layer, x)
+
+
+def _check_inputs(layer: ProgrammedLayer, x: torch.Tensor, *, values: bool = True) -> None:
     if x.dim() != 2 or x.shape[1] != layer.in_features:
         raise ValueError(f"inputs must be [batch, {layer.in_features}], not {list(x.shape)}")
+    if values:
+        check_range("inputs", x, layer.cfg.input_min, layer.cfg.input_max)
+
+
+# -- the exact integer path ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class IntegerPlan:
+    """How :func:`integer_acc` forms ``Σ_r x[r] w[r, n]`` of ``K`` rows exactly.
+
+    ``dtype`` is the float type of the products (``torch.int64`` when no float product is
+    exact); ``x_limb_bits``/``w_limb_bits`` are 0 when that operand is used whole, else the
+    width of its limbs (``x = Σ_i x_i 2**(i*L)``, low limbs unsigned, the top one signed).
+    """
+    dtype: torch.dtype
+    x_limb_bits: int = 0
+    w_limb_bits: int = 0
+
+
+def _float32_is_ieee() -> bool:
+    """Whether torch forms float32 products in IEEE single precision: not when a user allowed
+    TF32 or bfloat16 shortcuts (``torch.set_float32_matmul_precision``, the oneDNN
+    ``fp32_precision`` switches); then the exact paths use float64 instead."""
+    if torch.get_float32_matmul_precision() != "highest":
+        return False
+    mkldnn = torch.backends.mkldnn
+    return all(getattr(getattr(mkldnn, part, None), "fp32_precision", "none") in ("none", "ieee")
+               for part in ("matmul", "conv"))
+
+
+def _magnitudes(cfg: AccelConfig) -> tuple[int, int]:
+    return max(-cfg.input_min, cfg.input_max), max(-cfg.weight_min, cfg.weight_max)
+
+
+def integer_plan(cfg: AccelConfig, K: int) -> IntegerPlan:
+    """The float type, and limb split, in which ``Σ_r x[r] w[r, n]`` over ``K`` rows is exact.
+
+    With ``X = max|x|`` and ``W = max|w|`` every partial sum of the product, in whatever order a
+    BLAS or convolution kernel adds, is an integer of magnitude at most ``K * X * W``. Integers
+    are exact in float32 below ``2**24`` and in float64 below ``2**53``; so float32 when
+    ``K * X * W < 2**24`` (and torch's float32 products are IEEE: :func:`_float32_is_ieee`),
+    else float64 when ``< 2**53``. Beyond, the operands are cut into
+    limbs of ``Lx`` and ``Lw`` bits (every limb of magnitude at most ``2**L``) with
+    ``bitlength(K) + Lx + Lw <= 52``, so that each of the limb products is exact in float64
+    (``K * 2**Lx * 2**Lw < 2**52``); they are recombined in int64 (section 6's wrap argument:
+    the final ``v`` fits 64 bits, so 64-bit wrapping sums of the shifted limb products give it
+    exactly). The split with the fewest products is chosen.
+
+    >>> from arch.config import load_config
+    >>> integer_plan(load_config("small"), 144).dtype, integer_plan(load_config("isaac"), 128)
+    (torch.float32, IntegerPlan(dtype=torch.float64, x_limb_bits=0, w_limb_bits=0))
+    """
+    X, W = _magnitudes(cfg)
+    bound = K * X * W
+    if bound < (1 << 24) and _float32_is_ieee():
+        return IntegerPlan(torch.float32)
+    if bound < (1 << 53):
+        return IntegerPlan(torch.float64)
+    budget = 52 - K.bit_length()
+    xb, wb = X.bit_length(), W.bit_length()
+    best = None
+    for lx in range(1, min(xb, budget - 1) + 1):
+        lw = min(wb, budget - lx)
+        if lw < 1:
+            continue
+        cost = -(-xb // lx) * -(-wb // lw)
+        if best is None or cost < best[0]:
+            best = (cost, lx, lw)
+    if best is None:
+        return IntegerPlan(torch.int64)
+    _, lx, lw = best
+    return IntegerPlan(torch.float64, 0 if lx >= xb else lx, 0 if lw >= wb else lw)
+
+
+def _limbs(t: torch.Tensor, bits: int, width: int) -> list[tuple[int, torch.Tensor]]:
+    """``t`` (int64, ``|t| < 2**width``) as ``[(shift, limb)]`` with ``t = Σ limb << shift``:
+    ``bits``-wide unsigned low limbs and a signed top limb (arithmetic shift)."""
+    if bits == 0:
+        return [(0, t)]
+    n = -(-width // bits)
+    mask = (1 << bits) - 1
+    return [(i * bits, (t >> (i * bits)) if i == n - 1 else (t >> (i * bits)) & mask)
+            for i in range(n)]
+
+
+def _exact_product(cfg: AccelConfig, K: int, x: torch.Tensor, w: torch.Tensor, op
+                   ) -> torch.Tensor:
+    """``op(x, w)`` (a matmul or a convolution summing ``K`` products per output) for int64
+    ``x`` and ``w``, exactly, as :func:`integer_plan` says: int64 result."""
+    plan = integer_plan(cfg, K)
+    if plan.dtype == torch.int64:
+        return op(x, w)
+    if plan.x_limb_bits == 0 and plan.w_limb_bits == 0:
+        return op(x.to(plan.dtype), w.to(plan.dtype)).to(torch.int64)
+    X, W = _magnitudes(cfg)
+    total = None
+    for sx, xl in _limbs(x, plan.x_limb_bits, X.bit_length()):
+        xf = xl.to(plan.dtype)
+        for sw, wl in _limbs(w, plan.w_limb_bits, W.bit_length()):
+            if sx + sw >= 64:
+                continue                    # a multiple of 2**64: 0 in wrapping int64
+            part = op(xf, wl.to(plan.dtype)).to(torch.int64) << (sx + sw)
+            total = part if total is None else total.add_(part)
+    return total
+
+
+def integer_acc(cfg: AccelConfig, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``x [B, K] @ w [K, N]`` exactly, int64 ``[B, N]``: the layer's ``v`` (bias excluded)
+    whenever :func:`adc_is_identity` holds.
+
+    Why this is the datapath's value. With ``ADC(read) = read`` (section 4), flip recovery
+    gives ``y[t, o, s] = Σ_r x_t[r] c[r, o, s]`` exactly (section 5), so a tile's
+    ``acc - weight_bias * xsum = Σ_t σ_t 2**p_t Σ_s 2**(s*b) Σ_r x_t[r] c[r, o, s]
+    - weight_bias Σ_r x[r] = Σ_r x[r] (u[r, o] - weight_bias) = Σ_r x[r] w[r, o]`` over the
+    tile's rows (section 6; ``Σ_s 2**(s*b) c = u`` and ``Σ_t σ_t 2**p_t x_t = x``, sections 1
+    and 2). Padding rows have ``x = 0`` and add nothing; the tile sums of one output are added
+    exactly, so ``v - bias = Σ_tiles Σ_r x w = Σ_{r < K} x[r] w[r, n]``, one product over all
+    ``K`` rows. ``v`` fits ``sum_bits(kt) <= 64`` bits, so int64 holds it and any wrapping
+    int64 partial sums (limbs, :func:`integer_plan`) still give it exactly.
+    """
+    return _exact_product(cfg, x.shape[1], x.to(torch.int64), w.to(torch.int64), torch.matmul)
+
+
+def _integer_layer(cfg: AccelConfig, K: int, x: torch.Tensor, w: torch.Tensor,
+                   bias: torch.Tensor | None, shift: int, relu: bool, op, bias_shape: int, *,
+                   check_weights=None) -> torch.Tensor:
+    """The exact integer path of a layer: ``finalize(v + bias)`` of ``v = op(x, w)`` (a product
+    summing ``K`` terms per output), operands checked in the order the bit-serial path checks
+    them (inputs, ``check_weights()`` if given, bias). When the plan is one float product and
+    :func:`golden.arith.float_finalize_exact` holds for ``K*X*W + max|bias|``, the bias and the
+    rounding offset ride in the product's bias, the shift in the weights' scale, and the output
+    stage runs on the float result (:func:`golden.arith.finalize_float`); else int64."""
+    plan = integer_plan(cfg, K)
+    simple = plan.x_limb_bits == plan.w_limb_bits == 0 and plan.dtype.is_floating_point
+    if simple:
+        xf = x.to(plan.dtype)
+        # The range check on the float copy (half the bytes): in-range inputs are exact in
+        # it (|x| <= K*X*W below 2**24 / 2**53), larger ones round to beyond the range.
+        lo, hi = (float(t) for t in torch.aminmax(xf)) if xf.numel() else (0.0, 0.0)
+        if lo < cfg.input_min or hi > cfg.input_max:
+            check_range("inputs", x, cfg.input_min, cfg.input_max)   # the exact message
+    else:
+        check_range("inputs", x, cfg.input_min, cfg.input_max)
+    if check_weights is not None:
+        check_weights()
+    if bias is not None:
+        check_range("bias", bias, *cfg.bias_range)
+    X, W = _magnitudes(cfg)
+    bmax = 0 if bias is None or not bias.numel() else int(bias.abs().max())
+    if simple and float_finalize_exact(cfg, K * X * W + bmax, shift, plan.dtype):
+        # Operands scaled by 2**-shift (exact): the product is (v + offset) * 2**-shift.
+        offset, scale = rounding_offset(shift), 2.0 ** -shift
+        b = None
+        if bias is not None:
+            b = (bias.to(torch.int64) + offset).to(plan.dtype) * scale
+        elif offset:
+            b = torch.full((bias_shape,), offset * scale, dtype=plan.dtype)
+        u = op(xf, w.to(plan.dtype) * scale, b)
+        return finalize_float(cfg, u, shift=shift, relu_enable=relu)
+    v = _exact_product(cfg, K, x.to(torch.int64), w.to(torch.int64),
+                       lambda a, b_: op(a, b_, None))
+    if bias is not None:
+        v = v + _bias_view(bias.to(torch.int64), v)
+    return finalize(cfg, v, shift=shift, relu_enable=relu)
+
+
+def _bias_view(bias: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``bias [N]`` shaped to broadcast over ``v``'s dimension 1 (``[B, N]`` or NCHW)."""
+    return bias.view(-1, *([1] * (v.dim() - 2)))
+
+
+def _matmul_bias(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    return torch.matmul(a, b) if bias is None else torch.addmm(bias, a, b)
+
+
+# -- the bit-serial path ---------------------------------------------------------------------
+
+def _exact_type(bound: int) -> torch.dtype:
+    """The narrowest type holding every integer of magnitude up to ``bound`` exactly, and in
+    which torch's products are exact."""
+    if bound < (1 << 24) and _float32_is_ieee():
+        return torch.float32
+    return torch.float64 if bound < (1 << 53) else torch.int64
+
+
+def bitserial_acc(layer: ProgrammedLayer, x: torch.Tensor) -> torch.Tensor:
+    """``Σ over tiles of (acc - weight_bias * xsum)`` for ``x [B, K]``, int64 ``[B, N]``, bit
+    by bit as the crossbar forms it (sections 2-6), in every ADC mode.
+
+    One batched product per block of the batch: the chunks ``[tiles, T * b, rows]`` against the
+    cells ``[tiles, rows, columns]``, so every read ``[tiles, T, b, columns]`` at once; the ADC
+    elementwise; the shift-add as one weighted reduction over ``(tiles, T)`` and a small one over
+    slices. Three rewritings, each exact, keep it to few passes over the reads:
+
+    * *Flip recovery folded into the cells.* A flagged column is read with negated cells, so the
+      product gives ``z = -read``; the ADC of section 4 applied as ``-rec`` (``clip``:
+      ``clamp(z, -2**A + 1, 2**A - 1)``, which is ``-min(read, 2**A - 1)``; ``drop_lsb``: see
+      the offsets below), and ``y = M*insum - rec = (-rec) + M*insum``: the ``M*insum`` terms,
+      weighted by the shift-add, sum to ``M * Σ_tiles f * xsum_tile``, one small product.
+    * *The ``drop_lsb`` rounding in the product.* ``code = floor((read + h) / 2**k)``,
+      ``h = 2**(k-1)``: the cells are scaled by ``2**-k`` and a constant input row of 1 adds
+      ``h / 2**k`` per column, so the product is ``(read + h) / 2**k`` (dyadic, exact) and one
+      ``floor`` gives the code. In a negated column ``-code = ceil((-read - h) / 2**k)
+      = floor((-read + h - 1) / 2**k)`` (``ceil(a/q) = floor((a + q - 1)/q)``, ``q = 2h``):
+      offset ``h - 1``. The saturation at ``2**A - 1`` is then the same symmetric clamp.
+      ``rec = code * 2**k``: the ``2**k`` goes into the shift-add weights.
+    * *The shift-add as products.* ``Σ_t σ_t 2**p_t`` over chunks and tiles of the codes is one
+      matrix-vector product over the leading ``(tiles, T)`` axis; then ``2**(s*b + k)`` per slice.
+
+    Every float value is an integer (or a dyadic of at most as many bits) whose partial sums are
+    below ``2**24`` (float32) or ``2**53`` (float64), else the reduction runs in int64.
+    """
+    cfg = layer.cfg
+    _check_inputs(layer, x)
     B = x.shape[0]
     T, S, R, kt = cfg.input_cycles, cfg.slices, cfg.rows, layer.row_tiles
-    coef = _shift_add_coefficients(cfg)                       # [T, S]
-    raw_bound = R * cfg.cell_max * cfg.dac_max                # any read, any |y|
-    cells = torch.stack(layer.cells)                          # [kt, R, cols]
-    flags = torch.stack(layer.flags).unsqueeze(1)             # [kt, 1, cols]
+    k = cfg.adc_drop
+    q, h = 1 << k, (1 << k) >> 1
+    cells = torch.stack(layer.cells)                              # [kt, R, cols]
+    flags = torch.stack(layer.flags)                              # [kt, cols]
     cols = cells.shape[-1]
-    # The shift-add is a float64 contraction when every partial sum is an integer < 2**53.
-    # Largest partial sum of the shift-add: every |y| <= raw_bound times every |coefficient|.
-    acc_bound = kt * raw_bound * int(coef.abs().sum())
-    exact_f64 = acc_bound < (1 << 53)
-    # |read|, |rec|, |M*insum - rec| <= raw_bound * cell_max: float32 is exact below 2**24.
-    fast = raw_bound * cfg.cell_max < (1 << 24)
-    cells_f = cells.to(torch.float32) if fast else None
-    acc_dtype = torch.float32 if fast and acc_bound < (1 << 24) else torch.float64
-    coef_f = coef.to(acc_dtype)
-    xpad = torch.zeros(B, kt * R, dtype=torch.int64)
-    xpad[:, :layer.in_features] = x
-    total = torch.empty(B, layer.groups * cfg.outputs, dtype=torch.int64)
-    block = max(1, _BLOCK_ELEMENTS // (kt * T * cols))
+    GO = cols // S
+    sign = 1 - 2 * flags.to(torch.int64)
+    aug = k > 0                                                   # the constant input row
+    rows_in = R + aug
+    signed_cells = cells * sign.unsqueeze(1)
+    if aug:
+        offset = torch.where(flags, h - 1, h).to(torch.int64).unsqueeze(1)
+        signed_cells = torch.cat([signed_cells, offset], dim=1)   # [kt, R + 1, cols]
+    # Bounds: |read + offset| for the product, and the reduction over (tiles, T).
+    raw_bound = R * cfg.cell_max * cfg.dac_max + h
+    code_bound = min((raw_bound + h) >> k, cfg.adc_code_max)
+    saturates = ((raw_bound + h) >> k) > cfg.adc_code_max
+    coef = chunk_signs(cfg) << chunk_positions(cfg)               # σ_t 2**p_t, [T]
+    red_bound = kt * int(coef.abs().sum()) * code_bound
+    dtype = _exact_type(raw_bound)
+    red_dtype = _exact_type(red_bound)
+    if dtype.is_floating_point and red_dtype.is_floating_point:
+        red_dtype = dtype = max(dtype, red_dtype, key=lambda d: d.itemsize)
+    if dtype.is_floating_point:
+        cells_f = signed_cells.to(dtype) * (2.0 ** -k)            # dyadic: exact
+    else:
+        cells_f = signed_cells
+    coef_kt = coef.repeat(kt).to(red_dtype)                       # (tile, t) order, [kt*T]
+
+    # Input bit patterns in the narrowest integer type that holds them (a cast to it keeps the
+    # low bits, two's complement, and the chunks are cut from bits below input_bits only),
+    # tile-major [tiles, B, rows_in] so that a block's chunks come out in product order,
+    # padded with zeros to whole tiles; the constant row is the pattern whose every chunk is 1.
+    narrow = (torch.uint8 if cfg.input_bits <= 8 else
+              torch.int32 if cfg.input_bits <= 31 else torch.int64)
+    pos = chunk_positions(cfg)
+    K = layer.in_features
+    xn = torch.empty(kt, B, rows_in, dtype=narrow)
+    xn[..., :R] = F.pad(x.to(narrow), (0, kt * R - K)).view(B, kt, R).transpose(0, 1)
+    if aug:
+        xn[..., R] = int((torch.ones(1, dtype=torch.int64) << pos).sum())
+    pos = pos.to(narrow).view(1, T, 1, 1)
+    masks = torch.tensor([(1 << cfg.chunk_width(t)) - 1 for t in range(T)],
+                         dtype=narrow).view(1, T, 1, 1)
+
+    red = torch.empty(B, cols, dtype=red_dtype)
+    block = max(1, min(B, _BLOCK_ELEMENTS // (T * kt * cols)))
+    # Buffers for one block, reused (fresh memory every block would cost page faults).
+    chunks_s = torch.empty(T * kt * block * rows_in, dtype=narrow)
+    a_s = torch.empty(T * kt * block * rows_in, dtype=dtype)
+    buf_s = torch.empty(T * kt * block * cols, dtype=dtype)
     for b0 in range(0, B, block):
-        chunks = input_chunks(cfg, xpad[b0:b0 + block].view(-1, kt, R))   # [b, kt, T, R]
-        b = chunks.shape[0]
-        a = chunks.transpose(0, 1).reshape(kt, b * T, R)
-        if fast:
-            # Reads, ADC and flip recovery in float32: every value is an integer < 2**24.
-            read = torch.matmul(a.to(torch.float32), cells_f)
-        else:
-            read = _exact_matmul(a, cells, raw_bound)
-        read = read.view(kt, b, T, cols).transpose(0, 1)                     # [b, kt, T, cols]
-        insum = chunks.sum(-1, keepdim=True).to(read.dtype)                  # [b, kt, T, 1]
-        y = flip_recover(cfg, adc_reconstruct(cfg, adc_convert(cfg, read)), insum, flags)
-        y = y.reshape(b, kt, T, -1, S)                                       # [b, kt, T, GO, S]
-        if exact_f64:
-            acc = torch.einsum("bktos,ts->bo", y.to(acc_dtype), coef_f).to(torch.int64)
-        else:
-            acc = (y.to(torch.int64) * coef.view(1, 1, T, 1, S)).sum(dim=(1, 2, 4))
-        total[b0:b0 + block] = acc
-    total -= cfg.weight_bias * x.to(torch.int64).sum(-1, keepdim=True)
-    return total[:, :layer.out_features]
+        xb = xn[:, b0:b0 + block]                                 # [kt, b, rows_in]
+        b = xb.shape[1]
+        chunks = chunks_s[:kt * T * b * rows_in].view(kt, T, b, rows_in)
+        a = a_s[:kt * T * b * rows_in].view(kt, T * b, rows_in)
+        buf = buf_s[:kt * T * b * cols].view(kt, T * b, cols)
+        torch.bitwise_right_shift(xb.unsqueeze(1), pos, out=chunks)
+        a.view(kt, T, b, rows_in).copy_(chunks.bitwise_and_(masks))   # chunk t of tile k
+        torch.matmul(a, cells_f, out=buf)                         # reads, [kt, T*b, cols]
+        if dtype.is_floating_point:
+            if k:
+                buf.floor_()
+        elif k:
+            buf >>= k
+        if saturates:
+            buf.clamp_(-cfg.adc_code_max, cfg.adc_code_max)
+        y = buf.view(kt * T, b * cols)
+        if red_dtype != dtype:
+            y = y.to(red_dtype)
+        torch.mv(y.t(), coef_kt, out=red[b0:b0 + b].view(-1))      # Σ_(tile,t) σ_t 2**p_t y
+    # Per slice 2**(s*b) (and rec = code * 2**k); flip recovery's M * Σ_tiles f * xsum (its
+    # insum terms, shift-added); the weight-bias correction.
+    slice_w = torch.ones(1, dtype=torch.int64) << (torch.arange(S, dtype=torch.int64)
+                                                   * cfg.cell_bits)
+    acc = (red.to(torch.int64).view(B, GO, S) * (slice_w << k)).sum(-1)
+    x64 = x.to(torch.int64)
+    if bool(flags.any()):
+        xs_tile = F.pad(x64, (0, kt * R - K)).view(B, kt, R).sum(-1)      # Σ_r x[r] per tile
+        fw = (flags.to(torch.int64).view(kt, GO, S) * slice_w).sum(-1)   # [kt, GO]
+        acc += cfg.cell_max * (xs_tile @ fw)
+    acc -= cfg.weight_bias * x64.sum(-1, keepdim=True)
+    return acc[:, :layer.out_features]
 
 
-def _exact_matmul(a: torch.Tensor, b: torch.Tensor, bound: int) -> torch.Tensor:
-    """``a @ b`` (batched) for non-negative integer tensors whose every partial sum is at most
-    ``bound``: in float32 below 2**24, float64 below 2**53 (both exact), else int64."""
-    if bound < (1 << 24):
-        return torch.matmul(a.to(torch.float32), b.to(torch.float32)).to(torch.int64)
-    if bound < (1 << 53):
-        return torch.matmul(a.to(torch.float64), b.to(torch.float64)).to(torch.int64)
-    return torch.matmul(a, b)
-
+# -- layers ----------------------------------------------------------------------------------
 
 def matvec(cfg: AccelConfig, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None,
            *, shift: int = 0, relu: bool = False) -> torch.Tensor:
     """The full datapath for ``x [B, K]`` and ``w [K, N]``: int64 ``[B, N]`` outputs."""
-    return _finish(cfg, matvec_acc(program(cfg, w), x), bias, shift, relu)
+    layer = program(cfg, w)
+    if adc_is_identity(cfg):
+        _check_inputs(layer, x, values=False)      # (the range: in _integer_layer)
+        return _integer_layer(cfg, layer.in_features, x, layer.weights, bias, shift, relu,
+                              _matmul_bias, layer.out_features)
+    return _finish(cfg, bitserial_acc(layer, x), bias, shift, relu)
 
 
 def _finish(cfg, acc, bias, shift, relu):
@@ -188,6 +483,8 @@ def conv2d(cfg: AccelConfig, x: torch.Tensor, w: torch.Tensor, bias: torch.Tenso
 
     ``x [B, Cin, H, W]``, ``w [Cout, Cin, kh, kw]``; returns int64 ``[B, Cout, Ho, Wo]``.
     Pass ``layer=program(cfg, w.flatten(1).t())`` to reuse the encoded weights across calls.
+    When :func:`adc_is_identity` holds the layer is one exact convolution
+    (:func:`integer_acc`'s argument, with a zero-padding tap an input 0, section 6).
     """
     if x.dim() != 4 or w.dim() != 4 or x.shape[1] != w.shape[1]:
         raise ValueError(f"conv2d needs x [B, Cin, H, W] and w [Cout, Cin, kh, kw] with equal "
@@ -195,6 +492,17 @@ def conv2d(cfg: AccelConfig, x: torch.Tensor, w: torch.Tensor, bias: torch.Tenso
     B, _, H, W = x.shape
     cout, _, kh, kw = w.shape
     ho, wo = conv_out_size(H, kh, stride, padding), conv_out_size(W, kw, stride, padding)
+    K = w[0].numel()
+    if adc_is_identity(cfg):
+        def check_weights():
+            if layer is None:
+                check_range("weights", w, cfg.weight_min, cfg.weight_max)
+                _check_row_tiles(cfg, K, cout)
+
+        def conv(a, b, c):
+            return F.conv2d(a, b, c, stride=stride, padding=padding)
+        return _integer_layer(cfg, K, x, w, bias, shift, relu, conv, cout,
+                              check_weights=check_weights)
     check_range("inputs", x, cfg.input_min, cfg.input_max)
     # unfold works on floating point; activations of up to 24 bits are exact in float32.
     ftype = torch.float32 if cfg.input_bits <= 24 else torch.float64

@@ -2,9 +2,16 @@
 fake-quantized forward pass, calibration ranges and cost accounting.
 
 :func:`describe` turns a DemoCNN-like model (``convs``, a ReLU after each, global average
-pooling, ``fc``) into :class:`LayerInfo` records. Accuracy is measured with **fake quantization
-in float** (:func:`fake_forward`): each tensor is quantized with
-:func:`golden.qformat.fake_quant` and dequantized, and the network runs in float32. Costs:
+pooling, ``fc``) into :class:`LayerInfo` records; :func:`describe_graph` does so for any
+lowered network (:class:`golden.graph.Graph`): its crossbar layers (``conv``, ``linear``) in
+order, as a :class:`GraphLayers` that runs as the whole graph (residual adds, pools,
+concatenations in float between them; every crossbar layer's input, weights and bias
+fake-quantized). On the demo CNN both give the same ranges, formats and accuracies
+(``tests/test_anycli.py``).
+
+Accuracy is measured with **fake quantization in float** (:func:`fake_forward`): each tensor
+is quantized with :func:`golden.qformat.fake_quant` and dequantized, and the network runs in
+float32. Costs:
 memory ``Σ params × bits`` (:func:`memory_bits`) and multiplies ``Σ MACs × w bits × x bits``
 (:func:`multiply_cost`), both also relative to uniform 8-bit (:func:`cost_summary`).
 """
@@ -15,14 +22,15 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from arch.geometry import conv_out_size
 from golden.fixedpoint import float_layer
 from golden.qformat import LayerFormat, fake_quant
 
-__all__ = ["LayerInfo", "describe", "run_layers", "quantized_params", "fake_forward",
-           "accuracy", "calibration_ranges", "macs", "memory_bits", "multiply_cost",
+__all__ = ["LayerInfo", "describe", "describe_graph", "GraphLayers", "run_layers",
+           "quantized_params", "fake_forward", "accuracy", "calibration_ranges", "macs", "memory_bits", "multiply_cost",
            "cost_summary"]
 
 
@@ -74,11 +82,81 @@ def describe(model: nn.Module, image_hw: tuple[int, int] = (32, 32)) -> tuple[La
     return tuple(out)
 
 
+class GraphLayers(tuple):
+    """The crossbar layers of a lowered network (:func:`describe_graph`), a tuple of
+    :class:`LayerInfo` with the ``graph`` they run in. A graph is not a chain, so
+    :func:`run_layers` runs it whole: its "state" between layers is the images."""
+    graph: object
+
+    def __new__(cls, layers, graph):
+        obj = super().__new__(cls, layers)
+        obj.graph = graph
+        return obj
+
+
+def _fused_relu(graph, name: str) -> bool:
+    """True if the only reader of node ``name`` is a ReLU (``clamp [0, None]``)."""
+    users = graph.users()[name]
+    if len(users) != 1 or users[0] == "<output>":
+        return False
+    u = graph[users[0]]
+    return u.op == "clamp" and u.attrs["lo"] == 0 and u.attrs["hi"] is None
+
+
+def describe_graph(graph) -> GraphLayers:
+    """The crossbar layers (``conv``, ``linear``) of ``graph`` (a :class:`golden.graph.Graph`,
+    batch norm folded) in order. ``stride``/``padding`` are the first of their pairs (the
+    whole pair is in the graph); ``relu`` says a plain ReLU alone reads the output;
+    ``out_hw`` is the output positions per image (grouped convs: ``weight.numel() * out_hw``
+    is still the MACs)."""
+    out = []
+    for n in graph.crossbar_nodes:
+        conv = n.op == "conv"
+        out.append(LayerInfo(
+            n.name, n.op, n.weight.detach(), n.bias.detach(),
+            int(n.attrs["stride"][0]) if conv else 1, int(n.attrs["padding"][0]) if conv else 0,
+            _fused_relu(graph, n.name), False, int(n.shape[-2] * n.shape[-1]) if conv else 1))
+    return GraphLayers(out, graph)
+
+
+def _graph_forward(layers: GraphLayers, qw: Sequence, x: torch.Tensor,
+                   formats: Sequence[LayerFormat | None]) -> torch.Tensor:
+    """The whole graph in float on images ``x``; crossbar layer ``i`` takes its input
+    fake-quantized to ``formats[i].x`` and the parameters ``qw[i]``."""
+    from golden.graph import _float_op
+
+    index = {L.name: i for i, L in enumerate(layers)}
+    env: dict[str, torch.Tensor] = {}
+    graph = layers.graph
+    for n in graph.nodes:
+        ins = [env[i] for i in n.inputs]
+        i = index.get(n.name)
+        if i is None:
+            env[n.name] = _float_op(n, x, ins)
+            continue
+        f = formats[i]
+        xi = fake_quant(ins[0], f.x if f is not None else None)
+        w, b = qw[i]
+        if n.op == "conv":
+            a = n.attrs
+            env[n.name] = F.conv2d(xi, w, b, a["stride"], a["padding"], a["dilation"],
+                                   a["groups"])
+        else:
+            env[n.name] = F.linear(xi, w, b)
+    return env[graph.output]
+
+
 def run_layers(layers: Sequence[LayerInfo], qw: Sequence, x: torch.Tensor, start: int,
                stop: int, formats: Sequence[LayerFormat | None]) -> torch.Tensor:
     """Layers ``start .. stop-1`` on ``x`` (the raw input of layer ``start``, before pooling
     and quantization) with the (fake-quantized) parameters ``qw`` (:func:`quantized_params`);
-    returns the raw input of layer ``stop`` (or the logits)."""
+    returns the raw input of layer ``stop`` (or the logits).
+
+    For :class:`GraphLayers` ``x`` is always the images: a prefix (``stop`` before the last
+    layer) returns them unchanged, and ``stop = len(layers)`` runs the whole graph with every
+    layer's ``formats`` (those before ``start`` included)."""
+    if isinstance(layers, GraphLayers):
+        return x if stop < len(layers) else _graph_forward(layers, qw, x, formats)
     for i in range(start, stop):
         L, f = layers[i], formats[i]
         if L.pool_before:
@@ -138,6 +216,8 @@ def cost_summary(layers, formats) -> dict:
 
 def calibration_ranges(layers, images) -> list[dict[str, tuple[float, float]]]:
     """Per layer, the float ranges of its (pooled) input on ``images``, weights and bias."""
+    if isinstance(layers, GraphLayers):
+        return _graph_ranges(layers, images)
     out = []
     with torch.no_grad():
         x = images
@@ -149,3 +229,21 @@ def calibration_ranges(layers, images) -> list[dict[str, tuple[float, float]]]:
             fl = [None] * len(layers)
             x = run_layers(layers, quantized_params(layers, fl), x, i, i + 1, fl)
     return out
+
+
+def _graph_ranges(layers: GraphLayers, images, batch: int = 64):
+    from golden.graph import run_float
+
+    graph = layers.graph
+    src = [graph[L.name].inputs[0] for L in layers]
+    lo = [float("inf")] * len(layers)
+    hi = [float("-inf")] * len(layers)
+    with torch.no_grad():
+        for k in range(0, len(images), batch):
+            env = run_float(graph, images[k:k + batch], record=True)
+            for i, name in enumerate(src):
+                lo[i] = min(lo[i], float(env[name].min()))
+                hi[i] = max(hi[i], float(env[name].max()))
+    return [{"x": (lo[i], hi[i]),
+             "w": (float(L.weight.min()), float(L.weight.max())),
+             "b": (float(L.bias.min()), float(L.bias.max()))} for i, L in enumerate(layers)]

@@ -45,6 +45,16 @@ Per node (``f(x)`` is the fraction bits of tensor ``x``; "range" below is the ou
   range. The count is what PyTorch divides by (``count_include_pad``, ``divisor_override``).
 * ``clamp`` (unfused), ``flatten``: integer, fraction bits unchanged.
 
+Two options of :func:`quantize_graph` change these rules, both off by default. ``tweaks``
+(:class:`NodeTweak`, chosen by the ADC-aware search of :mod:`golden.qadc`) moves a crossbar
+layer's weight and output fraction bits and adds integer corrections to its weights and bias.
+``input_offset`` gives a crossbar layer whose input may be negative (:func:`signed_tensors`) on
+an unsigned-input configuration the offset rule of ``docs/arithmetic.md`` ("Signed activations
+on unsigned inputs"): the input tensor is a signed ``input_bits`` integer in ``[-c, c - 1]``,
+``c = 2**(input_bits - 1)`` (its producer's range, or the image's, intersected with that), the
+crossbar is driven with ``x + c`` (padding taps included) and the programmed bias is
+``bias - c * sum of the output's weights``, exact.
+
 For the demo CNN these rules are ``golden.fixedpoint.quantize_democnn`` and
 ``quant_forward`` exactly (same fraction bits, same integers): its ``mean((2, 3))`` lowers to a
 1x1 adaptive average pool whose fraction bits come from the pooled range in the input range.
@@ -75,7 +85,8 @@ from golden.fixedpoint import (QuantError, bias_range, flexpoint_shift,
                                frac_bits_for, round_half_even, to_fixed)
 from golden.graph import Graph, Node, run_float
 
-__all__ = ["QNode", "QGraph", "quantize_graph", "qforward", "qforward_all", "quant_inputs",
+__all__ = ["QNode", "QGraph", "NodeTweak", "quantize_graph", "calibrate", "signed_tensors",
+           "input_offset_of", "crossbar_input", "qforward", "qforward_all", "quant_inputs",
            "LayerMap", "layer_mappings", "NetReport", "net_report", "float_top1",
            "quant_top1", "model_report", "div_round_half_up_t", "avg_pool_int", "adaptive_avg_pool_int",
            "max_pool_int", "QuantError"]
@@ -111,6 +122,22 @@ class QNode:
     where: str = ""
     describe: str = ""
     weights_clipped: int = 0
+    input_offset: int = 0
+
+
+@dataclass(frozen=True, eq=False)
+class NodeTweak:
+    """Adjustments of one crossbar layer's formats (the ADC-aware search, :mod:`golden.qadc`):
+    ``w_off`` weight and ``out_off`` output fraction bits above the no-saturation choice (more
+    resolution, the largest values saturate), and ``bias_delta`` (int64 ``[Cout]``, at the
+    accumulator's scale ``w_frac + x_frac``) added to the rounded bias before it is saturated
+    to ``bias_bits``, and ``weight_delta`` (int64 ``[Cout]``) added to every quantized weight
+    of an output before it is saturated to the weight range. The shift rule of the module
+    docstring still applies after the offsets."""
+    w_off: int = 0
+    out_off: int = 0
+    bias_delta: torch.Tensor | None = None
+    weight_delta: torch.Tensor | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -166,6 +193,11 @@ def _feeds_crossbar(graph: Graph) -> set[str]:
     return feeds
 
 
+def calibrate(graph: Graph, images: torch.Tensor, batch: int = 64) -> dict[str, tuple[float, float]]:
+    """Every node's float value range ``(min, max)`` over ``images`` (the calibration run)."""
+    return _calibrate(graph, images, batch)
+
+
 def _calibrate(graph: Graph, images: torch.Tensor, batch: int = 64) -> dict[str, tuple[float, float]]:
     ranges: dict[str, tuple[float, float]] = {}
     with torch.no_grad():
@@ -187,21 +219,37 @@ def _fixed_bound(v: float | None, frac: int) -> int | None:
 
 # -- quantization ------------------------------------------------------------------------------
 
-def quantize_graph(cfg: AccelConfig, graph: Graph, calibration: torch.Tensor, *,
-                   batch: int = 64) -> QGraph:
+def quantize_graph(cfg: AccelConfig, graph: Graph, calibration: torch.Tensor | None, *,
+                   batch: int = 64, ranges: dict[str, tuple[float, float]] | None = None,
+                   tweaks: dict[str, NodeTweak] | None = None,
+                   input_offset: bool = False) -> QGraph:
     """Choose every tensor's fixed-point format for ``cfg`` from a float run on
     ``calibration`` images and quantize weights and biases (module docstring).
+
+    ``ranges`` (:func:`calibrate`) replaces the calibration run; ``tweaks`` maps a crossbar
+    layer's name to its :class:`NodeTweak`. With ``input_offset`` on a configuration with
+    unsigned inputs, a crossbar layer whose input may be negative (:func:`signed_tensors`)
+    takes the offset rule of ``docs/arithmetic.md`` ("Signed activations on unsigned
+    inputs"): its input tensor is a signed ``input_bits`` integer ``x``, the crossbar is
+    driven with ``x + 2**(input_bits - 1)`` and the bias carries the exact correction.
 
     Raises
     ------
     QuantError
-        If a layer's shift cannot be brought into the configuration's range.
+        If a layer's shift cannot be brought into the configuration's range, or an input
+        offset's bias correction does not fit ``bias_bits``.
     """
-    ranges = _calibrate(graph, calibration, batch)
+    if ranges is None:
+        ranges = _calibrate(graph, calibration, batch)
+    tweaks = tweaks or {}
     feeds = _feeds_crossbar(graph)
+    offset = input_offset_of(cfg) if input_offset else 0
+    signed = signed_tensors(graph, ranges) if offset else set()
     in_range = (cfg.input_min, cfg.input_max)
+    in_signed = (-offset, offset - 1)
     out_full = (cfg.output_min, cfg.output_max)
     out_feed = (max(cfg.output_min, cfg.input_min), min(cfg.output_max, cfg.input_max))
+    out_feed_signed = (max(cfg.output_min, -offset), min(cfg.output_max, offset - 1))
     frac: dict[str, int] = {}
     qnodes: list[QNode] = []
     for n, act in _fuse(graph):
@@ -212,13 +260,17 @@ def quantize_graph(cfg: AccelConfig, graph: Graph, calibration: torch.Tensor, *,
         common = dict(name=name, op=n.op, inputs=n.inputs, attrs=n.attrs, shape=n.shape,
                       where=n.where, describe=n.describe() + (f" + {act.describe()}" if act else ""))
         if n.op == "input":
-            f = frac_bits_for(rng[0], rng[1], *in_range)
-            q = QNode(frac=f, lo=cfg.input_min, hi=cfg.input_max, **common)
+            rin = in_signed if name in signed else in_range
+            f = frac_bits_for(rng[0], rng[1], *rin)
+            q = QNode(frac=f, lo=rin[0], hi=rin[1], **common)
         elif n.op in ("conv", "linear"):
-            out_range = out_feed if name in feeds else out_full
-            q = _quantize_crossbar(cfg, n, frac[n.inputs[0]], rng, out_range, alo, ahi, common)
+            feed = out_feed_signed if name in signed else out_feed
+            out_range = feed if name in feeds else out_full
+            x_off = offset if n.inputs[0] in signed else 0
+            q = _quantize_crossbar(cfg, n, frac[n.inputs[0]], rng, out_range, alo, ahi, common,
+                                   tweaks.get(name, NodeTweak()), x_off)
         elif n.op == "add":
-            dig = in_range if name in feeds else out_full
+            dig = (in_signed if name in signed else in_range) if name in feeds else out_full
             fcal = frac_bits_for(rng[0], rng[1], *dig)
             f = min(frac[n.inputs[0]], frac[n.inputs[1]], fcal)
             q = QNode(frac=f, lo=dig[0], hi=dig[1], act_lo=_fixed_bound(alo, f),
@@ -226,7 +278,7 @@ def quantize_graph(cfg: AccelConfig, graph: Graph, calibration: torch.Tensor, *,
         elif n.op == "cat":
             q = QNode(frac=min(frac[i] for i in n.inputs), **common)
         elif n.op in ("avgpool", "adaptive_avgpool"):
-            dig = in_range if name in feeds else out_full
+            dig = (in_signed if name in signed else in_range) if name in feeds else out_full
             f = frac_bits_for(rng[0], rng[1], *dig)
             q = QNode(frac=f, lo=dig[0], hi=dig[1], **common)
         elif n.op == "clamp":
@@ -240,11 +292,41 @@ def quantize_graph(cfg: AccelConfig, graph: Graph, calibration: torch.Tensor, *,
     return QGraph(cfg, tuple(qnodes), graph.output, graph)
 
 
-def _quantize_crossbar(cfg, n: Node, x_frac, rng, out_range, alo, ahi, common) -> QNode:
+def input_offset_of(cfg: AccelConfig) -> int:
+    """The input offset ``c = 2**(input_bits - 1)`` of the offset rule on a configuration with
+    unsigned inputs (0 when inputs are signed: the crossbar takes them as they are)."""
+    return 0 if cfg.input_signed else 1 << (cfg.input_bits - 1)
+
+
+def signed_tensors(graph: Graph, ranges: dict[str, tuple[float, float]]) -> set[str]:
+    """Names of the tensors (after fusion: a fused activation's name) that may be negative:
+    the input when its calibrated minimum is negative; a conv, linear or add unless a fused
+    activation bounds it below at ``lo >= 0`` (ReLU, ReLU6); an unfused clamp unless
+    ``lo >= 0``, else as its input; pools and flatten as their input; a concatenation if any
+    input is. A static rule (the network's structure), so unseen data cannot break it."""
+    signed: set[str] = set()
+    for n, act in _fuse(graph):
+        name = act.name if act is not None else n.name
+        if n.op == "input":
+            neg = ranges[name][0] < 0
+        elif n.op in ("conv", "linear", "add"):
+            neg = act is None or act.attrs["lo"] is None or act.attrs["lo"] < 0
+        elif n.op == "clamp":
+            lo = n.attrs["lo"]
+            neg = (lo is None or lo < 0) and n.inputs[0] in signed
+        else:
+            neg = any(i in signed for i in n.inputs)
+        if neg:
+            signed.add(name)
+    return signed
+
+
+def _quantize_crossbar(cfg, n: Node, x_frac, rng, out_range, alo, ahi, common,
+                       tweak: NodeTweak = NodeTweak(), x_off: int = 0) -> QNode:
     wlo, whi = cfg.weight_min, cfg.weight_max
     w = n.weight.detach().to(torch.float64)
-    w_frac = frac_bits_for(float(w.min()), float(w.max()), wlo, whi)
-    out_frac = frac_bits_for(rng[0], rng[1], *out_range)
+    w_frac = frac_bits_for(float(w.min()), float(w.max()), wlo, whi) + tweak.w_off
+    out_frac = frac_bits_for(rng[0], rng[1], *out_range) + tweak.out_off
     sh = w_frac + x_frac - out_frac
     if sh > cfg.shift_max:        # fewer weight fraction bits: coarser weights, same range
         w_frac -= sh - cfg.shift_max
@@ -256,11 +338,32 @@ def _quantize_crossbar(cfg, n: Node, x_frac, rng, out_range, alo, ahi, common) -
         raise QuantError(f"layer '{n.name}' ({n.describe()}): {exc}") from None
     qw = to_fixed(w, w_frac, wlo, whi)
     clipped = int((round_half_even(w * math.ldexp(1.0, w_frac)) != qw).sum())
-    qb = to_fixed(n.bias.detach(), w_frac + x_frac, *bias_range(cfg))
+    if tweak.weight_delta is not None:
+        d = tweak.weight_delta.to(torch.int64).view(-1, *([1] * (qw.dim() - 1)))
+        qw = torch.clamp(qw + d, wlo, whi)
+    blo, bhi = bias_range(cfg)
+    if tweak.bias_delta is None and not x_off:
+        qb = to_fixed(n.bias.detach(), w_frac + x_frac, blo, bhi)
+    else:
+        qb = to_fixed(n.bias.detach(), w_frac + x_frac, -(1 << 62), 1 << 62)
+        if tweak.bias_delta is not None:
+            qb = qb + tweak.bias_delta.to(torch.int64)
+        qb = torch.clamp(qb, blo, bhi)
+        if x_off:
+            # the offset rule: sum_k w*(x + c) + (b - c*sum_k w) = sum_k w*x + b, exactly
+            hw = qb - x_off * qw.flatten(1).sum(1)
+            if int(hw.min()) < blo or int(hw.max()) > bhi:
+                raise QuantError(
+                    f"layer '{n.name}' ({n.describe()}): the input offset's bias correction "
+                    f"(bias - {x_off} * sum of weights) reaches [{int(hw.min())}, "
+                    f"{int(hw.max())}], outside the {cfg.bias_bits}-bit bias range "
+                    f"[{blo}, {bhi}] of configuration '{cfg.name}'")
+            qb = hw
     relu = alo == 0.0
     return QNode(frac=out_frac, weight=qw, bias=qb, w_frac=w_frac, x_frac=x_frac, shift=shift,
                  relu=relu, act_lo=None if relu else _fixed_bound(alo, out_frac),
-                 act_hi=_fixed_bound(ahi, out_frac), weights_clipped=clipped, **common)
+                 act_hi=_fixed_bound(ahi, out_frac), weights_clipped=clipped,
+                 input_offset=x_off, **common)
 
 
 # -- integer helpers ---------------------------------------------------------------------------
@@ -360,6 +463,15 @@ def _matvec_chunked(cfg: AccelConfig, x: torch.Tensor, wmat: torch.Tensor, bias:
                                     shift=shift, relu=relu) for c in range(0, N, step)], dim=1)
 
 
+def crossbar_input(cfg: AccelConfig, q: QNode, x: torch.Tensor) -> torch.Tensor:
+    """A crossbar layer's input tensor saturated to what it may hold: the input range, or
+    with the offset rule the signed ``input_bits`` range (the offset is added to the im2col
+    rows, padding taps included, by :func:`_conv_int`)."""
+    if q.input_offset:
+        return torch.clamp(x, -q.input_offset, q.input_offset - 1)
+    return torch.clamp(x, cfg.input_min, cfg.input_max)
+
+
 def _conv_int(cfg: AccelConfig, q: QNode, x: torch.Tensor) -> torch.Tensor:
     a = q.attrs
     B, C, H, W = x.shape
@@ -375,6 +487,8 @@ def _conv_int(cfg: AccelConfig, q: QNode, x: torch.Tensor) -> torch.Tensor:
         xs = x[:, gi * cin_g:(gi + 1) * cin_g].to(ftype)
         patches = F.unfold(xs, (kh, kw), dilation=(dh, dw), padding=(ph, pw), stride=(sh, sw))
         patches = patches.transpose(1, 2).reshape(B * ho * wo, -1).to(torch.int64)
+        if q.input_offset:      # a padding tap is the signed value 0, driven as 0 + c
+            patches = patches + q.input_offset
         wg = q.weight[gi * cout_g:(gi + 1) * cout_g].reshape(cout_g, -1).t()
         outs.append(_matvec_chunked(cfg, patches, wg, q.bias[gi * cout_g:(gi + 1) * cout_g],
                                     q.shift, q.relu))
@@ -385,11 +499,11 @@ def _conv_int(cfg: AccelConfig, q: QNode, x: torch.Tensor) -> torch.Tensor:
 def _run_node(qg: QGraph, q: QNode, ins: list[torch.Tensor], fracs: list[int]) -> torch.Tensor:
     cfg = qg.cfg
     if q.op in ("conv", "linear"):
-        x = torch.clamp(ins[0], cfg.input_min, cfg.input_max)
+        x = crossbar_input(cfg, q, ins[0])
         if q.op == "conv":
             y = _conv_int(cfg, q, x)
         else:
-            y = _matvec_chunked(cfg, x, q.weight.t(), q.bias, q.shift, q.relu)
+            y = _matvec_chunked(cfg, x + q.input_offset, q.weight.t(), q.bias, q.shift, q.relu)
         return _clamp(y, q.act_lo, q.act_hi)
     if q.op == "add":
         s = round_shift(ins[0], fracs[0] - q.frac) + round_shift(ins[1], fracs[1] - q.frac)
@@ -414,7 +528,8 @@ def _run_node(qg: QGraph, q: QNode, ins: list[torch.Tensor], fracs: list[int]) -
 
 def quant_inputs(qg: QGraph, images: torch.Tensor) -> torch.Tensor:
     """The quantized images: ``to_fixed(images, input_frac)`` in the input range."""
-    return to_fixed(images, qg.input_frac, qg.cfg.input_min, qg.cfg.input_max)
+    first = qg.nodes[0]
+    return to_fixed(images, qg.input_frac, first.lo, first.hi)
 
 
 def qforward_all(qg: QGraph, images: torch.Tensor) -> dict[str, torch.Tensor]:

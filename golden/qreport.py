@@ -14,6 +14,14 @@ Calibration (ranges, ``torch.ao`` observers): :func:`golden.fixedpoint.calibrati
 the search selects on these images, so the report also gives the accuracy on a second,
 held-out rendering of the test digits, ``cluttered_digits("test", seed=1)``).
 
+Any other model (``zoo:<name>``, ``module:factory``: anything :func:`golden.graph.lower`
+takes) is searched on its lowered graph (:func:`golden.qlayers.describe_graph`: every crossbar
+layer's input, weights and bias, the adds and pools between them in float), on the same digits
+resized to ``size x size``; the torch.ao and shift-and-round baselines need the demo CNN's chain
+of convs (``model.convs``, ``model.fc``) and are left out for it, which ``notes`` says. The demo
+CNN keeps :func:`golden.qlayers.describe` (the graph gives it the same logits, formats and
+accuracies: ``tests/test_anycli.py``) so that its baselines run.
+
 Wall times are gathered under the one key ``timing`` of :meth:`QuantizeReport.to_dict`, so that
 two runs' reports without it compare byte for byte.
 """
@@ -35,7 +43,8 @@ from golden.qlayers import (accuracy, calibration_ranges, cost_summary, describe
 from golden.qsearch import DEFAULT_BOUND, search
 from golden.qshift import quant_op_counts, shift_round
 
-__all__ = ["QuantizeReport", "quantize_report", "PAPER", "DEFAULT_IMAGES", "HELDOUT_SEED"]
+__all__ = ["QuantizeReport", "quantize_report", "chain_shaped", "model_layers", "PAPER",
+           "DEFAULT_IMAGES", "HELDOUT_SEED"]
 
 DEFAULT_IMAGES = 360      #: validation images (the whole test split)
 HELDOUT_SEED = 1          #: rendering seed of the held-out copy of the test digits
@@ -80,31 +89,64 @@ class QuantizeReport:
     evaluation: str = EVALUATION
     timing: dict = field(default_factory=dict)
     hardware: dict | None = None
+    notes: list = field(default_factory=list)
+    size: int = 32
 
     def to_dict(self) -> dict:
-        """JSON-ready; without ``hardware`` if there is none."""
+        """JSON-ready; without ``hardware`` if there is none, without ``notes`` and ``size``
+        for the demo CNN at its 32x32 (the report as it always was)."""
         d = dataclasses.asdict(self)
         if d["hardware"] is None:
             del d["hardware"]
+        if not d["notes"]:
+            del d["notes"]
+        if d["size"] == 32:
+            del d["size"]
         return d
+
+
+def chain_shaped(model) -> bool:
+    """True for a DemoCNN-like model (``convs``, ``fc``): :func:`golden.qlayers.describe`
+    takes it and every baseline runs."""
+    return isinstance(model, nn.Module) and hasattr(model, "convs") and hasattr(model, "fc")
+
+
+def model_layers(model: nn.Module, calib):
+    """The search's layers of ``model``: :func:`golden.qlayers.describe` for a
+    :func:`chain_shaped` one, else :func:`golden.qlayers.describe_graph` of its lowering
+    (``golden.graph.UnsupportedGraphError`` if it has none)."""
+    if chain_shaped(model):
+        return describe(model, tuple(calib.shape[-2:]))
+    from golden.graph import lower
+    from golden.qlayers import describe_graph
+
+    return describe_graph(lower(model, calib[:1]))
 
 
 def quantize_report(model: nn.Module, *, bound: float = DEFAULT_BOUND,
                     images: int = DEFAULT_IMAGES, schedule: str = "greedy",
-                    progress: Callable[[int, int], None] | None = None) -> QuantizeReport:
-    """Run the search, the baselines and shift-and-round (module docstring).
+                    progress: Callable[[int, int], None] | None = None,
+                    name: str = "demo CNN", size: int = 32) -> QuantizeReport:
+    """Run the search, the baselines and shift-and-round (module docstring) on ``model``
+    (named ``name`` in the report) fed the digits at ``size x size``.
 
     ``progress(done, total)`` is called after every (layer, tensor) step of both searches and
     after each baseline.
+
+    Raises
+    ------
+    golden.graph.UnsupportedGraphError
+        For a model that is neither DemoCNN-shaped nor lowered.
     """
-    from golden.data import cluttered_digits
+    from golden.netreport import calibration as calibration_at, digits
 
     start = time.perf_counter()
-    layers = describe(model)
-    calib = calibration_images()
-    xv, yv = cluttered_digits("test")
+    calib = calibration_images() if size == 32 else calibration_at(size)
+    layers = model_layers(model, calib)
+    chain = not hasattr(layers, "graph")
+    xv, yv = digits("test", size)
     xv, yv = xv[:images], yv[:images]
-    xh, yh = cluttered_digits("test", seed=HELDOUT_SEED)
+    xh, yh = digits("test", size, seed=HELDOUT_SEED)
     ranges = calibration_ranges(layers, calib)
     n = len(layers)
     total = 6 * n + 3
@@ -143,6 +185,18 @@ def quantize_report(model: nn.Module, *, bound: float = DEFAULT_BOUND,
     }
     done += 1
     step(0, total, done)
+    if not chain:
+        notes = ["torch.ao int8 and shift-and-round baselines: not run (they rebuild the demo "
+                 "CNN's chain of convs, model.convs and model.fc); the search and its other "
+                 "baselines ran on the lowered graph of every crossbar layer"]
+        return QuantizeReport(
+            model=name, bound=bound, validation_images=len(yv), heldout_images=len(yh),
+            calibration_images=len(calib), schedule=schedule, float_accuracy=float_acc,
+            float_heldout_accuracy=float_held, layers=_layer_rows(layers),
+            methods=methods, shift_round={}, quant_ops={}, notes=notes, size=size,
+            timing={"searched_seconds": round(aware.seconds, 2),
+                    "no_interaction_seconds": round(alone.seconds, 2),
+                    "golden_seconds": round(time.perf_counter() - start, 1)})
     ao = torch_ao_int8(model, calib, xv, xh)
     params = sum(L.params for L in layers)
     weights = sum(L.weight.numel() for L in layers)
@@ -170,12 +224,15 @@ def quantize_report(model: nn.Module, *, bound: float = DEFAULT_BOUND,
     done += 1
     step(0, total, done)
     return QuantizeReport(
-        model="demo CNN", bound=bound, validation_images=len(yv), heldout_images=len(yh),
+        model=name, bound=bound, validation_images=len(yv), heldout_images=len(yh),
         calibration_images=len(calib), schedule=schedule, float_accuracy=float_acc,
-        float_heldout_accuracy=float_held,
-        layers=[{"name": L.name, "macs": L.macs, "weights": L.weight.numel(),
-                 "biases": L.bias.numel()} for L in layers],
-        methods=methods, shift_round=shift, quant_ops=ops,
+        float_heldout_accuracy=float_held, layers=_layer_rows(layers),
+        methods=methods, shift_round=shift, quant_ops=ops, size=size,
         timing={"searched_seconds": round(aware.seconds, 2),
                 "no_interaction_seconds": round(alone.seconds, 2),
                 "golden_seconds": round(time.perf_counter() - start, 1)})
+
+
+def _layer_rows(layers) -> list[dict]:
+    return [{"name": L.name, "macs": L.macs, "weights": L.weight.numel(),
+             "biases": L.bias.numel()} for L in layers]

@@ -241,6 +241,9 @@ def _graph_crop_forward(qg, images: torch.Tensor, plan, with_inputs: bool):
     from golden.qnet import _clamp, _matvec_chunked, _run_node
     from golden.qnet import quant_inputs as q_inputs
 
+    if any(q.input_offset for q in qg.crossbar_nodes):
+        raise ValueError("the crop study runs crossbar inputs as unsigned; quantize the graph "
+                         "without input offsets (quantize_graph(..., input_offset=False))")
     C = len(plan)
     cfg = qg.cfg
     env: dict[str, torch.Tensor] = {}

@@ -2,9 +2,11 @@
 edge, for a batch of input vectors, following ``docs/arithmetic.md`` section 8.
 
 Edge 0 is the input handshake; edges ``1 .. latency`` are the crossbar steps, ADC steps and the
-final step. The trace is built with tensor operations: the schedule (which edge does what) is a
-short list computed once from the config, and each register's value is gathered from the
-cumulative sums of its updates.
+final step -- one after the other, or with ``[pipeline] overlap`` the crossbar read of chunk
+``t + 1`` beside the ADC of chunk ``t`` (which converts the sample-and-hold's copy). The trace
+is built with tensor operations: the schedule (which edge does what) is a short list computed
+once from the config, and each register's value is gathered from the cumulative sums of its
+updates.
 """
 
 from __future__ import annotations
@@ -14,14 +16,15 @@ from dataclasses import dataclass
 import torch
 
 from arch.config import AccelConfig
-from arch.contract import PHASE_ADC, PHASE_FINAL, PHASE_IDLE, PHASE_OUT, PHASE_XBAR
+from arch.contract import (PHASE_ADC, PHASE_FINAL, PHASE_IDLE, PHASE_OUT, PHASE_XBAR,
+                           PHASE_XBAR_ADC)
 
 from .arith import (adc_convert, adc_reconstruct, check_range, chunk_positions, chunk_signs,
                     encode_weights, finalize, flip_recover, input_chunks)
 
 __all__ = ["Schedule", "schedule", "DatapathTrace", "datapath_trace", "stream_cycles",
            "first_chunk_edges", "vector_trace",
-           "PHASE_IDLE", "PHASE_XBAR", "PHASE_ADC", "PHASE_FINAL", "PHASE_OUT"]
+           "PHASE_IDLE", "PHASE_XBAR", "PHASE_ADC", "PHASE_FINAL", "PHASE_OUT", "PHASE_XBAR_ADC"]
 
 # The controller's phase codes, as plain ints: arch.contract's, from which the RTL's
 # hdl.layouts.Phase is built (re-exported here for the testbenches).
@@ -32,7 +35,12 @@ class Schedule:
     """What each edge ``0 .. latency`` of one vector does, and the controller state after it.
 
     ``kind[k]`` is 0 for the handshake, 1 for a crossbar step, 2 for an ADC step, 3 for the
-    final step; ``t[k]`` and ``step[k]`` index the chunk and the step within its phase.
+    final step and, with ``[pipeline] overlap``, 4 for an edge that does both a crossbar and an
+    ADC step; ``t[k]`` and ``step[k]`` index the chunk and the step within its phase as the
+    controller's ``chunk`` and ``step`` describe the edge. ``xbar[k]`` is the crossbar update
+    the edge makes, ``t*X + i`` for step ``i`` of chunk ``t`` (-1: none), ``adc[k]`` the ADC
+    update ``t*G + g`` (-1: none), and ``hold[k]`` the chunk whose full column sums the
+    sample-and-hold takes at the edge (-1: none; only with ``overlap``).
     ``phase``, ``chunk``, ``counter`` are the ``obs`` fields after edge ``k``.
     """
     kind: torch.Tensor
@@ -41,28 +49,51 @@ class Schedule:
     phase: torch.Tensor
     chunk: torch.Tensor
     counter: torch.Tensor
+    xbar: torch.Tensor
+    adc: torch.Tensor
+    hold: torch.Tensor
 
     def __len__(self):
         return len(self.kind)
 
 
 def schedule(cfg: AccelConfig) -> Schedule:
-    """The static schedule of section 8 (its length is ``cfg.latency + 1``)."""
-    kind, t_, step = [0], [0], [0]
-    for t in range(cfg.input_cycles):
-        for i in range(cfg.xbar_steps):
-            kind.append(1), t_.append(t), step.append(i)
-        for g in range(cfg.adc_steps):
-            kind.append(2), t_.append(t), step.append(g)
-    kind.append(3), t_.append(0), step.append(0)
+    """The static schedule of section 8 (its length is ``cfg.latency + 1``): sequential, or
+    overlapped with ``cfg.pipeline_overlap``."""
+    T, X, G = cfg.input_cycles, cfg.xbar_steps, cfg.adc_steps
+    # per edge: (phase, chunk, step) that describe it, crossbar (t, i) or None, ADC (t, g) or None
+    edges = [((PHASE_IDLE, 0, 0), None, None)]
+    if not cfg.pipeline_overlap:
+        for t in range(T):
+            edges += [((PHASE_XBAR, t, i), (t, i), None) for i in range(X)]
+            edges += [((PHASE_ADC, t, g), None, (t, g)) for g in range(G)]
+    else:
+        # prologue: the crossbar reads chunk 0; stage s (1 .. T-1), D = max(X, G) edges: the
+        # ADC converts chunk s-1 at steps k < G while the crossbar reads chunk s at the last X
+        # steps (k >= D - X), so that its last step -- which loads the sample-and-hold --
+        # is never before the ADC's last read of the held chunk; epilogue: the ADC of chunk T-1.
+        D = cfg.stage_steps
+        edges += [((PHASE_XBAR, 0, i), (0, i), None) for i in range(X)]
+        for s in range(1, T):
+            edges += [((PHASE_XBAR_ADC, s - 1, k), (s, k - (D - X)) if k >= D - X else None,
+                       (s - 1, k) if k < G else None) for k in range(D)]
+        edges += [((PHASE_ADC, T - 1, g), None, (T - 1, g)) for g in range(G)]
+    edges.append(((PHASE_FINAL, 0, 0), None, None))
+    kind, t_, step, xbar, adc, hold = [0], [0], [0], [-1], [-1], [-1]
+    for (ph, c, k), xb, ad in edges[1:]:
+        kind.append(3 if ph == PHASE_FINAL else 4 if xb and ad else 1 if xb else 2)
+        t_.append(c), step.append(k)
+        xbar.append(xb[0] * X + xb[1] if xb else -1)
+        adc.append(ad[0] * G + ad[1] if ad else -1)
+        hold.append(xb[0] if cfg.pipeline_overlap and xb and xb[1] == X - 1 else -1)
     # The state after an edge is the description of the edge that follows it.
-    phase = [PHASE_XBAR if k == 1 else PHASE_ADC if k == 2 else PHASE_FINAL for k in kind[1:]]
-    phase.append(PHASE_OUT)
+    phase = [d[0] for d, _, _ in edges[1:]] + [PHASE_OUT]
     chunk = t_[1:] + [0]
     counter = step[1:] + [0]
     assert len(kind) == cfg.latency + 1
     as_t = lambda v: torch.tensor(v, dtype=torch.int64)  # noqa: E731
-    return Schedule(as_t(kind), as_t(t_), as_t(step), as_t(phase), as_t(chunk), as_t(counter))
+    return Schedule(as_t(kind), as_t(t_), as_t(step), as_t(phase), as_t(chunk), as_t(counter),
+                    as_t(xbar), as_t(adc), as_t(hold))
 
 
 def stream_cycles(cfg: AccelConfig, vectors: int) -> int:
@@ -85,9 +116,19 @@ class DatapathTrace:
     acc: torch.Tensor
     xsum: torch.Tensor
     out: torch.Tensor
+    held: torch.Tensor | None = None          # [pipeline] overlap: the sample-and-hold bank
+    held_insum: torch.Tensor | None = None
 
     FIELDS = ("phase", "chunk", "step", "col_sum", "insum", "adc_valid", "adc_code", "acc",
               "xsum")
+    #: the fields of the overlapped schedule's ``obs`` (``hdl.layouts.obs_layout``)
+    HELD_FIELDS = ("held", "held_insum")
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The ``obs`` fields this trace holds: :attr:`FIELDS`, plus :attr:`HELD_FIELDS` for
+        a configuration with ``[pipeline] overlap``."""
+        return self.FIELDS + (self.HELD_FIELDS if self.held is not None else ())
 
     @property
     def vectors(self) -> int:
@@ -149,28 +190,34 @@ def datapath_trace(cfg: AccelConfig, w: torch.Tensor, x: torch.Tensor,
     # Which update each edge shows, per register (update 0 of every register is the clear).
     zeros = lambda *shape: torch.zeros(V, 1, *shape, dtype=torch.int64)  # noqa: E731
     scalar0 = torch.zeros(V, 1, dtype=torch.int64)
-    wr_col, wr_code, wr_acc, wr_xs, valid = [], [], [], [], []
-    for kind, t, s in zip(sch.kind.tolist(), sch.t.tolist(), sch.step.tolist()):
-        wr_col.append(0 if kind == 0 else 1 + t * X + s if kind == 1 else -1)
-        wr_code.append(0 if kind == 0 else 1 + t * G + s if kind == 2 else -1)
-        wr_acc.append(0 if kind == 0 else 1 + t * G + s if kind == 2 else -1)
-        wr_xs.append(0 if kind == 0 else 1 + t if kind == 2 and s == 0 else -1)
-        valid.append(1 if kind == 2 else 0)
+    wr_col, wr_code, wr_xs, wr_held, valid = [], [], [], [], []
+    for kind, xb, ad, hold in zip(sch.kind.tolist(), sch.xbar.tolist(), sch.adc.tolist(),
+                                  sch.hold.tolist()):
+        wr_col.append(0 if kind == 0 else 1 + xb if xb >= 0 else -1)
+        wr_code.append(0 if kind == 0 else 1 + ad if ad >= 0 else -1)
+        wr_xs.append(0 if kind == 0 else 1 + ad // G if ad >= 0 and ad % G == 0 else -1)
+        wr_held.append(0 if kind == 0 else 1 + hold if hold >= 0 else -1)
+        valid.append(1 if ad >= 0 else 0)
 
     col_sum = torch.cat([zeros(C), col_states], 1)[:, _hold(col_states, wr_col)]
     ins = torch.cat([scalar0, ins_states], 1)[:, _hold(ins_states, wr_col)]
     codes = torch.cat([zeros(N), code.reshape(V, T * G, N)], 1)[:, _hold(code, wr_code)]
-    acc = torch.cat([zeros(O), acc_states], 1)[:, _hold(acc_states, wr_acc)]
+    acc = torch.cat([zeros(O), acc_states], 1)[:, _hold(acc_states, wr_code)]
     xsum = torch.cat([scalar0, xsum_states], 1)[:, _hold(xsum_states, wr_xs)]
 
     v = acc_states[:, -1] - cfg.weight_bias * xsum_states[:, -1:] + bias
     out = finalize(cfg, v, shift=shift, relu_enable=relu)
+    held = held_insum = None
+    if cfg.pipeline_overlap:
+        # the sample-and-hold takes chunk t's full sums at its last crossbar step (update t+1)
+        held = torch.cat([zeros(C), read], 1)[:, _hold(read, wr_held)]
+        held_insum = torch.cat([scalar0, insum], 1)[:, _hold(insum, wr_held)]
     expand = lambda s: s.unsqueeze(0).expand(V, -1)  # noqa: E731
     return DatapathTrace(
         phase=expand(sch.phase), chunk=expand(sch.chunk), step=expand(sch.counter),
         col_sum=col_sum, insum=ins,
         adc_valid=expand(torch.tensor(valid, dtype=torch.int64)),
-        adc_code=codes, acc=acc, xsum=xsum, out=out)
+        adc_code=codes, acc=acc, xsum=xsum, out=out, held=held, held_insum=held_insum)
 
 
 def first_chunk_edges(cfg: AccelConfig, first_chunk: int) -> list[int]:
@@ -180,6 +227,10 @@ def first_chunk_edges(cfg: AccelConfig, first_chunk: int) -> list[int]:
     t0 = int(first_chunk)
     if not 0 <= t0 < cfg.input_cycles:
         raise ValueError(f"first chunk must lie in [0, {cfg.input_cycles - 1}], not {t0}")
+    if cfg.pipeline_overlap:
+        # the overlapped schedule ignores the first chunk: every chunk is streamed (the
+        # skipped ones would be 0, so the result is the same; no cycle is saved)
+        return list(range(cfg.latency + 1))
     return [0, *range(1 + t0 * (cfg.xbar_steps + cfg.adc_steps), cfg.latency + 1)]
 
 
@@ -193,5 +244,5 @@ def vector_trace(cfg: AccelConfig, trace: DatapathTrace, v: int,
     register is the same; the edge-0 row is the cleared state of both schedules."""
     edges = torch.tensor(first_chunk_edges(cfg, first_chunk), dtype=torch.int64)
     out = {f: getattr(trace, f)[v, edges].clone() for f in DatapathTrace.FIELDS}
-    out["chunk"][0] = int(first_chunk)
+    out["chunk"][0] = 0 if cfg.pipeline_overlap else int(first_chunk)
     return out

@@ -9,12 +9,15 @@ from .agu import RegionCropAGU
 from .convtile import ConvTile, default_tile
 from .crossbar import CrossbarMAC
 from .datapath import Datapath
+from .ima import IMA
+from .imatile import IMATile
 from .layouts import Phase
 from .requant import MultiplierRequantizer, ShiftRoundRequantizer
 from .shiftadd import ShiftAdd
 
 __all__ = ["BLOCKS", "CrossbarMAC", "ADCQuantizer", "ShiftAdd", "Datapath", "Phase",
-           "RegionCropAGU", "ConvTile", "ShiftRoundRequantizer", "MultiplierRequantizer"]
+           "RegionCropAGU", "ConvTile", "IMA", "IMATile", "ShiftRoundRequantizer",
+           "MultiplierRequantizer"]
 
 BLOCKS = {
     "crossbar": CrossbarMAC,

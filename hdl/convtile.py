@@ -2,6 +2,8 @@
 gather and one :class:`~hdl.datapath.Datapath` per output-channel group (AQuA, ``golden.crop``).
 """
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import enum, stream, wiring
 from amaranth.lib.memory import Memory
@@ -227,12 +229,21 @@ class ConvTile(wiring.Component):
                     m.d.comb += t0.eq((Bx - p) // d)
         return t0
 
+    def _staging_layout(self):
+        """The gathered im2col vector: one crossbar's rows."""
+        return input_layout(self._cfg)
+
     def elaborate(self, platform):
+        # The front (setup, load, gather) is shared with hdl.imatile.IMATile, which replaces
+        # the crossbars (_crossbars) by an IMA and gathers all of the layer's rows.
+        m = Module()
+        self._crossbars(m, self._front(m))
+        return m
+
+    def _front(self, m: Module) -> SimpleNamespace:
         cfg, g = self._cfg, self._geom
         k, s, p, taps = g.kernel, g.stride, g.padding, g.taps
-        O, groups = cfg.outputs, Mapping(cfg, g).groups
         Ho_max, Wo_max = g.out_height, g.out_width
-        m = Module()
 
         m.submodules.agu_in = agu_in = RegionCropAGU(cfg, max_height=g.height,
                                                      max_width=g.width)
@@ -240,15 +251,7 @@ class ConvTile(wiring.Component):
                                                        max_width=Wo_max)
         m.submodules.fmap_mem = fmap_mem = Memory(
             shape=tile_pixel_layout(cfg, g).members["x"], depth=g.height * g.width, init=[])
-        m.submodules.out_mem = out_mem = Memory(
-            shape=tile_output_layout(cfg, g).members["y"], depth=Ho_max * Wo_max, init=[])
         fmap_wr, fmap_rd = fmap_mem.write_port(), fmap_mem.read_port()
-        out_wr, out_rd = out_mem.write_port(), out_mem.read_port()
-        dps = []
-        for x in range(groups):
-            dp = Datapath(cfg)
-            m.submodules[f"xbar{x}"] = dp
-            dps.append(dp)
 
         state = Signal(TileState)
         idle = state == TileState.IDLE
@@ -356,10 +359,11 @@ class ConvTile(wiring.Component):
         gathering = Signal()           # issuing or capturing
         cap_valid, cap_tap, cap_ok = Signal(), Signal(index_bits(taps)), Signal()
         staged = Signal()
-        staging = Signal(input_layout(cfg))
+        staging = Signal(self._staging_layout())
         staged_lin, staged_last = Signal.like(pos_lin), Signal()
         take = Signal()                # the crossbars take the staged vector at the next edge
-        m.d.comb += take.eq(staged & dps[0].i.ready)
+        ready = Signal()               # the crossbars can take a vector (driven by _crossbars)
+        m.d.comb += take.eq(staged & ready)
         first_chunk = self._first_chunk(m, base_row, base_col, held, held_nr, held_nc,
                                         held_bits)
 
@@ -397,14 +401,36 @@ class ConvTile(wiring.Component):
                                      for c in range(g.in_channels)]
             with m.If(cap_tap == taps - 1):
                 m.d.sync += [staged.eq(1), staged_lin.eq(pos_lin), staged_last.eq(pos_last),
-                             gathering.eq(0), staging.first_chunk.eq(first_chunk)]
+                             gathering.eq(0)]
+                # the position's first chunk (per-region precision), for a staging vector that
+                # has one (one crossbar's input; the IMATile's streams every chunk)
+                if "first_chunk" in self._staging_layout().members:
+                    m.d.sync += staging.first_chunk.eq(first_chunk)
         with m.If(take):
             m.d.sync += staged.eq(0)
+        return SimpleNamespace(state=state, staged=staged, staging=staging, ready=ready,
+                               take=take, staged_lin=staged_lin, staged_last=staged_last,
+                               held_out=held_out, shown=shown)
+
+    def _crossbars(self, m: Module, f: SimpleNamespace):
+        cfg, g = self._cfg, self._geom
+        O, groups = cfg.outputs, Mapping(cfg, g).groups
+        state, staged, staging, take, shown = f.state, f.staged, f.staging, f.take, f.shown
+        m.submodules.out_mem = out_mem = Memory(
+            shape=tile_output_layout(cfg, g).members["y"], depth=g.out_height * g.out_width,
+            init=[])
+        out_wr, out_rd = out_mem.write_port(), out_mem.read_port()
+        dps = []
+        for x in range(groups):
+            dp = Datapath(cfg)
+            m.submodules[f"xbar{x}"] = dp
+            dps.append(dp)
+        m.d.comb += f.ready.eq(dps[0].i.ready)
 
         # -- crossbars: one per output group, in lockstep; outputs into the output memory
-        pending_lin, pending_last = Signal.like(pos_lin), Signal()
+        pending_lin, pending_last = Signal.like(f.staged_lin), Signal()
         with m.If(take):
-            m.d.sync += [pending_lin.eq(staged_lin), pending_last.eq(staged_last)]
+            m.d.sync += [pending_lin.eq(f.staged_lin), pending_last.eq(f.staged_last)]
         for x, dp in enumerate(dps):
             m.d.comb += [
                 dp.wr.valid.eq(self.wr.valid & (self.wr.payload.xbar == x)),
@@ -425,7 +451,7 @@ class ConvTile(wiring.Component):
             out_wr.data.eq(Cat(dps[o // O].o.payload.y[o % O] for o in range(g.out_channels))),
         ]
         with m.If(dps[0].o.valid & pending_last):
-            m.d.sync += [state.eq(TileState.IDLE), self.done.eq(1), shown.eq(held_out)]
+            m.d.sync += [state.eq(TileState.IDLE), self.done.eq(1), shown.eq(f.held_out)]
 
         # -- read-out, masked by the last finished run's output window
         inside = Signal()
@@ -433,4 +459,3 @@ class ConvTile(wiring.Component):
         m.d.sync += inside.eq((self.rd.row >= shown.r0) & (self.rd.row < shown.r1)
                               & (self.rd.col >= shown.c0) & (self.rd.col < shown.c1))
         m.d.comb += self.rd_data.y.eq(Mux(inside, out_rd.data.as_value(), 0))
-        return m

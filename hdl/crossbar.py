@@ -1,7 +1,7 @@
 """A digital, synthesizable stand-in for the analog crossbar: cells in registers, per-column
 multiply-accumulate of the DAC levels (``docs/arithmetic.md`` sections 1 and 3)."""
 
-from amaranth.hdl import Cat, Module, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -57,6 +57,15 @@ class CrossbarMAC(wiring.Component):
         Sum of the DAC levels (register).
     flags : ``Out(cols)``
         Flip flags of the columns (registers), bit ``j`` for column ``j``.
+    hold : ``In(1)``, only with ``[pipeline] overlap``
+        Sample-and-hold: at a crossbar step with ``hold`` (the chunk's last), the new column
+        sums and ``insum`` are also written to ``held`` and ``held_insum``; ``clear`` clears
+        them.
+    held : ``Out(data.ArrayLayout(unsigned(read_bits), cols))``, only with ``overlap``
+        The sample-and-hold bank (registers): the column sums the ADC converts while the
+        crossbar reads the next chunk.
+    held_insum : ``Out(unsigned(insum_bits))``, only with ``overlap``
+        ``insum`` of the held chunk (register).
 
     Raises
     ------
@@ -66,6 +75,9 @@ class CrossbarMAC(wiring.Component):
 
     def __init__(self, cfg: AccelConfig):
         self._cfg = check_config(cfg)
+        held = {"hold":       In(1),
+                "held":       Out(data.ArrayLayout(unsigned(cfg.read_bits), cfg.cols)),
+                "held_insum": Out(unsigned(cfg.insum_bits))} if cfg.pipeline_overlap else {}
         super().__init__({
             "wr":      In(stream.Signature(weight_write_layout(cfg), always_ready=True)),
             "levels":  In(data.ArrayLayout(unsigned(cfg.dac_bits), cfg.rows)),
@@ -75,6 +87,7 @@ class CrossbarMAC(wiring.Component):
             "col_sum": Out(data.ArrayLayout(unsigned(cfg.read_bits), cfg.cols)),
             "insum":   Out(unsigned(cfg.insum_bits)),
             "flags":   Out(cfg.cols),
+            **held,
         })
 
     @property
@@ -143,6 +156,10 @@ class CrossbarMAC(wiring.Component):
         partial_insum = Signal(cfg.insum_bits)
         m.d.comb += partial_insum.eq(tree_sum(group_levels))
 
+        if cfg.pipeline_overlap:
+            self._elaborate_held(m, partial, partial_insum)
+            return m
+
         with m.If(self.clear):
             m.d.sync += [self.col_sum[j].eq(0) for j in range(C)]
             m.d.sync += self.insum.eq(0)
@@ -155,3 +172,27 @@ class CrossbarMAC(wiring.Component):
                 m.d.sync += self.insum.eq(self.insum + partial_insum)
 
         return m
+
+    def _elaborate_held(self, m, partial, partial_insum):
+        # [pipeline] overlap: the column sums and the sample-and-hold bank. The step's new sums
+        # are formed once (restart at step 0) and go to col_sum and, at the chunk's last step
+        # (hold), to held as well, so the ADC reads the full sums of chunk t from held while
+        # col_sum accumulates chunk t+1.
+        cfg = self._cfg
+        C = cfg.cols
+        new_sum = [Signal(cfg.read_bits, name=f"new_sum{j}") for j in range(C)]
+        new_insum = Signal(cfg.insum_bits)
+        restart = self.step == 0
+        m.d.comb += [new_sum[j].eq(Mux(restart, 0, self.col_sum[j]) + partial[j])
+                     for j in range(C)]
+        m.d.comb += new_insum.eq(Mux(restart, 0, self.insum) + partial_insum)
+        with m.If(self.clear):
+            m.d.sync += [self.col_sum[j].eq(0) for j in range(C)]
+            m.d.sync += [self.held[j].eq(0) for j in range(C)]
+            m.d.sync += [self.insum.eq(0), self.held_insum.eq(0)]
+        with m.Elif(self.en):
+            m.d.sync += [self.col_sum[j].eq(new_sum[j]) for j in range(C)]
+            m.d.sync += self.insum.eq(new_insum)
+            with m.If(self.hold):
+                m.d.sync += [self.held[j].eq(new_sum[j]) for j in range(C)]
+                m.d.sync += self.held_insum.eq(new_insum)

@@ -1,6 +1,6 @@
 """One crossbar tile and its controller, cycle for cycle as ``docs/arithmetic.md`` section 8."""
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -24,8 +24,13 @@ class Datapath(wiring.Component):
     steps per chunk), and the output vector is valid ``latency`` clocks later, until it is
     accepted. ``obs`` exposes every register that :func:`golden.trace.datapath_trace` predicts.
 
+    With ``[pipeline] overlap`` (ISAAC's pipeline) the crossbar read of chunk ``t + 1`` runs
+    beside the ADC of chunk ``t``, which converts the crossbar's sample-and-hold bank
+    (``obs.held``); the controller is :meth:`_overlapped_controller`.
+
     The input vector is latched into a shift register of ``rows * input_bits`` bits that moves
-    right by ``dac_bits`` (per row, zeros shifted in) after the last ADC step of each chunk, so
+    right by ``dac_bits`` (per row, zeros shifted in) after the last ADC step of each chunk
+    (with ``overlap``: after the chunk's last crossbar step), so
     chunk ``t`` of row ``r`` is always the low ``dac_bits`` bits of row ``r``'s slot; for signed
     inputs the last chunk is the sign bit alone with zeros above it, as the contract's 1-bit
     sign chunk requires.
@@ -41,6 +46,8 @@ class Datapath(wiring.Component):
     ----------
     cfg : :class:`~arch.config.AccelConfig`
         The tile configuration.
+    partial : bool
+        Emit the partial sum (``partial``) instead of finalising (default ``False``).
 
     Members
     -------
@@ -54,6 +61,10 @@ class Datapath(wiring.Component):
         Output vectors; ``o.valid`` is high exactly while ``phase == OUT``.
     obs : ``Out(obs_layout(cfg))``
         Controller state and datapath registers, for co-simulation.
+    partial : ``Out(data.ArrayLayout(signed(acc_bits), outputs))``
+        Only with ``partial=True``: ``acc[o] - weight_bias*xsum`` of the vector, final while
+        ``phase`` is ``FINAL`` (and ``OUT``); ``o.payload`` then stays 0: the output stage is
+        the reduction's (:class:`~hdl.ima.IMA`, ``docs/arithmetic.md`` section 9).
 
     Raises
     ------
@@ -61,14 +72,20 @@ class Datapath(wiring.Component):
         If ``cfg`` is not an :class:`~arch.config.AccelConfig`.
     """
 
-    def __init__(self, cfg: AccelConfig):
+    def __init__(self, cfg: AccelConfig, *, partial: bool = False):
         self._cfg = check_config(cfg)
+        if not isinstance(partial, bool):
+            raise TypeError(f"partial must be a bool, not {partial!r}")
+        self._partial = partial
+        extra = {"partial": Out(data.ArrayLayout(signed(cfg.acc_bits), cfg.outputs))} \
+            if partial else {}
         super().__init__({
             "wr":    In(stream.Signature(weight_write_layout(cfg), always_ready=True)),
             "layer": In(layer_config_layout(cfg)),
             "i":     In(stream.Signature(input_layout(cfg))),
             "o":     Out(stream.Signature(output_layout(cfg))),
             "obs":   Out(obs_layout(cfg)),
+            **extra,
         })
 
     @property
@@ -78,13 +95,17 @@ class Datapath(wiring.Component):
     @property
     def latency(self) -> int:
         """Clocks from the input handshake to ``o.valid``: ``input_cycles * (xbar_steps +
-        adc_steps) + 1`` (with ``first_chunk = 0``; see :meth:`latency_from`)."""
+        adc_steps) + 1``, or with ``[pipeline] overlap`` ``xbar_steps + (input_cycles - 1) *
+        max(xbar_steps, adc_steps) + adc_steps + 1`` (``cfg.latency``; with ``first_chunk = 0``,
+        see :meth:`latency_from`).
         return self._cfg.latency
 
     def latency_from(self, first_chunk: int) -> int:
         """Clocks from the input handshake to ``o.valid`` of a vector with ``first_chunk``:
         ``(input_cycles - first_chunk) * (xbar_steps + adc_steps) + 1``."""
         cfg = self._cfg
+        if cfg.pipeline_overlap:
+            return cfg.latency      # the overlapped schedule streams every chunk
         t0 = min(max(int(first_chunk), 0), cfg.input_cycles - 1)
         return (cfg.input_cycles - t0) * (cfg.xbar_steps + cfg.adc_steps) + 1
 
@@ -98,7 +119,7 @@ class Datapath(wiring.Component):
         m = Module()
         m.submodules.crossbar = xbar = CrossbarMAC(cfg)
         m.submodules.adc = adc = ADCQuantizer(cfg)
-        m.submodules.shiftadd = sa = ShiftAdd(cfg)
+        m.submodules.shiftadd = sa = ShiftAdd(cfg, partial=self._partial)
 
         phase = Signal(Phase)
         chunk = Signal(chunk_bits(cfg))
@@ -146,6 +167,26 @@ class Datapath(wiring.Component):
             sa.layer.eq(self.layer),
             self.o.payload.y.eq(sa.y),
         ]
+        if self._partial:
+            m.d.comb += self.partial.eq(sa.partial)
+
+        m.d.comb += [
+            self.obs.phase.eq(phase),
+            self.obs.chunk.eq(chunk),
+            self.obs.step.eq(step),
+            self.obs.col_sum.eq(xbar.col_sum),
+            self.obs.insum.eq(xbar.insum),
+            self.obs.adc_valid.eq(adc_valid),
+            self.obs.adc_code.eq(adc_code),
+            self.obs.acc.eq(sa.acc),
+            self.obs.xsum.eq(sa.xsum),
+        ]
+
+        if cfg.pipeline_overlap:
+            # ISAAC's pipeline: a controller of its own (the sequential one below is unchanged)
+            self._overlapped_controller(m, xbar, adc, sa, phase, chunk, step, adc_code,
+                                        adc_valid, x, shifted, take, give)
+            return m
 
         # -- first chunk (per-region precision): the only change to the schedule is where the
         # chunk counter starts. The vector is latched shifted right by t0*d per row (a log
@@ -188,17 +229,62 @@ class Datapath(wiring.Component):
             m.d.sync += [adc_valid.eq(0), phase.eq(Phase.OUT)]
         with m.Elif(give):
             m.d.sync += [phase.eq(Phase.IDLE), chunk.eq(0), step.eq(0)]
-
-        m.d.comb += [
-            self.obs.phase.eq(phase),
-            self.obs.chunk.eq(chunk),
-            self.obs.step.eq(step),
-            self.obs.col_sum.eq(xbar.col_sum),
-            self.obs.insum.eq(xbar.insum),
-            self.obs.adc_valid.eq(adc_valid),
-            self.obs.adc_code.eq(adc_code),
-            self.obs.acc.eq(sa.acc),
-            self.obs.xsum.eq(sa.xsum),
-        ]
         return m
+
+    # -- [pipeline] overlap ---------------------------------------------------------------------
+
+    def _overlapped_controller(self, m, xbar, adc, sa, phase, chunk, step, adc_code, adc_valid,
+                               x, shifted, take, give):
+        # The overlapped schedule of section 8: XBAR (chunk 0's crossbar read, X edges), then
+        # T-1 stages XBAR_ADC of D = max(X, G) edges -- the ADC converts chunk `chunk` from the
+        # crossbar's sample-and-hold bank at steps k < G while the crossbar reads chunk
+        # `chunk`+1 at steps k >= D - X, its last step loading the bank -- then ADC (the last
+        # chunk, G edges), FINAL, OUT. The sequential controller's decodes (xbar.en, sa.en,
+        # adc.col_sum, ...) are overridden here: later comb assignments win in Amaranth.
+        cfg = self._cfg
+        T, X, G, D = cfg.input_cycles, cfg.xbar_steps, cfg.adc_steps, cfg.stage_steps
+        in_xbar, in_adc, in_stage = (phase == Phase.XBAR), (phase == Phase.ADC), \
+            (phase == Phase.XBAR_ADC)
+        xbar_on = Signal()       # the next edge is a crossbar step ...
+        xstep = Signal.like(xbar.step)   # ... of this row group
+        adc_on = Signal()        # the next edge is an ADC step (group `step`)
+        hold = Signal()          # ... the chunk's last crossbar step: load the sample-and-hold
+        m.d.comb += [
+            xbar_on.eq(in_xbar | (in_stage & (step >= D - X))),
+            xstep.eq(Mux(in_xbar, step, step - (D - X))),
+            adc_on.eq(in_adc | (in_stage & (step < G))),
+            hold.eq(xbar_on & (xstep == X - 1)),
+            xbar.step.eq(xstep),
+            xbar.en.eq(xbar_on),
+            xbar.hold.eq(hold),
+            adc.col_sum.eq(xbar.held),
+            sa.insum.eq(xbar.held_insum),
+            sa.en.eq(adc_on),
+            self.obs.held.eq(xbar.held),
+            self.obs.held_insum.eq(xbar.held_insum),
+        ]
+        with m.If(take):
+            m.d.sync += [x.eq(self.i.payload.as_value()), adc_valid.eq(0),
+                         phase.eq(Phase.XBAR), chunk.eq(0), step.eq(0)]
+            m.d.sync += [adc_code[n].eq(0) for n in range(cfg.adc_columns_per_cycle)]
+        with m.Elif(in_xbar | in_adc | in_stage):
+            m.d.sync += adc_valid.eq(adc_on)
+            with m.If(adc_on):
+                m.d.sync += adc_code.eq(adc.code)
+            with m.If(hold):
+                m.d.sync += x.eq(shifted)            # the crossbar's next chunk
+            m.d.sync += step.eq(step + 1)
+            with m.If(in_xbar & (step == X - 1)):    # chunk 0 read: the first stage
+                m.d.sync += [step.eq(0),
+                             phase.eq(Phase.ADC if T == 1 else Phase.XBAR_ADC)]
+            with m.If(in_stage & (step == D - 1)):   # a stage done: the next, or the last ADC
+                m.d.sync += [step.eq(0), chunk.eq(chunk + 1)]
+                with m.If(chunk == max(T - 2, 0)):
+                    m.d.sync += phase.eq(Phase.ADC)
+            with m.If(in_adc & (step == G - 1)):     # the last chunk converted
+                m.d.sync += [step.eq(0), chunk.eq(0), phase.eq(Phase.FINAL)]
+        with m.Elif(phase == Phase.FINAL):
+            m.d.sync += [adc_valid.eq(0), phase.eq(Phase.OUT)]
+        with m.Elif(give):
+            m.d.sync += [phase.eq(Phase.IDLE), chunk.eq(0), step.eq(0)]
 

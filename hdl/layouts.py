@@ -18,7 +18,9 @@ __all__ = ["Phase", "weight_write_layout", "input_layout", "output_layout",
            "chunk_bits", "plan_bits", "agu_config_layout", "agu_address_layout",
            "FRACTION_BITS",
            "tile_setup_layout", "tile_weight_write_layout", "tile_layer_layout",
-           "tile_pixel_layout", "tile_output_layout", "tile_read_layout"]
+           "tile_pixel_layout", "tile_output_layout", "tile_read_layout",
+           "ima_weight_write_layout", "ima_input_layout", "ima_layer_layout",
+           "ima_output_layout", "ima_tile_weight_write_layout", "ima_tile_layer_layout"]
 
 
 class Phase(enum.Enum, shape=contract.PHASE_BITS):
@@ -30,6 +32,7 @@ class Phase(enum.Enum, shape=contract.PHASE_BITS):
     ADC = contract.PHASE_ADC      #: converting columns (adc.columns_per_cycle per clock) and shift-adding
     FINAL = contract.PHASE_FINAL  #: correction, bias, FlexPoint shift, ReLU, saturation
     OUT = contract.PHASE_OUT      #: output vector valid, waiting for ready
+    XBAR_ADC = contract.PHASE_XBAR_ADC  #: overlapped stage: ADC of chunk t, crossbar of t+1
 
 
 def index_bits(count: int) -> int:
@@ -94,7 +97,11 @@ def layer_config_layout(cfg: AccelConfig) -> data.StructLayout:
 
 
 def obs_layout(cfg: AccelConfig) -> data.StructLayout:
-    """Every internal register the golden cycle trace predicts, exposed for co-simulation."""
+    """Every internal register the golden cycle trace predicts, exposed for co-simulation.
+    With ``[pipeline] overlap`` it ends with the sample-and-hold bank (``held``, the column
+    sums the ADC converts, and ``held_insum``); without, the layout is unchanged."""
+    held = {"held": data.ArrayLayout(unsigned(cfg.read_bits), cfg.cols),
+            "held_insum": unsigned(cfg.insum_bits)} if cfg.pipeline_overlap else {}
     return data.StructLayout({
         "phase":     Phase,
         "chunk":     chunk_bits(cfg),
@@ -105,6 +112,7 @@ def obs_layout(cfg: AccelConfig) -> data.StructLayout:
         "adc_code":  data.ArrayLayout(unsigned(cfg.adc_bits), cfg.adc_columns_per_cycle),
         "acc":       data.ArrayLayout(signed(cfg.acc_bits), cfg.outputs),
         "xsum":      signed(xsum_bits(cfg)),
+        **held,
     })
 
 
@@ -195,3 +203,59 @@ def tile_read_layout(geom: ConvGeometry) -> data.StructLayout:
     """An output-memory read address: output ``row`` and ``col``."""
     return data.StructLayout({"row": index_bits(geom.out_height),
                               "col": index_bits(geom.out_width)})
+
+
+# -- IMA (several crossbars reduced, docs/arithmetic.md section 9) -------------------------------
+
+def ima_weight_write_layout(cfg: AccelConfig, crossbars: int) -> data.StructLayout:
+    """One weight write of an IMA: :func:`weight_write_layout` plus the crossbar ``xbar``."""
+    return data.StructLayout({"xbar": index_bits(crossbars),
+                              "w": weight_write_layout(cfg)})
+
+
+def ima_input_layout(cfg: AccelConfig, crossbars: int) -> data.StructLayout:
+    """One IMA input: an :func:`input_layout` vector per crossbar (its ``rows``-row slice)."""
+    return data.StructLayout({"xbar": data.ArrayLayout(input_layout(cfg), crossbars)})
+
+
+def ima_layer_layout(cfg: AccelConfig, lanes: int) -> data.StructLayout:
+    """Run-time settings of an IMA: shift, ReLU, the bias of each lane's ``outputs`` outputs,
+    and whether the pass ``first`` starts the sums (else the ``psum`` input is added) and
+    ``last`` completes them (bias and the output stage)."""
+    return data.StructLayout({
+        "shift": signed(cfg.shift_bits),
+        "relu":  1,
+        "bias":  data.ArrayLayout(signed(cfg.bias_bits), lanes * cfg.outputs),
+        "first": 1,
+        "last":  1,
+    })
+
+
+def ima_output_layout(cfg: AccelConfig, lanes: int, sum_bits: int) -> data.StructLayout:
+    """One IMA output: per lane and output, the finished ``y`` (``output_bits``) and the
+    reduced sum without bias (``sum_bits``, for the next pass's ``psum``)."""
+    return data.StructLayout({
+        "y":   data.ArrayLayout(signed(cfg.output_bits), lanes * cfg.outputs),
+        "sum": data.ArrayLayout(signed(sum_bits), lanes * cfg.outputs),
+    })
+
+
+def ima_tile_weight_write_layout(cfg: AccelConfig, crossbars: int) -> data.StructLayout:
+    """One weight write of an :class:`~hdl.imatile.IMATile`: :func:`weight_write_layout` plus
+    the IMA crossbar ``xbar`` (``0 .. crossbars - 1``) it goes to."""
+    return data.StructLayout({
+        "xbar": index_bits(crossbars),
+        **{name: field.shape for name, field in weight_write_layout(cfg)},
+    })
+
+
+def ima_tile_layer_layout(cfg: AccelConfig, geom: ConvGeometry,
+                          passes: int) -> data.StructLayout:
+    """Run-time settings of an :class:`~hdl.imatile.IMATile`: :func:`tile_layer_layout` plus
+    the ``pass`` the crossbars are programmed for (``arch.geometry.ImaPlan``)."""
+    return data.StructLayout({
+        "shift": signed(cfg.shift_bits),
+        "relu":  1,
+        "bias":  data.ArrayLayout(signed(cfg.bias_bits), Mapping(cfg, geom).padded_outputs),
+        "pass":  index_bits(passes),
+    })

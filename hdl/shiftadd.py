@@ -12,7 +12,42 @@ from arch.config import AccelConfig
 from ._common import check_config, tree_sum
 from .layouts import chunk_bits, index_bits, layer_config_layout, xsum_bits
 
-__all__ = ["ShiftAdd"]
+__all__ = ["ShiftAdd", "OutputStage"]
+
+
+class OutputStage:
+    """The FlexPoint output stage of ``docs/arithmetic.md`` section 7, as combinational logic
+    added to ``m``: the layer ``shift`` clamped to ``[shift_min, shift_max]``, then
+    ``stage(v) = sat(relu(round_shift(v, sh)))`` for any signed ``v`` (one per output; the
+    clamped shift is shared). Used by :class:`ShiftAdd` (one crossbar's ``v``) and by
+    :class:`~hdl.ima.IMA` (the reduced sum of several)."""
+
+    def __init__(self, m: Module, cfg: AccelConfig, shift, relu):
+        self._cfg, self._relu = cfg, relu
+        smin, smax = cfg.shift_min, cfg.shift_max
+        sh = Signal(signed(cfg.shift_bits))
+        with m.If(shift < smin):
+            m.d.comb += sh.eq(smin)
+        with m.Elif(shift > smax):
+            m.d.comb += sh.eq(smax)
+        with m.Else():
+            m.d.comb += sh.eq(shift)
+        right = Signal(range(max(smax, 1)))       # sh - 1, for sh > 0
+        left = Signal(range(max(-smin, 0) + 1))  # -sh, for sh < 0
+        m.d.comb += [right.eq(sh - 1), left.eq(-sh)]
+        self._sh, self._right, self._left = sh, right, left
+
+    def __call__(self, v):
+        cfg, sh = self._cfg, self._sh
+        shifted = v
+        if cfg.shift_min < 0:
+            shifted = Mux(sh < 0, v << self._left, shifted)
+        if cfg.shift_max > 0:
+            # (v + 2**(sh-1)) >> sh == ((v >> (sh-1)) + 1) >> 1: no variable constant.
+            shifted = Mux(sh > 0, ((v >> self._right) + 1) >> 1, shifted)
+        r = Mux(self._relu & (shifted < 0), 0, shifted)
+        return Mux(r > cfg.output_max, cfg.output_max,
+                   Mux(r < cfg.output_min, cfg.output_min, r))
 
 
 class ShiftAdd(wiring.Component):
@@ -32,6 +67,8 @@ class ShiftAdd(wiring.Component):
     ----------
     cfg : :class:`~arch.config.AccelConfig`
         The tile configuration.
+    partial : bool
+        Emit the partial sum instead of finalising (see ``partial``).
 
     Members
     -------
@@ -58,7 +95,12 @@ class ShiftAdd(wiring.Component):
     xsum : ``Out(signed(xsum_bits(cfg)))``
         Accumulated ``Σ_r x[r]`` (register).
     y : ``Out(data.ArrayLayout(signed(output_bits), outputs))``
-        Output vector (register, written by ``finalize``).
+        Output vector (register, written by ``finalize``; stays 0 with ``partial``).
+    partial : ``Out(data.ArrayLayout(signed(acc_bits), outputs))``
+        Only with ``partial=True``: ``acc[o] - weight_bias*xsum`` (combinational from the
+        registers; final from the last ADC step to the next ``clear``), for a reduction over
+        several crossbars (``docs/arithmetic.md`` section 6); the output stage is then not
+        built.
 
     Raises
     ------
@@ -66,9 +108,13 @@ class ShiftAdd(wiring.Component):
         If ``cfg`` is not an :class:`~arch.config.AccelConfig`.
     """
 
-    def __init__(self, cfg: AccelConfig):
+    def __init__(self, cfg: AccelConfig, *, partial: bool = False):
         self._cfg = check_config(cfg)
+        if not isinstance(partial, bool):
+            raise TypeError(f"partial must be a bool, not {partial!r}")
+        self._partial = partial
         N, O = cfg.adc_columns_per_cycle, cfg.outputs
+        extra = {"partial": Out(data.ArrayLayout(signed(cfg.acc_bits), O))} if partial else {}
         super().__init__({
             "rec":   In(data.ArrayLayout(unsigned(cfg.read_bits), N)),
             "insum": In(unsigned(cfg.insum_bits)),
@@ -82,6 +128,7 @@ class ShiftAdd(wiring.Component):
             "acc":   Out(data.ArrayLayout(signed(cfg.acc_bits), O)),
             "xsum":  Out(signed(xsum_bits(cfg))),
             "y":     Out(data.ArrayLayout(signed(cfg.output_bits), O)),
+            **extra,
         })
 
     @property
@@ -173,32 +220,15 @@ class ShiftAdd(wiring.Component):
                 m.d.sync += self.xsum.eq(self.xsum + xs_add)
 
         # -- final: correction, bias, FlexPoint shift, ReLU, saturation
-        smin, smax = cfg.shift_min, cfg.shift_max
-        sh = Signal(signed(cfg.shift_bits))
-        with m.If(self.layer.shift < smin):
-            m.d.comb += sh.eq(smin)
-        with m.Elif(self.layer.shift > smax):
-            m.d.comb += sh.eq(smax)
-        with m.Else():
-            m.d.comb += sh.eq(self.layer.shift)
-        right = Signal(range(max(smax, 1)))       # sh - 1, for sh > 0
-        left = Signal(range(max(-smin, 0) + 1))  # -sh, for sh < 0
-        m.d.comb += [right.eq(sh - 1), left.eq(-sh)]
-
         correction = (self.xsum << (cfg.weight_bits - 1)) if cfg.weight_bias else 0
+        if self._partial:
+            m.d.comb += [self.partial[o].eq(self.acc[o] - correction) for o in range(O)]
+            return m
+        stage = OutputStage(m, cfg, self.layer.shift, self.layer.relu)
         v_bits = max(cfg.acc_bits, xsum_bits(cfg) + cfg.weight_bits, cfg.bias_bits) + 2
         for o in range(O):
             v = Signal(signed(v_bits), name=f"v{o}")
             m.d.comb += v.eq(self.acc[o] - correction + self.layer.bias[o])
-            shifted = v
-            if smin < 0:
-                shifted = Mux(sh < 0, v << left, shifted)
-            if smax > 0:
-                # (v + 2**(sh-1)) >> sh == ((v >> (sh-1)) + 1) >> 1: no variable constant.
-                shifted = Mux(sh > 0, ((v >> right) + 1) >> 1, shifted)
-            r = Mux(self.layer.relu & (shifted < 0), 0, shifted)
-            out = Mux(r > cfg.output_max, cfg.output_max,
-                      Mux(r < cfg.output_min, cfg.output_min, r))
             with m.If(self.finalize):
-                m.d.sync += self.y[o].eq(out)
+                m.d.sync += self.y[o].eq(stage(v))
         return m

@@ -6,8 +6,9 @@ from arch.config import AccelConfig, ConfigError
 
 
 @st.composite
-def configs(draw, *, modes=("lossless", "clip", "drop_lsb"), max_rows=16):
-    """Small but varied valid accelerator configurations."""
+def configs(draw, *, modes=("lossless", "clip", "drop_lsb"), max_rows=16, overlap=False):
+    """Small but varied valid accelerator configurations (with ``[pipeline] overlap`` set to
+    ``overlap``)."""
     cell_bits = draw(st.integers(1, 3))
     slices = draw(st.integers(1, 4))
     rows_per_cycle = draw(st.sampled_from([1, 2, 4, 8]))
@@ -28,7 +29,7 @@ def configs(draw, *, modes=("lossless", "clip", "drop_lsb"), max_rows=16):
               adc_columns_per_cycle=draw(st.sampled_from([d for d in range(1, cols + 1)
                                                           if cols % d == 0])),
               output_bits=draw(st.integers(2, 12)), shift_min=-3, shift_max=8,
-              adc_mode=mode, adc_bits=1)
+              adc_mode=mode, adc_bits=1, pipeline_overlap=overlap)
     probe = AccelConfig(**{**kw, "adc_mode": "clip", "shift_min": 0, "shift_max": 0})
     kw["shift_min"] = -min(3, probe.acc_bits - 1)
     kw["shift_max"] = min(8, probe.acc_bits - 1)

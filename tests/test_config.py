@@ -134,3 +134,19 @@ def test_widths_of_an_all_zero_column():
                       adc_bits=1, adc_columns_per_cycle=1, output_bits=2, shift_min=0,
                       shift_max=0, flip=True)
     assert (cfg.max_read, cfg.read_bits, cfg.insum_bits, cfg.shift_bits) == (0, 1, 1, 2)
+
+
+def test_ima_crossbars_default_explicit_and_digest(tmp_path):
+    """``[ima] crossbars``: default 8 (ISAAC's) for files without it, written by ``to_dict``
+    only when it differs, so the digests of older configurations stay what they were."""
+    small = load_config("small")
+    assert small.ima_crossbars == load_config("isaac").ima_crossbars == 8
+    assert "ima" not in small.to_dict()
+    four = AccelConfig.from_dict(variant_doc := {**SMALL, "ima": {"crossbars": 4}})
+    assert four.ima_crossbars == 4 and four.to_dict()["ima"] == {"crossbars": 4}
+    assert AccelConfig.from_dict(four.to_dict()) == four and four.digest != small.digest
+    assert load_config(write(tmp_path, toml_of(variant_doc))).ima_crossbars == 4
+    with pytest.raises(ConfigError, match="'ima.crossbars' must be a positive integer, not 0"):
+        AccelConfig.from_dict({**SMALL, "ima": {"crossbars": 0}})
+    with pytest.raises(ConfigError, match="unknown key 'ima.tiles'"):
+        AccelConfig.from_dict({**SMALL, "ima": {"tiles": 2}})

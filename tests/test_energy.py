@@ -189,3 +189,28 @@ def test_one_registry_one_total_one_fit():
     coef, res = E.nnls_fit([[1.0], [2.0]], [-1.0, -2.0])      # non-negative: clamps at 0
     assert coef == [0.0] and res == pytest.approx(2.5 ** 0.5 / 1.5)
     assert E.nnls_fit([[0.0], [0.0]], [0.0, 0.0]) == ([0.0], None)
+
+
+def test_cli_energy_breakdown(tmp_path, capsys):
+    """``aqua energy --config isaac --breakdown``: the table beside ISAAC's, the JSON and PNG
+    written; ``--json`` prints the same report."""
+    assert main(["energy", "--config", "isaac", "--breakdown", "--out", str(tmp_path)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "analog event" in out and "digital event" in out and "not in the estimate" in out
+    assert "ISCA 2016" in out and "overlapped (ISAAC pipeline)" in out
+    doc = json.loads((tmp_path / "energy-breakdown-isaac.json").read_text())
+    assert (tmp_path / "energy-breakdown-isaac.png").stat().st_size > 1000
+    assert doc["crossbars"] == 8 and doc["published"] == "isaac_table6"
+    assert main(["energy", "isaac", "--breakdown", "--json", "--out", str(tmp_path)]) == 0
+    assert json.loads(capsys.readouterr().out) == doc
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["energy", "--analytic", "--json"], "--json goes with --breakdown"),
+    (["energy", "--breakdown", "--tile"], "--breakdown is analytic"),
+    (["energy", "--breakdown", "--published", "nope"], "no published power table 'nope'"),
+])
+def test_cli_energy_breakdown_errors(capsys, argv, msg):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and msg in err and err.count("\n") == 1

@@ -52,6 +52,7 @@ EXPENSIVE = [
     ("cosim.energy_report", "rtl_runs"),
     ("cosim.tile_energy", "tile_report"),
     ("cosim.tile_energy", "calibrate_tile"),
+    ("golden.qadc", "adc_sweep"),
 ]
 
 
@@ -137,6 +138,9 @@ BASE: dict[str, list[tuple[str, str | None]]] = {
                    ("--sim", "verilator")],
     "sweep": [("", "{repo}/configs/sweeps/small_grid.toml"), ("--out", "{tmp}/sw"),
               ("--serial", None)],
+    "adc": [("--config", "small"), ("--models", "democnn"), ("--modes", "clip"),
+            ("--min-bits", "4"), ("--images", "10"), ("--search-images", "4"), ("--bound", "1"),
+            ("--json", "{tmp}/a.json")],
     # a user's model and images
     "crop-study:user": [("--model", "tests.test_crop_study_cli:tiny_net"),
                         ("--weights", "{tmp}/w.pt"), ("--images", "{tmp}/data.npz"),
@@ -148,7 +152,7 @@ EXTRA = {"crop-study": ["--model", "--weights", "--images", "--size", "--mean", 
                         "--classes"],
          "energy": ["--calibrate", "--tile"], "demo": [], "bench": [], "train": [],
          "configs": [], "check-config": [], "verilog": ["--synth"], "cosim": [],
-         "quantize": ["--model", "--sim"], "sweep": ["--workers"],
+         "quantize": ["--model", "--sim"], "sweep": ["--workers"], "adc": [],
          "crop-study:user": ["--grayscale", "--fraction"]}
 
 

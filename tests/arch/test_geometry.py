@@ -104,3 +104,40 @@ def test_mapping_checks_its_arguments():
         Mapping("small", g)
     with pytest.raises(TypeError, match=r"^geometry must be a ConvGeometry, not \(4, 4\)$"):
         Mapping(load_config("small"), (4, 4))
+
+
+def test_ima_plan_lanes_span_chunks_passes():
+    """``Mapping.ima``: ``kt <= N`` packs whole groups side by side; ``kt > N`` splits a group
+    into ``chunks`` passes; every (row tile, group) is in exactly one (pass, slot)."""
+    small, isaac = load_config("small"), load_config("isaac")
+    assert small.ima_crossbars == isaac.ima_crossbars == 8
+    cases = [  # cfg, geometry, N -> lanes, span, chunks, passes
+        (small, ConvGeometry(1, 8, 3, padding=1, height=32, width=32), 8, (2, 1, 1, 1)),
+        (small, ConvGeometry(8, 16, 3, 2, 1, 32, 32), 8, (1, 5, 1, 4)),
+        (small, ConvGeometry(16, 16, 3, 1, 1, 16, 16), 8, (1, 8, 2, 8)),
+        (small, ConvGeometry(16, 32, 3, 2, 1, 16, 16), 8, (1, 8, 2, 16)),
+        (small, ConvGeometry(4, 40, 3, 1, 1, 8, 8), 8, (2, 3, 1, 5)),     # kt 3, g 10
+        (small, ConvGeometry(16, 16, 3, 1, 1, 16, 16), 4, (1, 4, 3, 12)),
+        (small, ConvGeometry(1, 40, 3, 1, 1, 8, 8), 4, (4, 1, 1, 3)),
+        (isaac, ConvGeometry(64, 64, 3, 1, 1, 8, 8), 8, (1, 5, 1, 4)),
+    ]
+    for cfg, geom, n, want in cases:
+        m = Mapping(cfg, geom)
+        plan = m.ima(n)
+        assert (plan.lanes, plan.span, plan.chunks, plan.passes) == want, geom
+        assert m.passes(n) == plan.passes and plan.used_crossbars <= n
+        seen = []
+        for p in range(plan.passes):
+            slots = plan.slots(p)
+            assert [s.slot for s in slots] == list(range(plan.used_crossbars))
+            assert plan.first(p) == (p % plan.chunks == 0)
+            assert plan.last(p) == (p % plan.chunks == plan.chunks - 1)
+            seen += [(s.row_tile, s.group) for s in slots if s.used]
+            for s in slots:
+                assert s.used == (s.row_tile < m.row_tiles and s.group < m.groups)
+        assert sorted(seen) == [(k, j) for k in range(m.row_tiles) for j in range(m.groups)]
+    assert Mapping(small, cases[0][1]).ima() == Mapping(small, cases[0][1]).ima(8)
+    with pytest.raises(ValueError, match="crossbars must be a positive integer, not 0"):
+        Mapping(small, cases[0][1]).ima(0)
+    with pytest.raises(ValueError, match=r"pass must lie in \[0, 3\], not 4"):
+        Mapping(small, cases[1][1]).ima().slots(4)

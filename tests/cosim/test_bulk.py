@@ -23,7 +23,7 @@ pytestmark = pytest.mark.cosim
 SEED = int(os.environ.get("AQUA_SEED", "20261128"))
 # Vectors per simulator: Verilator compares ~1 M cycles in a few seconds; Icarus spends its
 # time evaluating the design (the bulk path removes only the Python per clock).
-VECTORS = {"verilator": 24000, "icarus": 400}
+VECTORS = {"verilator": 48000, "icarus": 400}
 
 
 def _needs(sim):

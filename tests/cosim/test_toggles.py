@@ -112,6 +112,21 @@ def test_events_with_several_row_groups_per_chunk(name):
     assert rtl_events(cfg, run.waves) == jobs_events(cfg, jobs)
 
 
+@pytest.mark.cosim
+def test_events_of_the_overlapped_schedule():
+    """ISAAC's pipeline: crossbar steps that share their edge with an ADC step, and the
+    sample-and-hold bank loaded once per chunk, read from the waveform equal the analytic
+    counts (the same as the sequential schedule's: only the cycles differ)."""
+    cfg = load_config("small_pipelined")
+    sim = selected_simulators()[0]
+    jobs = random_jobs(cfg, 20, SEED)
+    _, run = toggle_run(cfg, sim, jobs=jobs, seed=SEED, label="events")
+    want = jobs_events(cfg, jobs)
+    assert rtl_events(cfg, run.waves) == want
+    assert want == jobs_events(load_config("small"), jobs)
+    assert want["sample_holds"] == 20 * cfg.input_cycles * cfg.cols
+
+
 def _verilog(cfg):
     from cosim.run import verilog_sources
     return verilog_sources(cfg, "datapath")[0][0]

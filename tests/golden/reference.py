@@ -68,7 +68,9 @@ def output_stage(cfg, v, shift, relu):
 
 def simulate_vector(cfg, w_rows, x, bias, shift, relu):
     """Section 8, edge by edge, for one input vector. Returns (states, out) where states[k] is a
-    dict of the obs fields after edge k."""
+    dict of the obs fields after edge k (with ``held``, ``held_insum`` when overlapping)."""
+    if cfg.pipeline_overlap:
+        return simulate_vector_overlapped(cfg, w_rows, x, bias, shift, relu)
     R, C, O, S, N, P = (cfg.rows, cfg.cols, cfg.outputs, cfg.slices,
                         cfg.adc_columns_per_cycle, cfg.rows_per_cycle)
     cells, flags = stored_cells(cfg, w_rows)
@@ -120,6 +122,67 @@ def simulate_vector(cfg, w_rows, x, bias, shift, relu):
            for o in range(O)]
     st["adc_valid"] = 0
     snap(4, 0, 0)
+    return states, out
+
+
+def simulate_vector_overlapped(cfg, w_rows, x, bias, shift, relu):
+    """Section 8's overlapped schedule (``[pipeline] overlap``), edge by edge: each edge is
+    simulated as a set of register writes computed from the values before the edge, then
+    applied together (the registers of one edge all sample the old state)."""
+    R, C, O, S, N, P = (cfg.rows, cfg.cols, cfg.outputs, cfg.slices,
+                        cfg.adc_columns_per_cycle, cfg.rows_per_cycle)
+    X, G = R // P, C // N
+    D = max(X, G)
+    cells, flags = stored_cells(cfg, w_rows)
+    levels = [chunks_of(cfg, xr) for xr in x]
+    T = len(levels[0])
+    st = dict(phase=1, chunk=0, step=0, col_sum=[0] * C, insum=0, adc_valid=0,
+              adc_code=[0] * N, acc=[0] * O, xsum=0, held=[0] * C, held_insum=0)
+    copy = lambda: {k: list(v) if isinstance(v, list) else v for k, v in st.items()}  # noqa
+    states = [copy()]
+
+    # edges after the handshake: (phase, chunk, step) describing it, crossbar (t, i), ADC (t, g)
+    plan = [((1, 0, i), (0, i), None) for i in range(X)]
+    for s in range(1, T):
+        for k in range(D):
+            xb = (s, k - (D - X)) if k >= D - X else None
+            ad = (s - 1, k) if k < G else None
+            plan.append(((5, s - 1, k), xb, ad))
+    plan += [((2, T - 1, g), None, (T - 1, g)) for g in range(G)]
+    plan.append(((3, 0, 0), None, None))
+
+    for e, (_, xb, ad) in enumerate(plan):
+        old = copy()
+        if xb is not None:
+            t, i = xb
+            rows = range(i * P, (i + 1) * P)
+            for j in range(C):
+                o, s = divmod(j, S)
+                part = sum(levels[r][t][0] * cells[r][o][s] for r in rows)
+                st["col_sum"][j] = (0 if i == 0 else old["col_sum"][j]) + part
+            st["insum"] = (0 if i == 0 else old["insum"]) + sum(levels[r][t][0] for r in rows)
+            if i == X - 1:                    # the sample-and-hold takes the full sums
+                st["held"] = list(st["col_sum"])
+                st["held_insum"] = st["insum"]
+        if ad is not None:
+            t, g = ad
+            _, pos, sign = levels[0][t]
+            for n in range(N):
+                j = g * N + n
+                o, s = divmod(j, S)
+                code, rec = adc(cfg, old["held"][j])
+                st["adc_code"][n] = code
+                y = cfg.cell_max * old["held_insum"] - rec if flags[o][s] else rec
+                st["acc"][o] += sign * y * 2 ** (pos + s * cfg.cell_bits)
+            if g == 0:
+                st["xsum"] += sign * old["held_insum"] * 2 ** pos
+        st["adc_valid"] = 1 if ad is not None else 0
+        nxt = plan[e + 1][0] if e + 1 < len(plan) else (4, 0, 0)
+        st["phase"], st["chunk"], st["step"] = nxt
+        states.append(copy())
+    wbias = 2 ** (cfg.weight_bits - 1) if cfg.weight_encoding == "biased" else 0
+    out = [output_stage(cfg, st["acc"][o] - wbias * st["xsum"] + bias[o], shift, relu)
+           for o in range(O)]
     return states, out
 
 

@@ -217,3 +217,25 @@ def test_agu_cycles_demo_layer0():
         assert agu_cycles(32, 32, 3, 1, 1, win) == rows * cols + 1
     assert agu_cycles(32, 32, 3, 1, 1, kept_window(0, 0.25, 32, 32)) == 1025
     assert agu_cycles(32, 32, 3, 1, 1, kept_window(15, 0.25, 32, 32)) == 257
+
+
+def test_ima_tile_cycles_is_passes_runs_of_tile_cycles():
+    from arch.geometry import ConvGeometry, Mapping
+    from golden.crop import ima_tile_cycles, tile_cycles
+
+    cfg = load_config("small")
+    for geom, passes in ((ConvGeometry(1, 8, 3, 1, 1, 32, 32), 1),
+                         (ConvGeometry(8, 16, 3, 2, 1, 32, 32), 4),
+                         (ConvGeometry(16, 32, 3, 2, 1, 16, 16), 16)):
+        H = geom.height
+        for crop in (0, 5, 15):
+            win = kept_window(crop, 0.25, H, H)
+            one = tile_cycles(cfg, geom, H, H, win)
+            assert Mapping(cfg, geom).passes() == passes
+            assert ima_tile_cycles(cfg, geom, H, H, win) == passes * one
+            assert ima_tile_cycles(cfg, geom, H, H, win, crossbars=16) == \
+                Mapping(cfg, geom).passes(16) * one
+    # the one-row-tile layer of one pass costs what the ConvTile's run costs
+    g0 = ConvGeometry(1, 8, 3, 1, 1, 32, 32)
+    assert ima_tile_cycles(cfg, g0, 32, 32, (0, 32, 0, 32)) == \
+        tile_cycles(cfg, g0, 32, 32, (0, 32, 0, 32)) == 1024 + 9 + cfg.latency + 5 + 1023 * 42

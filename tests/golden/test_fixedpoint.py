@@ -160,7 +160,8 @@ def check_net(cfg, net):
         assert b.x_frac == a.out_frac, "layer l+1 reads layer l's outputs"
 
 
-@pytest.mark.parametrize("name", config_names())
+# (the *_pipelined configs differ from their base only in the schedule, not the arithmetic)
+@pytest.mark.parametrize("name", [n for n in config_names() if not n.endswith("_pipelined")])
 def test_quantize_shipped_configs(name, model, test_images):
     cfg = load_config(name)
     net = fxp.quantize_democnn(cfg, model)

@@ -165,7 +165,7 @@ def test_cli_rejects_too_many_images(capsys):
 
 def test_cli_writes_json(tmp_path, capsys):
     path = tmp_path / "q.json"
-    assert main(["quantize", "--images", "60", "--json", str(path)]) == 0
+    assert main(["quantize", "--images", "60", "--sim", "verilator", "--json", str(path)]) == 0
     report = json.loads(path.read_text())
     assert report["validation_images"] == 60
     assert set(report["methods"]) == {"searched", "uniform8", "no_interaction", "torch_ao_int8"}

@@ -11,7 +11,7 @@ from golden.trace import datapath_trace, schedule, stream_cycles
 from ..strategies import configs
 from . import reference as ref
 
-SMALL = [n for n in config_names() if n != "isaac"]
+SMALL = [n for n in config_names() if not n.startswith("isaac")]
 
 
 def check_against_reference(cfg, seed, vectors=3, shift=2, relu=True):
@@ -28,7 +28,8 @@ def check_against_reference(cfg, seed, vectors=3, shift=2, relu=True):
                                           shift, relu)
         assert len(states) == tr.edges
         for k, state in enumerate(states):
-            for field in tr.FIELDS:
+            assert set(state) == set(tr.fields)
+            for field in tr.fields:
                 got = getattr(tr, field)[v, k].tolist()
                 assert got == state[field], f"seed={seed} vector {v} edge {k} field {field}"
         assert tr.out[v].tolist() == out, f"seed={seed}"
@@ -44,6 +45,14 @@ def test_shipped_configs_against_reference(name):
 @given(cfg=configs(max_rows=8), seed=st.integers(0, 2 ** 31), relu=st.booleans(),
        shift=st.integers(-3, 8))
 def test_random_configs_against_reference(cfg, seed, relu, shift):
+    shift = max(cfg.shift_min, min(shift, cfg.shift_max))
+    check_against_reference(cfg, seed, vectors=2, shift=shift, relu=relu)
+
+
+@settings(max_examples=25)
+@given(cfg=configs(max_rows=8, overlap=True), seed=st.integers(0, 2 ** 31),
+       relu=st.booleans(), shift=st.integers(-3, 8))
+def test_random_overlapped_configs_against_reference(cfg, seed, relu, shift):
     shift = max(cfg.shift_min, min(shift, cfg.shift_max))
     check_against_reference(cfg, seed, vectors=2, shift=shift, relu=relu)
 
@@ -69,3 +78,26 @@ def test_schedule_length_and_counts_come_from_the_config():
     assert int((sch.kind == 1).sum()) == cfg.input_cycles * cfg.xbar_steps
     assert int((sch.kind == 2).sum()) == cfg.input_cycles * cfg.adc_steps
     assert stream_cycles(cfg, 10) == 10 * 274
+
+
+@pytest.mark.parametrize("name", ["small", "isaac"])
+def test_overlapped_schedule_saves_min_x_g_per_chunk_after_the_first(name):
+    """The overlapped schedule: a crossbar read of chunk 0, T - 1 stages of max(X, G) edges,
+    the ADC of the last chunk; every crossbar and ADC step exactly once, the sample-and-hold
+    loaded once per chunk, at the chunk's last crossbar step."""
+    seq = load_config(name)
+    cfg = seq.replace(name=f"{name}_pipelined", pipeline_overlap=True)
+    T, X, G = cfg.input_cycles, cfg.xbar_steps, cfg.adc_steps
+    sch = schedule(cfg)
+    assert len(sch) == cfg.latency + 1 == X + (T - 1) * max(X, G) + G + 2
+    assert seq.latency - cfg.latency == (T - 1) * min(X, G)
+    assert sorted(v for v in sch.xbar.tolist() if v >= 0) == list(range(T * X))
+    assert sorted(v for v in sch.adc.tolist() if v >= 0) == list(range(T * G))
+    assert [v for v in sch.hold.tolist() if v >= 0] == list(range(T))
+    held_at = [k for k, v in enumerate(sch.hold.tolist()) if v >= 0]
+    assert all(sch.xbar[k] % X == X - 1 for k in held_at)
+    # the ADC of chunk t ends no later than the edge that overwrites its held sums
+    for t in range(T - 1):
+        last_adc = max(k for k, v in enumerate(sch.adc.tolist()) if v >= 0 and v // G == t)
+        assert last_adc <= held_at[t + 1]
+    assert stream_cycles(cfg, 10) == 10 * (cfg.latency + 1)

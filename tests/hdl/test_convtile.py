@@ -15,7 +15,7 @@ from amaranth.sim import Simulator
 from arch.config import ConfigError
 from arch.geometry import ConvGeometry
 from cosim.tile import bad_setup, tile_image, tile_layer, tile_writes
-from golden.crop import CROP_VECTORS
+from golden.crop import CROP_VECTORS, output_window
 from hdl import ConvTile
 from hdl.layouts import tile_output_layout
 from cosim.bits import unpack
@@ -130,6 +130,38 @@ def test_tile_matches_golden_under_crops_and_windows(name):
             # the check has teeth: computed outputs spread over the output range
             assert len(img.expected.unique()) > 3, ctx
             assert torch.equal(out, img.expected), f"{ctx}: {out} != {img.expected}"
+
+
+def _positions(geom, window):
+    o = output_window(window, geom.height, geom.width, geom.kernel, geom.stride, geom.padding)
+    return (o[1] - o[0]) * (o[3] - o[2])
+
+
+def test_overlapped_tile_is_faster_by_the_cycle_functions_difference():
+    """The same layer and images on the sequential and the overlapped schedule: both measured
+    cycle counts are golden.crop.tile_cycles', and the saving is (D_seq - D_overlap) per
+    computed position after the first plus L_seq - L_overlap for the first."""
+    seed = seed_for("convtile-overlap-saving")
+    rng = random.Random(seed)
+    geom = ConvGeometry(1, 6, 3, stride=1, padding=1, height=6, width=6)
+    seq, ovl = config("small"), config("small_pipelined")
+    layer = random_layer(seq, geom, rng)
+    x = random_image(seq, geom, 6, 6, rng)
+    fit_shift(seq, geom, layer, x)
+    edges = {}
+    for cfg in (seq, ovl):
+        images = [tile_image(cfg, geom, x, layer, crop=CROP_VECTORS[c], fraction=0.25,
+                             label=f"crop {c}") for c in (0, 15)]
+        runs = simulate(cfg, geom, layer, images)
+        for img, (n, error, out, _) in zip(images, runs):
+            assert n == img.cycles and not error, f"{cfg.name} {img.label}, seed {seed}"
+            assert torch.equal(out, img.expected), f"{cfg.name} {img.label}, seed {seed}"
+        edges[cfg.name] = [(n, _positions(geom, img.window)) for img, (n, *_) in zip(images, runs)]
+    D = {c.name: max(c.latency + 1, geom.taps + 2) for c in (seq, ovl)}
+    for (n_seq, p), (n_ovl, p2) in zip(edges["small"], edges["small_pipelined"]):
+        assert p == p2 > 0
+        assert n_seq - n_ovl == (p - 1) * (D["small"] - D["small_pipelined"]) \
+            + seq.latency - ovl.latency > 0, f"seed {seed}"
 
 
 def test_refused_setups_end_at_once_and_the_tile_runs_on():

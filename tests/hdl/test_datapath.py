@@ -64,12 +64,16 @@ def run(cfg: AccelConfig, segments: list[Segment], seed: int) -> Datapath:
     zero = {"phase": 0, "chunk": 0, "step": 0, "col_sum": [0] * cfg.cols, "insum": 0,
             "adc_valid": 0, "adc_code": [0] * cfg.adc_columns_per_cycle,
             "acc": [0] * cfg.outputs, "xsum": 0}
+    fields = FIELDS
+    if cfg.pipeline_overlap:        # the sample-and-hold bank of the overlapped schedule
+        zero.update(held=[0] * cfg.cols, held_insum=0)
+        fields = FIELDS + ("held", "held_insum")
     where = f"config {cfg.name!r} ({cfg.digest}), seed {seed}"
 
     def check_obs(ctx, expected, edge, what):
         actual = to_py(ctx.get(dut.obs))
         if actual != expected:
-            bad = [f for f in FIELDS if actual[f] != expected[f]]
+            bad = [f for f in fields if actual[f] != expected[f]]
             details = "; ".join(f"obs.{f}: expected {expected[f]}, got {actual[f]}" for f in bad)
             raise AssertionError(f"after edge {edge} ({what}), {where}: {details}")
 
@@ -92,8 +96,8 @@ def run(cfg: AccelConfig, segments: list[Segment], seed: int) -> Datapath:
 
             tr = datapath_trace(cfg, seg.w, seg.x, seg.bias, shift=seg.shift, relu=seg.relu)
             V = seg.x.shape[0]
-            cols = {f: getattr(tr, f).tolist() for f in FIELDS}
-            trace = [[{f: cols[f][v][k] for f in FIELDS} for k in range(L + 1)]
+            cols = {f: getattr(tr, f).tolist() for f in fields}
+            trace = [[{f: cols[f][v][k] for f in fields} for k in range(L + 1)]
                      for v in range(V)]
             outs = tr.out.tolist()
 
@@ -191,6 +195,53 @@ def test_datapath_random_configs(cfg):
                         p_valid=0.7, p_ready=0.7)]
     run(cfg, segments, seed)
     assert set(segments[0].latencies) == {cfg.latency}
+
+
+@pytest.mark.parametrize("name", ["small_pipelined", "small_signed"])
+def test_overlapped_datapath_matches_trace(name):
+    """ISAAC's pipeline ([pipeline] overlap): every obs field, the sample-and-hold bank
+    included, on every cycle; the measured latency and throughput are the overlapped
+    schedule's, lower than the sequential one's by (T - 1) * min(X, G) per vector."""
+    cfg = config(name).replace(name=f"{name}-overlap", pipeline_overlap=True)
+    seq = cfg.replace(pipeline_overlap=False)
+    seed = seed_for(f"test_overlapped_datapath_matches_trace[{name}]")
+    rng = random.Random(seed)
+    segments = _segments(cfg, rng)
+    dut = run(cfg, segments, seed)
+    latencies = [lat for seg in segments for lat in seg.latencies]
+    assert set(latencies) == {dut.latency} == {cfg.latency}, f"seed {seed}"
+    hs = segments[1].handshakes
+    period = {b - a for a, b in zip(hs, hs[1:])}
+    assert period == {cfg.latency + 1}, f"measured periods {period}, seed {seed}"
+    # measured, against the sequential Datapath run on the same vectors
+    seq_segments = [Segment(segments[1].w, segments[1].x, segments[1].bias, segments[1].shift,
+                            segments[1].relu)]
+    run(seq, seq_segments, seed)
+    hs_seq = seq_segments[0].handshakes
+    T, X, G = cfg.input_cycles, cfg.xbar_steps, cfg.adc_steps
+    saved = (hs_seq[-1] - hs_seq[0]) - (hs[-1] - hs[0])
+    assert saved == (len(hs) - 1) * (T - 1) * min(X, G), f"seed {seed}"
+
+
+@settings(max_examples=max(4, settings.default.max_examples // 6), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(cfg=configs(max_rows=8, overlap=True))
+def test_overlapped_datapath_random_configs(cfg):
+    seed = seed_for("test_overlapped_datapath_random_configs") + int(cfg.digest[:6], 16)
+    rng = random.Random(seed)
+    segments = [Segment(random_weights(cfg, rng), random_inputs(cfg, rng, 4),
+                        _bias(cfg, rng, "small"), _useful_shift(cfg, rng), rng.random() < 0.5,
+                        p_valid=0.7, p_ready=0.7)]
+    run(cfg, segments, seed)
+    assert set(segments[0].latencies) == {cfg.latency}
+
+
+def test_overlapped_ports():
+    cfg = config("small_pipelined")
+    members = Datapath(cfg).signature.members
+    assert members["obs"].shape == obs_layout(cfg)
+    assert [name for name, _ in obs_layout(cfg)][-2:] == ["held", "held_insum"]
+    assert "held" not in dict(obs_layout(config("small")))
 
 
 def test_ports_match_layouts():

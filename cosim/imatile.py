@@ -1,0 +1,305 @@
+"""Host side and bulk co-simulation of the :class:`~hdl.imatile.IMATile` (a layer larger than
+one crossbar on an IMA, run in passes; ``docs/arithmetic.md`` section 9).
+
+Per image the host runs every pass: program the IMA's crossbars for the pass (weight writes
+while idle), set ``layer`` (with the pass), ``start`` with the image's setup and stream its kept
+pixels; after the last pass it reads the output map, which must equal
+``golden.crop.cropped_conv2d``, and every run must take ``golden.crop.tile_cycles`` edges (the
+image ``golden.crop.ima_tile_cycles``). The bulk testbench is ``cosim.bulk_tb.tile_tb`` with
+the IMATile's payload widths.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from arch.config import AccelConfig
+from arch.geometry import ConvGeometry, Mapping
+from golden.arith import flag_words
+from golden.crop import ima_tile_cycles
+
+from .bits import pack, pack_bytes, pack_rows
+from .bulk import WINDOW, _be, _words, _write_streams, build_bulk, run_bulk
+from .bulk_tb import TL_BUSY, TL_CHECK, TL_DONE, TL_LAYER, TL_RD, TL_START, TL_WHAT, TL_WR, \
+    nbytes, tile_tb
+
+__all__ = ["ima_tile_writes", "ima_tile_layer", "ima_tile_sources", "ImaTileStimulus",
+           "ima_tile_stimulus", "ima_tile_bulk", "ima_crop_sweep_bulk", "ima_demo_layers"]
+
+
+def _weight_matrix(cfg: AccelConfig, geom: ConvGeometry, weight: torch.Tensor) -> torch.Tensor:
+    cout, cin, kh, kw = weight.shape
+    if (cout, cin, kh, kw) != (geom.out_channels, geom.in_channels, geom.kernel, geom.kernel):
+        raise ValueError(f"weight {list(weight.shape)} does not match the geometry {geom}")
+    mapping = Mapping(cfg, geom)
+    wmat = torch.zeros(mapping.padded_rows, mapping.padded_outputs, dtype=torch.int64)
+    wmat[:geom.rows, :cout] = weight.reshape(cout, -1).t()
+    return wmat
+
+
+def ima_tile_writes(cfg: AccelConfig, geom: ConvGeometry, weight: torch.Tensor, p: int,
+                    crossbars: int | None = None) -> list[int]:
+    """The ``wr`` transfers programming pass ``p``: every ``(xbar, row, output)`` of the IMA
+    once, with the row tile and group :meth:`arch.geometry.ImaPlan.slots` assigns (zero
+    weights for an unused slot, rows past the layer's and outputs past its channels), and the
+    flags of section 1."""
+    from hdl.layouts import ima_tile_weight_write_layout
+
+    plan = Mapping(cfg, geom).ima(crossbars)
+    wmat, R, O = _weight_matrix(cfg, geom, weight), cfg.rows, cfg.outputs
+    layout = ima_tile_weight_write_layout(cfg, plan.used_crossbars)
+    rows, outs = torch.meshgrid(torch.arange(R), torch.arange(O), indexing="ij")
+    writes = []
+    for slot in plan.slots(p):
+        w = wmat[slot.row_tile * R:(slot.row_tile + 1) * R, slot.group * O:(slot.group + 1) * O] \
+            if slot.used else torch.zeros(R, O, dtype=torch.int64)
+        writes += pack_rows(layout, {
+            "xbar": torch.full((R * O,), slot.slot), "row": rows.reshape(-1),
+            "group": outs.reshape(-1), "value": w.reshape(-1),
+            "flags": torch.tensor(flag_words(cfg, w)).repeat(R)})
+    return writes
+
+
+def ima_tile_layer(cfg: AccelConfig, geom: ConvGeometry, bias: torch.Tensor, shift: int,
+                   relu: bool, p: int, crossbars: int | None = None) -> int:
+    """The ``layer`` port value of pass ``p``: shift, ReLU, every channel's bias, the pass."""
+    from hdl.layouts import ima_tile_layer_layout
+
+    mapping = Mapping(cfg, geom)
+    b = torch.zeros(mapping.padded_outputs, dtype=torch.int64)
+    b[:geom.out_channels] = bias
+    return pack(ima_tile_layer_layout(cfg, geom, mapping.passes(crossbars)), shift=shift,
+                relu=int(relu), bias=b.tolist(), **{"pass": p})
+
+
+def ima_tile_sources(cfg: AccelConfig, geom: ConvGeometry,
+                     crossbars: int | None = None) -> tuple[list[Path], str]:
+    """The Verilog of ``IMATile(cfg, geom, crossbars)`` (written if changed) and its module
+    name, under ``build/verilog/<config>/imatiles/<digest>/``."""
+    from gen.verilog import component_entry, write_if_changed
+    from hdl.imatile import IMATile
+
+    from .run import BUILD_ROOT
+
+    key = hashlib.sha256(json.dumps([cfg.digest, geom.to_dict(), crossbars]).encode()) \
+        .hexdigest()[:12]
+    out = BUILD_ROOT / "verilog" / cfg.name / "imatiles" / key
+    path = out / "aqua_imatile.v"
+    if not path.exists():
+        text, _ = component_entry(IMATile(cfg, geom, crossbars), "aqua_imatile")
+        write_if_changed(path, text)
+        write_if_changed(out / "geometry.json", json.dumps(geom.to_dict(), indent=2) + "\n")
+    return [path], "aqua_imatile"
+
+
+@dataclass
+class ImaTileStimulus:
+    """The streams of one bulk IMATile run and the tables that decode a mismatch."""
+    folder: Path
+    cycles: int
+    outputs: int
+    runs: list[tuple[int, int, int]]     # per run: (image, pass, start cycle)
+    done_at: list[int]                   # per run: the cycle its done is expected
+    out_index: list[tuple]               # per output word read: (image, row, col)
+
+
+def ima_tile_stimulus(cfg: AccelConfig, geom: ConvGeometry, layer, images,
+                      crossbars: int | None = None) -> ImaTileStimulus:
+    """Control bytes, words and expectations of ``images`` (``cosim.tile.TileImage``, valid
+    setups) run back to back, every pass of each, on ``IMATile(cfg, geom, crossbars)``: the
+    weights of a pass written while idle, ``layer`` and ``start`` at the next cycle, ``done``
+    after ``golden.crop.tile_cycles`` edges, the output map read after the last pass."""
+    from hdl.layouts import (ima_tile_layer_layout, ima_tile_weight_write_layout,
+                             tile_output_layout, tile_pixel_layout, tile_read_layout,
+                             tile_setup_layout)
+
+    from .bulk import _tile_outputs
+
+    plan = Mapping(cfg, geom).ima(crossbars)
+    wl = ima_tile_weight_write_layout(cfg, plan.used_crossbars)
+    ll = ima_tile_layer_layout(cfg, geom, plan.passes)
+    sl, rl, outl = tile_setup_layout(cfg, geom), tile_read_layout(geom), tile_output_layout(cfg, geom)
+    pixel_bits = tile_pixel_layout(cfg, geom).size
+    pass_writes = [ima_tile_writes(cfg, geom, layer.weight, p, crossbars)
+                   for p in range(plan.passes)]
+    layers = [ima_tile_layer(cfg, geom, layer.bias, layer.shift, layer.relu, p, crossbars)
+              for p in range(plan.passes)]
+    # the timeline: [writes][run] per pass (writes only when the pass changes), reads at last
+    ctrl: list[np.ndarray] = []
+    c, programmed = 0, None
+    runs, done_at, wr_words, layer_words, img_words, pix, rds, exps, out_index = \
+        [], [], [], [], [], [], [], [], []
+    SB = nbytes(sl.size)
+    for i, img in enumerate(images):
+        if img.error or img.expected is None:
+            raise ValueError(f"image '{img.label}': the IMATile bulk run takes valid setups")
+        n = img.cycles
+        m = img.out_height * img.out_width
+        for p in range(plan.passes):
+            if programmed != p:
+                w = len(pass_writes[p])
+                ctrl.append(np.zeros(w + 1, dtype=np.uint8))
+                ctrl[-1][:w] = TL_WR
+                wr_words.append(_words(pass_writes[p], wl.size))
+                c += w + 1
+                programmed = p
+            last = p == plan.passes - 1
+            span = np.zeros(n + (m + 1 if last else 1), dtype=np.uint8)
+            span[0] |= TL_START | TL_LAYER
+            span[1:n] |= TL_BUSY
+            span[n] |= TL_DONE
+            layer_words.append(_words([layers[p]], ll.size))
+            img_words.append((len(img.pixels) << (8 * SB) | img.setup).to_bytes(SB + 4, "big"))
+            if img.pixels:
+                pix.append(_words(img.pixels, pixel_bits))
+            runs.append((i, p, c))
+            done_at.append(c + n)
+            if last:
+                span[n:n + m] |= TL_RD
+                span[n + 1:n + m + 1] |= TL_CHECK
+                rr, cc = torch.meshgrid(torch.arange(img.out_height),
+                                        torch.arange(img.out_width), indexing="ij")
+                rds.append(_be(pack_bytes(rl, {"row": rr.reshape(-1), "col": cc.reshape(-1)}),
+                               nbytes(rl.size)))
+                y = img.expected.permute(1, 2, 0).reshape(m, -1)
+                full = torch.zeros(m, _tile_outputs(outl), dtype=torch.int64)
+                full[:, :y.shape[1]] = y
+                exps.append(_be(pack_bytes(outl, {"y": full}), nbytes(outl.size)))
+                out_index += [(i, r, q) for r in range(img.out_height)
+                              for q in range(img.out_width)]
+            ctrl.append(span)
+            c += len(span)
+    ctrl_all = np.concatenate(ctrl)
+    h = hashlib.sha256()
+    for part in [ctrl_all.tobytes(), *img_words,
+                 *[a.tobytes() for a in wr_words + layer_words + pix + rds + exps]]:
+        h.update(part)
+    key = f"imatile-{cfg.name}-{h.hexdigest()[:16]}"
+    folder = _write_streams({"cycles.bin": ctrl_all, "wr.bin": wr_words or [b""],
+                             "layer.bin": layer_words, "img.bin": b"".join(img_words),
+                             "pix.bin": pix or [b""], "rd.bin": rds or [b""],
+                             "exp.bin": exps or [b""]}, key)
+    return ImaTileStimulus(folder, len(ctrl_all), len(out_index), runs, done_at, out_index)
+
+
+def _build(cfg, geom, sim, crossbars, waves=False):
+    from hdl.layouts import ima_tile_layer_layout, ima_tile_weight_write_layout
+
+    plan = Mapping(cfg, geom).ima(crossbars)
+    sources, top = ima_tile_sources(cfg, geom, crossbars)
+    text, name = tile_tb(cfg, geom, top,
+                         wr_layout=ima_tile_weight_write_layout(cfg, plan.used_crossbars),
+                         layer_layout=ima_tile_layer_layout(cfg, geom, plan.passes))
+    return build_bulk(sim, sources, text.replace("{SIM}", sim), name, waves=waves)
+
+
+def _describe(cfg, geom, images, stim: ImaTileStimulus, mm: dict, seed: int) -> str:
+    from hdl.layouts import tile_output_layout
+
+    from .bits import unpack
+
+    where = f"(config {cfg.name}, seed {seed})"
+    if mm["what"] < 0:
+        return f"the bulk bench failed without a mismatch record {where}:\n{mm['actual']}"
+    cycle = mm["cycle"]
+    if mm["what"] == 3:
+        im, r, q = stim.out_index[mm["index"]]
+        layout = tile_output_layout(cfg, geom)
+        if not isinstance(mm["actual"], int):
+            return (f"cycle {cycle}: image '{images[im].label}' row {r}, col {q}: rd_data "
+                    f"unresolved {mm['actual']} {where}")
+        e, a = unpack(layout, mm["expected"]), unpack(layout, mm["actual"])
+        o = next(k for k in e if e[k] != a[k])
+        return (f"cycle {cycle}: image '{images[im].label}': channel {o[2:-1]}, row {r}, col "
+                f"{q}: rd_data.{o} expected {e[o]}, got {a[o]} {where}")
+    starts = [s for _, _, s in stim.runs]
+    k = max(0, int(np.searchsorted(np.array(starts), cycle, side="right")) - 1)
+    im, p, s = stim.runs[k]
+    extra = ""
+    if mm["what"] == 0:
+        extra = (f" (pass {p} started at cycle {s}, golden done after {images[im].cycles} "
+                 f"edges, at cycle {stim.done_at[k]})")
+    return (f"cycle {cycle}: image '{images[im].label}', pass {p}: "
+            f"{TL_WHAT.get(mm['what'], '?')} expected {mm['expected']}, got {mm['actual']}"
+            f"{extra} {where}")
+
+
+def ima_tile_bulk(cfg: AccelConfig, geom: ConvGeometry, layer, images, sim: str, *,
+                  seed: int = 0, label: str = "imatile", crossbars: int | None = None,
+                  rerun_with_waves: bool = True):
+    """``images`` back to back, every pass, on ``IMATile(cfg, geom, crossbars)`` under
+    ``sim``, checked in the simulator (``done``/``busy`` every cycle of every run, every
+    output read after the last pass). Each run is expected to end after ``img.cycles`` edges
+    (``golden.crop.tile_cycles``); a passing run therefore took, per image,
+    ``golden.crop.ima_tile_cycles``, which the returned :class:`cosim.tile.TileRun`'s rows
+    give."""
+    from hdl.layouts import tile_setup_layout
+
+    from .bits import unpack
+    from .tile import TileRun
+
+    t0 = time.perf_counter()
+    stim = ima_tile_stimulus(cfg, geom, layer, images, crossbars)
+    build = _build(cfg, geom, sim, crossbars)
+    args = [f"+cycles={stim.cycles}"]
+    res = run_bulk(build, stim.folder, args)
+    message, waves = "", None
+    passed = res.passed and res.outputs == stim.outputs
+    if not res.passed:
+        message = _describe(cfg, geom, images, stim, res.mismatch, seed)
+        if rerun_with_waves:
+            again = run_bulk(_build(cfg, geom, sim, crossbars, waves=True), stim.folder,
+                             [*args, f"+dump_from={max(0, res.mismatch['cycle'] - WINDOW)}"])
+            waves = again.waves
+            message += f"; waveform: {waves}" if waves else "; no waveform written"
+    passes = Mapping(cfg, geom).passes(crossbars)
+    rows = []
+    for img in images:
+        size = unpack(tile_setup_layout(cfg, geom), img.setup)
+        golden = ima_tile_cycles(cfg, geom, size["height"], size["width"], img.window,
+                                 crossbars)
+        rows.append({"label": img.label, "window": img.window, "passes": passes,
+                     "cycles_rtl": golden if passed else None, "cycles_golden": golden,
+                     "error": img.error, "outputs_equal": passed})
+    results = [{"sent": len(img.pixels) * passes} for img in images] if passed else []
+    run = TileRun(sim=sim, config=cfg.name, label=label, images=images, results=results,
+                  passed=passed, message=message,
+                  cycles=res.cycles if res.passed else res.mismatch["cycle"],
+                  sim_wall_s=res.wall_s, wall_s=time.perf_counter() - t0, seed=seed, rows=rows,
+                  waves=str(waves) if waves else None)
+    run.build_s = build.build_s
+    run.path = "bulk"
+    return run
+
+
+def ima_demo_layers(cfg: AccelConfig) -> list[int]:
+    """The demo CNN's conv layers that need more than one crossbar's rows on ``cfg`` (those a
+    ``ConvTile`` cannot compute and an ``IMATile`` does)."""
+    from golden.cnn import CONV_SPECS
+    return [i for i, s in enumerate(CONV_SPECS) if Mapping(cfg, s.geometry).row_tiles > 1]
+
+
+def ima_crop_sweep_bulk(cfg: AccelConfig, index: int, sim: str, *, crops=range(16),
+                        fraction: float = 0.25, image: int = 0, seed: int = 0,
+                        crossbars: int | None = None, rerun_with_waves: bool = True):
+    """Demo conv layer ``index`` on test image ``image`` under each crop vector in ``crops``,
+    every pass of each, back to back on the IMATile, checked in the simulator."""
+    from golden.crop import CROP_VECTORS
+
+    from .tile import demo_tile_layer, tile_image
+
+    layer, geom, x = demo_tile_layer(cfg, index, image)
+    images = [tile_image(cfg, geom, x, layer, crop=CROP_VECTORS[c], fraction=fraction,
+                         label=f"crop {c:2d} "
+                               + "".join("TBLR"[i] if b else "-"
+                                         for i, b in enumerate(CROP_VECTORS[c])))
+              for c in crops]
+    return ima_tile_bulk(cfg, geom, layer, images, sim, seed=seed, label=f"layer{index}",
+                         crossbars=crossbars, rerun_with_waves=rerun_with_waves)
