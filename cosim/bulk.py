@@ -44,8 +44,8 @@ from .sim import BUILD_ROOT, ensure_simulator
 
 __all__ = ["BulkBuild", "BulkOutcome", "build_bulk", "run_bulk", "datapath_bulk",
            "DatapathStimulus", "datapath_stimulus", "tile_bulk", "TileStimulus",
-           "tile_stimulus", "crop_sweep_bulk", "bulk_toggles", "raw_speed", "SpeedRow",
-           "datapath_speed", "tile_speed", "speed_table", "BULK_ROOT"]
+           "tile_stimulus", "crop_sweep_bulk", "plan_sweep_bulk", "bulk_toggles", "raw_speed",
+           "SpeedRow", "datapath_speed", "tile_speed", "speed_table", "BULK_ROOT"]
 
 from .bulk_tb import (DP_EXP_I_READY, DP_EXP_O_VALID, DP_I_NEXT, DP_I_VALID, DP_LAYER,
                       DP_O_READY, DP_WHAT, DP_WR, ICARUS_TOP, MAIN_CPP, TL_BUSY, TL_CHECK,
@@ -308,7 +308,9 @@ def datapath_stimulus(cfg: AccelConfig, jobs: list[dict], *, seed: int, bubble: 
         jv, jp = vec[at:end], pos[at:end]
         x = job["x"]
         V = x.shape[0]
-        inputs.append(_be(pack_bytes(il, {"x": x}), nbytes(il.size)))
+        # first_chunk 0: every chunk streamed (the per-region precision field of the payload)
+        inputs.append(_be(pack_bytes(il, {"x": x, "first_chunk": torch.zeros(V)}),
+                          nbytes(il.size)))
         rec = np.zeros((end - at, OB + 1), dtype=np.uint8)
         rec[:, OB] = ctrl[at:end]
         held = jv < 0
@@ -454,7 +456,7 @@ def tile_stimulus(cfg: AccelConfig, geom: ConvGeometry, layer, images) -> TileSt
     from .tile import tile_layer, tile_writes
 
     wl, ll, sl, pl, rl, outl = (tile_weight_write_layout(cfg, geom), tile_layer_layout(cfg, geom),
-                                tile_setup_layout(geom), tile_pixel_layout(cfg, geom),
+                                tile_setup_layout(cfg, geom), tile_pixel_layout(cfg, geom),
                                 tile_read_layout(geom), tile_output_layout(cfg, geom))
     writes = tile_writes(cfg, geom, layer.weight)
     spans, c = [], len(writes)
@@ -603,6 +605,27 @@ def crop_sweep_bulk(cfg: AccelConfig, index: int, sim: str, *, crops=range(16),
                                          for i, b in enumerate(CROP_VECTORS[c])))
               for c in crops]
     return tile_bulk(cfg, geom, layer, images, sim, seed=seed, label=f"layer{index}",
+                     rerun_with_waves=rerun_with_waves)
+
+
+def plan_sweep_bulk(cfg: AccelConfig, index: int, sim: str, *, plans, fraction=0.25,
+                    image: int = 0, seed: int = 0, rerun_with_waves: bool = True):
+    """Demo conv layer ``index`` on test image ``image`` through the RTL ``ConvTile`` under
+    each precision plan in ``plans`` (``(bt, bb, bl, br)``; the tile reduces the pixels as it
+    loads them and streams each position's ``T_pos`` chunks), back to back in one simulation,
+    checked in the simulator against ``golden.precision.plan_conv2d`` and the cycles of
+    ``golden.crop.tile_cycles`` with per-position chunks (``cosim.tile.plan_image``).
+    ``fraction``: the bands' fraction, one for all plans or one per plan."""
+    from .tile import demo_tile_layer, plan_image
+
+    plans = [tuple(int(v) for v in p) for p in plans]
+    fractions = list(fraction) if isinstance(fraction, (list, tuple)) else [fraction] * len(plans)
+    if len(fractions) != len(plans):
+        raise ValueError(f"{len(fractions)} fractions for {len(plans)} plans")
+    layer, geom, x = demo_tile_layer(cfg, index, image)
+    images = [plan_image(cfg, geom, x, layer, p, f, label=f"plan {i:2d} {p} f={f}")
+              for i, (p, f) in enumerate(zip(plans, fractions))]
+    return tile_bulk(cfg, geom, layer, images, sim, seed=seed, label=f"layer{index}-plans",
                      rerun_with_waves=rerun_with_waves)
 
 

@@ -200,7 +200,7 @@ def tile_tb(cfg: AccelConfig, geom: ConvGeometry, top: str, *, wr_layout=None,
 
     wr_layout = wr_layout or tile_weight_write_layout(cfg, geom)
     layer_layout = layer_layout or tile_layer_layout(cfg, geom)
-    WR, LAY, SU, PIX, RD, OUT = (wr_layout.size, layer_layout.size, tile_setup_layout(geom).size,
+    WR, LAY, SU, PIX, RD, OUT = (wr_layout.size, layer_layout.size, tile_setup_layout(cfg, geom).size,
                                  tile_pixel_layout(cfg, geom).size, tile_read_layout(geom).size,
                                  tile_output_layout(cfg, geom).size)
     name = "aqua_bulk_convtile_tb"

@@ -125,7 +125,7 @@ def ima_tile_stimulus(cfg: AccelConfig, geom: ConvGeometry, layer, images,
     plan = Mapping(cfg, geom).ima(crossbars)
     wl = ima_tile_weight_write_layout(cfg, plan.used_crossbars)
     ll = ima_tile_layer_layout(cfg, geom, plan.passes)
-    sl, rl, outl = tile_setup_layout(geom), tile_read_layout(geom), tile_output_layout(cfg, geom)
+    sl, rl, outl = tile_setup_layout(cfg, geom), tile_read_layout(geom), tile_output_layout(cfg, geom)
     pixel_bits = tile_pixel_layout(cfg, geom).size
     pass_writes = [ima_tile_writes(cfg, geom, layer.weight, p, crossbars)
                    for p in range(plan.passes)]
@@ -262,7 +262,7 @@ def ima_tile_bulk(cfg: AccelConfig, geom: ConvGeometry, layer, images, sim: str,
     passes = Mapping(cfg, geom).passes(crossbars)
     rows = []
     for img in images:
-        size = unpack(tile_setup_layout(geom), img.setup)
+        size = unpack(tile_setup_layout(cfg, geom), img.setup)
         golden = ima_tile_cycles(cfg, geom, size["height"], size["width"], img.window,
                                  crossbars)
         rows.append({"label": img.label, "window": img.window, "passes": passes,

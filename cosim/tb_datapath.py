@@ -187,7 +187,8 @@ async def datapath_matches_golden_every_cycle(dut):
                                bias=job["bias"].tolist())
         checker.start_job(ExpectedStream(cfg, job))
         n, done = job["x"].shape[0], stats["vectors"] + job["x"].shape[0]
-        source.send(pack_rows(il, {"x": job["x"]}))
+        # first_chunk 0: every chunk streamed (the per-region precision field of the payload)
+        source.send(pack_rows(il, {"x": job["x"], "first_chunk": torch.zeros(n)}))
         budget = (n + 2) * (cfg.latency + 2) * 20 + 1000
         await loop.run(lambda: checker.outputs_checked == done, max_cycles=budget)
         stats["vectors"] = done

@@ -14,17 +14,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from amaranth.lib import data
 
 from arch.config import AccelConfig
 from arch.geometry import ConvGeometry, Mapping
 from golden.arith import flag_words
-from golden.crop import crop_index, cropped_conv2d, fraction_code, kept_window, tile_cycles
+from golden.crop import (crop_index, cropped_conv2d, fraction_code, kept_window, output_window,
+                         tile_cycles)
+from golden.precision import (band_window, bits_map, check_plan, plan_conv2d, position_bits,
+                              position_chunks, zero_window)
 from hdl.layouts import (tile_layer_layout, tile_pixel_layout, tile_setup_layout,
                          tile_weight_write_layout)
 
 from .bits import pack, pack_rows
 
-__all__ = ["TileImage", "tile_writes", "tile_layer", "tile_setup", "tile_image", "bad_setup",
+__all__ = ["TileImage", "tile_writes", "tile_layer", "tile_setup", "tile_image", "plan_image",
+           "plan_positions", "bad_setup",
            "TileRun", "run_tile", "tile_geometry", "demo_tile_layer", "check_tile_run"]
 
 
@@ -78,28 +83,33 @@ class TileImage:
                 "error": self.error}
 
 
-def tile_setup(geom: ConvGeometry, **fields) -> int:
+def tile_setup(cfg: AccelConfig, geom: ConvGeometry, **fields) -> int:
     """The ``setup`` word with ``fields`` set (``tile_setup_layout``); the others are 0."""
-    layout = tile_setup_layout(geom)
+    layout = tile_setup_layout(cfg, geom)
     names = [name for name, _ in layout]
     unknown = set(fields) - set(names)
     if unknown:
         raise ValueError(f"unknown setup fields {sorted(unknown)}; the layout has {names}")
-    return pack(layout, **{name: fields.get(name, 0) for name in names})
+    zero = {name: [0] * f.shape.length if isinstance(f.shape, data.ArrayLayout) else 0
+            for name, f in layout}
+    return pack(layout, **{name: fields.get(name, zero[name]) for name in names})
 
 
 def tile_image(cfg: AccelConfig, geom: ConvGeometry, x: torch.Tensor, layer, *, crop=None,
-               fraction=None, window=None, label: str = "") -> TileImage:
+               fraction=None, window=None, plan=None, label: str = "") -> TileImage:
     """Image ``x [Cin, H, W]`` under a crop vector and fraction (the tile computes the window,
-    ``mode = 1``) or an explicit ``window`` (``mode = 0``); ``layer`` is a
-    ``golden.fixedpoint.QuantLayer``-like object (``weight, bias, shift, relu``)."""
+    ``mode = 1``), an explicit ``window`` (``mode = 0``) or a precision ``plan`` ``(bt, bb,
+    bl, br)`` on the bands of ``fraction`` (``plan = 1``; :func:`plan_image`); ``layer`` is
+    a ``golden.fixedpoint.QuantLayer``-like object (``weight, bias, shift, relu``)."""
+    if plan is not None:
+        return plan_image(cfg, geom, x, layer, plan, fraction, label=label)
     cin, H, W = x.shape
     if window is None:
         window = kept_window(crop, fraction, H, W)
-        setup = tile_setup(geom, height=H, width=W, mode=1, crop=crop_index(crop),
+        setup = tile_setup(cfg, geom, height=H, width=W, mode=1, crop=crop_index(crop),
                            fraction=fraction_code(fraction))
     else:
-        setup = tile_setup(geom, height=H, width=W, **dict(zip(("r0", "r1", "c0", "c1"),
+        setup = tile_setup(cfg, geom, height=H, width=W, **dict(zip(("r0", "r1", "c0", "c1"),
                                                                window)))
     r0, r1, c0, c1 = window
     kept = x[:, r0:r1, c0:c1].permute(1, 2, 0).reshape(-1, cin)      # AGU order, [n, Cin]
@@ -111,9 +121,45 @@ def tile_image(cfg: AccelConfig, geom: ConvGeometry, x: torch.Tensor, layer, *, 
                      tile_cycles(cfg, geom, H, W, window), window=tuple(window))
 
 
-def bad_setup(geom: ConvGeometry, label: str, **fields) -> TileImage:
+def plan_positions(cfg: AccelConfig, geom: ConvGeometry, plan, fraction, H: int, W: int):
+    """What the tile does under precision ``plan`` with bands of ``fraction`` on an ``H x W``
+    map: ``(bits [H, W], window, chunks [Ho, Wo])`` -- every pixel's precision
+    (``golden.precision.bits_map``), the kept window (the pixels above 0 bits, the ones the
+    host streams) and the chunks each output position streams (``T_pos``, 0 where not
+    computed; ``golden.precision.position_chunks``)."""
+    plan = check_plan(plan, cfg)
+    bands = band_window(fraction, H, W)
+    bits = bits_map(plan, bands, H, W, cfg)
+    chunks = position_chunks(cfg, position_bits(bits, geom.kernel, geom.stride, geom.padding))
+    return bits, zero_window(plan, bands, H, W), chunks
+
+
+def plan_image(cfg: AccelConfig, geom: ConvGeometry, x: torch.Tensor, layer, plan, fraction,
+               *, label: str = "") -> TileImage:
+    """Image ``x [Cin, H, W]`` under precision ``plan`` ``(bt, bb, bl, br)`` with bands of
+    ``fraction`` (``setup.plan = 1``): the host streams the pixels of the kept window (above 0
+    bits) unreduced, in AGU order -- the tile reduces each as it loads it; expected are
+    ``golden.precision.plan_conv2d`` and the cycles of ``golden.crop.tile_cycles`` with the
+    per-position chunk counts (:func:`plan_positions`)."""
+    cin, H, W = x.shape
+    bits, window, chunks = plan_positions(cfg, geom, plan, fraction, H, W)
+    setup = tile_setup(cfg, geom, height=H, width=W, plan=1, bits=list(plan),
+                       fraction=fraction_code(fraction))
+    r0, r1, c0, c1 = window
+    kept = x[:, r0:r1, c0:c1].permute(1, 2, 0).reshape(-1, cin)      # AGU order, [n, Cin]
+    pixels = pack_rows(tile_pixel_layout(cfg, geom), {"x": kept})
+    expected = plan_conv2d(cfg, x.unsqueeze(0), layer.weight, layer.bias,
+                           stride=geom.stride, padding=geom.padding, shift=layer.shift,
+                           relu=layer.relu, bits=bits)[0]
+    o = output_window(window, H, W, geom.kernel, geom.stride, geom.padding)
+    cycles = tile_cycles(cfg, geom, H, W, window, chunks=chunks[o[0]:o[1], o[2]:o[3]])
+    return TileImage(label or f"plan {tuple(plan)}", setup, pixels, geom.out_size(H),
+                     geom.out_size(W), expected, cycles, window=tuple(window))
+
+
+def bad_setup(cfg: AccelConfig, geom: ConvGeometry, label: str, **fields) -> TileImage:
     """A setup the tile must refuse (``error`` and ``done`` at the start edge, 1 cycle)."""
-    setup = tile_setup(geom, **{"height": 1, "width": 1, "r1": 1, "c1": 1, **fields})
+    setup = tile_setup(cfg, geom, **{"height": 1, "width": 1, "r1": 1, "c1": 1, **fields})
     return TileImage(label, setup, [], 0, 0, None, 1, error=True)
 
 

@@ -321,7 +321,8 @@ def fraction_code(fraction) -> int:
     return int(code)
 
 
-def tile_cycles(cfg: AccelConfig, geom: ConvGeometry, H: int, W: int, window) -> int:
+def tile_cycles(cfg: AccelConfig, geom: ConvGeometry, H: int, W: int, window, *,
+                chunks=None) -> int:
     """Clock edges of one ``ConvTile`` run, from the edge that samples ``start`` to the edge
     that raises ``done``, both included, with the host's pixel stream always valid.
 
@@ -341,6 +342,14 @@ def tile_cycles(cfg: AccelConfig, geom: ConvGeometry, H: int, W: int, window) ->
     that is ``n + taps + L + 5 + (P - 1) * D``. If no output is computed (``P = 0``) the run
     ends at the edge loading the last pixel: ``n + 1``. Cropped pixels and positions cost
     nothing. A setup the tile rejects takes 1 edge (the start edge raises ``error``).
+
+    **Per-position chunks** (a precision plan, ``docs/arithmetic.md`` section 9): ``chunks``
+    gives the chunks ``T_i`` each computed position streams, in the output AGU's order
+    (row-major over :func:`output_window`; a ``[rows, cols]`` tensor of the window or a flat
+    sequence of ``P`` ints in ``[1, input_cycles]``). Position ``i`` then has the latency
+    ``L_i = T_i * (xbar_steps + adc_steps) + 1`` and the period ``D_i = max(L_i + 1,
+    taps + 2)``, and the run takes ``n + taps + 5 + sum(D_i, i < P - 1) + L_{P-1}`` edges
+    (``chunks=None``: every ``T_i = input_cycles``, the formula above).
     """
     if not isinstance(geom, ConvGeometry):
         raise TypeError(f"geom must be a ConvGeometry, not {geom!r}")
@@ -348,10 +357,23 @@ def tile_cycles(cfg: AccelConfig, geom: ConvGeometry, H: int, W: int, window) ->
     o = output_window(window, H, W, geom.kernel, geom.stride, geom.padding)
     n = (r1 - r0) * (c1 - c0)
     P = (o[1] - o[0]) * (o[3] - o[2])
+    T, taps = cfg.input_cycles, geom.taps
+    if chunks is None:
+        if P == 0:
+            return n + 1
+        L = cfg.latency
+        return n + taps + L + 5 + (P - 1) * max(L + 1, taps + 2)
+    ts = [int(t) for t in (chunks.reshape(-1).tolist() if isinstance(chunks, torch.Tensor)
+                           else chunks)]
+    if len(ts) != P or any(not 1 <= t <= T for t in ts):
+        raise ValueError(f"chunks must give {P} per-position chunk counts in [1, {T}], "
+                         f"not {ts[:8]}{'...' if len(ts) > 8 else ''} ({len(ts)} values)")
     if P == 0:
         return n + 1
-    L, taps = cfg.latency, geom.taps
-    return n + taps + L + 5 + (P - 1) * max(L + 1, taps + 2)
+    # the overlapped schedule ignores the first chunk (section 8): every vector takes L
+    lat = [cfg.latency if cfg.pipeline_overlap else t * (cfg.xbar_steps + cfg.adc_steps) + 1
+           for t in ts]
+    return n + taps + 5 + sum(max(li + 1, taps + 2) for li in lat[:-1]) + lat[-1]
 
 
 def ima_tile_cycles(cfg: AccelConfig, geom: ConvGeometry, H: int, W: int, window,

@@ -23,6 +23,7 @@ from .arith import (adc_convert, adc_reconstruct, check_range, chunk_positions, 
                     encode_weights, finalize, flip_recover, input_chunks)
 
 __all__ = ["Schedule", "schedule", "DatapathTrace", "datapath_trace", "stream_cycles",
+           "first_chunk_edges", "vector_trace",
            "PHASE_IDLE", "PHASE_XBAR", "PHASE_ADC", "PHASE_FINAL", "PHASE_OUT", "PHASE_XBAR_ADC"]
 
 # The controller's phase codes, as plain ints: arch.contract's, from which the RTL's
@@ -217,3 +218,31 @@ def datapath_trace(cfg: AccelConfig, w: torch.Tensor, x: torch.Tensor,
         col_sum=col_sum, insum=ins,
         adc_valid=expand(torch.tensor(valid, dtype=torch.int64)),
         adc_code=codes, acc=acc, xsum=xsum, out=out, held=held, held_insum=held_insum)
+
+
+def first_chunk_edges(cfg: AccelConfig, first_chunk: int) -> list[int]:
+    """The edges of the full schedule that a vector with first chunk ``t0`` runs (section 8,
+    per-region precision): edge 0, then those of chunks ``t0 .. T-1`` and the final edge;
+    ``(T - t0) * (xbar_steps + adc_steps) + 2`` edges, its latency plus one."""
+    t0 = int(first_chunk)
+    if not 0 <= t0 < cfg.input_cycles:
+        raise ValueError(f"first chunk must lie in [0, {cfg.input_cycles - 1}], not {t0}")
+    if cfg.pipeline_overlap:
+        # the overlapped schedule ignores the first chunk: every chunk is streamed (the
+        # skipped ones would be 0, so the result is the same; no cycle is saved)
+        return list(range(cfg.latency + 1))
+    return [0, *range(1 + t0 * (cfg.xbar_steps + cfg.adc_steps), cfg.latency + 1)]
+
+
+def vector_trace(cfg: AccelConfig, trace: DatapathTrace, v: int,
+                 first_chunk: int = 0) -> dict[str, torch.Tensor]:
+    """The ``obs`` fields after each edge (``[edges, ...]`` per field) of vector ``v`` of
+    ``trace`` run with first chunk ``t0``, whose chunks ``t < t0`` are 0 in every row (inputs
+    reduced to ``p`` bits with ``t0 <= floor((Bx - p)/d)``): the rows
+    :func:`first_chunk_edges` of the full trace, with ``chunk = t0`` after edge 0. The skipped
+    edges would only have added zeros (a zero chunk reads 0, ``ADC(0) = 0``), so every other
+    register is the same; the edge-0 row is the cleared state of both schedules."""
+    edges = torch.tensor(first_chunk_edges(cfg, first_chunk), dtype=torch.int64)
+    out = {f: getattr(trace, f)[v, edges].clone() for f in DatapathTrace.FIELDS}
+    out["chunk"][0] = 0 if cfg.pipeline_overlap else int(first_chunk)
+    return out

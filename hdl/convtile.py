@@ -13,10 +13,10 @@ from arch.config import AccelConfig
 from arch.contract import FRACTION_BITS
 from arch.geometry import ConvGeometry, Mapping
 
-from ._common import check_config
+from ._common import above, check_config
 from .agu import RegionCropAGU, invalid_window
 from .datapath import Datapath
-from .layouts import (agu_config_layout, index_bits, input_layout,
+from .layouts import (agu_config_layout, chunk_bits, index_bits, input_layout, plan_bits,
                       tile_layer_layout,
                       tile_output_layout, tile_pixel_layout, tile_read_layout,
                       tile_setup_layout, tile_weight_write_layout)
@@ -83,6 +83,16 @@ class ConvTile(wiring.Component):
        ``layer``) are written to the output memory at ``oy*Wo + ox``. The gather of the next
        position overlaps the crossbars' work on the current one.
 
+    **Precision plan** (``setup.plan = 1``, ``docs/arithmetic.md`` section 9): ``setup.bits``
+    are the input bit widths of the top, bottom, left and right bands of ``fraction``
+    (``golden.precision``); the kept window is the crop of the 0-bit sides. Each pixel is
+    reduced to its band's width (corners: the minimum) as it is loaded, and each output
+    position's vector goes to the crossbars with ``first_chunk = floor((Bx - p_max) / d)``,
+    ``p_max`` the largest width its receptive field touches inside the map, so it streams only
+    ``T - first_chunk`` chunks. A plan with every side ``0`` or ``Bx`` runs exactly as that
+    crop; a side above ``Bx`` is refused. The cycles are
+    ``golden.crop.tile_cycles(..., chunks=T_pos)``.
+
     The edge that writes the last output drops ``busy`` and raises ``done`` for one clock (with
     an empty output window, the edge that loads the last pixel). With ``fmap`` always valid,
     a run takes ``golden.crop.tile_cycles`` edges from the start edge to the edge raising
@@ -122,7 +132,7 @@ class ConvTile(wiring.Component):
             "wr":      In(stream.Signature(tile_weight_write_layout(cfg, geom),
                                            always_ready=True)),
             "layer":   In(tile_layer_layout(cfg, geom)),
-            "setup":   In(tile_setup_layout(geom)),
+            "setup":   In(tile_setup_layout(cfg, geom)),
             "start":   In(1),
             "fmap":    In(stream.Signature(tile_pixel_layout(cfg, geom))),
             "rd":      In(tile_read_layout(geom)),
@@ -150,6 +160,74 @@ class ConvTile(wiring.Component):
                              tile_output_layout(cfg, g).size)}
         return [{"name": name, "depth": depth, "width": width, "bits": depth * width}
                 for name, (depth, width) in words.items()]
+
+    def _pixel_bits(self, m, held, n_r, n_c, bits, row, col):
+        """The precision of input pixel ``(row, col)``: the minimum of the widths of the bands
+        it lies in (top ``row < n_r``, bottom ``row >= height - n_r``, left, right), ``Bx``
+        in the centre."""
+        Bx = self._cfg.input_bits
+        inside = [(n_r != 0) & (row < n_r), (n_r != 0) & (row >= held.height - n_r),
+                  (n_c != 0) & (col < n_c), (n_c != 0) & (col >= held.width - n_c)]
+        p = Const(Bx, plan_bits(self._cfg))
+        for flag, b in zip(inside, bits):
+            p = Mux(flag & (b < p), b, p)
+        px = Signal(plan_bits(self._cfg), name="pixel_bits")
+        m.d.comb += px.eq(p)
+        return px
+
+    def _reduce(self, m, values, p):
+        """``values`` (activations, ``Bx`` bits of the config's signedness) reduced to ``p``
+        bits: ``k = Bx - p``; ``(x + 2**(k-1))`` with its low ``k`` bits cleared, or, if that
+        is above the ``Bx``-bit maximum, the ``Bx``-bit maximum with its low ``k`` bits
+        cleared (``saturate((x + h) >> k, lo_p, hi_p) << k``; rounding up never goes below
+        the minimum)."""
+        cfg = self._cfg
+        Bx = cfg.input_bits
+        kb = Signal(range(Bx + 1), name="drop_bits")
+        m.d.comb += kb.eq(Bx - p)
+        mask = Signal(Bx + 1, name="drop_mask")                 # 2**k - 1
+        m.d.comb += mask.eq((Const(1, Bx + 1) << kb) - 1)
+        half = Signal(Bx, name="drop_half")                     # 2**(k-1), 0 for k = 0
+        m.d.comb += half.eq((mask + 1) >> 1)
+        top = cfg.input_max
+        out = []
+        for i, x in enumerate(values):
+            s = Signal(signed(Bx + 2), name=f"round_{i}")
+            m.d.comb += s.eq(x + half)
+            r = Signal(Bx, name=f"reduced_{i}")
+            m.d.comb += r.eq(Mux(s > top, Const(top & ((1 << Bx) - 1), Bx), s[:Bx])
+                             & ~mask[:Bx])
+            out.append(r)
+        return out
+
+    def _first_chunk(self, m, base_row, base_col, held, n_r, n_c, bits):
+        """``t0 = floor((Bx - p_max) / d)`` of the position whose receptive field starts at
+        ``(base_row, base_col)``: ``p_max`` is the largest precision over the 9 cells (row
+        class top / middle / bottom x column class left / middle / right, each cell the
+        minimum of its two bands) that the field touches inside the map."""
+        cfg, k = self._cfg, self._geom.kernel
+        Bx, d = cfg.input_bits, cfg.dac_bits
+        pb = plan_bits(cfg)
+        classes = []
+        for base, n, size, (lo_b, hi_b) in ((base_row, n_r, held.height, bits[:2]),
+                                            (base_col, n_c, held.width, bits[2:])):
+            end = base + k                                        # one past the last tap
+            classes.append([((n != 0) & (base < n), lo_b),
+                            ((end > n) & (base < size - n), Const(Bx, pb)),
+                            ((n != 0) & (end > size - n), hi_b)])
+        p_max = Const(0, pb)
+        for touch_r, b_r in classes[0]:
+            for touch_c, b_c in classes[1]:
+                cell = Mux(b_r < b_c, b_r, b_c)
+                p_max = Mux(touch_r & touch_c & (cell > p_max), cell, p_max)
+        pm = Signal(pb, name="p_max")
+        m.d.comb += pm.eq(p_max)
+        t0 = Signal(chunk_bits(cfg), name="first_chunk")
+        with m.Switch(pm):
+            for p in range(1, Bx + 1):
+                with m.Case(p):
+                    m.d.comb += t0.eq((Bx - p) // d)
+        return t0
 
     def _staging_layout(self):
         """The gathered im2col vector: one crossbar's rows."""
@@ -192,14 +270,26 @@ class ConvTile(wiring.Component):
             cap = (size - 1) >> 1
             m.d.comb += n.eq(Mux(amount < cap, amount, cap))
         m.d.comb += [win.height.eq(H), win.width.eq(W)]
-        with m.If(su.mode):
+        # a precision plan: the bit widths of the top, bottom, left and right bands (Bx
+        # everywhere otherwise, so nothing is reduced); a 0-bit side is a cropped side
+        Bx = cfg.input_bits
+        bits = [Signal(plan_bits(cfg), name=f"plan_{side}")
+                for side in ("top", "bottom", "left", "right")]
+        m.d.comb += [b.eq(Mux(su.plan, su.bits[i], Bx)) for i, b in enumerate(bits)]
+        with m.If(su.plan):
+            m.d.comb += [win.r0.eq(Mux(bits[0] == 0, n_r, 0)),
+                         win.r1.eq(H - Mux(bits[1] == 0, n_r, 0)),
+                         win.c0.eq(Mux(bits[2] == 0, n_c, 0)),
+                         win.c1.eq(W - Mux(bits[3] == 0, n_c, 0))]
+        with m.Elif(su.mode):
             m.d.comb += [win.r0.eq(Mux(su.crop[3], n_r, 0)), win.r1.eq(H - Mux(su.crop[2], n_r, 0)),
                          win.c0.eq(Mux(su.crop[1], n_c, 0)), win.c1.eq(W - Mux(su.crop[0], n_c, 0))]
         with m.Else():
             m.d.comb += [win.r0.eq(su.r0), win.r1.eq(su.r1), win.c0.eq(su.c0), win.c1.eq(su.c1)]
         bad = Signal()
         m.d.comb += bad.eq(invalid_window(win, g.height, g.width)
-                           | (su.mode & (su.fraction >= frac_half))
+                           | ((su.mode | su.plan) & (su.fraction >= frac_half))
+                           | (su.plan & Cat(above(su.bits[i], Bx) for i in range(4)).any())
                            | (H + 2 * p < k) | (W + 2 * p < k))
         out_lay = agu_config_layout(Ho_max, Wo_max)
         ow = Signal(out_lay)
@@ -214,6 +304,8 @@ class ConvTile(wiring.Component):
 
         # -- latched per image
         held = Signal.like(win)
+        held_nr, held_nc = Signal.like(n_r), Signal.like(n_c)       # band sizes
+        held_bits = [Signal.like(b, name=f"held_{b.name}") for b in bits]
         held_out = Signal(out_lay)
         shown = Signal(out_lay)          # the output window rd masks with (last finished run)
         begin = Signal()
@@ -224,7 +316,9 @@ class ConvTile(wiring.Component):
             with m.If(bad):
                 m.d.sync += self.done.eq(1)
             with m.Else():
-                m.d.sync += [held.eq(win), held_out.eq(ow), state.eq(TileState.LOAD)]
+                m.d.sync += [held.eq(win), held_out.eq(ow), state.eq(TileState.LOAD),
+                             held_nr.eq(n_r), held_nc.eq(n_c),
+                             *[hb_.eq(b) for hb_, b in zip(held_bits, bits)]]
 
         # -- load: the input AGU addresses the kept pixels the host streams
         m.d.comb += [
@@ -234,8 +328,15 @@ class ConvTile(wiring.Component):
             self.fmap.ready.eq(agu_in.addr.valid),
             fmap_wr.en.eq(agu_in.addr.valid & self.fmap.valid),
             fmap_wr.addr.eq(agu_in.addr.payload.linear),
-            fmap_wr.data.eq(self.fmap.payload.x),
         ]
+        # each pixel reduced to its band's precision as it is written (docs/arithmetic.md
+        # section 9): p = min of the bands the pixel lies in (Bx in the centre), k = Bx - p
+        # low bits dropped by rounding half up, saturated to the p-bit range, shifted back
+        px_bits = self._pixel_bits(m, held, held_nr, held_nc, held_bits,
+                                   agu_in.addr.payload.row, agu_in.addr.payload.col)
+        reduced = self._reduce(m, [self.fmap.payload.x[c] for c in range(g.in_channels)],
+                               px_bits)
+        m.d.comb += fmap_wr.data.eq(Cat(*reduced))
         out_empty = (held_out.r0 >= held_out.r1) | (held_out.c0 >= held_out.c1)
         loaded = Signal()
         m.d.comb += loaded.eq((state == TileState.LOAD) & fmap_wr.en & agu_in.addr.payload.last)
@@ -263,6 +364,8 @@ class ConvTile(wiring.Component):
         take = Signal()                # the crossbars take the staged vector at the next edge
         ready = Signal()               # the crossbars can take a vector (driven by _crossbars)
         m.d.comb += take.eq(staged & ready)
+        first_chunk = self._first_chunk(m, base_row, base_col, held, held_nr, held_nc,
+                                        held_bits)
 
         in_row, in_col = base_row + ky, base_col + kx
         tap_ok = Signal()
@@ -299,6 +402,10 @@ class ConvTile(wiring.Component):
             with m.If(cap_tap == taps - 1):
                 m.d.sync += [staged.eq(1), staged_lin.eq(pos_lin), staged_last.eq(pos_last),
                              gathering.eq(0)]
+                # the position's first chunk (per-region precision), for a staging vector that
+                # has one (one crossbar's input; the IMATile's streams every chunk)
+                if "first_chunk" in self._staging_layout().members:
+                    m.d.sync += staging.first_chunk.eq(first_chunk)
         with m.If(take):
             m.d.sync += staged.eq(0)
         return SimpleNamespace(state=state, staged=staged, staging=staging, ready=ready,

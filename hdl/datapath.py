@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from arch.config import AccelConfig
 
-from ._common import check_config
+from ._common import above, check_config
 from .adc import ADCQuantizer
 from .crossbar import CrossbarMAC
 from .layouts import (Phase, chunk_bits, input_layout, layer_config_layout, obs_layout,
@@ -34,6 +34,13 @@ class Datapath(wiring.Component):
     chunk ``t`` of row ``r`` is always the low ``dac_bits`` bits of row ``r``'s slot; for signed
     inputs the last chunk is the sign bit alone with zeros above it, as the contract's 1-bit
     sign chunk requires.
+
+    **First chunk** (per-region precision, ``docs/arithmetic.md`` section 9): the payload's
+    ``first_chunk = t0`` starts the vector at chunk ``t0`` (the shift register is latched
+    already shifted by ``t0 * dac_bits``, the chunk counter starts at ``t0``), so chunks
+    ``0 .. t0 - 1`` are skipped and the output is valid ``(T - t0) * (xbar_steps +
+    adc_steps) + 1`` clocks after the handshake. Exact when those chunks are 0 in every row.
+    ``t0 = 0`` is the full schedule; a ``t0`` above ``T - 1`` is taken as ``T - 1``.
 
     Parameters
     ----------
@@ -89,8 +96,18 @@ class Datapath(wiring.Component):
     def latency(self) -> int:
         """Clocks from the input handshake to ``o.valid``: ``input_cycles * (xbar_steps +
         adc_steps) + 1``, or with ``[pipeline] overlap`` ``xbar_steps + (input_cycles - 1) *
-        max(xbar_steps, adc_steps) + adc_steps + 1`` (``cfg.latency``)."""
+        max(xbar_steps, adc_steps) + adc_steps + 1`` (``cfg.latency``; with ``first_chunk = 0``,
+        see :meth:`latency_from`).
         return self._cfg.latency
+
+    def latency_from(self, first_chunk: int) -> int:
+        """Clocks from the input handshake to ``o.valid`` of a vector with ``first_chunk``:
+        ``(input_cycles - first_chunk) * (xbar_steps + adc_steps) + 1``."""
+        cfg = self._cfg
+        if cfg.pipeline_overlap:
+            return cfg.latency      # the overlapped schedule streams every chunk
+        t0 = min(max(int(first_chunk), 0), cfg.input_cycles - 1)
+        return (cfg.input_cycles - t0) * (cfg.xbar_steps + cfg.adc_steps) + 1
 
     def elaborate(self, platform):
         # The controller is three registers (phase, chunk, step) that always describe the next
@@ -171,12 +188,26 @@ class Datapath(wiring.Component):
                                         adc_valid, x, shifted, take, give)
             return m
 
+        # -- first chunk (per-region precision): the only change to the schedule is where the
+        # chunk counter starts. The vector is latched shifted right by t0*d per row (a log
+        # shifter over the bits of t0, zeros in), so the register again holds chunk `chunk` in
+        # its low d bits; with t0 = 0 this is the plain latch.
+        t0 = Signal(chunk_bits(cfg))
+        m.d.comb += t0.eq(Mux(above(self.i.payload.first_chunk, T - 1), T - 1,
+                              self.i.payload.first_chunk))
+        raw = self.i.payload.x.as_value()
+        rows_in = [raw[r * Bx:(r + 1) * Bx] for r in range(R)]
+        for b in range(len(t0)):
+            n = (1 << b) * d
+            rows_in = [Mux(t0[b], Cat(v[n:], Const(0, n)) if n < Bx else Const(0, Bx), v)
+                       for v in rows_in]
+
         # -- the controller (section 8)
         last_step = Signal()
         m.d.comb += last_step.eq(step == Mux(in_xbar, X - 1, G - 1))
         with m.If(take):
-            m.d.sync += [x.eq(self.i.payload.as_value()), adc_valid.eq(0),
-                         phase.eq(Phase.XBAR), chunk.eq(0), step.eq(0)]
+            m.d.sync += [x.eq(Cat(*rows_in)), adc_valid.eq(0),
+                         phase.eq(Phase.XBAR), chunk.eq(t0), step.eq(0)]
             m.d.sync += [adc_code[n].eq(0) for n in range(cfg.adc_columns_per_cycle)]
         with m.Elif(in_xbar):
             m.d.sync += adc_valid.eq(0)

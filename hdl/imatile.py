@@ -73,7 +73,7 @@ class IMATile(ConvTile):
             "wr":      In(stream.Signature(
                 ima_tile_weight_write_layout(cfg, plan.used_crossbars), always_ready=True)),
             "layer":   In(ima_tile_layer_layout(cfg, geom, plan.passes)),
-            "setup":   In(tile_setup_layout(geom)),
+            "setup":   In(tile_setup_layout(cfg, geom)),
             "start":   In(1),
             "fmap":    In(stream.Signature(tile_pixel_layout(cfg, geom))),
             "rd":      In(tile_read_layout(geom)),

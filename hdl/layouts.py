@@ -15,7 +15,8 @@ from arch.geometry import ConvGeometry, Mapping
 
 __all__ = ["Phase", "weight_write_layout", "input_layout", "output_layout",
            "layer_config_layout", "obs_layout", "index_bits", "xsum_bits", "step_bits",
-           "chunk_bits", "agu_config_layout", "agu_address_layout", "FRACTION_BITS",
+           "chunk_bits", "plan_bits", "agu_config_layout", "agu_address_layout",
+           "FRACTION_BITS",
            "tile_setup_layout", "tile_weight_write_layout", "tile_layer_layout",
            "tile_pixel_layout", "tile_output_layout", "tile_read_layout",
            "ima_weight_write_layout", "ima_input_layout", "ima_layer_layout",
@@ -72,8 +73,13 @@ def weight_write_layout(cfg: AccelConfig) -> data.StructLayout:
 
 
 def input_layout(cfg: AccelConfig) -> data.StructLayout:
-    """One input vector: an activation per crossbar row (row 0 in the low bits)."""
-    return data.StructLayout({"x": data.ArrayLayout(_input_shape(cfg), cfg.rows)})
+    """One input vector: an activation per crossbar row (row 0 in the low bits), and the
+    vector's first chunk ``first_chunk`` (above ``x``; ``docs/arithmetic.md`` section 8):
+    chunks ``0 .. first_chunk - 1`` are skipped, which is exact when they are 0 in every row
+    (inputs reduced to ``p_max`` bits, ``first_chunk = floor((Bx - p_max) / d)``). 0 streams
+    every chunk."""
+    return data.StructLayout({"x": data.ArrayLayout(_input_shape(cfg), cfg.rows),
+                              "first_chunk": chunk_bits(cfg)})
 
 
 def output_layout(cfg: AccelConfig) -> data.StructLayout:
@@ -136,17 +142,28 @@ def agu_address_layout(max_height: int, max_width: int) -> data.StructLayout:
 
 # -- ConvTile ---------------------------------------------------------------------------------
 
-def tile_setup_layout(geom: ConvGeometry) -> data.StructLayout:
+def plan_bits(cfg: AccelConfig) -> int:
+    """Width of one band's input bit width in a precision plan: ``bitlength(Bx)`` (holds
+    ``0 .. input_bits``)."""
+    return cfg.input_bits.bit_length()
+
+
+def tile_setup_layout(cfg: AccelConfig, geom: ConvGeometry) -> data.StructLayout:
     """Run-time configuration of one :class:`~hdl.convtile.ConvTile` image: the input map size
     and either an explicit kept window (``mode = 0``: ``r0, r1, c0, c1``) or a crop vector and
     fraction (``mode = 1``: ``crop`` bits ``top<<3 | bottom<<2 | left<<1 | right`` as
-    ``golden.crop.crop_index``, ``fraction = code / 2**FRACTION_BITS``)."""
+    ``golden.crop.crop_index``, ``fraction = code / 2**FRACTION_BITS``), or a precision plan
+    (``plan = 1``, which overrides ``mode``: the border bands of ``fraction`` get the input bit
+    widths ``bits[0..3]`` = top, bottom, left, right, each in ``[0, input_bits]``). The plan
+    fields sit above the others, so a setup word without them is unchanged."""
     hb, wb = geom.height.bit_length(), geom.width.bit_length()
     return data.StructLayout({
         "height": hb, "width": wb,
         "mode": 1, "crop": 4, "fraction": FRACTION_BITS,
         "r0": hb, "r1": hb,
         "c0": wb, "c1": wb,
+        "plan": 1,
+        "bits": data.ArrayLayout(plan_bits(cfg), 4),
     })
 
 

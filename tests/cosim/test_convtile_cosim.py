@@ -100,13 +100,13 @@ def test_refused_setups_in_the_generated_verilog(sim):
     cfg = load_config("small")
     layer, geom, x = demo_tile_layer(cfg, 0)
     good = tile_image(cfg, geom, x, layer, window=(12, 16, 10, 15), label="good")
-    images = [bad_setup(geom, "window outside the map", height=32, width=32, r0=30, r1=33,
+    images = [bad_setup(cfg, geom, "window outside the map", height=32, width=32, r0=30, r1=33,
                         c1=32),
               good,
-              bad_setup(geom, "zero-size window", height=32, width=32, r0=5, r1=5, c1=32),
-              bad_setup(geom, "fraction 1/2", height=32, width=32, mode=1, crop=15,
+              bad_setup(cfg, geom, "zero-size window", height=32, width=32, r0=5, r1=5, c1=32),
+              bad_setup(cfg, geom, "fraction 1/2", height=32, width=32, mode=1, crop=15,
                         fraction=128),
-              bad_setup(geom, "map larger than the maximum", height=33, width=32, r1=33, c1=32),
+              bad_setup(cfg, geom, "map larger than the maximum", height=33, width=32, r1=33, c1=32),
               good]
     run = run_tile(cfg, geom, layer, images, sim, seed=SEED, label="refused")
     assert run.passed, run.message

@@ -44,9 +44,11 @@ def test_tile_memory_ports_and_attribution():
                  ports["out_mem"]["write"]):
         assert len(port["en"]) == 1 and port["addr"] and port["data"]
     classes = signal_classes(verilog)
-    assert "fmap__payload" in ports["fmap_mem"]["write"]["data"]
-    assert classes["fmap__payload"] == "memport"
-    assert block_of("fmap__payload", classes) == "memory"
+    # the input memory is written with the loaded pixel reduced to its band's precision
+    # (hdl.convtile, per-region precision; the fmap payload itself before that change)
+    assert ports["fmap_mem"]["write"]["data"] == {"reduced_0"}
+    assert classes["reduced_0"] == "memport"
+    assert block_of("reduced_0", classes) == "memory"
     assert block_of("xbar1.crossbar.col_sum") == "crossbar"
     assert block_of("xbar0.adc.code") == "adc" and block_of("xbar0.shiftadd.acc") == "shiftadd"
     assert block_of("xbar0.phase") == "control" and block_of("staging") == "control"

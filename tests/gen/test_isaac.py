@@ -11,6 +11,7 @@ import pytest
 from arch.config import load_config
 from gen.lint import lint_dir
 from gen.verilog import generate
+from hdl.layouts import chunk_bits
 
 
 @pytest.mark.slow
@@ -22,5 +23,6 @@ def test_isaac_generates_and_lints(tmp_path):
     assert time.perf_counter() - start < 120, timings
     assert manifest["blocks"]["datapath"]["latency"] == cfg.latency == 273
     ports = {p["name"]: p["width"] for p in manifest["blocks"]["datapath"]["ports"]}
-    assert ports["i__payload"] == cfg.rows * cfg.input_bits
+    # the input vector and its first chunk (per-region precision, hdl.layouts.input_layout)
+    assert ports["i__payload"] == cfg.rows * cfg.input_bits + chunk_bits(cfg) == 2048 + 4
     lint_dir(tmp_path)

@@ -119,7 +119,7 @@ def test_tile_matches_golden_under_crops_and_windows(name):
     images = [tile_image(cfg, geom, x, layer, crop=CROP_VECTORS[c], fraction=0.25,
                          label=f"crop {c}") for c in crops]
     images.append(tile_image(cfg, geom, x, layer, window=(1, 3, 2, 5), label="window"))
-    images.append(bad_setup(geom, "empty window", r0=1, r1=1))
+    images.append(bad_setup(cfg, geom, "empty window", r0=1, r1=1))
     images.append(tile_image(cfg, geom, x, layer, window=(H - 1, H, W - 1, W), label="corner"))
     for img, (edges, error, out, sent) in zip(images, simulate(cfg, geom, layer, images)):
         ctx = f"{name} {img.label}, seed {seed}"
@@ -176,15 +176,15 @@ def test_refused_setups_end_at_once_and_the_tile_runs_on():
     fit_shift(cfg, geom, layer, x)
     good = tile_image(cfg, geom, x, layer, crop=CROP_VECTORS[5], fraction=0.25, label="good")
     bad = [
-        bad_setup(geom, "height 0", height=0),
-        bad_setup(geom, "height above maximum", height=8, r1=8),
-        bad_setup(geom, "width above maximum", width=8, c1=8),
-        bad_setup(geom, "window below the map", height=4, width=4, r0=2, r1=5, c1=4),
-        bad_setup(geom, "window right of the map", height=4, width=4, r1=4, c0=3, c1=5),
-        bad_setup(geom, "zero-size window", height=4, width=4, r0=2, r1=2, c1=4),
-        bad_setup(geom, "reversed window", height=4, width=4, r1=4, c0=3, c1=1),
-        bad_setup(geom, "fraction 1/2", height=4, width=4, mode=1, crop=15, fraction=128),
-        bad_setup(geom, "fraction above 1/2", height=4, width=4, mode=1, crop=1, fraction=255),
+        bad_setup(cfg, geom, "height 0", height=0),
+        bad_setup(cfg, geom, "height above maximum", height=8, r1=8),
+        bad_setup(cfg, geom, "width above maximum", width=8, c1=8),
+        bad_setup(cfg, geom, "window below the map", height=4, width=4, r0=2, r1=5, c1=4),
+        bad_setup(cfg, geom, "window right of the map", height=4, width=4, r1=4, c0=3, c1=5),
+        bad_setup(cfg, geom, "zero-size window", height=4, width=4, r0=2, r1=2, c1=4),
+        bad_setup(cfg, geom, "reversed window", height=4, width=4, r1=4, c0=3, c1=1),
+        bad_setup(cfg, geom, "fraction 1/2", height=4, width=4, mode=1, crop=15, fraction=128),
+        bad_setup(cfg, geom, "fraction above 1/2", height=4, width=4, mode=1, crop=1, fraction=255),
     ]
     images = [bad[0], good, *bad[1:], good]
     for img, (edges, error, out, sent) in zip(images, simulate(cfg, geom, layer, images)):
@@ -198,7 +198,7 @@ def test_kernel_larger_than_the_padded_map_is_refused():
     cfg = config("small")
     geom = ConvGeometry(1, 4, 3, stride=1, padding=0, height=6, width=6)
     layer = random_layer(cfg, geom, random.Random(seed_for("convtile-kernel")))
-    images = [bad_setup(geom, "2x6 map, 3x3 kernel", height=2, width=6, r1=2, c1=6)]
+    images = [bad_setup(cfg, geom, "2x6 map, 3x3 kernel", height=2, width=6, r1=2, c1=6)]
     (edges, error, _, _), = simulate(cfg, geom, layer, images)
     assert (edges, error) == (1, True)
 
