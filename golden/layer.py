@@ -363,10 +363,41 @@ def bitserial_acc(layer: ProgrammedLayer, x: torch.Tensor) -> torch.Tensor:
     """
     cfg = layer.cfg
     _check_inputs(layer, x)
-    B = x.shape[0]
+    B, K = x.shape
+    R, kt = cfg.rows, layer.row_tiles
+    xn = _narrow_rows(cfg, kt, B)
+    xn[..., :R] = F.pad(x.to(xn.dtype), (0, kt * R - K)).view(B, kt, R)
+    xs_tile = F.pad(x.to(torch.int64), (0, kt * R - K)).view(B, kt, R).sum(-1)
+    return _bitserial(layer, xn, xs_tile)
+
+
+def _narrow_dtype(cfg: AccelConfig) -> torch.dtype:
+    """The narrowest integer type that holds the input bit patterns (a cast to it keeps the
+    low bits, two's complement, and the chunks are cut from bits below input_bits only)."""
+    return (torch.uint8 if cfg.input_bits <= 8 else
+            torch.int32 if cfg.input_bits <= 31 else torch.int64)
+
+
+def _narrow_rows(cfg: AccelConfig, kt: int, B: int) -> torch.Tensor:
+    """An empty ``[B, kt, rows (+1)]`` tensor for the input bit patterns of :func:`_bitserial`,
+    the constant row (a ``drop_lsb`` ADC's rounding offset, the pattern whose every chunk is 1)
+    already filled in."""
+    rows_in = cfg.rows + (cfg.adc_drop > 0)
+    xn = torch.empty(B, kt, rows_in, dtype=_narrow_dtype(cfg))
+    if cfg.adc_drop > 0:
+        xn[..., cfg.rows] = int((torch.ones(1, dtype=torch.int64) << chunk_positions(cfg)).sum())
+    return xn
+
+
+def _bitserial(layer: ProgrammedLayer, xn: torch.Tensor, xs_tile: torch.Tensor) -> torch.Tensor:
+    """:func:`bitserial_acc` of the input bit patterns ``xn [B, tiles, rows (+1)]``
+    (:func:`_narrow_rows`, zero padded to whole tiles) whose per-tile sums ``Σ_r x[r]`` are
+    ``xs_tile`` (int64 ``[B, tiles]``)."""
+    cfg = layer.cfg
+    B = xn.shape[0]
     T, S, R, kt = cfg.input_cycles, cfg.slices, cfg.rows, layer.row_tiles
     k = cfg.adc_drop
-    q, h = 1 << k, (1 << k) >> 1
+    h = (1 << k) >> 1
     cells = torch.stack(layer.cells)                              # [kt, R, cols]
     flags = torch.stack(layer.flags)                              # [kt, cols]
     cols = cells.shape[-1]
@@ -394,19 +425,10 @@ def bitserial_acc(layer: ProgrammedLayer, x: torch.Tensor) -> torch.Tensor:
         cells_f = signed_cells
     coef_kt = coef.repeat(kt).to(red_dtype)                       # (tile, t) order, [kt*T]
 
-    # Input bit patterns in the narrowest integer type that holds them (a cast to it keeps the
-    # low bits, two's complement, and the chunks are cut from bits below input_bits only),
-    # tile-major [tiles, B, rows_in] so that a block's chunks come out in product order,
-    # padded with zeros to whole tiles; the constant row is the pattern whose every chunk is 1.
-    narrow = (torch.uint8 if cfg.input_bits <= 8 else
-              torch.int32 if cfg.input_bits <= 31 else torch.int64)
-    pos = chunk_positions(cfg)
-    K = layer.in_features
-    xn = torch.empty(kt, B, rows_in, dtype=narrow)
-    xn[..., :R] = F.pad(x.to(narrow), (0, kt * R - K)).view(B, kt, R).transpose(0, 1)
-    if aug:
-        xn[..., R] = int((torch.ones(1, dtype=torch.int64) << pos).sum())
-    pos = pos.to(narrow).view(1, T, 1, 1)
+    # Chunk t of the bit patterns ``xn`` (tile-major per block, so that a block's chunks come
+    # out in product order).
+    narrow = xn.dtype
+    pos = chunk_positions(cfg).to(narrow).view(1, T, 1, 1)
     masks = torch.tensor([(1 << cfg.chunk_width(t)) - 1 for t in range(T)],
                          dtype=narrow).view(1, T, 1, 1)
 
@@ -417,7 +439,7 @@ def bitserial_acc(layer: ProgrammedLayer, x: torch.Tensor) -> torch.Tensor:
     a_s = torch.empty(T * kt * block * rows_in, dtype=dtype)
     buf_s = torch.empty(T * kt * block * cols, dtype=dtype)
     for b0 in range(0, B, block):
-        xb = xn[:, b0:b0 + block]                                 # [kt, b, rows_in]
+        xb = xn[b0:b0 + block].transpose(0, 1)                    # [kt, b, rows_in]
         b = xb.shape[1]
         chunks = chunks_s[:kt * T * b * rows_in].view(kt, T, b, rows_in)
         a = a_s[:kt * T * b * rows_in].view(kt, T * b, rows_in)
@@ -436,18 +458,24 @@ def bitserial_acc(layer: ProgrammedLayer, x: torch.Tensor) -> torch.Tensor:
         if red_dtype != dtype:
             y = y.to(red_dtype)
         torch.mv(y.t(), coef_kt, out=red[b0:b0 + b].view(-1))      # Σ_(tile,t) σ_t 2**p_t y
-    # Per slice 2**(s*b) (and rec = code * 2**k); flip recovery's M * Σ_tiles f * xsum (its
-    # insum terms, shift-added); the weight-bias correction.
+    # Per slice 2**(s*b) (and rec = code * 2**k), one product; flip recovery's
+    # M * Σ_tiles f * xsum (its insum terms, shift-added) and the weight-bias correction,
+    # one product of the per-tile sums.
     slice_w = torch.ones(1, dtype=torch.int64) << (torch.arange(S, dtype=torch.int64)
                                                    * cfg.cell_bits)
-    acc = (red.to(torch.int64).view(B, GO, S) * (slice_w << k)).sum(-1)
-    x64 = x.to(torch.int64)
-    if bool(flags.any()):
-        xs_tile = F.pad(x64, (0, kt * R - K)).view(B, kt, R).sum(-1)      # Σ_r x[r] per tile
-        fw = (flags.to(torch.int64).view(kt, GO, S) * slice_w).sum(-1)   # [kt, GO]
-        acc += cfg.cell_max * (xs_tile @ fw)
-    acc -= cfg.weight_bias * x64.sum(-1, keepdim=True)
-    return acc[:, :layer.out_features]
+    tail_bound = red_bound * int((slice_w << k).sum())
+    fw = (flags.to(torch.int64).view(kt, GO, S) * slice_w).sum(-1)       # [kt, GO]
+    corr = cfg.cell_max * fw - cfg.weight_bias                            # [kt, GO]
+    corr_bound = kt * int(xs_tile.abs().max()) * int(corr.abs().max()) if B else 0
+    return (_exact_mm(red.view(B, GO, S), (slice_w << k).unsqueeze(-1), tail_bound).view(B, GO)
+            + _exact_mm(xs_tile, corr, corr_bound))[:, :layer.out_features]
+
+
+def _exact_mm(a: torch.Tensor, b: torch.Tensor, bound: int) -> torch.Tensor:
+    """``a @ b`` of integer-valued ``a`` and int64 ``b``, every partial sum of magnitude at most
+    ``bound``: exactly, in the narrowest type :func:`_exact_type` allows; int64 result."""
+    dtype = _exact_type(bound)
+    return torch.matmul(a.to(dtype), b.to(dtype)).to(torch.int64)
 
 
 # -- layers ----------------------------------------------------------------------------------
