@@ -366,7 +366,7 @@ def bitserial_acc(layer: ProgrammedLayer, x: torch.Tensor) -> torch.Tensor:
     B, K = x.shape
     R, kt = cfg.rows, layer.row_tiles
     xn = _narrow_rows(cfg, kt, B)
-    xn[..., :R] = F.pad(x.to(xn.dtype), (0, kt * R - K)).view(B, kt, R)
+    xn[..., :R] = F.pad(x.to(xn.dtype), (0, kt * R - K)).view(B, kt, R).transpose(0, 1)
     xs_tile = F.pad(x.to(torch.int64), (0, kt * R - K)).view(B, kt, R).sum(-1)
     return _bitserial(layer, xn, xs_tile)
 
@@ -379,22 +379,23 @@ def _narrow_dtype(cfg: AccelConfig) -> torch.dtype:
 
 
 def _narrow_rows(cfg: AccelConfig, kt: int, B: int) -> torch.Tensor:
-    """An empty ``[B, kt, rows (+1)]`` tensor for the input bit patterns of :func:`_bitserial`,
+    """An empty ``[kt, B, rows (+1)]`` tensor for the input bit patterns of :func:`_bitserial`,
     the constant row (a ``drop_lsb`` ADC's rounding offset, the pattern whose every chunk is 1)
     already filled in."""
     rows_in = cfg.rows + (cfg.adc_drop > 0)
-    xn = torch.empty(B, kt, rows_in, dtype=_narrow_dtype(cfg))
+    xn = torch.empty(kt, B, rows_in, dtype=_narrow_dtype(cfg))
     if cfg.adc_drop > 0:
         xn[..., cfg.rows] = int((torch.ones(1, dtype=torch.int64) << chunk_positions(cfg)).sum())
     return xn
 
 
 def _bitserial(layer: ProgrammedLayer, xn: torch.Tensor, xs_tile: torch.Tensor) -> torch.Tensor:
-    """:func:`bitserial_acc` of the input bit patterns ``xn [B, tiles, rows (+1)]``
-    (:func:`_narrow_rows`, zero padded to whole tiles) whose per-tile sums ``Σ_r x[r]`` are
+    """:func:`bitserial_acc` of the input bit patterns ``xn [tiles, B, rows (+1)]``
+    (:func:`_narrow_rows`, zero padded to whole tiles; tile-major, so that a block's chunks
+    come out in product order) whose per-tile sums ``Σ_r x[r]`` are
     ``xs_tile`` (int64 ``[B, tiles]``)."""
     cfg = layer.cfg
-    B = xn.shape[0]
+    B = xn.shape[1]
     T, S, R, kt = cfg.input_cycles, cfg.slices, cfg.rows, layer.row_tiles
     k = cfg.adc_drop
     h = (1 << k) >> 1
@@ -425,8 +426,6 @@ def _bitserial(layer: ProgrammedLayer, xn: torch.Tensor, xs_tile: torch.Tensor) 
         cells_f = signed_cells
     coef_kt = coef.repeat(kt).to(red_dtype)                       # (tile, t) order, [kt*T]
 
-    # Chunk t of the bit patterns ``xn`` (tile-major per block, so that a block's chunks come
-    # out in product order).
     narrow = xn.dtype
     pos = chunk_positions(cfg).to(narrow).view(1, T, 1, 1)
     masks = torch.tensor([(1 << cfg.chunk_width(t)) - 1 for t in range(T)],
@@ -439,7 +438,7 @@ def _bitserial(layer: ProgrammedLayer, xn: torch.Tensor, xs_tile: torch.Tensor) 
     a_s = torch.empty(T * kt * block * rows_in, dtype=dtype)
     buf_s = torch.empty(T * kt * block * cols, dtype=dtype)
     for b0 in range(0, B, block):
-        xb = xn[b0:b0 + block].transpose(0, 1)                    # [kt, b, rows_in]
+        xb = xn[:, b0:b0 + block]                                 # [kt, b, rows_in]
         b = xb.shape[1]
         chunks = chunks_s[:kt * T * b * rows_in].view(kt, T, b, rows_in)
         a = a_s[:kt * T * b * rows_in].view(kt, T * b, rows_in)
@@ -476,6 +475,41 @@ def _exact_mm(a: torch.Tensor, b: torch.Tensor, bound: int) -> torch.Tensor:
     ``bound``: exactly, in the narrowest type :func:`_exact_type` allows; int64 result."""
     dtype = _exact_type(bound)
     return torch.matmul(a.to(dtype), b.to(dtype)).to(torch.int64)
+
+
+def _conv_bitserial(layer: ProgrammedLayer, x: torch.Tensor, kh: int, kw: int, stride: int,
+                    padding: int) -> torch.Tensor:
+    """:func:`bitserial_acc` of the im2col rows of ``x [B, Cin, H, W]`` (``unfold`` order,
+    a zero-padding tap an input 0), ``[B * Ho * Wo, N]``, without forming them in int64: the
+    bit patterns are gathered in their narrow type, and the per-tile sums ``Σ_r x[r]`` are one
+    convolution with 0/1 weights (exact: ``|sum| <= rows * max|x|``)."""
+    cfg = layer.cfg
+    B, cin, H, W = x.shape
+    ho, wo = conv_out_size(H, kh, stride, padding), conv_out_size(W, kw, stride, padding)
+    R, kt, K = cfg.rows, layer.row_tiles, layer.in_features
+    L = ho * wo
+    xn = _narrow_rows(cfg, kt, B * L)
+    xi = x.to(torch.int64) if x.is_floating_point() else x        # (a float cast wraps not)
+    xp = F.pad(xi.to(xn.dtype), (padding,) * 4).contiguous()        # [B, Cin, Hp, Wp]
+    sb, sc, sh, sw = xp.stride()
+    taps = xp.as_strided((B, ho, wo, cin, kh, kw), (sb, stride * sh, stride * sw, sc, sh, sw))
+    rows = torch.zeros(B, ho, wo, kt * R, dtype=xn.dtype)
+    rows[..., :K].view(B, ho, wo, cin, kh, kw).copy_(taps)
+    xn[..., :R] = rows.view(B * L, kt, R).transpose(0, 1)
+    X, _ = _magnitudes(cfg)
+    sdtype = _exact_type(R * X)
+    if sdtype.is_floating_point:
+        ones = torch.zeros(kt, kt * R, dtype=sdtype)
+        for t in range(kt):
+            ones[t, t * R:(t + 1) * R] = 1
+        ones = ones[:, :K].reshape(kt, cin, kh, kw)
+        xs = F.conv2d(x.to(sdtype), ones, stride=stride, padding=padding)    # [B, kt, ho, wo]
+        xs_tile = xs.permute(0, 2, 3, 1).reshape(B * L, kt).to(torch.int64)
+    else:
+        patches = F.unfold(x.to(torch.float64), (kh, kw), padding=padding, stride=stride)
+        xs_tile = F.pad(patches.transpose(1, 2).reshape(B * L, K).to(torch.int64),
+                        (0, kt * R - K)).view(B * L, kt, R).sum(-1)
+    return _bitserial(layer, xn, xs_tile)
 
 
 # -- layers ----------------------------------------------------------------------------------
@@ -532,11 +566,9 @@ def conv2d(cfg: AccelConfig, x: torch.Tensor, w: torch.Tensor, bias: torch.Tenso
         return _integer_layer(cfg, K, x, w, bias, shift, relu, conv, cout,
                               check_weights=check_weights)
     check_range("inputs", x, cfg.input_min, cfg.input_max)
-    # unfold works on floating point; activations of up to 24 bits are exact in float32.
-    ftype = torch.float32 if cfg.input_bits <= 24 else torch.float64
-    patches = F.unfold(x.to(ftype), (kh, kw), padding=padding, stride=stride)   # [B, K, L]
-    patches = patches.transpose(1, 2).reshape(B * ho * wo, -1).to(torch.int64)
     if layer is None:
         layer = program(cfg, w.reshape(cout, -1).t())
-    out = _finish(cfg, matvec_acc(layer, patches), bias, shift, relu)          # [B*L, Cout]
+    elif layer.in_features != K:
+        raise ValueError(f"inputs must be [batch, {layer.in_features}], not {[B * ho * wo, K]}")
+    out = _finish(cfg, _conv_bitserial(layer, x, kh, kw, stride, padding), bias, shift, relu)
     return out.view(B, ho, wo, cout).permute(0, 3, 1, 2).contiguous()
