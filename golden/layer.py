@@ -437,26 +437,33 @@ def _bitserial(layer: ProgrammedLayer, xn: torch.Tensor, xs_tile: torch.Tensor) 
     chunks_s = torch.empty(T * kt * block * rows_in, dtype=narrow)
     a_s = torch.empty(T * kt * block * rows_in, dtype=dtype)
     buf_s = torch.empty(T * kt * block * cols, dtype=dtype)
+
+    def views(b: int):
+        """The buffers' views for a block of ``b``: chunks, product input (as [kt, T*b, rows]
+        and [kt, T, b, rows]), reads, and the reads as [b*cols, kt*T] for the reduction."""
+        n_in, n_out = kt * T * b * rows_in, kt * T * b * cols
+        a = a_s[:n_in].view(kt, T * b, rows_in)
+        buf = buf_s[:n_out].view(kt, T * b, cols)
+        return (chunks_s[:n_in].view(kt, T, b, rows_in), a, a.view(kt, T, b, rows_in), buf,
+                buf.view(kt * T, b * cols).t())
+
+    full = views(block)
+    floor = dtype.is_floating_point and k > 0
     for b0 in range(0, B, block):
-        xb = xn[:, b0:b0 + block]                                 # [kt, b, rows_in]
-        b = xb.shape[1]
-        chunks = chunks_s[:kt * T * b * rows_in].view(kt, T, b, rows_in)
-        a = a_s[:kt * T * b * rows_in].view(kt, T * b, rows_in)
-        buf = buf_s[:kt * T * b * cols].view(kt, T * b, cols)
-        torch.bitwise_right_shift(xb.unsqueeze(1), pos, out=chunks)
-        a.view(kt, T, b, rows_in).copy_(chunks.bitwise_and_(masks))   # chunk t of tile k
-        torch.matmul(a, cells_f, out=buf)                         # reads, [kt, T*b, cols]
-        if dtype.is_floating_point:
-            if k:
-                buf.floor_()
+        b = min(block, B - b0)
+        chunks, a, a4, buf, yt = full if b == block else views(b)
+        torch.bitwise_right_shift(xn[:, b0:b0 + b].unsqueeze(1), pos, out=chunks)
+        a4.copy_(chunks.bitwise_and_(masks))                      # chunk t of tile k
+        torch.bmm(a, cells_f, out=buf)                            # reads, [kt, T*b, cols]
+        if floor:
+            buf.floor_()
         elif k:
             buf >>= k
         if saturates:
             buf.clamp_(-cfg.adc_code_max, cfg.adc_code_max)
-        y = buf.view(kt * T, b * cols)
         if red_dtype != dtype:
-            y = y.to(red_dtype)
-        torch.mv(y.t(), coef_kt, out=red[b0:b0 + b].view(-1))      # Σ_(tile,t) σ_t 2**p_t y
+            yt = yt.to(red_dtype)
+        torch.mv(yt, coef_kt, out=red[b0:b0 + b].view(-1))         # Σ_(tile,t) σ_t 2**p_t y
     # Per slice 2**(s*b) (and rec = code * 2**k), one product; flip recovery's
     # M * Σ_tiles f * xsum (its insum terms, shift-added) and the weight-bias correction,
     # one product of the per-tile sums.
