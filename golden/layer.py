@@ -497,11 +497,12 @@ def _conv_bitserial(layer: ProgrammedLayer, x: torch.Tensor, kh: int, kw: int, s
     L = ho * wo
     xn = _narrow_rows(cfg, kt, B * L)
     xi = x.to(torch.int64) if x.is_floating_point() else x        # (a float cast wraps not)
-    xp = F.pad(xi.to(xn.dtype), (padding,) * 4).contiguous()        # [B, Cin, Hp, Wp]
-    sb, sc, sh, sw = xp.stride()
-    taps = xp.as_strided((B, ho, wo, cin, kh, kw), (sb, stride * sh, stride * sw, sc, sh, sw))
+    xp = F.pad(xi.to(xn.dtype), (padding,) * 4).permute(0, 2, 3, 1).contiguous()  # B,Hp,Wp,Cin
     rows = torch.zeros(B, ho, wo, kt * R, dtype=xn.dtype)
-    rows[..., :K].view(B, ho, wo, cin, kh, kw).copy_(taps)
+    taps = rows[..., :K].view(B, ho, wo, cin, kh, kw)
+    for i in range(kh):                                             # one copy per tap
+        for j in range(kw):
+            taps[..., i, j] = xp[:, i:i + stride * ho:stride, j:j + stride * wo:stride]
     xn[..., :R] = rows.view(B * L, kt, R).transpose(0, 1)
     X, _ = _magnitudes(cfg)
     sdtype = _exact_type(R * X)
