@@ -464,24 +464,23 @@ def _bitserial(layer: ProgrammedLayer, xn: torch.Tensor, xs_tile: torch.Tensor) 
         if red_dtype != dtype:
             yt = yt.to(red_dtype)
         torch.mv(yt, coef_kt, out=red[b0:b0 + b].view(-1))         # Σ_(tile,t) σ_t 2**p_t y
-    # Per slice 2**(s*b) (and rec = code * 2**k), one product; flip recovery's
-    # M * Σ_tiles f * xsum (its insum terms, shift-added) and the weight-bias correction,
-    # one product of the per-tile sums.
-    slice_w = torch.ones(1, dtype=torch.int64) << (torch.arange(S, dtype=torch.int64)
-                                                   * cfg.cell_bits)
-    tail_bound = red_bound * int((slice_w << k).sum())
-    fw = (flags.to(torch.int64).view(kt, GO, S) * slice_w).sum(-1)       # [kt, GO]
-    corr = cfg.cell_max * fw - cfg.weight_bias                            # [kt, GO]
-    corr_bound = kt * int(xs_tile.abs().max()) * int(corr.abs().max()) if B else 0
-    return (_exact_mm(red.view(B, GO, S), (slice_w << k).unsqueeze(-1), tail_bound).view(B, GO)
-            + _exact_mm(xs_tile, corr, corr_bound))[:, :layer.out_features]
-
-
-def _exact_mm(a: torch.Tensor, b: torch.Tensor, bound: int) -> torch.Tensor:
-    """``a @ b`` of integer-valued ``a`` and int64 ``b``, every partial sum of magnitude at most
-    ``bound``: exactly, in the narrowest type :func:`_exact_type` allows; int64 result."""
-    dtype = _exact_type(bound)
-    return torch.matmul(a.to(dtype), b.to(dtype)).to(torch.int64)
+    # Per slice 2**(s*b) (and rec = code * 2**k): a product with the block-diagonal [cols, GO]
+    # matrix of the slice weights; flip recovery's M * Σ_tiles f * xsum (its insum terms,
+    # shift-added) and the weight-bias correction: a product of the per-tile sums
+    # (|Σ_r x[r]| <= rows * max|x|). Both exact in one float type when the bound allows.
+    slice_w = (torch.ones(1, dtype=torch.int64) << (torch.arange(S, dtype=torch.int64)
+                                                    * cfg.cell_bits)) << k
+    fw = (flags.to(torch.int64).view(kt, GO, S) * (slice_w >> k)).sum(-1)   # [kt, GO]
+    corr = cfg.cell_max * fw - cfg.weight_bias                              # [kt, GO]
+    X, _ = _magnitudes(cfg)
+    bound = red_bound * int(slice_w.sum()) + kt * R * X * int(corr.abs().max())
+    N = layer.out_features
+    out_dtype = _exact_type(bound)
+    if out_dtype.is_floating_point:
+        sw = torch.kron(torch.eye(GO, dtype=out_dtype), slice_w.to(out_dtype).view(S, 1))
+        v = torch.addmm(xs_tile.to(out_dtype) @ corr.to(out_dtype), red.to(out_dtype), sw)
+        return v[:, :N].to(torch.int64)
+    return ((red.to(torch.int64).view(B, GO, S) * slice_w).sum(-1) + xs_tile @ corr)[:, :N]
 
 
 def _conv_bitserial(layer: ProgrammedLayer, x: torch.Tensor, kh: int, kw: int, stride: int,
