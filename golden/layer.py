@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from arch.config import AccelConfig
 from arch.geometry import ConvGeometry, Mapping, conv_out_size
 
-from .arith import (check_range, chunk_positions, chunk_signs, encode_weights, finalize,
+from .arith import (check_range, chunk_positions, chunk_signs, encode_crossbars, finalize,
                     finalize_float, float_finalize_exact, rounding_offset)
 
 __all__ = ["ProgrammedLayer", "program", "matvec_acc", "bitserial_acc", "integer_acc",
@@ -68,17 +68,13 @@ class ProgrammedLayer:
     @cached_property
     def _encoded(self) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
         cfg, mapping = self.cfg, self.mapping
-        kt, g = mapping.row_tiles, mapping.groups
+        kt = mapping.row_tiles
         wp = torch.zeros(mapping.padded_rows, mapping.padded_outputs, dtype=torch.int64)
         wp[:self.in_features, :self.out_features] = self.weights
-        cells, flags = [], []
-        for k in range(kt):
-            tile = wp[k * cfg.rows:(k + 1) * cfg.rows]
-            parts = [encode_weights(cfg, tile[:, i * cfg.outputs:(i + 1) * cfg.outputs])
-                     for i in range(g)]
-            cells.append(torch.cat([c for c, _ in parts], dim=1).reshape(cfg.rows, -1))
-            flags.append(torch.cat([f for _, f in parts], dim=0).reshape(-1))
-        return tuple(cells), tuple(flags)
+        # All crossbars at once: group g of tile k is columns [g*outputs, (g+1)*outputs).
+        cells, flags = encode_crossbars(cfg, wp.view(kt, cfg.rows, -1))
+        return (tuple(cells.reshape(kt, cfg.rows, -1).unbind(0)),
+                tuple(flags.reshape(kt, -1).unbind(0)))
 
     @property
     def cells(self) -> tuple[torch.Tensor, ...]:
