@@ -479,26 +479,37 @@ def _bitserial(layer: ProgrammedLayer, xn: torch.Tensor, xs_tile: torch.Tensor) 
     return ((red.to(torch.int64).view(B, GO, S) * slice_w).sum(-1) + xs_tile @ corr)[:, :N]
 
 
-def _conv_bitserial(layer: ProgrammedLayer, x: torch.Tensor, kh: int, kw: int, stride: int,
-                    padding: int) -> torch.Tensor:
-    """:func:`bitserial_acc` of the im2col rows of ``x [B, Cin, H, W]`` (``unfold`` order,
-    a zero-padding tap an input 0), ``[B * Ho * Wo, N]``, without forming them in int64: the
-    bit patterns are gathered in their narrow type, and the per-tile sums ``Σ_r x[r]`` are one
-    convolution with 0/1 weights (exact: ``|sum| <= rows * max|x|``)."""
-    cfg = layer.cfg
+def _im2col_rows(x: torch.Tensor, dtype: torch.dtype, width: int, kh: int, kw: int,
+                 stride: int, padding: int) -> torch.Tensor:
+    """The im2col rows of ``x [B, Cin, H, W]`` (``unfold`` order, a zero-padding tap an input
+    0) cast to ``dtype``, ``[B, Ho, Wo, width]``, zero beyond ``Cin * kh * kw``: one copy per
+    tap, from a channels-last copy of ``x``."""
     B, cin, H, W = x.shape
     ho, wo = conv_out_size(H, kh, stride, padding), conv_out_size(W, kw, stride, padding)
-    R, kt, K = cfg.rows, layer.row_tiles, layer.in_features
-    L = ho * wo
-    xn = _narrow_rows(cfg, kt, B * L)
     xi = x.to(torch.int64) if x.is_floating_point() else x        # (a float cast wraps not)
-    xp = F.pad(xi.to(xn.dtype), (padding,) * 4).permute(0, 2, 3, 1).contiguous()  # B,Hp,Wp,Cin
-    rows = torch.zeros(B, ho, wo, kt * R, dtype=xn.dtype)
-    taps = rows[..., :K].view(B, ho, wo, cin, kh, kw)
-    for i in range(kh):                                             # one copy per tap
+    xp = F.pad(xi.to(dtype), (padding,) * 4).permute(0, 2, 3, 1).contiguous()  # B,Hp,Wp,Cin
+    rows = torch.zeros(B, ho, wo, width, dtype=dtype)
+    taps = rows[..., :cin * kh * kw].view(B, ho, wo, cin, kh, kw)
+    for i in range(kh):
         for j in range(kw):
             taps[..., i, j] = xp[:, i:i + stride * ho:stride, j:j + stride * wo:stride]
-    xn[..., :R] = rows.view(B * L, kt, R).transpose(0, 1)
+    return rows
+
+
+def _conv_bitserial(layer: ProgrammedLayer, x: torch.Tensor, kh: int, kw: int, stride: int,
+                    padding: int) -> torch.Tensor:
+    """:func:`bitserial_acc` of the im2col rows of ``x [B, Cin, H, W]``, ``[B * Ho * Wo, N]``,
+    without forming them in int64: the bit patterns are gathered in their narrow type, and the
+    per-tile sums ``Σ_r x[r]`` are one convolution with 0/1 weights (exact when
+    ``rows * max|x|`` is, :func:`_exact_type`; else summed from int64 rows)."""
+    cfg = layer.cfg
+    B, cin = x.shape[:2]
+    R, kt, K = cfg.rows, layer.row_tiles, layer.in_features
+    rows = _im2col_rows(x, _narrow_dtype(cfg), kt * R, kh, kw, stride, padding)
+    _, ho, wo, _ = rows.shape
+    BL = B * ho * wo
+    xn = _narrow_rows(cfg, kt, BL)
+    xn[..., :R] = rows.view(BL, kt, R).transpose(0, 1)
     X, _ = _magnitudes(cfg)
     sdtype = _exact_type(R * X)
     if sdtype.is_floating_point:
@@ -507,11 +518,10 @@ def _conv_bitserial(layer: ProgrammedLayer, x: torch.Tensor, kh: int, kw: int, s
             ones[t, t * R:(t + 1) * R] = 1
         ones = ones[:, :K].reshape(kt, cin, kh, kw)
         xs = F.conv2d(x.to(sdtype), ones, stride=stride, padding=padding)    # [B, kt, ho, wo]
-        xs_tile = xs.permute(0, 2, 3, 1).reshape(B * L, kt).to(torch.int64)
+        xs_tile = xs.permute(0, 2, 3, 1).reshape(BL, kt).to(torch.int64)
     else:
-        patches = F.unfold(x.to(torch.float64), (kh, kw), padding=padding, stride=stride)
-        xs_tile = F.pad(patches.transpose(1, 2).reshape(B * L, K).to(torch.int64),
-                        (0, kt * R - K)).view(B * L, kt, R).sum(-1)
+        rows64 = _im2col_rows(x, torch.int64, kt * R, kh, kw, stride, padding)
+        xs_tile = rows64.view(BL, kt, R).sum(-1)
     return _bitserial(layer, xn, xs_tile)
 
 
