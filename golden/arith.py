@@ -13,7 +13,8 @@ from arch.config import AccelConfig
 
 __all__ = [
     "saturate", "round_shift", "left_shift_clamp", "relu", "check_range",
-    "encode_weights", "flag_words", "input_chunks", "chunk_signs", "chunk_positions",
+    "encode_weights", "encode_crossbars", "flag_words", "input_chunks", "chunk_signs",
+    "chunk_positions",
     "adc_convert", "adc_reconstruct", "flip_recover", "slice_weights", "finalize",
     "rounding_offset", "float_finalize_exact", "finalize_float",
 ]
@@ -114,12 +115,23 @@ def encode_weights(cfg: AccelConfig, w: torch.Tensor) -> tuple[torch.Tensor, tor
     """
     if w.dim() != 2 or w.shape[0] != cfg.rows:
         raise ValueError(f"a crossbar holds [{cfg.rows}, outputs] weights, not {list(w.shape)}")
+    cells, flags = encode_crossbars(cfg, w.unsqueeze(0))
+    return cells[0], flags[0]
+
+
+def encode_crossbars(cfg: AccelConfig, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`encode_weights` of many crossbars at once: ``w [tiles, rows, outputs]`` gives
+    cells ``[tiles, rows, outputs, slices]`` and flags ``[tiles, outputs, slices]`` (a column's
+    flag depends on its own cells only)."""
+    if w.dim() != 3 or w.shape[1] != cfg.rows:
+        raise ValueError(f"crossbars hold [tiles, {cfg.rows}, outputs] weights, "
+                         f"not {list(w.shape)}")
     c = slice_weights(cfg, w)
     if cfg.flip:
-        flags = 2 * c.sum(0) > cfg.rows * cfg.cell_max
+        flags = 2 * c.sum(1) > cfg.rows * cfg.cell_max
     else:
-        flags = torch.zeros(c.shape[1:], dtype=torch.bool)
-    cells = torch.where(flags, cfg.cell_max - c, c)
+        flags = torch.zeros(c.shape[:1] + c.shape[2:], dtype=torch.bool)
+    cells = torch.where(flags.unsqueeze(1), cfg.cell_max - c, c)
     return cells, flags
 
 

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from arch.config import AccelConfig
 from arch.geometry import ConvGeometry, Mapping, conv_out_size
 
-from .arith import (check_range, chunk_positions, chunk_signs, encode_weights, finalize,
+from .arith import (check_range, chunk_positions, chunk_signs, encode_crossbars, finalize,
                     finalize_float, float_finalize_exact, rounding_offset)
 
 __all__ = ["ProgrammedLayer", "program", "matvec_acc", "bitserial_acc", "integer_acc",
@@ -68,17 +68,13 @@ class ProgrammedLayer:
     @cached_property
     def _encoded(self) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
         cfg, mapping = self.cfg, self.mapping
-        kt, g = mapping.row_tiles, mapping.groups
+        kt = mapping.row_tiles
         wp = torch.zeros(mapping.padded_rows, mapping.padded_outputs, dtype=torch.int64)
         wp[:self.in_features, :self.out_features] = self.weights
-        cells, flags = [], []
-        for k in range(kt):
-            tile = wp[k * cfg.rows:(k + 1) * cfg.rows]
-            parts = [encode_weights(cfg, tile[:, i * cfg.outputs:(i + 1) * cfg.outputs])
-                     for i in range(g)]
-            cells.append(torch.cat([c for c, _ in parts], dim=1).reshape(cfg.rows, -1))
-            flags.append(torch.cat([f for _, f in parts], dim=0).reshape(-1))
-        return tuple(cells), tuple(flags)
+        # All crossbars at once: group g of tile k is columns [g*outputs, (g+1)*outputs).
+        cells, flags = encode_crossbars(cfg, wp.view(kt, cfg.rows, -1))
+        return (tuple(cells.reshape(kt, cfg.rows, -1).unbind(0)),
+                tuple(flags.reshape(kt, -1).unbind(0)))
 
     @property
     def cells(self) -> tuple[torch.Tensor, ...]:
@@ -363,10 +359,42 @@ def bitserial_acc(layer: ProgrammedLayer, x: torch.Tensor) -> torch.Tensor:
     """
     cfg = layer.cfg
     _check_inputs(layer, x)
-    B = x.shape[0]
+    B, K = x.shape
+    R, kt = cfg.rows, layer.row_tiles
+    xn = _narrow_rows(cfg, kt, B)
+    xn[..., :R] = F.pad(x.to(xn.dtype), (0, kt * R - K)).view(B, kt, R).transpose(0, 1)
+    xs_tile = F.pad(x.to(torch.int64), (0, kt * R - K)).view(B, kt, R).sum(-1)
+    return _bitserial(layer, xn, xs_tile)
+
+
+def _narrow_dtype(cfg: AccelConfig) -> torch.dtype:
+    """The narrowest integer type that holds the input bit patterns (a cast to it keeps the
+    low bits, two's complement, and the chunks are cut from bits below input_bits only)."""
+    return (torch.uint8 if cfg.input_bits <= 8 else
+            torch.int32 if cfg.input_bits <= 31 else torch.int64)
+
+
+def _narrow_rows(cfg: AccelConfig, kt: int, B: int) -> torch.Tensor:
+    """An empty ``[kt, B, rows (+1)]`` tensor for the input bit patterns of :func:`_bitserial`,
+    the constant row (a ``drop_lsb`` ADC's rounding offset, the pattern whose every chunk is 1)
+    already filled in."""
+    rows_in = cfg.rows + (cfg.adc_drop > 0)
+    xn = torch.empty(kt, B, rows_in, dtype=_narrow_dtype(cfg))
+    if cfg.adc_drop > 0:
+        xn[..., cfg.rows] = int((torch.ones(1, dtype=torch.int64) << chunk_positions(cfg)).sum())
+    return xn
+
+
+def _bitserial(layer: ProgrammedLayer, xn: torch.Tensor, xs_tile: torch.Tensor) -> torch.Tensor:
+    """:func:`bitserial_acc` of the input bit patterns ``xn [tiles, B, rows (+1)]``
+    (:func:`_narrow_rows`, zero padded to whole tiles; tile-major, so that a block's chunks
+    come out in product order) whose per-tile sums ``Σ_r x[r]`` are
+    ``xs_tile`` (int64 ``[B, tiles]``)."""
+    cfg = layer.cfg
+    B = xn.shape[1]
     T, S, R, kt = cfg.input_cycles, cfg.slices, cfg.rows, layer.row_tiles
     k = cfg.adc_drop
-    q, h = 1 << k, (1 << k) >> 1
+    h = (1 << k) >> 1
     cells = torch.stack(layer.cells)                              # [kt, R, cols]
     flags = torch.stack(layer.flags)                              # [kt, cols]
     cols = cells.shape[-1]
@@ -394,19 +422,8 @@ def bitserial_acc(layer: ProgrammedLayer, x: torch.Tensor) -> torch.Tensor:
         cells_f = signed_cells
     coef_kt = coef.repeat(kt).to(red_dtype)                       # (tile, t) order, [kt*T]
 
-    # Input bit patterns in the narrowest integer type that holds them (a cast to it keeps the
-    # low bits, two's complement, and the chunks are cut from bits below input_bits only),
-    # tile-major [tiles, B, rows_in] so that a block's chunks come out in product order,
-    # padded with zeros to whole tiles; the constant row is the pattern whose every chunk is 1.
-    narrow = (torch.uint8 if cfg.input_bits <= 8 else
-              torch.int32 if cfg.input_bits <= 31 else torch.int64)
-    pos = chunk_positions(cfg)
-    K = layer.in_features
-    xn = torch.empty(kt, B, rows_in, dtype=narrow)
-    xn[..., :R] = F.pad(x.to(narrow), (0, kt * R - K)).view(B, kt, R).transpose(0, 1)
-    if aug:
-        xn[..., R] = int((torch.ones(1, dtype=torch.int64) << pos).sum())
-    pos = pos.to(narrow).view(1, T, 1, 1)
+    narrow = xn.dtype
+    pos = chunk_positions(cfg).to(narrow).view(1, T, 1, 1)
     masks = torch.tensor([(1 << cfg.chunk_width(t)) - 1 for t in range(T)],
                          dtype=narrow).view(1, T, 1, 1)
 
@@ -416,38 +433,96 @@ def bitserial_acc(layer: ProgrammedLayer, x: torch.Tensor) -> torch.Tensor:
     chunks_s = torch.empty(T * kt * block * rows_in, dtype=narrow)
     a_s = torch.empty(T * kt * block * rows_in, dtype=dtype)
     buf_s = torch.empty(T * kt * block * cols, dtype=dtype)
+
+    def views(b: int):
+        """The buffers' views for a block of ``b``: chunks, product input (as [kt, T*b, rows]
+        and [kt, T, b, rows]), reads, and the reads as [b*cols, kt*T] for the reduction."""
+        n_in, n_out = kt * T * b * rows_in, kt * T * b * cols
+        a = a_s[:n_in].view(kt, T * b, rows_in)
+        buf = buf_s[:n_out].view(kt, T * b, cols)
+        return (chunks_s[:n_in].view(kt, T, b, rows_in), a, a.view(kt, T, b, rows_in), buf,
+                buf.view(kt * T, b * cols).t())
+
+    full = views(block)
+    floor = dtype.is_floating_point and k > 0
     for b0 in range(0, B, block):
-        xb = xn[:, b0:b0 + block]                                 # [kt, b, rows_in]
-        b = xb.shape[1]
-        chunks = chunks_s[:kt * T * b * rows_in].view(kt, T, b, rows_in)
-        a = a_s[:kt * T * b * rows_in].view(kt, T * b, rows_in)
-        buf = buf_s[:kt * T * b * cols].view(kt, T * b, cols)
-        torch.bitwise_right_shift(xb.unsqueeze(1), pos, out=chunks)
-        a.view(kt, T, b, rows_in).copy_(chunks.bitwise_and_(masks))   # chunk t of tile k
-        torch.matmul(a, cells_f, out=buf)                         # reads, [kt, T*b, cols]
-        if dtype.is_floating_point:
-            if k:
-                buf.floor_()
+        b = min(block, B - b0)
+        chunks, a, a4, buf, yt = full if b == block else views(b)
+        torch.bitwise_right_shift(xn[:, b0:b0 + b].unsqueeze(1), pos, out=chunks)
+        a4.copy_(chunks.bitwise_and_(masks))                      # chunk t of tile k
+        torch.bmm(a, cells_f, out=buf)                            # reads, [kt, T*b, cols]
+        if floor:
+            buf.floor_()
         elif k:
             buf >>= k
         if saturates:
             buf.clamp_(-cfg.adc_code_max, cfg.adc_code_max)
-        y = buf.view(kt * T, b * cols)
         if red_dtype != dtype:
-            y = y.to(red_dtype)
-        torch.mv(y.t(), coef_kt, out=red[b0:b0 + b].view(-1))      # Σ_(tile,t) σ_t 2**p_t y
-    # Per slice 2**(s*b) (and rec = code * 2**k); flip recovery's M * Σ_tiles f * xsum (its
-    # insum terms, shift-added); the weight-bias correction.
-    slice_w = torch.ones(1, dtype=torch.int64) << (torch.arange(S, dtype=torch.int64)
-                                                   * cfg.cell_bits)
-    acc = (red.to(torch.int64).view(B, GO, S) * (slice_w << k)).sum(-1)
-    x64 = x.to(torch.int64)
-    if bool(flags.any()):
-        xs_tile = F.pad(x64, (0, kt * R - K)).view(B, kt, R).sum(-1)      # Σ_r x[r] per tile
-        fw = (flags.to(torch.int64).view(kt, GO, S) * slice_w).sum(-1)   # [kt, GO]
-        acc += cfg.cell_max * (xs_tile @ fw)
-    acc -= cfg.weight_bias * x64.sum(-1, keepdim=True)
-    return acc[:, :layer.out_features]
+            yt = yt.to(red_dtype)
+        torch.mv(yt, coef_kt, out=red[b0:b0 + b].view(-1))         # Σ_(tile,t) σ_t 2**p_t y
+    # Per slice 2**(s*b) (and rec = code * 2**k): a product with the block-diagonal [cols, GO]
+    # matrix of the slice weights; flip recovery's M * Σ_tiles f * xsum (its insum terms,
+    # shift-added) and the weight-bias correction: a product of the per-tile sums
+    # (|Σ_r x[r]| <= rows * max|x|). Both exact in one float type when the bound allows.
+    slice_w = (torch.ones(1, dtype=torch.int64) << (torch.arange(S, dtype=torch.int64)
+                                                    * cfg.cell_bits)) << k
+    fw = (flags.to(torch.int64).view(kt, GO, S) * (slice_w >> k)).sum(-1)   # [kt, GO]
+    corr = cfg.cell_max * fw - cfg.weight_bias                              # [kt, GO]
+    X, _ = _magnitudes(cfg)
+    bound = red_bound * int(slice_w.sum()) + kt * R * X * int(corr.abs().max())
+    N = layer.out_features
+    out_dtype = _exact_type(bound)
+    if out_dtype.is_floating_point:
+        sw = torch.kron(torch.eye(GO, dtype=out_dtype), slice_w.to(out_dtype).view(S, 1))
+        v = torch.addmm(xs_tile.to(out_dtype) @ corr.to(out_dtype), red.to(out_dtype), sw)
+        return v[:, :N].to(torch.int64)
+    return ((red.to(torch.int64).view(B, GO, S) * slice_w).sum(-1) + xs_tile @ corr)[:, :N]
+
+
+def _im2col_rows(x: torch.Tensor, dtype: torch.dtype, width: int, kh: int, kw: int,
+                 stride: int, padding: int) -> torch.Tensor:
+    """The im2col rows of ``x [B, Cin, H, W]`` (``unfold`` order, a zero-padding tap an input
+    0) cast to ``dtype``, ``[B, Ho, Wo, width]``, zero beyond ``Cin * kh * kw``: one copy per
+    tap, from a channels-last copy of ``x``."""
+    B, cin, H, W = x.shape
+    ho, wo = conv_out_size(H, kh, stride, padding), conv_out_size(W, kw, stride, padding)
+    xi = x.to(torch.int64) if x.is_floating_point() else x        # (a float cast wraps not)
+    xp = F.pad(xi.to(dtype), (padding,) * 4).permute(0, 2, 3, 1).contiguous()  # B,Hp,Wp,Cin
+    rows = torch.zeros(B, ho, wo, width, dtype=dtype)
+    taps = rows[..., :cin * kh * kw].view(B, ho, wo, cin, kh, kw)
+    for i in range(kh):
+        for j in range(kw):
+            taps[..., i, j] = xp[:, i:i + stride * ho:stride, j:j + stride * wo:stride]
+    return rows
+
+
+def _conv_bitserial(layer: ProgrammedLayer, x: torch.Tensor, kh: int, kw: int, stride: int,
+                    padding: int) -> torch.Tensor:
+    """:func:`bitserial_acc` of the im2col rows of ``x [B, Cin, H, W]``, ``[B * Ho * Wo, N]``,
+    without forming them in int64: the bit patterns are gathered in their narrow type, and the
+    per-tile sums ``Σ_r x[r]`` are one convolution with 0/1 weights (exact when
+    ``rows * max|x|`` is, :func:`_exact_type`; else summed from int64 rows)."""
+    cfg = layer.cfg
+    B, cin = x.shape[:2]
+    R, kt, K = cfg.rows, layer.row_tiles, layer.in_features
+    rows = _im2col_rows(x, _narrow_dtype(cfg), kt * R, kh, kw, stride, padding)
+    _, ho, wo, _ = rows.shape
+    BL = B * ho * wo
+    xn = _narrow_rows(cfg, kt, BL)
+    xn[..., :R] = rows.view(BL, kt, R).transpose(0, 1)
+    X, _ = _magnitudes(cfg)
+    sdtype = _exact_type(R * X)
+    if sdtype.is_floating_point:
+        ones = torch.zeros(kt, kt * R, dtype=sdtype)
+        for t in range(kt):
+            ones[t, t * R:(t + 1) * R] = 1
+        ones = ones[:, :K].reshape(kt, cin, kh, kw)
+        xs = F.conv2d(x.to(sdtype), ones, stride=stride, padding=padding)    # [B, kt, ho, wo]
+        xs_tile = xs.permute(0, 2, 3, 1).reshape(BL, kt).to(torch.int64)
+    else:
+        rows64 = _im2col_rows(x, torch.int64, kt * R, kh, kw, stride, padding)
+        xs_tile = rows64.view(BL, kt, R).sum(-1)
+    return _bitserial(layer, xn, xs_tile)
 
 
 # -- layers ----------------------------------------------------------------------------------
@@ -504,11 +579,9 @@ def conv2d(cfg: AccelConfig, x: torch.Tensor, w: torch.Tensor, bias: torch.Tenso
         return _integer_layer(cfg, K, x, w, bias, shift, relu, conv, cout,
                               check_weights=check_weights)
     check_range("inputs", x, cfg.input_min, cfg.input_max)
-    # unfold works on floating point; activations of up to 24 bits are exact in float32.
-    ftype = torch.float32 if cfg.input_bits <= 24 else torch.float64
-    patches = F.unfold(x.to(ftype), (kh, kw), padding=padding, stride=stride)   # [B, K, L]
-    patches = patches.transpose(1, 2).reshape(B * ho * wo, -1).to(torch.int64)
     if layer is None:
         layer = program(cfg, w.reshape(cout, -1).t())
-    out = _finish(cfg, matvec_acc(layer, patches), bias, shift, relu)          # [B*L, Cout]
+    elif layer.in_features != K:
+        raise ValueError(f"inputs must be [batch, {layer.in_features}], not {[B * ho * wo, K]}")
+    out = _finish(cfg, _conv_bitserial(layer, x, kh, kw, stride, padding), bias, shift, relu)
     return out.view(B, ho, wo, cout).permute(0, 3, 1, 2).contiguous()
