@@ -66,7 +66,7 @@ def test_ima_event_energy():
     e = ima_event_energy(table, ev)
     assert set(e) == set(IMA_EVENT_MAP)
     assert e["ima_reduce_add"]["count"] == 61440
-    assert e["ima_reduce_add"]["pj"] == pytest.approx(61440 * 0.04)
+    assert e["ima_reduce_add"]["pj"] == pytest.approx(61440 * 0.07)
     assert e["psum_read_bit"]["pj"] == pytest.approx(ev["psum_read_bits"] * 0.0056)
     assert e["psum_write_bit"]["pj"] == pytest.approx(ev["psum_write_bits"] * 0.0056)
     assert e["psum_read_bit"]["block"] == "memory"
