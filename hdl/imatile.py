@@ -40,6 +40,10 @@ class IMATile(ConvTile):
     idle, then ``start`` with the same setup and pixels); the output memory then holds the
     whole layer, ``golden.crop.cropped_conv2d``.
 
+    Elaborating sets ``strobes`` (``take``: the IMA takes a vector, ``out``: its ``o.valid``,
+    ``first``: its ``layer.first``, ``psum_rd`` / ``psum_wr``: the partial-sum memory's read and
+    write enables, ``None`` with one chunk), which ``cosim.imatile.rtl_ima_events`` counts.
+
     Parameters
     ----------
     cfg : :class:`~arch.config.AccelConfig`

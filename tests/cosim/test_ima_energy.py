@@ -2,8 +2,8 @@
 ``IMATile``, ``arch.energy.IMA_EVENTS``): counted on the RTL's strobes in the Amaranth
 simulator (``cosim.imatile.rtl_ima_events``) they equal ``golden.energy_model.ima_tile_events``
 exactly, on ``small``'s demo conv2 (9 row tiles on 8 crossbars: 2 chunks per group, partial
-sums written and read) and conv1 (5 row tiles, one chunk: no partial-sum memory), under a
-crop; and the analytic counts of whole conv2 images, uncropped and under crop 15."""
+sums written and read; uncropped and under crop 15) and conv1 (5 row tiles, one chunk: no
+partial-sum memory) under crop 15; and the analytic counts of whole conv2 images, uncropped and under crop 15."""
 
 import pytest
 
@@ -24,6 +24,7 @@ def _window(geom, crop):
 @pytest.mark.parametrize("index, crop, passes", [
     (2, 15, [0, 1]),       # conv2: chunk 0 writes the partial sums, chunk 1 reads and adds them
     (2, 15, [7]),          # conv2: the last pass (chunk 1 of output group 3)
+    (2, 0, [1]),           # conv2 uncropped: a chunk-1 pass reads every position's sum
     (1, 15, [0]),          # conv1: one chunk, no partial-sum memory
 ])
 def test_rtl_ima_events_equal_analytic(index, crop, passes):
@@ -38,6 +39,7 @@ def test_rtl_ima_events_equal_analytic(index, crop, passes):
     if index == 2:
         assert rtl["psum_reads"] == rtl["vectors"] > 0
         assert rtl["psum_writes"] == (rtl["vectors"] // 2 if passes == [0, 1] else 0)
+        assert rtl["vectors"] == len(passes) * (256 if crop == 0 else 100)
     else:
         assert rtl["psum_reads"] == rtl["psum_writes"] == 0
 
