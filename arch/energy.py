@@ -4,7 +4,8 @@ A table gives, with a unit and a source string each,
 
 * ``[events.<name>]``: energy per event for the parts an RTL stand-in cannot model physically
   (:data:`EVENT_KEYS`: ADC conversion, DAC drive, crossbar row read, sample-and-hold,
-  shift-and-add, and the eDRAM buffer's reads and writes per bit of the feature maps), and
+  shift-and-add, the eDRAM buffer's reads and writes per bit of the feature maps, and the
+  IMA's reduction additions and partial-sum memory reads and writes per bit), and
 * ``[toggle.<class>]``: energy per bit toggle of the digital logic by signal class
   (``register``, ``comb``; ``clock`` is per register bit per clock cycle).
 
@@ -38,11 +39,12 @@ __all__ = ["EnergyTable", "EnergyTableError", "load_energy_table", "ENERGY_DIR",
            "TILE_MEMORY", "OPS", "TILE_OPS", "BLOCKS", "TILE_BLOCKS", "adc_scale", "event_pj",
            "event_energy", "toggle_energy", "block_toggle_energy", "digital_pj", "digital_total",
            "nnls_fit", "PublishedPower", "load_published_power", "BREAKDOWN",
-           "STAND_IN_BLOCKS"]
+           "STAND_IN_BLOCKS", "IMA_EVENTS", "IMA_EVENT_MAP", "ima_event_energy"]
 
 ENERGY_DIR = CONFIG_DIR / "energy"
 EVENT_KEYS = ("adc_conversion", "dac_drive", "row_read", "sample_hold", "shift_add",
-              "edram_read_bit", "edram_write_bit")
+              "edram_read_bit", "edram_write_bit", "ima_reduce_add", "psum_read_bit",
+              "psum_write_bit")
 TOGGLE_KEYS = ("register", "comb", "clock")
 UNITS = {"fJ": 1e-3, "pJ": 1.0, "nJ": 1e3}
 
@@ -57,6 +59,22 @@ MEMORY_EVENTS = ("ifmap_reads", "ifmap_read_bits", "ofmap_writes", "ofmap_write_
 #: every count of a conv layer (``golden.energy_model.conv_layer_events``), in report order
 LAYER_EVENTS = ("positions", "crossbars", "vectors", *DATAPATH_EVENTS, *MEMORY_EVENTS,
                 "idle_cycles")
+
+#: the IMA's own events in one ``IMATile`` run (``golden.energy_model.ima_tile_events``
+#: analytically, ``cosim.imatile.rtl_ima_events`` from the RTL): ``vectors`` the IMA takes,
+#: ``ima_reduce_adds`` (per vector, lane and output: ``span - 1`` adder-tree additions, plus
+#: one adding the previous passes' partial sum in a pass with chunk ``c > 0``), and the
+#: partial-sum memory's word accesses and bits (read at every vector's take edge of a layer
+#: with ``chunks > 1``; written by every vector of a pass that does not complete its groups)
+IMA_EVENTS = ("vectors", "ima_reduce_adds", "psum_reads", "psum_read_bits", "psum_writes",
+              "psum_write_bits")
+
+#: table event -> (count of :data:`IMA_EVENTS`, block it is charged to)
+IMA_EVENT_MAP = {
+    "ima_reduce_add": ("ima_reduce_adds", "shiftadd"),
+    "psum_read_bit": ("psum_read_bits", "memory"),
+    "psum_write_bit": ("psum_write_bits", "memory"),
+}
 
 #: table event -> (count from golden.events, block it is charged to)
 EVENT_MAP = {
@@ -100,6 +118,9 @@ TILE_OPS = {"tile_pixel": "fmap_writes", "tile_gather": "gather_reads",
 assert {c for c, _ in EVENT_MAP.values()} | {c for cs in TILE_MEMORY.values() for c in cs} \
     | set(OPS.values()) | set(TILE_OPS.values()) <= set(LAYER_EVENTS)
 assert {b for _, b in EVENT_MAP.values()} <= set(BLOCKS)
+assert {b for _, b in IMA_EVENT_MAP.values()} <= set(BLOCKS)
+assert {c for c, _ in IMA_EVENT_MAP.values()} <= set(IMA_EVENTS)
+assert set(EVENT_MAP) | set(IMA_EVENT_MAP) == set(EVENT_KEYS)
 
 
 class EnergyTableError(ConfigError):
@@ -215,6 +236,17 @@ def event_energy(table: EnergyTable, events: dict, cfg, *, tile: bool = False
         out[name] = {"count": n if hasattr(n, "dtype") else int(n), "block": block,
                      "pj": n.double() * pj[name] if hasattr(n, "dtype")
                      else n * pj[name]}
+    return out
+
+
+def ima_event_energy(table: EnergyTable, events: dict) -> dict[str, dict]:
+    """pJ per IMA event class (``{event: {"count", "pj", "block"}}``, :data:`IMA_EVENT_MAP`)
+    from the counts of ``golden.energy_model.ima_tile_events`` (or the RTL's); absent counts
+    are 0."""
+    out = {}
+    for name, (count, block) in IMA_EVENT_MAP.items():
+        n = int(events.get(count, 0))
+        out[name] = {"count": n, "block": block, "pj": n * table.events[name].pj}
     return out
 
 

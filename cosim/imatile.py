@@ -31,7 +31,8 @@ from .bulk_tb import TL_BUSY, TL_CHECK, TL_DONE, TL_LAYER, TL_RD, TL_START, TL_W
     nbytes, tile_tb
 
 __all__ = ["ima_tile_writes", "ima_tile_layer", "ima_tile_sources", "ImaTileStimulus",
-           "ima_tile_stimulus", "ima_tile_bulk", "ima_crop_sweep_bulk", "ima_demo_layers"]
+           "ima_tile_stimulus", "ima_tile_bulk", "ima_crop_sweep_bulk", "ima_demo_layers",
+           "rtl_ima_events"]
 
 
 def _weight_matrix(cfg: AccelConfig, geom: ConvGeometry, weight: torch.Tensor) -> torch.Tensor:
@@ -303,3 +304,73 @@ def ima_crop_sweep_bulk(cfg: AccelConfig, index: int, sim: str, *, crops=range(1
               for c in crops]
     return ima_tile_bulk(cfg, geom, layer, images, sim, seed=seed, label=f"layer{index}",
                          crossbars=crossbars, rerun_with_waves=rerun_with_waves)
+
+
+def rtl_ima_events(cfg: AccelConfig, geom: ConvGeometry, *, crop=None, fraction=None,
+                   window=None, passes=None, crossbars: int | None = None,
+                   max_cycles: int = 1_000_000) -> dict[str, int]:
+    """The IMA's events (:data:`arch.energy.IMA_EVENTS`) of one image on
+    ``IMATile(cfg, geom, crossbars)``, counted on its strobes in the Amaranth simulator: one
+    run per pass in ``passes`` (default all), under a crop vector and fraction or an explicit
+    kept ``window`` (``None``: the whole map), from the ``start`` edge to the edge raising
+    ``done``. Per clock: a vector is taken (``ima.i`` handshake, charged ``lanes * outputs``
+    reductions of ``span - 1`` adder-tree additions, plus one partial-sum addition unless the
+    IMA's ``layer.first``), and the partial-sum memory's read and write enables (a word of
+    ``lanes * outputs * sum_bits`` bits each). The counts do not depend on the weights or
+    the pixel values, so the weights are not programmed and the pixels are zeros. Must equal
+    ``golden.energy_model.ima_tile_events``."""
+    from amaranth.sim import Simulator
+
+    from hdl.imatile import IMATile
+
+    from .tile import tile_setup
+
+    mapping = Mapping(cfg, geom)
+    plan = mapping.ima(crossbars)
+    passes = range(plan.passes) if passes is None else list(passes)
+    H, W = geom.height, geom.width
+    if window is None and crop is not None:
+        from golden.crop import crop_index, fraction_code
+        setup = tile_setup(geom, height=H, width=W, mode=1, crop=crop_index(crop),
+                           fraction=fraction_code(fraction))
+    else:
+        r0, r1, c0, c1 = (0, H, 0, W) if window is None else window
+        setup = tile_setup(geom, height=H, width=W, r0=r0, r1=r1, c0=c0, c1=c1)
+    dut = IMATile(cfg, geom, crossbars)
+    sim = Simulator(dut)                    # elaborates dut: dut.strobes exists from here on
+    st = dut.strobes
+    word = plan.lanes * cfg.outputs * cfg.sum_bits(mapping.row_tiles)
+    tree = plan.lanes * cfg.outputs
+    counts = dict.fromkeys(("vectors", "ima_reduce_adds", "psum_reads", "psum_writes"), 0)
+
+    async def bench(ctx):
+        ctx.set(dut.fmap.valid, 1)
+        ctx.set(dut.setup.as_value(), setup)
+        for p in passes:
+            ctx.set(dut.layer.as_value(), ima_tile_layer(
+                cfg, geom, torch.zeros(geom.out_channels, dtype=torch.int64), 0, False, p,
+                crossbars))
+            ctx.set(dut.start, 1)
+            for cycle in range(max_cycles):
+                if ctx.get(st.take):
+                    counts["vectors"] += 1
+                    counts["ima_reduce_adds"] += tree * (plan.span - 1
+                                                         + (not ctx.get(st.first)))
+                if st.psum_rd is not None:
+                    counts["psum_reads"] += ctx.get(st.psum_rd)
+                    counts["psum_writes"] += ctx.get(st.psum_wr)
+                await ctx.tick()
+                ctx.set(dut.start, 0)
+                if ctx.get(dut.done):
+                    break
+            else:
+                raise RuntimeError(f"pass {p}: no done after {max_cycles} cycles")
+            if ctx.get(dut.error):
+                raise ValueError(f"the IMATile refused the setup of pass {p}")
+
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    counts["psum_read_bits"] = counts["psum_reads"] * word
+    counts["psum_write_bits"] = counts["psum_writes"] * word
+    return counts

@@ -70,7 +70,7 @@ from arch.geometry import ConvGeometry, Mapping, conv_out_size
 from .arith import input_chunks
 from .crop import check_window, crop_counts, output_window
 
-__all__ = ["conv_layer_events", "conv_layer_energy", "LayerEnergy", "Calibration",
+__all__ = ["conv_layer_events", "ima_tile_events", "conv_layer_energy", "LayerEnergy", "Calibration",
            "load_calibration", "save_calibration", "calibration_path", "calibration_status",
            "layer_geometry", "CALIBRATION_DIR", "LAYER_EVENTS", "OPS", "BLOCKS", "TILE_OPS",
            "TILE_BLOCKS", "tile_idle_cycles"]
@@ -195,6 +195,46 @@ def conv_layer_events(cfg: AccelConfig, geometry: ConvGeometry, *, window=None,
         ev["dac_drives"] = groups * drives
         ev["dac_level_sum"] = groups * level_sum
     return {key: ev[key] for key in LAYER_EVENTS}
+
+
+def ima_tile_events(cfg: AccelConfig, geometry: ConvGeometry, *, window=None,
+                    crossbars: int | None = None, passes=None) -> dict[str, int]:
+    """The IMA's own events (:data:`arch.energy.IMA_EVENTS`) of one image on an
+    ``IMATile(cfg, geometry, crossbars)``: every pass in ``passes`` (default all of the
+    :class:`~arch.geometry.ImaPlan`'s) streams the ``n`` computed positions of ``window``
+    (``golden.crop.crop_counts``), one vector each. Per vector of pass ``p`` (chunk
+    ``c = p % chunks``) each of the ``lanes * outputs`` reduction outputs takes ``span - 1``
+    adder-tree additions plus one adding the partial sum when ``c > 0``; a layer with
+    ``chunks > 1`` reads one partial-sum word per vector in every pass (the read port is
+    enabled at each take edge) and writes one per vector in a pass with ``c < chunks - 1``.
+    A word is ``lanes * outputs * cfg.sum_bits(row_tiles)`` bits. The RTL's counts
+    (``cosim.imatile.rtl_ima_events``) equal these exactly.
+
+    >>> from arch.config import load_config
+    >>> from golden.cnn import CONV_SPECS
+    >>> ev = ima_tile_events(load_config("small"), CONV_SPECS[2].geometry)
+    >>> ev["vectors"], ev["ima_reduce_adds"], ev["psum_reads"], ev["psum_writes"]
+    (2048, 61440, 2048, 1024)
+    """
+    if not isinstance(geometry, ConvGeometry):
+        raise TypeError(f"geometry must be an arch.geometry.ConvGeometry, not "
+                        f"{type(geometry).__name__}")
+    g = geometry
+    H, W = g.height, g.width
+    window = (0, H, 0, W) if window is None else check_window(window, H, W)
+    n = crop_counts(cfg, g.in_channels, g.out_channels, H, W, g.kernel, g.stride, g.padding,
+                    window).positions
+    mapping = Mapping(cfg, g)
+    plan = mapping.ima(crossbars)
+    passes = range(plan.passes) if passes is None else list(passes)
+    word = plan.lanes * cfg.outputs * cfg.sum_bits(mapping.row_tiles)
+    reads = n * len(passes) if plan.chunks > 1 else 0
+    writes = n * sum(plan.chunk(p) < plan.chunks - 1 for p in passes)
+    adds = n * plan.lanes * cfg.outputs * sum(plan.span - 1 + (plan.chunk(p) > 0)
+                                             for p in passes)
+    return {"vectors": n * len(passes), "ima_reduce_adds": adds, "psum_reads": reads,
+            "psum_read_bits": reads * word, "psum_writes": writes,
+            "psum_write_bits": writes * word}
 
 
 def _chunk_total(cfg: AccelConfig, g: ConvGeometry, window, chunks) -> int:

@@ -40,6 +40,10 @@ class IMATile(ConvTile):
     idle, then ``start`` with the same setup and pixels); the output memory then holds the
     whole layer, ``golden.crop.cropped_conv2d``.
 
+    Elaborating sets ``strobes`` (``take``: the IMA takes a vector, ``out``: its ``o.valid``,
+    ``first``: its ``layer.first``, ``psum_rd`` / ``psum_wr``: the partial-sum memory's read and
+    write enables, ``None`` with one chunk), which ``cosim.imatile.rtl_ima_events`` counts.
+
     Parameters
     ----------
     cfg : :class:`~arch.config.AccelConfig`
@@ -167,6 +171,9 @@ class IMATile(ConvTile):
         pending_lin, pending_last = Signal.like(f.staged_lin), Signal()
         with m.If(f.take):
             m.d.sync += [pending_lin.eq(f.staged_lin), pending_last.eq(f.staged_last)]
+        # the IMA's event strobes, for counting in simulation (cosim.imatile.rtl_ima_events)
+        self.strobes = SimpleNamespace(take=ima.i.valid & ima.i.ready, out=ima.o.valid,
+                                       first=ima.layer.first, psum_rd=None, psum_wr=None)
         if chunks > 1:
             m.submodules.psum_mem = psum_mem = Memory(
                 shape=data.ArrayLayout(signed(ima.sum_bits), lanes * O), depth=positions,
@@ -180,6 +187,7 @@ class IMATile(ConvTile):
                 psum_wr.addr.eq(pending_lin),
                 psum_wr.data.eq(ima.o.payload.sum),
             ]
+            self.strobes.psum_rd, self.strobes.psum_wr = psum_rd.en, psum_wr.en
 
         # -- outputs: one memory per output group, written by the pass completing it
         out_rds = []
