@@ -97,7 +97,7 @@ class Datapath(wiring.Component):
         """Clocks from the input handshake to ``o.valid``: ``input_cycles * (xbar_steps +
         adc_steps) + 1``, or with ``[pipeline] overlap`` ``xbar_steps + (input_cycles - 1) *
         max(xbar_steps, adc_steps) + adc_steps + 1`` (``cfg.latency``; with ``first_chunk = 0``,
-        see :meth:`latency_from`).
+        see :meth:`latency_from`)."""
         return self._cfg.latency
 
     def latency_from(self, first_chunk: int) -> int:
