@@ -84,12 +84,12 @@ def ima_tile_sources(cfg: AccelConfig, geom: ConvGeometry,
                      crossbars: int | None = None) -> tuple[list[Path], str]:
     """The Verilog of ``IMATile(cfg, geom, crossbars)`` (written if changed) and its module
     name, under ``build/verilog/<config>/imatiles/<digest>/``."""
-    from gen.verilog import component_entry, write_if_changed
+    from gen.verilog import component_entry, hdl_source_digest, write_if_changed
     from hdl.imatile import IMATile
 
     from .run import BUILD_ROOT
 
-    key = hashlib.sha256(json.dumps([cfg.digest, geom.to_dict(), crossbars]).encode()) \
+    key = hashlib.sha256(json.dumps([cfg.digest, geom.to_dict(), crossbars, hdl_source_digest()]).encode()) \
         .hexdigest()[:12]
     out = BUILD_ROOT / "verilog" / cfg.name / "imatiles" / key
     path = out / "aqua_imatile.v"
@@ -331,11 +331,11 @@ def rtl_ima_events(cfg: AccelConfig, geom: ConvGeometry, *, crop=None, fraction=
     H, W = geom.height, geom.width
     if window is None and crop is not None:
         from golden.crop import crop_index, fraction_code
-        setup = tile_setup(geom, height=H, width=W, mode=1, crop=crop_index(crop),
+        setup = tile_setup(cfg, geom, height=H, width=W, mode=1, crop=crop_index(crop),
                            fraction=fraction_code(fraction))
     else:
         r0, r1, c0, c1 = (0, H, 0, W) if window is None else window
-        setup = tile_setup(geom, height=H, width=W, r0=r0, r1=r1, c0=c0, c1=c1)
+        setup = tile_setup(cfg, geom, height=H, width=W, r0=r0, r1=r1, c0=c0, c1=c1)
     dut = IMATile(cfg, geom, crossbars)
     sim = Simulator(dut)                    # elaborates dut: dut.strobes exists from here on
     st = dut.strobes

@@ -109,12 +109,12 @@ def predictor_sources(params: PredictorParams) -> tuple[list, str]:
     under ``build/verilog/predictor/<digest>/``."""
     import hashlib
 
-    from gen.verilog import component_entry, write_if_changed
+    from gen.verilog import component_entry, hdl_source_digest, write_if_changed
 
     from .run import BUILD_ROOT
 
     kw = predictor_kwargs(params)
-    key = hashlib.sha256(json.dumps(kw, sort_keys=True).encode()).hexdigest()[:12]
+    key = hashlib.sha256(json.dumps([kw, hdl_source_digest()], sort_keys=True).encode()).hexdigest()[:12]
     path = BUILD_ROOT / "verilog" / "predictor" / key / "aqua_predictor.v"
     if not path.exists():
         text, _ = component_entry(build_predictor(params), "aqua_predictor")
@@ -318,11 +318,11 @@ def predtile_sources(cfg, geom, params: PredictorParams) -> tuple[list, str]:
     """The Verilog of ``PredTile(cfg, geom)`` with ``params`` (written if changed)."""
     import hashlib
 
-    from gen.verilog import component_entry, write_if_changed
+    from gen.verilog import component_entry, hdl_source_digest, write_if_changed
 
     from .run import BUILD_ROOT
 
-    key = hashlib.sha256(json.dumps([cfg.digest, geom.to_dict(), predictor_kwargs(params)],
+    key = hashlib.sha256(json.dumps([cfg.digest, geom.to_dict(), predictor_kwargs(params), hdl_source_digest()],
                                     sort_keys=True).encode()).hexdigest()[:12]
     path = BUILD_ROOT / "verilog" / cfg.name / "predtile" / key / "aqua_predtile.v"
     if not path.exists():

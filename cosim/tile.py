@@ -170,12 +170,12 @@ def tile_sources(cfg: AccelConfig, geom: ConvGeometry) -> tuple[list[Path], str]
     ``build/verilog/<config>/tiles/<geometry digest>/``."""
     import hashlib
 
-    from gen.verilog import component_entry, write_if_changed
+    from gen.verilog import component_entry, hdl_source_digest, write_if_changed
     from hdl import ConvTile
 
     from .run import BUILD_ROOT
 
-    key = hashlib.sha256(json.dumps([cfg.digest, geom.to_dict()]).encode()).hexdigest()[:12]
+    key = hashlib.sha256(json.dumps([cfg.digest, geom.to_dict(), hdl_source_digest()]).encode()).hexdigest()[:12]
     out = BUILD_ROOT / "verilog" / cfg.name / "tiles" / key
     path = out / "aqua_convtile.v"
     if not path.exists():

@@ -14,6 +14,7 @@ Verilog is emitted without ``src`` attributes: they would hold absolute paths of
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -35,7 +36,7 @@ from hdl.layouts import (input_layout, layer_config_layout, obs_layout, output_l
                          weight_write_layout)
 
 __all__ = ["generate", "default_out_dir", "module_name", "component_entry", "block_entry", "describe_shape", "port_table",
-           "write_if_changed", "generator_version", "BUILD_DIR", "MANIFEST", "SYNTH_FILE"]
+           "write_if_changed", "generator_version", "hdl_source_digest", "BUILD_DIR", "MANIFEST", "SYNTH_FILE"]
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD_DIR = ROOT / "build" / "verilog"
@@ -62,6 +63,24 @@ def default_out_dir(cfg: AccelConfig) -> Path:
 
 def module_name(block: str) -> str:
     return f"aqua_{block}"
+
+
+@functools.lru_cache(maxsize=1)
+def hdl_source_digest() -> str:
+    """12 hex digits of SHA-256 over the Python sources the RTL is elaborated from (the ``arch``
+    and ``hdl`` packages) and the Amaranth version: part of the key of every cached Verilog
+    file of a component (tiles, IMA tiles, predictor), so that a change of the generator's code
+    writes a new file rather than reusing a stale one."""
+    import arch
+    import hdl
+
+    h = hashlib.sha256(amaranth.__version__.encode())
+    for pkg in (arch, hdl):
+        root = Path(pkg.__file__).resolve().parent
+        for f in sorted(root.rglob("*.py")):
+            h.update(f.relative_to(root.parent).as_posix().encode() + b"\0")
+            h.update(f.read_bytes())
+    return h.hexdigest()[:12]
 
 
 def generator_version() -> dict:

@@ -189,3 +189,25 @@ def test_parameter_errors(tmp_path):
                                          r"requant_mult, not \['alu'\]"):
         generate(load_config("small"), tmp_path, ["alu"])
     assert not list(tmp_path.iterdir())
+
+
+def test_component_verilog_is_keyed_by_the_generator_sources(monkeypatch, tmp_path):
+    """A cached tile's Verilog is named by the arch/hdl sources too: after a change of the
+    generator's code (here: a different source digest) a new file is written, never the
+    stale one reused."""
+    import cosim.run
+    import gen.verilog
+    from arch.config import load_config
+    from cosim.tile import tile_sources
+    from hdl.convtile import default_geometry
+
+    monkeypatch.setattr(cosim.run, "BUILD_ROOT", tmp_path)
+    cfg = load_config("small")
+    geom = default_geometry(cfg)
+    digest = gen.verilog.hdl_source_digest()
+    assert len(digest) == 12 and digest == gen.verilog.hdl_source_digest()
+    (a,), _ = tile_sources(cfg, geom)
+    monkeypatch.setattr(gen.verilog, "hdl_source_digest", lambda: "0" * 12)
+    (b,), _ = tile_sources(cfg, geom)
+    assert a != b and a.exists() and b.exists()
+    assert a.read_text() == b.read_text()
