@@ -13,14 +13,14 @@ from cosim.sim import SIMULATORS, selected_simulators
 pytestmark = pytest.mark.cosim
 
 # Vectors per (config, simulator) on the cocotb path, which is for the protocol (bubbles,
-# back-pressure, every obs field each cycle): ~0.4 million compared cycles in all. The volume
+# back-pressure, every obs field each cycle): ~0.3 million compared cycles in all. The volume
 # runs on the compiled bulk path (tests/cosim/test_bulk.py), ~100x faster per cycle. Icarus
 # is about 4x slower than Verilator, so it gets fewer.
 VECTORS = {
-    ("small", "verilator"): 3000, ("small", "icarus"): 1200,
-    ("small_clip", "verilator"): 1000, ("small_clip", "icarus"): 400,
-    ("small_drop", "verilator"): 1000, ("small_drop", "icarus"): 400,
-    ("small_signed", "verilator"): 1000, ("small_signed", "icarus"): 400,
+    ("small", "verilator"): 3000, ("small", "icarus"): 600,
+    ("small_clip", "verilator"): 1000, ("small_clip", "icarus"): 200,
+    ("small_drop", "verilator"): 1000, ("small_drop", "icarus"): 200,
+    ("small_signed", "verilator"): 1000, ("small_signed", "icarus"): 200,
 }
 SEED = int(os.environ.get("AQUA_SEED", "20261128"))
 

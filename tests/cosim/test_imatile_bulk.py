@@ -91,7 +91,12 @@ def _check(run, cfg, geom, crops, record_property, H, W):
     assert run.cycles > sum(r["cycles_rtl"] for r in run.rows)
 
 
-@pytest.mark.parametrize("index", [0, 1, 2, 3])
+# conv1 (several row tiles, several passes) and conv2 (partial sums between passes) in
+# `make test`; conv0 (lanes side by side: also test_imatile_two_lanes_...) and conv3 (conv2's
+# tiling, twice the passes) in `make bench`, to keep the suite in its 15 minutes (each is a
+# Verilator build of its own).
+@pytest.mark.parametrize("index", [pytest.param(0, marks=pytest.mark.slow), 1, 2,
+                                   pytest.param(3, marks=pytest.mark.slow)])
 def test_imatile_small_demo_layer_all_crops(index, record_property):
     """Demo conv ``index`` on ``small`` (16x16 crossbars, 8 per IMA): conv0 in one pass with
     two output groups side by side (span 1, 2 lanes); conv1 (72 rows: 5 row tiles) one output
