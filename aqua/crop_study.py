@@ -61,7 +61,8 @@ class Subject:
     precision: Callable | None = None
 
 
-def _precision(cfg, table, net, geoms, fraction, from_layer, groups=None, norm=None):
+def _precision(cfg, table, net, geoms, fraction, from_layer, groups=None, norm=None,
+               offsets=None):
     """The :attr:`Subject.precision` of a golden fixed-point network."""
     from golden import precision as PR
     from golden import precision_study as PS
@@ -74,7 +75,7 @@ def _precision(cfg, table, net, geoms, fraction, from_layer, groups=None, norm=N
         return (plans,
                 lambda x: PS.plans_forward(net, norm(x), plans, windows, with_inputs=True),
                 lambda inputs: PS.plan_energy(cfg, table, geoms, plans, windows, inputs,
-                                              groups),
+                                              groups, offsets),
                 cfg.input_bits)
     return make
 
@@ -115,13 +116,14 @@ def graph_subject(cfg, table, qg, fraction, from_layer: int = 0, *, name: str,
         If ``from_layer`` is not a spatial crossbar layer.
     """
     geoms, groups, names = S.graph_geometry(qg)
+    offsets = S.input_offsets(qg)
     plan = S.crop_plan(geoms, fraction, from_layer)
     norm = normalize if normalize is not None else (lambda x: x)
     size = tuple(qg.nodes[0].shape[-2:])
     return Subject(
         name=name, classes=int(qg[qg.output].shape[-1]),
         forward=lambda x: S.crop_forward(qg, norm(x), plan, with_inputs=True),
-        energy=lambda inputs: S.crop_energy(cfg, table, geoms, plan, inputs, groups),
+        energy=lambda inputs: S.crop_energy(cfg, table, geoms, plan, inputs, groups, offsets),
         plan=plan, geoms=geoms,
         description=f"{name}, golden fixed-point model of its {len(geoms)} crossbar layers "
                     f"on config '{cfg.name}'",
@@ -129,7 +131,8 @@ def graph_subject(cfg, table, qg, fraction, from_layer: int = 0, *, name: str,
         layer_names=names,
         rtl_skip=f"the RTL step co-simulates the demo CNN's conv0; {name} is checked against "
                  f"the golden fixed-point model only",
-        precision=_precision(cfg, table, qg, geoms, fraction, from_layer, groups, norm))
+        precision=_precision(cfg, table, qg, geoms, fraction, from_layer, groups, norm,
+                             offsets))
 
 
 def model_subject(cfg, table, model, calibration, fraction, from_layer: int = 0, *,

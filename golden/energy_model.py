@@ -111,8 +111,8 @@ def layer_geometry(layer) -> ConvGeometry:
 
 
 def conv_layer_events(cfg: AccelConfig, geometry: ConvGeometry, *, window=None,
-                      x: torch.Tensor | None = None, chunks: torch.Tensor | None = None
-                      ) -> dict[str, int | torch.Tensor]:
+                      x: torch.Tensor | None = None, chunks: torch.Tensor | None = None,
+                      absent: int = 0) -> dict[str, int | torch.Tensor]:
     """Event counts of the conv layer ``geometry`` on ``cfg``'s crossbars (the table in the
     module docstring, keys :data:`LAYER_EVENTS`).
 
@@ -125,7 +125,7 @@ def conv_layer_events(cfg: AccelConfig, geometry: ConvGeometry, *, window=None,
     x : torch.Tensor, optional
         The layer's integer input activations, ``[B, Cin, H, W]`` or ``[Cin, H, W]``. With
         ``x``, ``dac_drives`` and ``dac_level_sum`` are exact per image (cropped and padding
-        zeros drive nothing) and are ``[B]`` int64 tensors (``[1]`` for a ``[Cin, H, W]``
+        taps drive ``absent``, by default 0: nothing) and are ``[B]`` int64 tensors (``[1]`` for a ``[Cin, H, W]``
         input); every other count is an int. Without ``x`` they are an **upper bound**: every
         DAC level of every im2col entry of every computed position is driven (``dac_drives``
         counts chunks, ``dac_level_sum`` their maximum levels).
@@ -136,6 +136,11 @@ def conv_layer_events(cfg: AccelConfig, geometry: ConvGeometry, *, window=None,
         (crossbar steps, row reads, sample-holds, ADC steps and conversions, shift-adds) are
         then ``crossbars * sum(chunks)`` chunks in place of ``vectors * T``; give ``x`` reduced
         for exact DAC counts. ``None``: every computed position streams all ``T`` chunks.
+    absent : int
+        The input code an absent tap (padding, or a pixel outside ``window``) of a computed
+        position drives: 0, or the offset ``c = 2**(Bx-1)`` of a layer with the input offset
+        rule (``docs/arithmetic.md``, "Signed activations on unsigned inputs"; ``x`` is then
+        the driven codes). Counted in the exact DAC counts (with ``x``) only.
 
     Raises
     ------
@@ -192,6 +197,12 @@ def conv_layer_events(cfg: AccelConfig, geometry: ConvGeometry, *, window=None,
         ow = output_window(window, H, W, k, stride, padding)
         mult = _multiplicity(H, W, k, stride, padding, ow)
         drives, level_sum = _dac_counts(cfg, x, window, mult)
+        if absent:
+            r0, r1, c0, c1 = window
+            taps = cc.positions * k * k - int(mult[r0:r1, c0:c1].sum())   # per channel
+            lv = input_chunks(cfg, torch.tensor([int(absent)]))[:, 0]      # [T] levels
+            drives = drives + in_channels * taps * int((lv != 0).sum())
+            level_sum = level_sum + in_channels * taps * int(lv.sum())
         ev["dac_drives"] = groups * drives
         ev["dac_level_sum"] = groups * level_sum
     return {key: ev[key] for key in LAYER_EVENTS}
@@ -440,7 +451,7 @@ def tile_idle_cycles(events: dict) -> int:
 def conv_layer_energy(cfg: AccelConfig, table: EnergyTable, geometry: ConvGeometry, *,
                       window=None, x: torch.Tensor | None = None,
                       calibration: Calibration | None = None, tile: bool = False,
-                      chunks: torch.Tensor | None = None) -> LayerEnergy:
+                      chunks: torch.Tensor | None = None, absent: int = 0) -> LayerEnergy:
     """pJ of the conv layer ``geometry``: :func:`conv_layer_events` times ``table`` (ADC
     scaled to ``cfg.adc_bits``), plus the calibrated digital energy.
 
@@ -449,7 +460,8 @@ def conv_layer_energy(cfg: AccelConfig, table: EnergyTable, geometry: ConvGeomet
     gather's reads, the input memory's and the output memory's writes, per bit) and the
     calibration's ``tile_pj`` charges the tile's own logic (block ``agu`` among them).
 
-    ``chunks``: per-position chunk counts of a precision plan (:func:`conv_layer_events`).
+    ``chunks``: per-position chunk counts of a precision plan; ``absent``: the code an absent
+    tap drives (both :func:`conv_layer_events`).
 
     ``calibration=None`` loads the calibration of ``cfg`` and ``table``
     (:func:`load_calibration`); if there is none, only the event energies are charged,
@@ -461,7 +473,7 @@ def conv_layer_energy(cfg: AccelConfig, table: EnergyTable, geometry: ConvGeomet
     ValueError
         If an explicit ``calibration`` was fitted for another config or table.
     """
-    events = conv_layer_events(cfg, geometry, window=window, x=x, chunks=chunks)
+    events = conv_layer_events(cfg, geometry, window=window, x=x, chunks=chunks, absent=absent)
     if calibration is None:
         calibration = load_calibration(cfg, table)
     elif calibration.digest != cfg.digest or calibration.table != table.name:

@@ -83,7 +83,9 @@ def conv_layer_of(qg, name: str, images: torch.Tensor):
     """``(layer, None)``: crossbar node ``name`` of ``qg`` as a
     :class:`golden.fixedpoint.QuantLayer` whose ``x`` is its integer input (saturated to the
     input range, as the crossbar sees it) for float ``images``; or ``(None, why)`` if the RTL
-    datapath cannot compute it as one conv (grouped, dilated, non-square or a linear layer).
+    datapath cannot compute it as one conv (grouped, dilated, non-square, a linear layer, or
+    a layer with the input offset rule, which runs on the golden path only:
+    ``docs/arithmetic.md``, "Signed activations on unsigned inputs").
     A fused activation other than ReLU (ReLU6's upper bound) is digital, after the layer:
     the ``QuantLayer`` is the crossbar part."""
     from golden.fixedpoint import QuantLayer
@@ -109,6 +111,10 @@ def conv_layer_of(qg, name: str, images: torch.Tensor):
 def _plain_conv_problem(q) -> str | None:
     if q.op != "conv":
         return "a linear layer"
+    if q.input_offset:
+        return (f"a layer reading a signed input through the input offset rule (absent taps "
+                f"driven as 2^(Bx-1) = {q.input_offset}), which the ConvTile does not "
+                f"implement: golden path only")
     a = q.attrs
     _, _, kh, kw = q.weight.shape
     if a["groups"] != 1 or kh != kw or a["stride"][0] != a["stride"][1] \
@@ -277,6 +283,7 @@ def network_energy(cfg: AccelConfig, table, model, *, name: str, size: int = 32,
         raise ValueError(f"image must lie in [0, {x.shape[0] - 1}], not {image}")
     qg = quantize_model(cfg, model, size) if qg is None else qg
     geoms, groups, names = S.graph_geometry(qg)
+    offsets = S.input_offsets(qg)
     crops = list(range(S.NCROPS)) if crop is None else sorted({0, crop})
     plan = [S.crop_plan(geoms, fraction, 0)[c] for c in crops]
     with single_thread():
@@ -294,7 +301,8 @@ def network_energy(cfg: AccelConfig, table, model, *, name: str, size: int = 32,
             xc = xi[min(ci, xi.shape[0] - 1)]                 # [1, C, H, W] or [1, K]
             xc = xc[:, :, None, None] if xc.dim() == 2 else xc
             xc = xc.reshape(ng, -1, *xc.shape[2:])           # one image per conv group
-            e = conv_layer_energy(cfg, table, g, window=plan[ci][li], x=xc, calibration=cal)
+            e = conv_layer_energy(cfg, table, g, window=plan[ci][li], x=xc + offsets[li],
+                                  calibration=cal, absent=offsets[li])
             pj = _sum(e.total_pj, ng)
             row["pj"].append(pj)
             row["positions_per_crop"].append(int(e.events["positions"]))

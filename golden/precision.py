@@ -15,7 +15,11 @@ in ``[0, Bx]`` (``Bx = cfg.input_bits``); the centre keeps ``Bx``.
 * **Reduction** of an input ``x`` to ``p`` bits, ``k = Bx - p`` dropped LSBs
   (:func:`reduce_activations`): ``p = Bx``: ``x``; ``p = 0``: 0; else ``saturate((x +
   2**(k-1)) >> k, lo_p, hi_p) << k`` -- round to nearest, ties up, then saturate to the
-  ``p``-bit range of the config's signedness, as the ``drop_lsb`` ADC rounds.
+  ``p``-bit range of the config's signedness, as the ``drop_lsb`` ADC rounds. A layer with the
+  input offset rule reduces its logical signed input with the signed rule
+  (``reduce_activations(..., offset=c)``); its driven codes ``x + c`` keep the low ``k`` bits 0,
+  and its absent taps (padding, 0-bit pixels) are driven as ``c``, whose low ``Bx - 1`` bits
+  are 0, so chunk skipping stays exact.
 * **Cycles.** An output position whose receptive field's largest tap precision (taps inside
   the map; padding does not count) is ``p_max`` (:func:`position_bits`) streams
   ``T_pos = T - floor((Bx - p_max) / d)`` chunks, and none when ``p_max = 0``
@@ -189,13 +193,25 @@ def _pow2(e: torch.Tensor) -> torch.Tensor:
     return torch.bitwise_left_shift(torch.ones_like(e), e)
 
 
-def reduce_activations(cfg: AccelConfig, x: torch.Tensor, bits) -> torch.Tensor:
+def reduce_activations(cfg: AccelConfig, x: torch.Tensor, bits, *, offset: int = 0
+                       ) -> torch.Tensor:
     """``x`` (integer crossbar inputs in the config's range) with every activation reduced to
     the precision ``bits`` (int tensor broadcasting against ``x``, e.g. ``[H, W]`` for
     ``x [B, C, H, W]``; values in ``[0, Bx]``): int64, the low ``Bx - p`` bits 0.
 
     Rounds to nearest with ties up (``(x + 2**(k-1)) >> k``, ``>>`` floors), then saturates to
     the ``p``-bit range of the same signedness, then shifts back: the ``drop_lsb`` ADC's rule.
+
+    ``offset`` (``c = 2**(Bx-1)``, a layer with the input offset rule of
+    ``docs/arithmetic.md``, "Signed activations on unsigned inputs"): ``x`` is the logical
+    signed input in ``[-c, c - 1]`` and is reduced with the signed rule, a 0-bit pixel to the
+    logical 0 (driven as ``c``). For ``p >= 1`` this equals the unsigned reduction of the
+    driven code ``x + c``, minus ``c``.
+
+    >>> from arch.config import load_config
+    >>> cfg = load_config("small")
+    >>> reduce_activations(cfg, torch.tensor([-128, -9, -8, 7, 8, 127]), 4, offset=128).tolist()
+    [-128, -16, 0, 0, 16, 112]
 
     >>> from arch.config import load_config
     >>> cfg = load_config("small")                     # 8-bit unsigned inputs
@@ -213,7 +229,14 @@ def reduce_activations(cfg: AccelConfig, x: torch.Tensor, bits) -> torch.Tensor:
         If a precision lies outside ``[0, Bx]``.
     """
     bx = cfg.input_bits
-    check_range("inputs", x, cfg.input_min, cfg.input_max)
+    if offset:
+        if offset != 1 << (bx - 1) or cfg.input_signed:
+            raise ValueError(f"offset must be 2**(input_bits - 1) = {1 << (bx - 1)} on an "
+                             f"unsigned-input configuration, not {offset}")
+        check_range("inputs", x, -offset, offset - 1)
+    else:
+        check_range("inputs", x, cfg.input_min, cfg.input_max)
+    signed = cfg.input_signed or bool(offset)
     p = torch.as_tensor(bits, dtype=torch.int64)
     if p.numel() and (int(p.min()) < 0 or int(p.max()) > bx):
         raise ValueError(f"precisions must lie in [0, {bx}], found values in "
@@ -222,7 +245,7 @@ def reduce_activations(cfg: AccelConfig, x: torch.Tensor, bits) -> torch.Tensor:
     k = bx - p
     half = torch.where(k > 0, _pow2((k - 1).clamp_min(0)), torch.zeros_like(k))
     q = torch.bitwise_right_shift(x + half, k)
-    if cfg.input_signed:
+    if signed:
         m = _pow2((p - 1).clamp_min(0))
         lo, hi = -m, m - 1
     else:

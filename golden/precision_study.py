@@ -18,6 +18,11 @@ the plan's zero window, its reduced integer inputs (exact DAC counts) and the pe
 counts ``T_pos`` (:func:`golden.precision.position_chunks`): per-chunk events are charged per
 chunk streamed.
 
+A graph's layer with the input offset rule (``docs/arithmetic.md``, "Signed activations on
+unsigned inputs") is reduced on its logical signed input (``reduce_activations(...,
+offset=c)``), a 0-bit pixel being the logical 0 driven as ``c``; its energy is that of the
+driven codes (:func:`plan_energy` with ``golden.study.input_offsets``).
+
 Predictors: :func:`precision_risk` generalises a region-importance metric's removed share to
 ``Σ imp * (1 - p/Bx) / Σ imp`` over the image's pixels (``p`` the plan's precision on the
 image), which is the removed share for a crop plan.
@@ -64,15 +69,15 @@ def plan_windows(geoms: Sequence[ConvGeometry], fraction, from_layer: int = 0
             for i, g in enumerate(geoms)]
 
 
-def _reduce(cfg: AccelConfig, x: torch.Tensor, plans, window):
-    """``x [1 or C, B, Cin, H, W]`` reduced per plan, and each plan's zero window (None when
-    the layer is not reduced)."""
+def _reduce(cfg: AccelConfig, x: torch.Tensor, plans, window, offset: int = 0):
+    """``x [1 or C, B, Cin, H, W]`` reduced per plan (the logical values of a layer with input
+    offset ``offset``), and each plan's zero window (None when the layer is not reduced)."""
     C = len(plans)
     if window is None:
         return x, [None] * C
     H, W = x.shape[-2:]
     bits = bits_maps(plans, window, H, W, cfg)                             # [C, H, W]
-    x = reduce_activations(cfg, x.expand(C, *x.shape[1:]), bits[:, None, None])
+    x = reduce_activations(cfg, x.expand(C, *x.shape[1:]), bits[:, None, None], offset=offset)
     return x, [zero_window(p, window, H, W) for p in plans]
 
 
@@ -108,7 +113,7 @@ def plans_forward(net, images: torch.Tensor, plans, windows, *, with_inputs: boo
 
 
 def _graph_forward(qg, images, plans, windows, with_inputs):
-    from golden.qnet import _clamp, _matvec_chunked, _run_node
+    from golden.qnet import _clamp, _matvec_chunked, _run_node, crossbar_input
     from golden.qnet import quant_inputs as q_inputs
 
     C = len(plans)
@@ -124,17 +129,18 @@ def _graph_forward(qg, images, plans, windows, with_inputs):
         if q.op in ("conv", "linear"):
             window = windows[li]
             li += 1
-            x = torch.clamp(ins[0], cfg.input_min, cfg.input_max)
+            x = crossbar_input(cfg, q, ins[0])
             if q.op == "conv":
-                x, zw = _reduce(cfg, x, plans, window)
+                x, zw = _reduce(cfg, x, plans, window, q.input_offset)
                 if with_inputs:
                     inputs.append(x)
                 y = crops_conv_node(cfg, q, x, zw[:x.shape[0]])
             else:
                 if with_inputs:
                     inputs.append(x)
-                y = _matvec_chunked(cfg, x.reshape(-1, x.shape[-1]), q.weight.t(), q.bias,
-                                    q.shift, q.relu).view(*x.shape[:-1], -1)
+                y = _matvec_chunked(cfg, x.reshape(-1, x.shape[-1]) + q.input_offset,
+                                    q.weight.t(), q.bias, q.shift,
+                                    q.relu).view(*x.shape[:-1], -1)
             env[q.name] = _clamp(y, q.act_lo, q.act_hi)
         else:
             lead = max(t.shape[0] for t in ins)
@@ -148,14 +154,16 @@ def _graph_forward(qg, images, plans, windows, with_inputs):
 
 
 def plan_energy(cfg: AccelConfig, table, geoms: Sequence[ConvGeometry], plans, windows,
-                inputs, groups: Sequence[int] | None = None) -> torch.Tensor:
+                inputs, groups: Sequence[int] | None = None,
+                offsets: Sequence[int] | None = None) -> torch.Tensor:
     """Energy in pJ, ``[C, B, layers]`` float64: ``conv_layer_energy`` of every crossbar layer
     under each plan (its zero window, reduced inputs ``inputs[l] [C or 1, B, ...]`` and
-    per-position chunk counts). ``groups[l]`` conv groups are their own layers, as in
-    :func:`golden.study.crop_energy`."""
+    per-position chunk counts). ``groups[l]`` conv groups are their own layers and
+    ``offsets[l]`` is layer ``l``'s input offset, as in :func:`golden.study.crop_energy`."""
     from golden import energy_model as em
 
     groups = [1] * len(geoms) if groups is None else list(groups)
+    offsets = [0] * len(geoms) if offsets is None else list(offsets)
     C, B = len(plans), inputs[0].shape[1]
     cal = em.load_calibration(cfg, table)            # once, not per layer and plan
     out = torch.zeros(C, B, len(geoms), dtype=torch.float64)
@@ -176,11 +184,13 @@ def plan_energy(cfg: AccelConfig, table, geoms: Sequence[ConvGeometry], plans, w
             ng = groups[i]
             if ng > 1:
                 x = x.reshape(x.shape[0] * ng, -1, *x.shape[2:])
+            off = offsets[i]
             if win is None:
-                e = em.conv_layer_energy(cfg, table, g, x=x, calibration=cal)
+                e = em.conv_layer_energy(cfg, table, g, x=x + off, calibration=cal, absent=off)
             else:
                 e = em.conv_layer_energy(cfg, table, g, window=zero_window(
-                    plans[c], win, g.height, g.width), x=x, chunks=chunks[c], calibration=cal)
+                    plans[c], win, g.height, g.width), x=x + off, chunks=chunks[c],
+                    calibration=cal, absent=off)
             pj = torch.as_tensor(e.total_pj, dtype=torch.float64)
             if ng > 1:
                 pj = pj.view(-1, ng).sum(1)

@@ -223,7 +223,7 @@ class AdcAwareResult:
 
 def adc_aware(cfg: AccelConfig, graph: Graph, calibration: torch.Tensor, *,
               ranges: dict | None = None, w_offsets: Sequence[int] = W_OFFSETS,
-              out_offsets: Sequence[int] = OUT_OFFSETS, input_offset: bool = False,
+              out_offsets: Sequence[int] = OUT_OFFSETS, input_offset: bool = True,
               progress: Callable[[int, int], None] | None = None) -> AdcAwareResult:
     """Quantize ``graph`` to ``cfg`` choosing every crossbar layer's weight and output
     fraction bits and bias correction against ``cfg``'s ADC (module docstring).

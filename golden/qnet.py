@@ -45,15 +45,18 @@ Per node (``f(x)`` is the fraction bits of tensor ``x``; "range" below is the ou
   range. The count is what PyTorch divides by (``count_include_pad``, ``divisor_override``).
 * ``clamp`` (unfused), ``flatten``: integer, fraction bits unchanged.
 
-Two options of :func:`quantize_graph` change these rules, both off by default. ``tweaks``
-(:class:`NodeTweak`, chosen by the ADC-aware search of :mod:`golden.qadc`) moves a crossbar
-layer's weight and output fraction bits and adds integer corrections to its weights and bias.
-``input_offset`` gives a crossbar layer whose input may be negative (:func:`signed_tensors`) on
-an unsigned-input configuration the offset rule of ``docs/arithmetic.md`` ("Signed activations
-on unsigned inputs"): the input tensor is a signed ``input_bits`` integer in ``[-c, c - 1]``,
-``c = 2**(input_bits - 1)`` (its producer's range, or the image's, intersected with that), the
-crossbar is driven with ``x + c`` (padding taps included) and the programmed bias is
-``bias - c * sum of the output's weights``, exact.
+Two options of :func:`quantize_graph` change these rules. ``tweaks`` (:class:`NodeTweak`,
+chosen by the ADC-aware search of :mod:`golden.qadc`, none by default) moves a crossbar layer's
+weight and output fraction bits and adds integer corrections to its weights and bias.
+``input_offset`` (on by default) gives a crossbar layer whose input may be negative
+(:func:`signed_tensors`) on an unsigned-input configuration the offset rule of
+``docs/arithmetic.md`` ("Signed activations on unsigned inputs"): the input tensor is a signed
+``input_bits`` integer in ``[-c, c - 1]``, ``c = 2**(input_bits - 1)`` (its producer's range, or
+the image's, intersected with that), the crossbar is driven with ``x + c`` -- an absent tap
+(padding, or a cropped pixel in :mod:`golden.study`) is the logical 0, driven as ``c`` -- and
+the programmed bias is ``bias - c * sum of the output's weights``, exact at every position. A
+network whose crossbar layers all read ReLU'd tensors and a non-negative image has no such
+layer: the option changes nothing for it.
 
 For the demo CNN these rules are ``golden.fixedpoint.quantize_democnn`` and
 ``quant_forward`` exactly (same fraction bits, same integers): its ``mean((2, 3))`` lowers to a
@@ -222,16 +225,18 @@ def _fixed_bound(v: float | None, frac: int) -> int | None:
 def quantize_graph(cfg: AccelConfig, graph: Graph, calibration: torch.Tensor | None, *,
                    batch: int = 64, ranges: dict[str, tuple[float, float]] | None = None,
                    tweaks: dict[str, NodeTweak] | None = None,
-                   input_offset: bool = False) -> QGraph:
+                   input_offset: bool = True) -> QGraph:
     """Choose every tensor's fixed-point format for ``cfg`` from a float run on
     ``calibration`` images and quantize weights and biases (module docstring).
 
     ``ranges`` (:func:`calibrate`) replaces the calibration run; ``tweaks`` maps a crossbar
-    layer's name to its :class:`NodeTweak`. With ``input_offset`` on a configuration with
-    unsigned inputs, a crossbar layer whose input may be negative (:func:`signed_tensors`)
-    takes the offset rule of ``docs/arithmetic.md`` ("Signed activations on unsigned
-    inputs"): its input tensor is a signed ``input_bits`` integer ``x``, the crossbar is
-    driven with ``x + 2**(input_bits - 1)`` and the bias carries the exact correction.
+    layer's name to its :class:`NodeTweak`. With ``input_offset`` (the default) on a
+    configuration with unsigned inputs, a crossbar layer whose input may be negative
+    (:func:`signed_tensors`) takes the offset rule of ``docs/arithmetic.md`` ("Signed
+    activations on unsigned inputs"): its input tensor is a signed ``input_bits`` integer
+    ``x``, the crossbar is driven with ``x + 2**(input_bits - 1)`` (an absent tap as the
+    logical 0) and the bias carries the exact correction. ``input_offset=False`` saturates
+    such an input at 0 (the plain rule).
 
     Raises
     ------

@@ -29,6 +29,12 @@ the others are 0. Digital nodes (adds, pools, concatenations, clamps) run as
 grouped (depthwise) conv is ``groups`` layers of ``Cin/groups -> Cout/groups`` on their own
 crossbars: its energy is the sum over the groups, each with its own input channels.
 
+A crossbar layer with the input offset rule (``golden.qnet``, ``docs/arithmetic.md`` "Signed
+activations on unsigned inputs") is cropped on its logical (signed) input: a cropped pixel is
+the logical 0 and, like a padding tap, is driven as the offset ``c``, so the layer's one
+corrected bias is exact at every computed position; its energy is that of the driven codes
+(:func:`crop_energy` with :func:`input_offsets`).
+
 **Oracle.** An image *tolerates* crop ``c`` at top-k if the crop keeps it correct at top-k or it
 was not correct uncropped (so choosing any tolerated crop never lowers top-k accuracy). The
 oracle takes the tolerated crop of least energy (crop 0, uncropped, is always tolerated).
@@ -52,8 +58,8 @@ from .fixedpoint import QuantNet, global_avg_pool, quant_inputs, saturate
 from .layer import matvec
 
 __all__ = ["democnn_geometry", "graph_geometry", "crop_plan", "window_masks", "crops_conv2d",
-           "crops_conv_node", "output_mask", "crop_forward", "crop_energy", "StudyArrays",
-           "run_crops", "true_ranks", "tolerated", "oracle_choice", "summarize_choice",
+           "crops_conv_node", "output_mask", "input_offsets", "crop_forward", "crop_energy",
+           "StudyArrays", "run_crops", "true_ranks", "tolerated", "oracle_choice", "summarize_choice",
            "first_layer_cases", "NCROPS"]
 
 NCROPS = len(CROP_VECTORS)
@@ -198,11 +204,14 @@ def output_mask(window: Window | None, H: int, W: int, kernel, stride, padding,
 def crops_conv_node(cfg: AccelConfig, q, x: torch.Tensor,
                     windows: Sequence[Window | None]) -> torch.Tensor:
     """A quantized graph's conv node (:class:`golden.qnet.QNode`) on ``x [C, B, Cin, H, W]``
-    (saturated to the input range) where crop ``c`` keeps ``windows[c]``: the input outside
-    the window is 0, only the outputs of :func:`output_mask` go through the crossbar model
-    (each conv group its own matrix, one :func:`golden.qnet` matvec call per group for all
-    crops), the others are 0. Returns int64 ``[C, B, Cout, Ho, Wo]`` before the fused
-    activation's digital clamp."""
+    (saturated as :func:`golden.qnet.crossbar_input` does) where crop ``c`` keeps
+    ``windows[c]``: the input outside the window is 0, only the outputs of
+    :func:`output_mask` go through the crossbar model (each conv group its own matrix, one
+    :func:`golden.qnet` matvec call per group for all crops), the others are 0. With the
+    input offset rule (``q.input_offset = c``) ``x`` is the logical signed input and every
+    im2col row is driven with ``x + c``, a padding or cropped tap (the logical 0) as ``c``
+    (``docs/arithmetic.md``, "Signed activations on unsigned inputs"). Returns int64
+    ``[C, B, Cout, Ho, Wo]`` before the fused activation's digital clamp."""
     from golden.qnet import _matvec_chunked
 
     a = q.attrs
@@ -228,7 +237,7 @@ def crops_conv_node(cfg: AccelConfig, q, x: torch.Tensor,
             xs = xf[lo:lo + step, gi * cin_g:(gi + 1) * cin_g].to(ftype)
             patches = F.unfold(xs, (kh, kw), dilation=a["dilation"], padding=a["padding"],
                                stride=a["stride"]).transpose(1, 2)          # [n, L, K]
-            rows = patches[kp].to(torch.int64)
+            rows = patches[kp].to(torch.int64) + q.input_offset    # absent taps: 0 + c
             if rows.shape[0]:
                 sl = slice(gi * cout_g, (gi + 1) * cout_g)
                 wg = q.weight[sl].reshape(cout_g, -1).t()
@@ -237,13 +246,16 @@ def crops_conv_node(cfg: AccelConfig, q, x: torch.Tensor,
     return out.view(C, B, ho, wo, cout).permute(0, 1, 4, 2, 3)
 
 
+def input_offsets(qg) -> list[int]:
+    """Per crossbar layer of a quantized graph, in :func:`graph_geometry`'s order, its input
+    offset ``c`` (0 for a layer without the offset rule): what :func:`crop_energy` takes."""
+    return [int(q.input_offset) for q in qg.crossbar_nodes]
+
+
 def _graph_crop_forward(qg, images: torch.Tensor, plan, with_inputs: bool):
-    from golden.qnet import _clamp, _matvec_chunked, _run_node
+    from golden.qnet import _clamp, _matvec_chunked, _run_node, crossbar_input
     from golden.qnet import quant_inputs as q_inputs
 
-    if any(q.input_offset for q in qg.crossbar_nodes):
-        raise ValueError("the crop study runs crossbar inputs as unsigned; quantize the graph "
-                         "without input offsets (quantize_graph(..., input_offset=False))")
     C = len(plan)
     cfg = qg.cfg
     env: dict[str, torch.Tensor] = {}
@@ -257,7 +269,7 @@ def _graph_crop_forward(qg, images: torch.Tensor, plan, with_inputs: bool):
         if q.op in ("conv", "linear"):
             wins = [plan[c][li] for c in range(C)]
             li += 1
-            x = torch.clamp(ins[0], cfg.input_min, cfg.input_max)
+            x = crossbar_input(cfg, q, ins[0])
             if x.shape[0] == 1 and any(w is not None for w in wins):
                 x = x.expand(C, *x.shape[1:])
             if with_inputs:
@@ -265,8 +277,9 @@ def _graph_crop_forward(qg, images: torch.Tensor, plan, with_inputs: bool):
             if q.op == "conv":
                 y = crops_conv_node(cfg, q, x, wins if x.shape[0] > 1 else wins[:1])
             else:
-                y = _matvec_chunked(cfg, x.reshape(-1, x.shape[-1]), q.weight.t(), q.bias,
-                                    q.shift, q.relu).view(*x.shape[:-1], -1)
+                y = _matvec_chunked(cfg, x.reshape(-1, x.shape[-1]) + q.input_offset,
+                                    q.weight.t(), q.bias, q.shift,
+                                    q.relu).view(*x.shape[:-1], -1)
             env[q.name] = _clamp(y, q.act_lo, q.act_hi)
         else:
             lead = max(t.shape[0] for t in ins)
@@ -283,9 +296,10 @@ def crop_forward(net, images: torch.Tensor, plan, *, with_inputs: bool = False):
     """Integer logits ``[C, B, classes]`` of the quantized network (a
     :class:`~golden.fixedpoint.QuantNet` or a :class:`golden.qnet.QGraph`) under each of the
     ``C = len(plan)`` crops; with ``with_inputs`` also every crossbar layer's integer input
-    activations ``[C, B, ...]`` (for the energy model). Layers before the first cropped one
-    run once and are shared by all crops. For a graph, crop 0 (uncropped) gives exactly
-    :func:`golden.qnet.qforward`'s logits."""
+    activations ``[C, B, ...]`` (for the energy model; the logical values: a layer with the
+    input offset rule is driven with them plus its offset, :func:`input_offsets`). Layers
+    before the first cropped one run once and are shared by all crops. For a graph, crop 0
+    (uncropped) gives exactly :func:`golden.qnet.qforward`'s logits."""
     if not isinstance(net, QuantNet):
         return _graph_crop_forward(net, images, plan, with_inputs)
     C = len(plan)
@@ -320,15 +334,19 @@ def _energy_model():
 
 
 def crop_energy(cfg: AccelConfig, table, geoms: Sequence[ConvGeometry], plan, inputs=None,
-                groups: Sequence[int] | None = None) -> torch.Tensor:
+                groups: Sequence[int] | None = None,
+                offsets: Sequence[int] | None = None) -> torch.Tensor:
     """Energy in pJ, ``[C, B, layers]`` float64 (or ``[C, 1, layers]`` without ``inputs``):
     ``conv_layer_energy`` of every crossbar layer under each crop's window, with that layer's
     integer inputs ``inputs[l] [C or 1, B, ...]`` when given (1x1 layers get ``[B, K, 1, 1]``).
     ``groups[l]`` (default 1) conv groups of ``geoms[l]`` each are their own layer: the energy
     is their sum, each with its own slice of the input channels (without inputs, ``groups``
-    times one group's).
+    times one group's). ``offsets[l]`` (default 0, :func:`input_offsets`) is layer ``l``'s
+    input offset ``c``: its DACs are driven with ``inputs[l] + c``, an absent (padding or
+    cropped) tap with ``c``.
     """
     groups = [1] * len(geoms) if groups is None else list(groups)
+    offsets = [0] * len(geoms) if offsets is None else list(offsets)
     em = _energy_model()
     C = len(plan)
     B = 1 if inputs is None else inputs[0].shape[1]
@@ -346,7 +364,9 @@ def crop_energy(cfg: AccelConfig, table, geoms: Sequence[ConvGeometry], plan, in
                 ng = groups[i]
                 if ng > 1 and x is not None:         # [B, g*Cin, H, W] -> [B*g, Cin, H, W]
                     x = x.reshape(x.shape[0] * ng, -1, *x.shape[2:])
-                e = em.conv_layer_energy(cfg, table, g, window=w, x=x)
+                c0 = offsets[i]
+                e = em.conv_layer_energy(cfg, table, g, window=w,
+                                         x=None if x is None else x + c0, absent=c0)
                 pj = torch.as_tensor(e.total_pj, dtype=torch.float64)
                 if ng > 1:
                     pj = pj.view(-1, ng).sum(1) if x is not None else pj * ng

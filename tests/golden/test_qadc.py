@@ -105,16 +105,23 @@ def test_offset_rule_is_exact_against_int64(config, seed):
     assert float(x.min()) < 0
 
 
-def test_offset_rule_off_by_default_and_signed_configs_never_offset():
+def test_offset_rule_on_by_default_off_on_request_and_signed_configs_never_offset():
     torch.manual_seed(0)
     x = torch.rand(8, 2, 8, 8) - 0.5
     g = lower(_Bottleneck().eval(), x[:1])
-    assert all(q.input_offset == 0 for q in quantize_graph(load_config("small"), g, x)
+    cfg = load_config("small")
+    default = quantize_graph(cfg, g, x)
+    on = quantize_graph(cfg, g, x, input_offset=True)
+    assert [q.input_offset for q in default.crossbar_nodes] == \
+        [q.input_offset for q in on.crossbar_nodes]
+    assert any(q.input_offset for q in default.crossbar_nodes)
+    assert torch.equal(qforward(default, x), qforward(on, x))
+    assert all(q.input_offset == 0 for q in quantize_graph(cfg, g, x, input_offset=False)
                .crossbar_nodes)
     qs = quantize_graph(load_config("small_signed"), g, x, input_offset=True)
     assert all(q.input_offset == 0 for q in qs.crossbar_nodes)
     assert torch.equal(qforward(qs, x), qforward(quantize_graph(load_config("small_signed"),
-                                                                 g, x), x))
+                                                                 g, x, input_offset=False), x))
 
 
 def test_signed_tensors_follow_the_structure():
