@@ -62,9 +62,35 @@ def _divide(sums, counts, fi, fo):
     return torch.floor_divide(2 * num + den, 2 * den)
 
 
-def int64_reference(qg, images):
+def _reduce_reference(x, bits, bx, signed):
+    """Every pixel of ``x [B, C, H, W]`` reduced to its precision ``bits [H, W]`` (0: the
+    logical 0), one precision at a time with Python-style int64 ops (docs/arithmetic.md,
+    "Per-region precision")."""
+    out = torch.zeros_like(x)
+    for p in sorted(set(bits.flatten().tolist())):
+        at = (bits == p)[None, None].expand_as(x)
+        if p == bx:
+            r = x
+        elif p == 0:
+            r = torch.zeros_like(x)
+        else:
+            k = bx - p
+            lo, hi = (-(1 << (p - 1)), (1 << (p - 1)) - 1) if signed else (0, (1 << p) - 1)
+            r = torch.floor_divide(x + (1 << (k - 1)), 1 << k).clamp(lo, hi) * (1 << k)
+        out = torch.where(at, r, out)
+    return out
+
+
+def int64_reference(qg, images, bits=None):
     """The quantized graph ``qg`` on ``images`` with plain torch integer ops on int64 and the
-    requantization rules written out again (exact for a lossless configuration)."""
+    requantization rules written out again (exact for a lossless configuration).
+
+    A crossbar layer with the input offset rule (``q.input_offset = c``) reads its logical
+    input saturated to ``[-c, c - 1]`` and adds the logical bias ``bias + c * sum w``.
+    ``bits`` (crossbar node name -> int ``[H, W]``, the precision of every input pixel; a crop
+    window is ``Bx`` inside and 0 outside) reduces that layer's input and computes only the
+    outputs with a tap on a pixel of more than 0 bits, the others 0 (before the fused
+    activation's clamp), as golden.study / golden.precision_study define a crop or a plan."""
     cfg = qg.cfg
     env = {}
     for q in qg.nodes:
@@ -72,20 +98,32 @@ def int64_reference(qg, images):
         fr = [qg[i].frac for i in q.inputs]
         if q.op == "input":
             v = torch.round(images.double() * 2.0 ** q.frac)
-            v = v.clamp(cfg.input_min, cfg.input_max).to(torch.int64)
+            v = v.clamp(q.lo, q.hi).to(torch.int64)
         elif q.op in ("conv", "linear"):
-            x = ins[0].clamp(cfg.input_min, cfg.input_max)
+            c = q.input_offset
+            x = ins[0].clamp(-c, c - 1) if c else ins[0].clamp(cfg.input_min, cfg.input_max)
+            bias = q.bias + c * q.weight.flatten(1).sum(1)
+            pb = None if bits is None else bits.get(q.name)
+            if pb is not None:
+                x = _reduce_reference(x, pb, cfg.input_bits, bool(c) or cfg.input_signed)
             if q.op == "conv":
                 a = q.attrs
                 acc = F.conv2d(x, q.weight, stride=a["stride"], padding=a["padding"],
                                dilation=a["dilation"], groups=a["groups"])
-                acc = acc + q.bias.view(1, -1, 1, 1)
+                acc = acc + bias.view(1, -1, 1, 1)
             else:
-                acc = x @ q.weight.t() + q.bias
+                acc = x @ q.weight.t() + bias
             v = _round_right(acc, q.shift)
             if q.relu:
                 v = v.clamp_min(0)
             v = v.clamp(-(1 << (cfg.output_bits - 1)), (1 << (cfg.output_bits - 1)) - 1)
+            if pb is not None:
+                kh, kw = q.weight.shape[-2:]
+                taps = F.conv2d((pb > 0).to(torch.int64)[None, None],
+                                torch.ones(1, 1, kh, kw, dtype=torch.int64),
+                                stride=a["stride"], padding=a["padding"],
+                                dilation=a["dilation"])[0, 0]
+                v = torch.where(taps > 0, v, torch.zeros_like(v))
             v = _sat(v, q.act_lo, q.act_hi)
         elif q.op == "add":
             v = _round_right(ins[0], fr[0] - q.frac) + _round_right(ins[1], fr[1] - q.frac)
