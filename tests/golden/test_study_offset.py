@@ -233,3 +233,82 @@ def test_relu_networks_never_take_the_rule():
     geoms, _, _ = S.graph_geometry(on)
     plan = S.crop_plan(geoms, FRACTION, 0)
     assert torch.equal(S.crop_forward(on, x, plan), S.crop_forward(off, x, plan))
+
+
+# -- zoo:mobilenet_v2 on isaac ---------------------------------------------------------------------
+
+def _float_cropped(graph, x, windows):
+    """The float graph with crossbar layer ``l``'s input zeroed outside ``windows[l]`` and its
+    outputs with no tap in the window zeroed (before the activation): the crop's float twin."""
+    from golden.graph import _float_op
+
+    env, li = {}, 0
+    for n in graph.nodes:
+        ins = [env[i] for i in n.inputs]
+        w = None
+        if n.op in ("conv", "linear"):
+            w, li = windows[li], li + 1
+        if w is None:
+            env[n.name] = _float_op(n, x, ins)
+            continue
+        a, (H, W) = n.attrs, ins[0].shape[-2:]
+        m = torch.zeros(H, W)
+        m[w[0]:w[1], w[2]:w[3]] = 1
+        y = F.conv2d(ins[0] * m, n.weight, n.bias, a["stride"], a["padding"], a["dilation"],
+                     a["groups"])
+        env[n.name] = y * S.output_mask(w, H, W, n.weight.shape[-2:], a["stride"],
+                                        a["padding"], a["dilation"])
+    return env[graph.output]
+
+
+def test_mobilenet_v2_cropped_and_planned_is_bit_exact_and_keeps_its_negatives():
+    """zoo:mobilenet_v2 (random weights, seed 0, 10 classes) on isaac, 64x64, calibrated on
+    the seeded images of tests/golden/test_graph_zoo.py: 17 of its 53 crossbar layers take
+    the rule (the linear bottleneck outputs and residual sums read by the next block's first
+    layer or by the last 1x1 conv). Under crop 15 and under a precision plan the study's
+    logits equal the int64 reference bit for bit; against the float network under the same crop the relative output
+    error is ~1e-7 with the rule and ~0.7 with the clip at 0 (measured 1.8e-7 and 0.73)."""
+    from golden.timing import single_thread
+
+    with single_thread():           # ~20 s on one thread; threads only fight on a busy box
+        _mobilenet_v2_cropped_and_planned()
+
+
+def _mobilenet_v2_cropped_and_planned():
+    from golden.zoo import build
+
+    cfg = load_config("isaac")
+    model = build("mobilenet_v2", num_classes=10)
+    cal = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    graph = lower(model, cal[:1])
+    qg = quantize_graph(cfg, graph, cal)
+    c = 1 << (cfg.input_bits - 1)
+    offsets = S.input_offsets(qg)
+    assert len(offsets) == 53 and offsets.count(c) == 17 and offsets.count(0) == 36
+    # the last 1x1 conv reads the last bottleneck; the classifier reads its ReLU6'd pool
+    assert offsets[-2:] == [c, 0]
+    geoms, _, _ = S.graph_geometry(qg)
+    bx = cfg.input_bits
+    # crop 15 from the image
+    row = S.crop_plan(geoms, FRACTION, 0)[15]
+    got = cropped = S.crop_forward(qg, x, [row])[0]
+    assert torch.equal(got, int64_reference(qg, x, bits=_crop_bits(qg, geoms, row)))
+    with torch.no_grad():
+        fref = _float_cropped(graph, x, row).double()
+    errs = {}
+    for on in (True, False):
+        q = qg if on else quantize_graph(cfg, graph, cal, input_offset=False)
+        y = (got if on else S.crop_forward(q, x, [row])[0]).double() * 2.0 ** -q[q.output].frac
+        errs[on] = float((y - fref).pow(2).sum() / fref.pow(2).sum())
+    print(f"mobilenet_v2 crop 15 relative error: offset rule {errs[True]:.3g}, "
+          f"clip at 0 {errs[False]:.3g}")
+    assert errs[True] < 1e-5 and errs[False] > 0.1
+    # a precision plan (top at 8 bits, left cropped, right at 12 bits)
+    plan = (bx, 8, 0, 12)
+    windows = PS.plan_windows(geoms, FRACTION, 0)
+    got = PS.plans_forward(qg, x, [plan], windows)[0]
+    bits = {q.name: PR.bits_map(plan, w, g.height, g.width, bx)
+            for q, g, w in zip(qg.crossbar_nodes, geoms, windows) if w is not None}
+    assert torch.equal(got, int64_reference(qg, x, bits=bits))
+    assert not torch.equal(got, cropped)
