@@ -125,10 +125,10 @@ def conv_layer_events(cfg: AccelConfig, geometry: ConvGeometry, *, window=None,
     x : torch.Tensor, optional
         The layer's integer input activations, ``[B, Cin, H, W]`` or ``[Cin, H, W]``. With
         ``x``, ``dac_drives`` and ``dac_level_sum`` are exact per image (cropped and padding
-        taps drive ``absent``, by default 0: nothing) and are ``[B]`` int64 tensors (``[1]`` for a ``[Cin, H, W]``
-        input); every other count is an int. Without ``x`` they are an **upper bound**: every
-        DAC level of every im2col entry of every computed position is driven (``dac_drives``
-        counts chunks, ``dac_level_sum`` their maximum levels).
+        taps drive ``absent``, by default 0: nothing) and are ``[B]`` int64 tensors (``[1]``
+        for a ``[Cin, H, W]`` input); every other count is an int. Without ``x`` they are an
+        **upper bound**: every DAC level of every im2col entry of every computed position is
+        driven (``dac_drives`` counts chunks, ``dac_level_sum`` their maximum levels).
     chunks : torch.Tensor, optional
         Per-region precision (``docs/arithmetic.md``, "Per-region precision"): int ``[Ho, Wo]``,
         the chunks ``T_pos`` each output position streams (``golden.precision.position_chunks``),

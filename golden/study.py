@@ -59,8 +59,8 @@ from .layer import matvec
 
 __all__ = ["democnn_geometry", "graph_geometry", "crop_plan", "window_masks", "crops_conv2d",
            "crops_conv_node", "output_mask", "input_offsets", "crop_forward", "crop_energy",
-           "StudyArrays", "run_crops", "true_ranks", "tolerated", "oracle_choice", "summarize_choice",
-           "first_layer_cases", "NCROPS"]
+           "StudyArrays", "run_crops", "true_ranks", "tolerated", "oracle_choice",
+           "summarize_choice", "first_layer_cases", "NCROPS"]
 
 NCROPS = len(CROP_VECTORS)
 _PATCH_BYTES = 1 << 27      #: im2col patches of one crops_conv_node step (maps are cut)

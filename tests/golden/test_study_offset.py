@@ -266,8 +266,9 @@ def test_mobilenet_v2_cropped_and_planned_is_bit_exact_and_keeps_its_negatives()
     the seeded images of tests/golden/test_graph_zoo.py: 17 of its 53 crossbar layers take
     the rule (the linear bottleneck outputs and residual sums read by the next block's first
     layer or by the last 1x1 conv). Under crop 15 and under a precision plan the study's
-    logits equal the int64 reference bit for bit; against the float network under the same crop the relative output
-    error is ~1e-7 with the rule and ~0.7 with the clip at 0 (measured 1.8e-7 and 0.73)."""
+    logits equal the int64 reference bit for bit; against the float network under the same
+    crop the relative output error is ~1e-7 with the rule and ~0.7 with the clip at 0
+    (measured 1.8e-7 and 0.73)."""
     from golden.timing import single_thread
 
     with single_thread():           # ~20 s on one thread; threads only fight on a busy box
