@@ -202,17 +202,6 @@ def reduce_activations(cfg: AccelConfig, x: torch.Tensor, bits, *, offset: int =
     Rounds to nearest with ties up (``(x + 2**(k-1)) >> k``, ``>>`` floors), then saturates to
     the ``p``-bit range of the same signedness, then shifts back: the ``drop_lsb`` ADC's rule.
 
-    ``offset`` (``c = 2**(Bx-1)``, a layer with the input offset rule of
-    ``docs/arithmetic.md``, "Signed activations on unsigned inputs"): ``x`` is the logical
-    signed input in ``[-c, c - 1]`` and is reduced with the signed rule, a 0-bit pixel to the
-    logical 0 (driven as ``c``). For ``p >= 1`` this equals the unsigned reduction of the
-    driven code ``x + c``, minus ``c``.
-
-    >>> from arch.config import load_config
-    >>> cfg = load_config("small")
-    >>> reduce_activations(cfg, torch.tensor([-128, -9, -8, 7, 8, 127]), 4, offset=128).tolist()
-    [-128, -16, 0, 0, 16, 112]
-
     >>> from arch.config import load_config
     >>> cfg = load_config("small")                     # 8-bit unsigned inputs
     >>> x = torch.tensor([0, 7, 8, 23, 24, 255])
@@ -221,12 +210,22 @@ def reduce_activations(cfg: AccelConfig, x: torch.Tensor, bits, *, offset: int =
     >>> reduce_activations(cfg, x, torch.tensor([8, 8, 8, 1, 1, 0])).tolist()
     [0, 7, 8, 0, 0, 0]
 
+    ``offset`` (``c = 2**(Bx-1)``, a layer with the input offset rule of
+    ``docs/arithmetic.md``, "Signed activations on unsigned inputs"): ``x`` is the logical
+    signed input in ``[-c, c - 1]`` and is reduced with the signed rule, a 0-bit pixel to the
+    logical 0 (driven as ``c``). For ``p >= 1`` this equals the unsigned reduction of the
+    driven code ``x + c``, minus ``c``.
+
+    >>> reduce_activations(cfg, torch.tensor([-128, -9, -8, 7, 8, 127]), 4, offset=128).tolist()
+    [-128, -16, 0, 0, 16, 112]
+
     Raises
     ------
     golden.arith.RangeError
-        If an input lies outside the config's range.
+        If an input lies outside the config's range (with ``offset``, ``[-c, c - 1]``).
     ValueError
-        If a precision lies outside ``[0, Bx]``.
+        If a precision lies outside ``[0, Bx]``, or ``offset`` is neither 0 nor
+        ``2**(Bx-1)`` on an unsigned-input configuration.
     """
     bx = cfg.input_bits
     if offset:
