@@ -260,7 +260,8 @@ def _fold(node, ins, opsets) -> tuple[np.ndarray, ...]:
             [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
              for n, v in feeds.items()],
             [helper.make_empty_tensor_value_info(o) for o in node.output if o])
-        outs = ReferenceEvaluator(helper.make_model(graph, opset_imports=opsets)).run(None, feeds)
+        model = helper.make_model(graph, opset_imports=opsets)
+        outs = ReferenceEvaluator(model).run(None, feeds)
     except Exception as exc:  # noqa: BLE001 - the reference runtime raises many kinds
         raise _Refuse(f"its inputs are constants, but evaluating it failed "
                       f"({_one_line(exc, 120)})") from None

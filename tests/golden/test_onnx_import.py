@@ -131,7 +131,7 @@ def test_folded_exports_match_the_onnx_reference(tmp_path, opset):
         torch.testing.assert_close(load_onnx(demo)(x), load_democnn()(x), atol=1e-5, rtol=0)
 
 
-# -- graphs built with onnx.helper ---------------------------------------------------------------
+# -- graphs built with onnx.helper ----------------------------------------------------------
 
 def _init(name, a):
     return numpy_helper.from_array(np.asarray(a, dtype=np.float32), name)
@@ -322,7 +322,7 @@ def test_import_golden_stays_light():
     assert out == ["False", "False"]
 
 
-# -- torchvision:<name> ---------------------------------------------------------------------------
+# -- torchvision:<name> ---------------------------------------------------------------------
 
 # Keys of torchvision's own state dicts (torchvision/models/resnet.py, vgg.py, mobilenetv2.py):
 # the re-implementations in golden.zoo must use exactly these names, so that a state dict saved
