@@ -115,15 +115,20 @@ def convert(model, source: str = "ONNX model") -> fx.GraphModule:
 
 
 def _static_shapes(graph) -> dict[str, tuple[int, ...]]:
-    """Every value whose dimensions shape inference (or the file) fixed, by name."""
+    """Every value whose dimensions shape inference (or the file) fixed, by name. A symbolic
+    first dimension (a dynamic batch, ``dynamic_axes={"x": {0: "N"}}``) counts as 1: every
+    translated operation keeps the batch whatever its size, and a Reshape computed from it
+    (``x.view(x.size(0), -1)``) is translated only where it flattens [N, ...] to [N, rest]."""
     shapes = {}
     for vi in (*graph.input, *graph.value_info, *graph.output):
         t = vi.type.tensor_type
         if not t.HasField("shape"):
             continue
-        dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim)
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+        if dims and dims[0] is None:
+            dims[0] = 1
         if all(d is not None for d in dims):
-            shapes[vi.name] = dims
+            shapes[vi.name] = tuple(dims)
     return shapes
 
 

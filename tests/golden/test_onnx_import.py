@@ -131,6 +131,22 @@ def test_folded_exports_match_the_onnx_reference(tmp_path, opset):
         torch.testing.assert_close(load_onnx(demo)(x), load_democnn()(x), atol=1e-5, rtol=0)
 
 
+def test_dynamic_batch(tmp_path):
+    """A symbolic batch (``dynamic_axes``): ``x.view(x.size(0), -1)`` exports as Shape ->
+    Gather -> Unsqueeze -> Concat -> Reshape; it becomes a flatten that takes any batch."""
+    model = _mobile()
+    path = export(model, (1, 3, 16, 16), tmp_path / "dyn.onnx", input_names=["x"],
+                  output_names=["y"], dynamic_axes={"x": {0: "N"}, "y": {0: "N"}})
+    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert {"Shape", "Gather", "Reshape"} <= set(ops)
+    conv = load_onnx(path)
+    for batch in (1, 5):
+        x = torch.rand(batch, 3, 16, 16, generator=torch.Generator().manual_seed(batch))
+        with torch.no_grad():
+            torch.testing.assert_close(conv(x), model(x), atol=1e-5, rtol=0)
+    assert _layers(lower(conv, x[:1])) == _layers(lower(model, x[:1]))
+
+
 # -- graphs built with onnx.helper ----------------------------------------------------------
 
 def _init(name, a):
