@@ -328,13 +328,18 @@ def test_corrupt_and_missing_files(tmp_path):
 
 def test_import_golden_stays_light():
     """``import golden.graph`` (and the loader) do not import onnx: only reading a file does."""
+    import os
     import subprocess
     import sys
+    from pathlib import Path
 
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [root, *filter(None, [os.environ.get("PYTHONPATH")])])}
     code = ("import sys, golden, golden.graph, golden.qnet; "
             "print('onnx' in sys.modules, 'golden.onnx_import' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.split()
+                         check=True, cwd=root, env=env).stdout.split()
     assert out == ["False", "False"]
 
 
