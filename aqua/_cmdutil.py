@@ -14,7 +14,8 @@ from golden.timing import best_time, single_thread  # noqa: F401 - the commands 
 __all__ = ["console", "positive_int", "nonnegative_int", "seed_int", "add_config_argument",
            "config_from_args", "load_model", "best_time", "single_thread", "check_output_dir",
            "check_output_file", "atomic_write", "INT_LIMIT", "SEED_LIMIT",
-           "add_model_arguments", "model_from_args", "ModelChoice", "MODEL_HELP", "SIZE_LIMITS"]
+           "add_model_arguments", "model_from_args", "ModelChoice", "MODEL_HELP", "WEIGHTS_HELP",
+           "named_model_spec", "SIZE_LIMITS"]
 
 #: The largest value any integer option takes: far above every sensible count (images,
 #: epochs, cycles), small enough that no library behind an option overflows on it.
@@ -195,8 +196,21 @@ def load_model(path: str | None):
 
 #: ``--model`` help, the same words in ``aqua demo``, ``quantize``, ``energy`` and ``crop-study``
 MODEL_HELP = ("democnn (the shipped demo CNN), zoo:<name> (zoo:tinyresnet, zoo:resnet18, "
-              "zoo:vgg11_bn, zoo:mobilenet_v2), module:factory (with --weights) or a demo CNN "
-              "state dict written by `aqua train` (PATH.pt)")
+              "zoo:vgg11_bn, zoo:mobilenet_v2), torchvision:<name> (resnet18, vgg11_bn, "
+              "mobilenet_v2: built from this project's re-implementation of torchvision's "
+              "model, random seeded weights or --weights in torchvision's key names), an ONNX "
+              "file (PATH.onnx), module:factory (with --weights) or a demo CNN state dict "
+              "written by `aqua train` (PATH.pt)")
+#: ``--weights`` help, the same words wherever ``--model`` is
+WEIGHTS_HELP = ("state dict for --model module:factory or torchvision:<name> (torchvision's "
+                "key names)")
+
+
+def named_model_spec(spec: str | None) -> bool:
+    """``--model`` names a model :func:`golden.graph.load_model` builds or reads itself:
+    ``zoo:<name>``, ``torchvision:<name>`` or ``PATH.onnx`` (not a ``module:factory``)."""
+    return spec is not None and (spec.startswith(("zoo:", "torchvision:"))
+                                 or Path(spec).suffix.lower() == ".onnx")
 #: ``--size``: the smallest and largest image side (the shipped digits are 32x32)
 SIZE_LIMITS = (8, 512)
 
@@ -227,8 +241,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, default_text: str) -
                                   "crop-study)")
     g.add_argument("--model", default=None, metavar="SPEC",
                    help=f"{MODEL_HELP}; {default_text}")
-    g.add_argument("--weights", default=None, metavar="FILE",
-                   help="state dict for --model module:factory")
+    g.add_argument("--weights", default=None, metavar="FILE", help=WEIGHTS_HELP)
     g.add_argument("--size", type=positive_int, default=None, metavar="PIXELS",
                    help=f"feed the model the shipped digits resized to PIXELS x PIXELS "
                         f"(default 32, as shipped; {SIZE_LIMITS[0]}..{SIZE_LIMITS[1]})")
@@ -246,18 +259,21 @@ def model_from_args(args) -> ModelChoice:
     if size is not None and not SIZE_LIMITS[0] <= size <= SIZE_LIMITS[1]:
         raise UsageError(f"--size must lie in [{SIZE_LIMITS[0]}, {SIZE_LIMITS[1]}], not {size}")
     size = 32 if size is None else size
-    module_spec = spec is not None and ":" in spec and not spec.startswith("zoo:") \
-        and not Path(spec).exists()
-    if weights is not None and not module_spec:
+    named = named_model_spec(spec)
+    module_spec = spec is not None and ":" in spec and not named and not Path(spec).exists()
+    torchvision = named and spec.startswith("torchvision:")
+    if weights is not None and not (module_spec or torchvision):
         raise UsageError(f"--weights goes with --model module:factory, not "
-                         f"{spec or 'the default model'}")
+                         f"{spec or 'the default model'} (or with torchvision:<name>)")
     if spec is None or spec == "democnn":
         model = load_model(None)
         return ModelChoice(spec, "demo CNN", model, True, size)
-    if spec.startswith("zoo:"):
+    if named:
         from golden.graph import load_model as load_named
+        kwargs = {} if Path(spec).suffix.lower() == ".onnx" else \
+            dict(num_classes=10, in_channels=1, **({"weights": weights} if torchvision else {}))
         try:
-            model = load_named(spec, num_classes=10, in_channels=1)
+            model = load_named(spec, **kwargs)
         except ValueError as exc:
             raise UsageError(f"--model: {exc}") from None
         return _probed(ModelChoice(spec, spec, model, False, size))

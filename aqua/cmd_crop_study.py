@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import argparse
 
-from aqua._cmdutil import add_config_argument, nonnegative_int, positive_int
+from aqua._cmdutil import (WEIGHTS_HELP, add_config_argument, named_model_spec,
+                           nonnegative_int, positive_int)
 
 HELP = "per-input crop study: oracle, predictors and energy beside the AQuA paper"
 
@@ -70,16 +71,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("your own model and images (default: the demo CNN on the "
                              "cluttered digits)")
     g.add_argument("--model", default=None, metavar="SPEC",
-                   help="zoo:<name> (e.g. zoo:resnet18, zoo:tinyresnet), democnn, "
-                        "module:factory (with --weights) or a TorchScript file; all run the "
-                        "golden fixed-point path but TorchScript, which needs --float. "
-                        "Without --images: a zoo "
-                        "model or democnn on the shipped digits, or a demo CNN state dict")
+                   help="zoo:<name> (e.g. zoo:resnet18, zoo:tinyresnet), torchvision:<name> "
+                        "(resnet18, vgg11_bn, mobilenet_v2: built from this project's "
+                        "re-implementation of torchvision's model, random seeded weights or "
+                        "--weights in torchvision's key names), democnn, an ONNX file "
+                        "(PATH.onnx), module:factory (with --weights) or a TorchScript file; "
+                        "all run the golden fixed-point path but TorchScript, which needs "
+                        "--float. Without --images: a zoo, torchvision or ONNX model or "
+                        "democnn on the shipped digits, or a demo CNN state dict")
     g.add_argument("--float", action="store_true",
                    help="run a module:factory model (with crop hooks) or a TorchScript model "
                         "(image crop only) in float instead (energy without activations)")
-    g.add_argument("--weights", default=None, metavar="FILE",
-                   help="state dict for --model module:factory")
+    g.add_argument("--weights", default=None, metavar="FILE", help=WEIGHTS_HELP)
     g.add_argument("--images", default=None, metavar="DIR|FILE.npz",
                    help="a folder with one subfolder per class, or an .npz with x and y")
     g.add_argument("--size", type=positive_int, default=None, metavar="PIXELS",
@@ -121,8 +124,9 @@ def run(args: argparse.Namespace) -> int:
     out = check_output_dir(args.out if args.out else BUILD_ROOT / "crop_study", "--out")
 
     spec = args.model
-    zoo = spec is not None and spec.startswith("zoo:")
-    if args.images is not None or args.weights is not None or (
+    zoo = named_model_spec(spec)           # zoo:, torchvision:, PATH.onnx
+    torchvision = zoo and spec.startswith("torchvision:")
+    if args.images is not None or (args.weights is not None and not torchvision) or (
             spec is not None and not zoo and (":" in spec or args.classes is not None)):
         from aqua import userdata
 
@@ -227,8 +231,12 @@ def _zoo_on_shipped_data(args, cfg, table):
 
     if args.float:
         raise UsageError("--float goes with --model module:factory or a TorchScript file, and --images")
+    kwargs = {} if not args.model.startswith(("zoo:", "torchvision:")) else \
+        dict(num_classes=10, in_channels=1)
+    if args.weights is not None:                       # torchvision:<name> only (run())
+        kwargs["weights"] = args.weights
     try:
-        model = load_model(args.model, num_classes=10, in_channels=1)
+        model = load_model(args.model, **kwargs)
     except ValueError as exc:
         raise UsageError(f"--model: {exc}") from None
     if args.classes is not None and args.classes != 10:

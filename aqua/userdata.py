@@ -2,8 +2,11 @@
 
 **Model** (``--model``): ``zoo:<name>`` (:mod:`golden.zoo`, built with the images' channels
 and classes; ``zoo:tinyresnet`` on 1-channel, 10-class images is the trained one),
-``democnn``, a TorchScript file (``torch.jit.save``), or ``module:factory`` (an importable
-callable returning an ``nn.Module``) with ``--weights`` (a state dict).
+``torchvision:<name>`` (the same re-implementations of torchvision's models; with
+``--weights``, a state dict in torchvision's key names, built with its channels and classes),
+``democnn``, an ONNX file (``PATH.onnx``, :mod:`golden.onnx_import`), a TorchScript file
+(``torch.jit.save``), or ``module:factory`` (an importable callable returning an
+``nn.Module``) with ``--weights`` (a state dict).
 
 **Images** (``--images``): a folder with one subfolder per class (sorted names are the classes
 0, 1, ...; every file whose name ends in an image suffix, :data:`IMAGE_SUFFIXES`, must be an
@@ -16,7 +19,8 @@ channel (``--mean``, ``--std``; default 0 and 1). The predictors see the [0, 1] 
 normalisation. The images are split deterministically (a permutation with a fixed seed): the
 first half is the test set, the second the predictors' training set.
 
-**What the study runs.** An ``nn.Module`` (``zoo:``, ``democnn``, ``module:factory``) is
+**What the study runs.** An ``nn.Module`` (``zoo:``, ``torchvision:``, ``democnn``, an ONNX
+file, ``module:factory``) is
 lowered (:func:`golden.graph.lower`), quantized to the configuration on the training split of
 the images (normalised; :func:`golden.qnet.quantize_graph`) and runs through the golden
 fixed-point crop study (:func:`aqua.crop_study.model_subject`): per-layer energy in pJ with
@@ -431,21 +435,31 @@ CALIBRATION_MAX = 256
 
 
 def _lowered_spec(spec: str | None) -> bool:
-    return spec is not None and (spec.startswith("zoo:") or spec == "democnn")
+    from aqua._cmdutil import named_model_spec
+    return spec == "democnn" or named_model_spec(spec)
 
 
 def _named_model(args, x, y, names) -> nn.Module:
-    """``zoo:<name>`` built for the images' channels and classes, or ``democnn``."""
+    """``zoo:<name>`` or ``torchvision:<name>`` built for the images' channels and classes
+    (``torchvision:<name>`` with ``--weights``: for the state dict's), ``democnn``, or an
+    ONNX file."""
     from golden.graph import load_model
 
-    if args.weights is not None:
-        raise _error(f"--weights goes with --model module:factory, not {args.model}")
+    torchvision = args.model.startswith("torchvision:")
+    if args.weights is not None and not torchvision:
+        raise _error(f"--weights goes with --model module:factory, not {args.model} "
+                     f"(or with torchvision:<name>)")
     if args.model == "democnn":
         return load_model("democnn")
-    classes = args.classes or (len(names) if names is not None else
-                               (int(y.max()) + 1 if len(y) else 1))
+    kwargs = {}
+    if args.model.startswith(("zoo:", "torchvision:")):
+        classes = args.classes or (len(names) if names is not None else
+                                   (int(y.max()) + 1 if len(y) else 1))
+        kwargs = dict(num_classes=classes, in_channels=int(x.shape[1]))
+        if torchvision:
+            kwargs["weights"] = args.weights
     try:
-        return load_model(args.model, num_classes=classes, in_channels=int(x.shape[1]))
+        return load_model(args.model, **kwargs)
     except ValueError as exc:
         raise _error(f"--model: {exc}") from None
 
@@ -457,7 +471,7 @@ def fixed_point_subject(model, cfg, table, calibration, normalize, *, spec: str,
     from golden.fixedpoint import QuantError
     from golden.graph import UnsupportedGraphError
 
-    name = spec if not spec or ":" not in spec or spec.startswith("zoo:") else \
+    name = spec if not spec or ":" not in spec or _lowered_spec(spec) else \
         f"user model {spec}"
     try:
         return model_subject(cfg, table, model, calibration, fraction, from_layer,

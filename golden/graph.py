@@ -11,10 +11,11 @@ become ``flatten`` and a 1x1 adaptive average pool.
 Anything else is refused with one :class:`UnsupportedGraphError` (a ``ValueError``) naming the
 node, its operation and where it sits in the model (module path and source line when known).
 
-Sources (:func:`load_model`): ``zoo:<name>`` (:mod:`golden.zoo`), ``democnn`` (the shipped
-demo CNN), or an ``nn.Module`` object. TorchScript files are refused (their graphs are not
-lowered); ONNX files are refused too: ``onnx2torch`` would pull a CUDA torch and torchvision
-into this environment.
+Sources (:func:`load_model`): ``zoo:<name>`` (:mod:`golden.zoo`), ``torchvision:<name>``
+(the same re-implementations of torchvision's resnet18, vgg11_bn and mobilenet_v2, with a
+state dict in torchvision's key names if given), ``democnn`` (the shipped demo CNN), an
+ONNX file (``PATH.onnx``, translated by :mod:`golden.onnx_import`), or an ``nn.Module``
+object. TorchScript files are refused (their graphs are not lowered).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["OPS", "Node", "Graph", "UnsupportedGraphError", "lower", "load_model",
-           "run_float", "SUPPORTED"]
+           "torchvision_model", "TORCHVISION", "run_float", "SUPPORTED"]
 
 #: The operations of a :class:`Graph`.
 OPS = ("input", "conv", "linear", "clamp", "maxpool", "avgpool", "adaptive_avgpool", "add",
@@ -721,20 +722,34 @@ def _is_torchscript(path: Path) -> bool:
         return False
 
 
-def load_model(spec, **kwargs) -> nn.Module:
+#: ``torchvision:<name>``: the torchvision models :mod:`golden.zoo` re-implements, each with
+#: the keys of its first conv's and its last linear layer's weights (torchvision's names)
+TORCHVISION = {"resnet18": ("conv1.weight", "fc.weight"),
+               "vgg11_bn": ("features.0.weight", "classifier.6.weight"),
+               "mobilenet_v2": ("features.0.0.weight", "classifier.1.weight")}
+
+
+def load_model(spec, *, weights=None, **kwargs) -> nn.Module:
     """A model from ``spec``: an ``nn.Module`` (returned as is), ``democnn`` (the shipped demo
-    CNN), ``zoo:<name>`` (:func:`golden.zoo.build`, ``kwargs`` passed on).
+    CNN), ``zoo:<name>`` (:func:`golden.zoo.build`, ``kwargs`` passed on),
+    ``torchvision:<name>`` (:func:`torchvision_model`, ``weights`` and ``kwargs`` passed on)
+    or ``PATH.onnx`` (:func:`golden.onnx_import.load_onnx`; ``kwargs`` do not apply).
 
     Raises
     ------
     UnsupportedGraphError
-        For TorchScript or ONNX files (not lowered in this environment).
+        For TorchScript files (not lowered), and ONNX files that are unreadable or hold an
+        operation :mod:`golden.onnx_import` does not translate.
     ValueError
-        For an unknown name.
+        For an unknown name, or ``weights`` that do not fit.
     """
     if isinstance(spec, nn.Module):
         return spec
     spec = str(spec)
+    if spec.startswith("torchvision:"):
+        return torchvision_model(spec, weights=weights, **kwargs)
+    if weights is not None:
+        raise ValueError(f"{spec}: weights go with torchvision:<name> only")
     if spec == "democnn":
         from golden.cnn import load_democnn
         return load_democnn()
@@ -742,15 +757,76 @@ def load_model(spec, **kwargs) -> nn.Module:
         from golden.zoo import build
         return build(spec, **kwargs)
     path = Path(spec)
-    if path.suffix == ".onnx":
-        raise UnsupportedGraphError(
-            f"{spec}: ONNX models are not supported here (onnx2torch would install a CUDA "
-            f"torch and torchvision beside the CPU build)")
+    if path.suffix.lower() == ".onnx":
+        from golden.onnx_import import load_onnx
+        return load_onnx(path)
     if path.is_file():
         if not _is_torchscript(path):
             raise ValueError(f"{spec}: not a model this tool can load (give democnn, "
-                             f"zoo:<name> or an nn.Module)")
+                             f"zoo:<name>, torchvision:<name>, PATH.onnx or an nn.Module)")
         raise UnsupportedGraphError(
             f"{spec}: TorchScript models are not lowered (their graphs are not translated): "
             f"pass the nn.Module itself")
-    raise ValueError(f"unknown model '{spec}' (give democnn, zoo:<name> or an nn.Module)")
+    raise ValueError(f"unknown model '{spec}' (give democnn, zoo:<name>, torchvision:<name>, "
+                     f"PATH.onnx or an nn.Module)")
+
+
+def torchvision_model(spec: str, *, weights=None, num_classes: int | None = None,
+                      in_channels: int | None = None, seed: int = 0) -> nn.Module:
+    """``torchvision:<name>`` (eval mode): :mod:`golden.zoo`'s re-implementation of
+    torchvision's model, whose state dict keys are torchvision's (``layer1.0.conv1.weight``,
+    ``features.0.0.weight``, ...). Without ``weights``, random weights drawn from ``seed``
+    (as ``zoo:<name>``); with ``weights`` (a state dict file, or a dict), the model is built
+    with the input channels and classes of the state dict (``num_classes`` and
+    ``in_channels`` then do not apply) and loads it strictly.
+
+    Raises
+    ------
+    ValueError
+        For a name not in :data:`TORCHVISION` (the message lists the known ones), a file that
+        is not a state dict, or a state dict of another model.
+    """
+    from golden.zoo import build
+
+    name = spec.removeprefix("torchvision:")
+    if name not in TORCHVISION:
+        raise ValueError(f"unknown torchvision model '{spec}'; known: "
+                         f"{', '.join('torchvision:' + k for k in TORCHVISION)} (built from "
+                         f"this project's re-implementation, random seeded weights or "
+                         f"--weights in torchvision's key names)")
+    if weights is None:
+        return build(name, num_classes=num_classes, in_channels=in_channels, seed=seed)
+    state = weights
+    if not isinstance(weights, dict):
+        try:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise ValueError(f"weights {weights}: no such file") from None
+        except Exception as exc:  # torch raises several kinds for a corrupt or foreign file
+            raise ValueError(f"weights {weights}: not a state dict ({_first_line(exc)})") \
+                from None
+        if not isinstance(state, dict):
+            raise ValueError(f"weights {weights}: not a state dict (a "
+                             f"{type(state).__name__})")
+    label = "the state dict" if isinstance(weights, dict) else f"weights {weights}"
+    first, last = TORCHVISION[name]
+    w_in, w_out = state.get(first), state.get(last)
+    if not (isinstance(w_in, torch.Tensor) and w_in.dim() == 4
+            and isinstance(w_out, torch.Tensor) and w_out.dim() == 2):
+        raise ValueError(f"{label}: not a state dict of torchvision's {name} in torchvision's "
+                         f"key names (no 4-D '{first}' and 2-D '{last}')")
+    model = build(name, num_classes=int(w_out.shape[0]), in_channels=int(w_in.shape[1]),
+                  seed=seed)
+    try:
+        model.load_state_dict(state)
+    except Exception as exc:  # RuntimeError listing missing/unexpected keys and shapes
+        raise ValueError(f"{label}: not a state dict of torchvision's {name} "
+                         f"({_first_line(exc)})") from None
+    return model.eval()
+
+
+def _first_line(exc: BaseException, limit: int = 300) -> str:
+    """``exc`` on one line: its type and its message's lines joined by "; "."""
+    lines = [" ".join(ln.split()) for ln in str(exc).splitlines() if ln.strip()]
+    text = f"{type(exc).__name__}: " + "; ".join(lines)
+    return text if len(text) <= limit else text[:limit - 3].rstrip() + "..."
