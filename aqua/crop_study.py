@@ -463,7 +463,7 @@ def render_plots(res: dict) -> dict[str, bytes]:
     ax.set_xlabel("crop vector [top, bottom, left, right]")
     ax.set_ylabel("test images")
     ax.set_title(f"Chosen crops (fraction {res['fraction']})")
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, ncol=2, loc="upper right")
     fig.tight_layout()
     plots["crop_histogram.png"] = png(fig)
 
@@ -483,7 +483,7 @@ def render_plots(res: dict) -> dict[str, bytes]:
     ax.set_ylabel("top-1 accuracy (%)")
     ax.set_title("Accuracy versus energy")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     plots["accuracy_energy.png"] = png(fig)
     prec = res.get("precision", {})
@@ -514,7 +514,7 @@ def _precision_plot(plt, prec: dict):
     ax.set_ylabel("top-1 accuracy (%)")
     ax.set_title(f"Per-region precision (levels {prec['input_bits']}, {prec['low']}, 0 bits)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, ncol=2, loc="lower right")
     fig.tight_layout()
     return fig
 

@@ -850,7 +850,7 @@ def render_plots(rows: list[dict]) -> dict[str, bytes]:
         ax.set_ylabel(ylabel)
         ax.set_title(title)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper right")
         fig.tight_layout()
         return png(fig)
 
