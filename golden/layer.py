@@ -31,12 +31,6 @@ __all__ = ["ProgrammedLayer", "program", "matvec_acc", "bitserial_acc", "integer
            "IntegerPlan", "integer_plan", "adc_is_identity", "matvec", "linear", "conv2d",
            "matrix_mapping"]
 
-# Elements of the [tiles, T, b, columns] read tensor of one batch block (bounds memory; a
-# block's passes stay within the last-level cache, and a block is big enough that the
-# per-call overhead of the few torch operations on it is small).
-_BLOCK_ELEMENTS = 1 << 18
-
-
 @dataclass(frozen=True)
 class ProgrammedLayer:
     """A weight matrix ``[K, N]`` cut into crossbar tiles and encoded into cells.
@@ -334,37 +328,27 @@ def bitserial_acc(layer: ProgrammedLayer, x: torch.Tensor) -> torch.Tensor:
     """``Σ over tiles of (acc - weight_bias * xsum)`` for ``x [B, K]``, int64 ``[B, N]``, bit
     by bit as the crossbar forms it (sections 2-6), in every ADC mode.
 
-    One batched product per block of the batch: the chunks ``[tiles, T * b, rows]`` against the
-    cells ``[tiles, rows, columns]``, so every read ``[tiles, T, b, columns]`` at once; the ADC
-    elementwise; the shift-add as one weighted reduction over ``(tiles, T)`` and a small one over
-    slices. Three rewritings, each exact, keep it to few passes over the reads:
+    Every read of every input chunk, its ADC code and the shift-add over chunks come from one
+    compiled pass over the inputs (:func:`golden.bitserial_kernel.lut_reduce`, its reads from
+    lookup tables of row groups); then two small exact products:
 
-    * *Flip recovery folded into the cells.* A flagged column is read with negated cells, so the
-      product gives ``z = -read``; the ADC of section 4 applied as ``-rec`` (``clip``:
-      ``clamp(z, -2**A + 1, 2**A - 1)``, which is ``-min(read, 2**A - 1)``; ``drop_lsb``: see
-      the offsets below), and ``y = M*insum - rec = (-rec) + M*insum``: the ``M*insum`` terms,
-      weighted by the shift-add, sum to ``M * Σ_tiles f * xsum_tile``, one small product.
-    * *The ``drop_lsb`` rounding in the product.* ``code = floor((read + h) / 2**k)``,
-      ``h = 2**(k-1)``: the cells are scaled by ``2**-k`` and a constant input row of 1 adds
-      ``h / 2**k`` per column, so the product is ``(read + h) / 2**k`` (dyadic, exact) and one
-      ``floor`` gives the code. In a negated column ``-code = ceil((-read - h) / 2**k)
-      = floor((-read + h - 1) / 2**k)`` (``ceil(a/q) = floor((a + q - 1)/q)``, ``q = 2h``):
-      offset ``h - 1``. The saturation at ``2**A - 1`` is then the same symmetric clamp.
-      ``rec = code * 2**k``: the ``2**k`` goes into the shift-add weights.
-    * *The shift-add as products.* ``Σ_t σ_t 2**p_t`` over chunks and tiles of the codes is one
-      matrix-vector product over the leading ``(tiles, T)`` axis; then ``2**(s*b + k)`` per slice.
-
-    Every float value is an integer (or a dyadic of at most as many bits) whose partial sums are
-    below ``2**24`` (float32) or ``2**53`` (float64), else the reduction runs in int64.
+    * *The ADC on the physical read.* A flagged column stores ``M - c``; its read is converted
+      as any other, and flip recovery's ``y = M*insum - rec`` is ``-rec`` plus ``M*insum``. The
+      kernel sums ``±σ_t 2**p_t code`` per column (``-`` in a flagged column); the ``M*insum``
+      terms, weighted by the shift-add, sum to ``M * Σ_tiles f * xsum_tile``, one small product
+      with the weight-bias correction.
+    * *The ADC as a floor.* ``drop_lsb``: ``code = floor((read + h) / 2**k)``, ``h =
+      2**(k-1)``, the rounding offset and the scale ``2**-k`` already in the tables (dyadic,
+      exact), then the saturation ``min(., 2**A - 1)``; ``clip``: ``k = h = 0``.
+      ``rec = code * 2**k``: the ``2**k`` goes into the slice weights.
     """
     cfg = layer.cfg
     _check_inputs(layer, x)
     B, K = x.shape
-    R, kt = cfg.rows, layer.row_tiles
-    xn = _narrow_rows(cfg, kt, B)
-    xn[..., :R] = F.pad(x.to(xn.dtype), (0, kt * R - K)).view(B, kt, R).transpose(0, 1)
-    xs_tile = F.pad(x.to(torch.int64), (0, kt * R - K)).view(B, kt, R).sum(-1)
-    return _bitserial(layer, xn, xs_tile)
+    pad = layer.row_tiles * cfg.rows - K
+    rows = F.pad(x.to(_narrow_dtype(cfg)), (0, pad))
+    xs_tile = F.pad(x.to(torch.int64), (0, pad)).view(B, layer.row_tiles, cfg.rows).sum(-1)
+    return _bitserial(layer, rows, xs_tile)
 
 
 def _narrow_dtype(cfg: AccelConfig) -> torch.dtype:
@@ -374,92 +358,26 @@ def _narrow_dtype(cfg: AccelConfig) -> torch.dtype:
             torch.int32 if cfg.input_bits <= 31 else torch.int64)
 
 
-def _narrow_rows(cfg: AccelConfig, kt: int, B: int) -> torch.Tensor:
-    """An empty ``[kt, B, rows (+1)]`` tensor for the input bit patterns of :func:`_bitserial`,
-    the constant row (a ``drop_lsb`` ADC's rounding offset, the pattern whose every chunk is 1)
-    already filled in."""
-    rows_in = cfg.rows + (cfg.adc_drop > 0)
-    xn = torch.empty(kt, B, rows_in, dtype=_narrow_dtype(cfg))
-    if cfg.adc_drop > 0:
-        xn[..., cfg.rows] = int((torch.ones(1, dtype=torch.int64) << chunk_positions(cfg)).sum())
-    return xn
-
-
-def _bitserial(layer: ProgrammedLayer, xn: torch.Tensor, xs_tile: torch.Tensor) -> torch.Tensor:
-    """:func:`bitserial_acc` of the input bit patterns ``xn [tiles, B, rows (+1)]``
-    (:func:`_narrow_rows`, zero padded to whole tiles; tile-major, so that a block's chunks
-    come out in product order) whose per-tile sums ``Σ_r x[r]`` are
+def _bitserial(layer: ProgrammedLayer, rows: torch.Tensor, xs_tile: torch.Tensor) -> torch.Tensor:
+    """:func:`bitserial_acc` of the input bit patterns ``rows [B, tiles * rows]`` (contiguous,
+    :func:`_narrow_dtype`, zero padded to whole tiles) whose per-tile sums ``Σ_r x[r]`` are
     ``xs_tile`` (int64 ``[B, tiles]``)."""
+    from .bitserial_kernel import lut_reduce
+
     cfg = layer.cfg
-    B = xn.shape[1]
+    B = rows.shape[0]
     T, S, R, kt = cfg.input_cycles, cfg.slices, cfg.rows, layer.row_tiles
     k = cfg.adc_drop
-    h = (1 << k) >> 1
     cells = torch.stack(layer.cells)                              # [kt, R, cols]
     flags = torch.stack(layer.flags)                              # [kt, cols]
     cols = cells.shape[-1]
     GO = cols // S
-    sign = 1 - 2 * flags.to(torch.int64)
-    aug = k > 0                                                   # the constant input row
-    rows_in = R + aug
-    signed_cells = cells * sign.unsqueeze(1)
-    if aug:
-        offset = torch.where(flags, h - 1, h).to(torch.int64).unsqueeze(1)
-        signed_cells = torch.cat([signed_cells, offset], dim=1)   # [kt, R + 1, cols]
-    # Bounds: |read + offset| for the product, and the reduction over (tiles, T).
-    raw_bound = R * cfg.cell_max * cfg.dac_max + h
-    code_bound = min((raw_bound + h) >> k, cfg.adc_code_max)
-    saturates = ((raw_bound + h) >> k) > cfg.adc_code_max
+    red = lut_reduce(cfg, rows, cells, flags)                     # [B, cols]
+    # |red|: the shift-added codes of all tiles
+    code_bound = min((R * cfg.cell_max * cfg.dac_max + ((1 << k) >> 1)) >> k,
+                     cfg.adc_code_max)
     coef = chunk_signs(cfg) << chunk_positions(cfg)               # σ_t 2**p_t, [T]
     red_bound = kt * int(coef.abs().sum()) * code_bound
-    dtype = _exact_type(raw_bound)
-    red_dtype = _exact_type(red_bound)
-    if dtype.is_floating_point and red_dtype.is_floating_point:
-        red_dtype = dtype = max(dtype, red_dtype, key=lambda d: d.itemsize)
-    if dtype.is_floating_point:
-        cells_f = signed_cells.to(dtype) * (2.0 ** -k)            # dyadic: exact
-    else:
-        cells_f = signed_cells
-    coef_kt = coef.repeat(kt).to(red_dtype)                       # (tile, t) order, [kt*T]
-
-    narrow = xn.dtype
-    pos = chunk_positions(cfg).to(narrow).view(1, T, 1, 1)
-    masks = torch.tensor([(1 << cfg.chunk_width(t)) - 1 for t in range(T)],
-                         dtype=narrow).view(1, T, 1, 1)
-
-    red = torch.empty(B, cols, dtype=red_dtype)
-    block = max(1, min(B, _BLOCK_ELEMENTS // (T * kt * cols)))
-    # Buffers for one block, reused (fresh memory every block would cost page faults).
-    chunks_s = torch.empty(T * kt * block * rows_in, dtype=narrow)
-    a_s = torch.empty(T * kt * block * rows_in, dtype=dtype)
-    buf_s = torch.empty(T * kt * block * cols, dtype=dtype)
-
-    def views(b: int):
-        """The buffers' views for a block of ``b``: chunks, product input (as [kt, T*b, rows]
-        and [kt, T, b, rows]), reads, and the reads as [b*cols, kt*T] for the reduction."""
-        n_in, n_out = kt * T * b * rows_in, kt * T * b * cols
-        a = a_s[:n_in].view(kt, T * b, rows_in)
-        buf = buf_s[:n_out].view(kt, T * b, cols)
-        return (chunks_s[:n_in].view(kt, T, b, rows_in), a, a.view(kt, T, b, rows_in), buf,
-                buf.view(kt * T, b * cols).t())
-
-    full = views(block)
-    floor = dtype.is_floating_point and k > 0
-    for b0 in range(0, B, block):
-        b = min(block, B - b0)
-        chunks, a, a4, buf, yt = full if b == block else views(b)
-        torch.bitwise_right_shift(xn[:, b0:b0 + b].unsqueeze(1), pos, out=chunks)
-        a4.copy_(chunks.bitwise_and_(masks))                      # chunk t of tile k
-        torch.bmm(a, cells_f, out=buf)                            # reads, [kt, T*b, cols]
-        if floor:
-            buf.floor_()
-        elif k:
-            buf >>= k
-        if saturates:
-            buf.clamp_(-cfg.adc_code_max, cfg.adc_code_max)
-        if red_dtype != dtype:
-            yt = yt.to(red_dtype)
-        torch.mv(yt, coef_kt, out=red[b0:b0 + b].view(-1))         # Σ_(tile,t) σ_t 2**p_t y
     # Per slice 2**(s*b) (and rec = code * 2**k): a product with the block-diagonal [cols, GO]
     # matrix of the slice weights; flip recovery's M * Σ_tiles f * xsum (its insum terms,
     # shift-added) and the weight-bias correction: a product of the per-tile sums
@@ -476,7 +394,7 @@ def _bitserial(layer: ProgrammedLayer, xn: torch.Tensor, xs_tile: torch.Tensor) 
         sw = torch.kron(torch.eye(GO, dtype=out_dtype), slice_w.to(out_dtype).view(S, 1))
         v = torch.addmm(xs_tile.to(out_dtype) @ corr.to(out_dtype), red.to(out_dtype), sw)
         return v[:, :N].to(torch.int64)
-    return ((red.to(torch.int64).view(B, GO, S) * slice_w).sum(-1) + xs_tile @ corr)[:, :N]
+    return ((red.reshape(B, GO, S) * slice_w).sum(-1) + xs_tile @ corr)[:, :N]
 
 
 def _im2col_rows(x: torch.Tensor, dtype: torch.dtype, width: int, kh: int, kw: int,
@@ -508,8 +426,6 @@ def _conv_bitserial(layer: ProgrammedLayer, x: torch.Tensor, kh: int, kw: int, s
     rows = _im2col_rows(x, _narrow_dtype(cfg), kt * R, kh, kw, stride, padding)
     _, ho, wo, _ = rows.shape
     BL = B * ho * wo
-    xn = _narrow_rows(cfg, kt, BL)
-    xn[..., :R] = rows.view(BL, kt, R).transpose(0, 1)
     X, _ = _magnitudes(cfg)
     sdtype = _exact_type(R * X)
     if sdtype.is_floating_point:
@@ -522,7 +438,7 @@ def _conv_bitserial(layer: ProgrammedLayer, x: torch.Tensor, kh: int, kw: int, s
     else:
         rows64 = _im2col_rows(x, torch.int64, kt * R, kh, kw, stride, padding)
         xs_tile = rows64.view(BL, kt, R).sum(-1)
-    return _bitserial(layer, xn, xs_tile)
+    return _bitserial(layer, rows.view(BL, kt * R), xs_tile)
 
 
 # -- layers ----------------------------------------------------------------------------------

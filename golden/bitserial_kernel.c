@@ -1,0 +1,148 @@
+/* The fused kernel of golden.layer's bit-serial model (golden/bitserial_kernel.py explains
+ * the tables and builds this file with the system C compiler at first use).
+ *
+ * For every input vector b and row tile: the packed levels of each row group and chunk
+ * (idx), then per block of 16 columns, in registers: read + h = sum over groups of a table
+ * row, code = min((read + h) >> k, top) (the ADC, section 4), acc += +-code << p_t (the shift-add
+ * over chunks, section 6), and the int32 acc into int64 red, negated in a flipped column.
+ * GCC/Clang vector extensions: the compiler maps a 16-lane int32 vector onto the machine's
+ * SIMD registers. */
+
+#include <stdint.h>
+#include <string.h>
+
+typedef int32_t vi32 __attribute__((vector_size(64)));
+typedef int64_t vi64x16 __attribute__((vector_size(128)));
+
+#define LANES 16
+
+struct plan {
+    int64_t R, g, G, E, C, T, d, k, top, ngroups;
+    const int64_t *pos, *mask;   /* [T] chunk t = (x >> pos) & mask */
+    const int32_t *shift;        /* [T] p_t - base of its group */
+    const int32_t *neg;          /* [T] -1 if sigma_t = -1, else 0 */
+    const int64_t *start;        /* [ngroups + 1] chunks start[i] .. start[i+1] - 1 form group i, */
+    const int32_t *base;         /* [ngroups]     whose int32 sum moves into red << base[i] */
+};
+
+static inline vi32 load(const int32_t *p) {
+    vi32 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline vi32 adc(vi32 r, int32_t k, int32_t top, int32_t s, int32_t n) {
+    /* code = min(r >> k, top), then +-code << s (n = 0 or -1: (v ^ n) - n) */
+    vi32 code = r >> k;
+    vi32 lt = code < top;
+    code = ((code & lt) | (top & ~lt)) << s;
+    return (code ^ n) - n;
+}
+
+static inline void spill(int64_t *red, vi32 acc, const int64_t *m, int32_t base) {
+    /* red[0..15] += (m ? -acc : acc) << base  (m = 0 or -1) */
+    vi64x16 a = __builtin_convertvector(acc, vi64x16), mm, rr;
+    memcpy(&mm, m, sizeof mm);
+    memcpy(&rr, red, sizeof rr);
+    rr += ((a ^ mm) - mm) << base;
+    memcpy(red, &rr, sizeof rr);
+}
+
+/* 16 x NB columns starting at column c, all chunks, the sums in NB registers; off[t * G + j]
+ * are the table row offsets of this tile's group j in chunk t. */
+#define BLOCK(NB, ...)                                                                      \
+static inline void block##NB(const struct plan *p, const int32_t *lut, const int64_t *off,  \
+                             int64_t c, int64_t *red, const int64_t *m) {                   \
+    const int32_t k = (int32_t)p->k, top = (int32_t)p->top;                                 \
+    const int64_t G = p->G;                                                                 \
+    for (int64_t i = 0; i < p->ngroups; i++) {                                              \
+        vi32 acc0 = {0}, acc1 = {0}, acc2 = {0}, acc3 = {0};                                \
+        for (int64_t t = p->start[i]; t < p->start[i + 1]; t++) {                           \
+            const int32_t *row = lut + off[t * G] + c;                                      \
+            vi32 r0 = load(row), r1 = {0}, r2 = {0}, r3 = {0};                              \
+            if (NB > 1) r1 = load(row + 16);                                                \
+            if (NB > 2) { r2 = load(row + 32); r3 = load(row + 48); }                       \
+            for (int64_t j = 1; j < G; j++) {                                               \
+                row = lut + off[t * G + j] + c;                                             \
+                r0 += load(row);                                                            \
+                if (NB > 1) r1 += load(row + 16);                                           \
+                if (NB > 2) { r2 += load(row + 32); r3 += load(row + 48); }                 \
+            }                                                                               \
+            const int32_t s = p->shift[t], n = p->neg[t];                                   \
+            acc0 += adc(r0, k, top, s, n);                                                  \
+            if (NB > 1) acc1 += adc(r1, k, top, s, n);                                      \
+            if (NB > 2) { acc2 += adc(r2, k, top, s, n); acc3 += adc(r3, k, top, s, n); }   \
+        }                                                                                   \
+        spill(red + c, acc0, m + c, p->base[i]);                                            \
+        if (NB > 1) spill(red + c + 16, acc1, m + c + 16, p->base[i]);                      \
+        if (NB > 2) {                                                                       \
+            spill(red + c + 32, acc2, m + c + 32, p->base[i]);                              \
+            spill(red + c + 48, acc3, m + c + 48, p->base[i]);                              \
+        }                                                                                   \
+    }                                                                                       \
+}
+BLOCK(4)
+BLOCK(2)
+BLOCK(1)
+
+/* idx of one vector's tile: packed levels of every (chunk, group), as table row offsets. */
+#define INDICES(NAME, TYPE)                                                                 \
+static inline void NAME(const struct plan *p, const TYPE *x, int64_t *off, int64_t tile) {  \
+    int64_t T = p->T, G = p->G;                                                             \
+    for (int64_t i = 0; i < T * G; i++) off[i] = 0;                                         \
+    for (int64_t r = 0; r < p->R; r++) {                                                    \
+        int64_t v = (int64_t)x[r];                                                          \
+        if (v == 0) continue;                                                               \
+        int64_t j = r / p->g, sh = p->d * (r - j * p->g);                                   \
+        for (int64_t t = 0; t < T; t++)                                                     \
+            off[t * G + j] |= ((v >> p->pos[t]) & p->mask[t]) << sh;                        \
+    }                                                                                       \
+    for (int64_t t = 0; t < T; t++)                                                         \
+        for (int64_t j = 0; j < G; j++)                                                     \
+            off[t * G + j] = ((tile * G + j) * p->E + off[t * G + j]) * p->C;               \
+}
+
+/* 8 rows of 8-bit patterns, 1-bit levels, 8 rows per group: the 8x8 bit transpose of the
+ * group's 8 bytes gives its 8 chunks' indices at once (Hacker's Delight, transpose8). */
+static inline void indices_bits8(const struct plan *p, const uint8_t *x, int64_t *off,
+                                 int64_t tile) {
+    int64_t T = p->T, G = p->G;
+    for (int64_t j = 0; j < G; j++) {
+        uint64_t w;
+        memcpy(&w, x + 8 * j, 8);
+        uint64_t t;
+        t = (w ^ (w >> 7)) & 0x00AA00AA00AA00AAULL;  w = w ^ t ^ (t << 7);
+        t = (w ^ (w >> 14)) & 0x0000CCCC0000CCCCULL; w = w ^ t ^ (t << 14);
+        t = (w ^ (w >> 28)) & 0x00000000F0F0F0F0ULL; w = w ^ t ^ (t << 28);
+        /* byte t of w: bit i is bit t of row i (little-endian bytes) */
+        for (int64_t c = 0; c < T; c++)
+            off[c * G + j] = ((tile * G + j) * p->E + (int64_t)((w >> (8 * c)) & 0xFF)) * p->C;
+    }
+}
+
+#define KERNEL(NAME, TYPE, INDEX)                                                           \
+int NAME(int64_t B, const TYPE *rows, int64_t ldrows, int64_t k0, int64_t kt,               \
+         const int32_t *lut, const struct plan *p, const int64_t *m, int64_t *red,           \
+         int64_t ldred, int64_t *off) {                                                     \
+    if (p->C % LANES) return -1;                                                            \
+    for (int64_t b = 0; b < B; b++) {                                                       \
+        int64_t *rb = red + b * ldred;                                                      \
+        for (int64_t kk = 0; kk < kt; kk++) {                                               \
+            INDEX(p, rows + b * ldrows + (k0 + kk) * p->R, off, kk);                        \
+            const int64_t *mk = m + kk * p->C;                                              \
+            int64_t c = 0;                                                                  \
+            for (; c + 64 <= p->C; c += 64) block4(p, lut, off, c, rb, mk);                 \
+            for (; c + 32 <= p->C; c += 32) block2(p, lut, off, c, rb, mk);                 \
+            for (; c + 16 <= p->C; c += 16) block1(p, lut, off, c, rb, mk);                 \
+        }                                                                                   \
+    }                                                                                       \
+    return 0;                                                                               \
+}
+
+INDICES(indices_u8, uint8_t)
+INDICES(indices_i32, int32_t)
+INDICES(indices_i64, int64_t)
+KERNEL(lut_u8, uint8_t, indices_u8)
+KERNEL(lut_bits8, uint8_t, indices_bits8)
+KERNEL(lut_i32, int32_t, indices_i32)
+KERNEL(lut_i64, int64_t, indices_i64)

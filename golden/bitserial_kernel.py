@@ -1,0 +1,251 @@
+"""The fused kernel of the bit-serial layer model (:func:`golden.layer.bitserial_acc`): the
+column reads of every input chunk, the ADC on each read and the shift-add over chunks, in one
+pass over the inputs, in C (``bitserial_kernel.c``), built with the system C compiler at first
+use and cached (:func:`library`).
+
+The reads come from lookup tables rather than from a matrix product. A read is
+``Σ_r x_t[r] c[r, col]`` over a tile's rows, ``x_t[r]`` a ``d``-bit DAC level (section 2). Cut
+the rows into groups of ``g``: a group's share depends only on the ``g`` levels it sees, so it
+is one row of a table of ``E = 2**(d*g)`` rows (:func:`tables`), indexed by the levels packed
+``d`` bits apiece, the group's first row lowest. A read is the sum of ``G = ceil(rows / g)``
+table rows: with ``g = 8`` one-bit levels, two 16-bit loads per column and chunk on a
+16-row tile instead of sixteen products. All of it is integer arithmetic: a read, its code
+``min((read + h) >> k, 2**A - 1)`` (section 4: ``k`` dropped bits, ``h = 2**(k-1)``), and the
+shift-added codes of a tile in int32, moved into the int64 sums before they could overflow
+(``flush``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from arch.config import AccelConfig
+
+__all__ = ["KernelError", "library", "build_seconds", "group_rows", "tables", "lut_reduce",
+           "LANES"]
+
+SOURCE = Path(__file__).with_suffix(".c")
+#: Columns per SIMD block: the tables' and the sums' column counts are padded to a multiple.
+LANES = 16
+_MAXT, _MAXIDX = 64, 4096
+_FLAGS = ("-O3", "-march=native", "-mprefer-vector-width=512", "-std=c11", "-shared", "-fPIC")
+
+
+class KernelError(RuntimeError):
+    """The C kernel cannot be built or loaded (no C compiler, or it failed)."""
+
+
+class _Plan(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_int64) for name in
+                ("R", "g", "G", "E", "C", "T", "d", "k", "top", "ngroups")] + \
+               [(name, ctypes.c_void_p) for name in ("pos", "mask", "shift", "neg", "start",
+                                                      "base")]
+
+
+def _cache_dir() -> Path:
+    """``build/kernels`` in the checkout, or the user's cache when the checkout is read-only."""
+    here = SOURCE.resolve().parent.parent / "build" / "kernels"
+    try:
+        here.mkdir(parents=True, exist_ok=True)
+        if os.access(here, os.W_OK):
+            return here
+    except OSError:
+        pass
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "aqua-hw" / "kernels"
+
+
+def _cpu_id() -> str:
+    """What ``-march=native`` depends on: the CPU's feature flags (Linux), else its name."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return line
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+_build_seconds = 0.0
+
+
+def build_seconds() -> float:
+    """Seconds this process spent compiling the kernel (0 when a cached build was loaded)."""
+    return _build_seconds
+
+
+@lru_cache(maxsize=None)
+def library() -> ctypes.CDLL:
+    """The compiled kernel: built once per source, compiler and CPU into :func:`_cache_dir`
+    (atomically: concurrent processes may build it at the same time), then loaded.
+
+    Raises
+    ------
+    KernelError
+        If no C compiler (``$CC``, else ``cc``/``gcc``) is found or the build fails.
+    """
+    global _build_seconds
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        raise KernelError("golden's bit-serial kernel needs a C compiler (gcc or clang; set CC)")
+    source = SOURCE.read_bytes()
+    try:
+        version = subprocess.run([cc, "--version"], capture_output=True, text=True,
+                                 check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise KernelError(f"the C compiler {cc} does not run: {exc}") from None
+    key = hashlib.sha256(b"\0".join([source, version.encode(), " ".join(_FLAGS).encode(),
+                                     _cpu_id().encode(), sys.platform.encode()])).hexdigest()
+    out = _cache_dir() / f"bitserial_kernel-{key[:20]}.so"
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
+        os.close(fd)
+        try:
+            done = subprocess.run([cc, *_FLAGS, "-o", tmp, str(SOURCE)], capture_output=True,
+                                  text=True)
+            if done.returncode:
+                raise KernelError(f"building {SOURCE.name} with {cc} failed: "
+                                  f"{done.stderr.strip()}")
+            os.replace(tmp, out)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        _build_seconds += time.perf_counter() - t0
+    lib = ctypes.CDLL(str(out))
+    args = [ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
+            ctypes.c_void_p, ctypes.POINTER(_Plan), ctypes.c_void_p, ctypes.c_void_p,
+            ctypes.c_int64, ctypes.c_void_p]
+    for rows in ("u8", "bits8", "i32", "i64"):
+        fn = getattr(lib, f"lut_{rows}")
+        fn.argtypes, fn.restype = args, ctypes.c_int
+    return lib
+
+
+# Bytes of the tables of one kernel call: they stay in the core's L2 cache.
+_TABLE_BYTES = 1 << 20
+
+
+def group_rows(cfg: AccelConfig, batch: int) -> int:
+    """Rows per table group ``g``: up to 8 bits of levels (a 256-row table), fewer when the
+    batch is too small to repay building the tables (``2**(d*g) <= T * batch / 4``)."""
+    d, T = cfg.dac_bits, cfg.input_cycles
+    g = max(1, 8 // d)
+    while g > 1 and (1 << (d * g)) * 4 > T * batch:
+        g -= 1
+    return g
+
+
+def tables(cfg: AccelConfig, cells: torch.Tensor, g: int, dtype: torch.dtype) -> torch.Tensor:
+    """The read tables of the cells ``[tiles, rows, columns]`` of row groups of ``g``:
+    ``[tiles, G, 2**(d*g), columns]`` of ``dtype``, entry ``[k, j, e, c]`` the share
+    ``Σ_i level_i(e) cells[k, j*g + i, c]`` of group ``j`` (``level_i(e) = (e >> d*i) &
+    (2**d - 1)``; rows past the tile's end are 0), plus the ADC's rounding offset ``h`` in
+    group 0, so that the sum over groups is ``read + h``."""
+    kt, R, cols = cells.shape
+    d, k = cfg.dac_bits, cfg.adc_drop
+    G, E = -(-R // g), 1 << (d * g)
+    levels = (torch.arange(E).view(E, 1) >> (d * torch.arange(g))) & ((1 << d) - 1)
+    grouped = torch.zeros(kt, G * g, cols, dtype=torch.float64)
+    grouped[:, :R] = cells
+    # float64: every entry is an integer below g * M * (2**d - 1) < 2**20, exact
+    t = torch.matmul(levels.to(torch.float64), grouped.view(kt, G, g, cols))
+    t[:, 0] += (1 << k) >> 1
+    return t.to(dtype)
+
+
+def _plan_chunks(cfg: AccelConfig, code_bound: int):
+    """The chunks in groups whose int32 sums of ``±code << shift[t]`` cannot overflow
+    (``Σ code_bound << shift < 2**31``; a single term cannot: ``code < 2**24``), the sum of a
+    group moving into int64 shifted left by the group's ``base``. Returns ``(shift, neg,
+    start, base)``: ``shift[t] = p_t - base``, ``neg[t] = -1`` for ``σ_t = -1``, group ``i``
+    the chunks ``start[i] .. start[i+1] - 1``."""
+    T = cfg.input_cycles
+    pos = [cfg.chunk_position(t) for t in range(T)]
+    shift, start, base = [0] * T, [0], [pos[0]]
+    running = 0
+    for t in range(T):
+        term = code_bound << (pos[t] - base[-1])
+        if t > start[-1] and running + term >= (1 << 31):
+            start.append(t)
+            base.append(pos[t])
+            running, term = 0, code_bound
+        running += term
+        shift[t] = pos[t] - base[-1]
+    neg = [-1 if cfg.chunk_negative(t) else 0 for t in range(T)]
+    return shift, neg, start + [T], base
+
+
+def lut_reduce(cfg: AccelConfig, rows: torch.Tensor, cells: torch.Tensor,
+               flags: torch.Tensor) -> torch.Tensor:
+    """``red [B, columns]`` (int64): ``Σ_tiles Σ_t σ_t 2**p_t (±code)`` of every column, the
+    ADC code of its read of chunk ``t``, negated in a flagged column (flip recovery's
+    ``-rec``, :func:`golden.layer.bitserial_acc`).
+
+    ``rows [B, tiles * rows]``: the inputs' bit patterns, an integer type (uint8, int32 or
+    int64: chunk ``t`` is ``(x >> p_t) & mask_t``, two's complement), zero padded to whole
+    tiles; ``cells [tiles, rows, columns]`` the stored cells, ``flags [tiles, columns]``.
+    """
+    B = rows.shape[0]
+    kt, R, cols = cells.shape
+    T, d, k = cfg.input_cycles, cfg.dac_bits, cfg.adc_drop
+    h = (1 << k) >> 1
+    raw_bound = R * cfg.cell_max * cfg.dac_max + h
+    code_bound = min(raw_bound >> k, cfg.adc_code_max)
+    cp = -(-cols // LANES) * LANES
+    red = torch.zeros(B, cp, dtype=torch.int64)
+    if B == 0 or cols == 0:
+        return red[:, :cols]
+    g = group_rows(cfg, B)
+    G, E = -(-R // g), 1 << (d * g)
+    tdtype = torch.int32
+    shift, neg, start, base = _plan_chunks(cfg, code_bound)
+    arrays = [torch.tensor([cfg.chunk_position(t) for t in range(T)], dtype=torch.int64),
+              torch.tensor([(1 << cfg.chunk_width(t)) - 1 for t in range(T)], dtype=torch.int64),
+              torch.tensor(shift, dtype=torch.int32), torch.tensor(neg, dtype=torch.int32),
+              torch.tensor(start, dtype=torch.int64), torch.tensor(base, dtype=torch.int32)]
+    m = torch.zeros(kt, cp, dtype=torch.int64)
+    m[:, :cols] = -flags.to(torch.int64)
+    padded = torch.zeros(kt, R, cp, dtype=torch.int64)
+    padded[..., :cols] = cells
+    rows = rows.contiguous()
+    if rows.dtype == torch.uint8:
+        bits8 = d == 1 and g == 8 and T == 8 and R % 8 == 0 and \
+            all(cfg.chunk_position(t) == t for t in range(T))
+        kind = "bits8" if bits8 else "u8"
+    else:
+        kind = {torch.int32: "i32", torch.int64: "i64"}[rows.dtype]
+    fn = getattr(library(), f"lut_{kind}")
+    off = torch.empty(T * G, dtype=torch.int64)
+    per_column = G * E * tdtype.itemsize
+    cb = cp if per_column * cp <= _TABLE_BYTES else \
+        max(LANES, _TABLE_BYTES // per_column // LANES * LANES)
+    for c0 in range(0, cp, cb):
+        c1 = min(cp, c0 + cb)
+        tiles = max(1, _TABLE_BYTES // (per_column * (c1 - c0)))
+        for k0 in range(0, kt, tiles):
+            k1 = min(kt, k0 + tiles)
+            lut = tables(cfg, padded[k0:k1, :, c0:c1], g, tdtype).contiguous()
+            mk = m[k0:k1, c0:c1].contiguous()
+            plan = _Plan(R, g, G, E, c1 - c0, T, d, k, cfg.adc_code_max, len(base),
+                         *(a.data_ptr() for a in arrays))
+            status = fn(B, rows.data_ptr(), rows.shape[1], k0, k1 - k0, lut.data_ptr(),
+                        ctypes.byref(plan), mk.data_ptr(), red.data_ptr() + 8 * c0, cp,
+                        off.data_ptr())
+            if status:
+                raise KernelError(f"the bit-serial kernel refused its arguments ({status})")
+    return red[:, :cols]
