@@ -13,11 +13,16 @@
 
 typedef int32_t vi32 __attribute__((vector_size(64)));
 typedef int64_t vi64x16 __attribute__((vector_size(128)));
+typedef double vf64x16 __attribute__((vector_size(128)));
+typedef float vf32x16 __attribute__((vector_size(64)));
+
+enum { OUT_I64, OUT_F64, OUT_F32 };   /* the type of red */
 
 #define LANES 16
 
 struct plan {
     int64_t R, g, G, E, C, T, d, k, top, ngroups;
+    int64_t out, out_size, init;  /* red's type (OUT_*) and bytes; init: the first tile sets */
     const int64_t *pos, *mask;   /* [T] chunk t = (x >> pos) & mask */
     const int32_t *shift;        /* [T] p_t - base of its group */
     const int32_t *neg;          /* [T] -1 if sigma_t = -1, else 0 */
@@ -39,20 +44,35 @@ static inline vi32 adc(vi32 r, int32_t k, int32_t top, int32_t s, int32_t n) {
     return (code ^ n) - n;
 }
 
-static inline void spill(int64_t *red, vi32 acc, const int64_t *m, int32_t base) {
-    /* red[0..15] += (m ? -acc : acc) << base  (m = 0 or -1) */
-    vi64x16 a = __builtin_convertvector(acc, vi64x16), mm, rr;
+static inline void spill(const struct plan *p, void *red, vi32 acc, const int64_t *m,
+                         int32_t base, int fresh) {
+    /* red[0..15] (+)= (m ? -acc : acc) << base  (m = 0 or -1), in red's type; = if fresh */
+    vi64x16 a = __builtin_convertvector(acc, vi64x16), mm;
     memcpy(&mm, m, sizeof mm);
-    memcpy(&rr, red, sizeof rr);
-    rr += ((a ^ mm) - mm) << base;
-    memcpy(red, &rr, sizeof rr);
+    a = ((a ^ mm) - mm) << base;
+    if (p->out == OUT_I64) {
+        vi64x16 r = {0};
+        if (!fresh) memcpy(&r, red, sizeof r);
+        r += a;
+        memcpy(red, &r, sizeof r);
+    } else if (p->out == OUT_F64) {
+        vf64x16 r = {0};
+        if (!fresh) memcpy(&r, red, sizeof r);
+        r += __builtin_convertvector(a, vf64x16);
+        memcpy(red, &r, sizeof r);
+    } else {
+        vf32x16 r = {0};
+        if (!fresh) memcpy(&r, red, sizeof r);
+        r += __builtin_convertvector(a, vf32x16);
+        memcpy(red, &r, sizeof r);
+    }
 }
 
 /* 16 x NB columns starting at column c, all chunks, the sums in NB registers; off[t * G + j]
  * are the table row offsets of this tile's group j in chunk t. */
 #define BLOCK(NB, ...)                                                                      \
 static inline void block##NB(const struct plan *p, const int32_t *lut, const int64_t *off,  \
-                             int64_t c, int64_t *red, const int64_t *m) {                   \
+                             int64_t c, char *red, const int64_t *m, int fresh) {           \
     const int32_t k = (int32_t)p->k, top = (int32_t)p->top;                                 \
     const int64_t G = p->G;                                                                 \
     for (int64_t i = 0; i < p->ngroups; i++) {                                              \
@@ -73,11 +93,14 @@ static inline void block##NB(const struct plan *p, const int32_t *lut, const int
             if (NB > 1) acc1 += adc(r1, k, top, s, n);                                      \
             if (NB > 2) { acc2 += adc(r2, k, top, s, n); acc3 += adc(r3, k, top, s, n); }   \
         }                                                                                   \
-        spill(red + c, acc0, m + c, p->base[i]);                                            \
-        if (NB > 1) spill(red + c + 16, acc1, m + c + 16, p->base[i]);                      \
+        const int32_t bs = p->base[i];                                                      \
+        const int64_t w = p->out_size;                                                      \
+        fresh = fresh && i == 0;                                                            \
+        spill(p, red + c * w, acc0, m + c, bs, fresh);                                      \
+        if (NB > 1) spill(p, red + (c + 16) * w, acc1, m + c + 16, bs, fresh);              \
         if (NB > 2) {                                                                       \
-            spill(red + c + 32, acc2, m + c + 32, p->base[i]);                              \
-            spill(red + c + 48, acc3, m + c + 48, p->base[i]);                              \
+            spill(p, red + (c + 32) * w, acc2, m + c + 32, bs, fresh);                      \
+            spill(p, red + (c + 48) * w, acc3, m + c + 48, bs, fresh);                      \
         }                                                                                   \
     }                                                                                       \
 }
@@ -122,18 +145,19 @@ static inline void indices_bits8(const struct plan *p, const uint8_t *x, int64_t
 
 #define KERNEL(NAME, TYPE, INDEX)                                                           \
 int NAME(int64_t B, const TYPE *rows, int64_t ldrows, int64_t k0, int64_t kt,               \
-         const int32_t *lut, const struct plan *p, const int64_t *m, int64_t *red,           \
+         const int32_t *lut, const struct plan *p, const int64_t *m, void *red,              \
          int64_t ldred, int64_t *off) {                                                     \
-    if (p->C % LANES) return -1;                                                            \
+    if (p->C % LANES || p->out < OUT_I64 || p->out > OUT_F32) return -1;                    \
     for (int64_t b = 0; b < B; b++) {                                                       \
-        int64_t *rb = red + b * ldred;                                                      \
+        char *rb = (char *)red + b * ldred * p->out_size;                                   \
         for (int64_t kk = 0; kk < kt; kk++) {                                               \
             INDEX(p, rows + b * ldrows + (k0 + kk) * p->R, off, kk);                        \
             const int64_t *mk = m + kk * p->C;                                              \
             int64_t c = 0;                                                                  \
-            for (; c + 64 <= p->C; c += 64) block4(p, lut, off, c, rb, mk);                 \
-            for (; c + 32 <= p->C; c += 32) block2(p, lut, off, c, rb, mk);                 \
-            for (; c + 16 <= p->C; c += 16) block1(p, lut, off, c, rb, mk);                 \
+            int fresh = p->init && kk == 0;                                                 \
+            for (; c + 64 <= p->C; c += 64) block4(p, lut, off, c, rb, mk, fresh);          \
+            for (; c + 32 <= p->C; c += 32) block2(p, lut, off, c, rb, mk, fresh);          \
+            for (; c + 16 <= p->C; c += 16) block1(p, lut, off, c, rb, mk, fresh);          \
         }                                                                                   \
     }                                                                                       \
     return 0;                                                                               \

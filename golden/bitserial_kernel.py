@@ -33,8 +33,8 @@ import torch
 
 from arch.config import AccelConfig
 
-__all__ = ["KernelError", "library", "build_seconds", "group_rows", "tables", "lut_reduce",
-           "LANES"]
+__all__ = ["KernelError", "library", "build_seconds", "group_rows", "tables", "code_bound",
+           "lut_reduce", "LANES"]
 
 SOURCE = Path(__file__).with_suffix(".c")
 #: Columns per SIMD block: the tables' and the sums' column counts are padded to a multiple.
@@ -49,7 +49,8 @@ class KernelError(RuntimeError):
 
 class _Plan(ctypes.Structure):
     _fields_ = [(name, ctypes.c_int64) for name in
-                ("R", "g", "G", "E", "C", "T", "d", "k", "top", "ngroups")] + \
+                ("R", "g", "G", "E", "C", "T", "d", "k", "top", "ngroups", "out", "out_size",
+                 "init")] + \
                [(name, ctypes.c_void_p) for name in ("pos", "mask", "shift", "neg", "start",
                                                       "base")]
 
@@ -190,11 +191,23 @@ def _plan_chunks(cfg: AccelConfig, code_bound: int):
     return shift, neg, start + [T], base
 
 
-def lut_reduce(cfg: AccelConfig, rows: torch.Tensor, cells: torch.Tensor,
-               flags: torch.Tensor) -> torch.Tensor:
-    """``red [B, columns]`` (int64): ``Σ_tiles Σ_t σ_t 2**p_t (±code)`` of every column, the
-    ADC code of its read of chunk ``t``, negated in a flagged column (flip recovery's
-    ``-rec``, :func:`golden.layer.bitserial_acc`).
+_OUT = {torch.int64: 0, torch.float64: 1, torch.float32: 2}
+
+
+def code_bound(cfg: AccelConfig) -> int:
+    """The largest ADC code of a read (``min((max read + h) >> k, 2**A - 1)``)."""
+    k = cfg.adc_drop
+    return min((cfg.rows * cfg.cell_max * cfg.dac_max + ((1 << k) >> 1)) >> k,
+               cfg.adc_code_max)
+
+
+def lut_reduce(cfg: AccelConfig, rows: torch.Tensor, cells: torch.Tensor, flags: torch.Tensor,
+               dtype: torch.dtype = torch.int64) -> torch.Tensor:
+    """``red [B, columns]``: ``Σ_tiles Σ_t σ_t 2**p_t (±code)`` of every column, the ADC code
+    of its read of chunk ``t``, negated in a flagged column (flip recovery's ``-rec``,
+    :func:`golden.layer.bitserial_acc`), as ``dtype`` (int64, or float64 / float32 when the
+    caller knows that every partial sum, ``|red| <= tiles * Σ_t 2**p_t * code_bound``, is
+    below ``2**53`` / ``2**24``).
 
     ``rows [B, tiles * rows]``: the inputs' bit patterns, an integer type (uint8, int32 or
     int64: chunk ``t`` is ``(x >> p_t) & mask_t``, two's complement), zero padded to whole
@@ -202,18 +215,14 @@ def lut_reduce(cfg: AccelConfig, rows: torch.Tensor, cells: torch.Tensor,
     """
     B = rows.shape[0]
     kt, R, cols = cells.shape
-    T, d, k = cfg.input_cycles, cfg.dac_bits, cfg.adc_drop
-    h = (1 << k) >> 1
-    raw_bound = R * cfg.cell_max * cfg.dac_max + h
-    code_bound = min(raw_bound >> k, cfg.adc_code_max)
+    T, d = cfg.input_cycles, cfg.dac_bits
     cp = -(-cols // LANES) * LANES
-    red = torch.zeros(B, cp, dtype=torch.int64)
-    if B == 0 or cols == 0:
-        return red[:, :cols]
+    red = torch.empty(B, cp, dtype=dtype)
+    if B == 0 or cols == 0 or kt == 0:
+        return red[:, :cols].zero_()
     g = group_rows(cfg, B)
     G, E = -(-R // g), 1 << (d * g)
-    tdtype = torch.int32
-    shift, neg, start, base = _plan_chunks(cfg, code_bound)
+    shift, neg, start, base = _plan_chunks(cfg, code_bound(cfg))
     arrays = [torch.tensor([cfg.chunk_position(t) for t in range(T)], dtype=torch.int64),
               torch.tensor([(1 << cfg.chunk_width(t)) - 1 for t in range(T)], dtype=torch.int64),
               torch.tensor(shift, dtype=torch.int32), torch.tensor(neg, dtype=torch.int32),
@@ -231,7 +240,7 @@ def lut_reduce(cfg: AccelConfig, rows: torch.Tensor, cells: torch.Tensor,
         kind = {torch.int32: "i32", torch.int64: "i64"}[rows.dtype]
     fn = getattr(library(), f"lut_{kind}")
     off = torch.empty(T * G, dtype=torch.int64)
-    per_column = G * E * tdtype.itemsize
+    per_column = G * E * 4                                       # int32 tables
     cb = cp if per_column * cp <= _TABLE_BYTES else \
         max(LANES, _TABLE_BYTES // per_column // LANES * LANES)
     for c0 in range(0, cp, cb):
@@ -239,13 +248,14 @@ def lut_reduce(cfg: AccelConfig, rows: torch.Tensor, cells: torch.Tensor,
         tiles = max(1, _TABLE_BYTES // (per_column * (c1 - c0)))
         for k0 in range(0, kt, tiles):
             k1 = min(kt, k0 + tiles)
-            lut = tables(cfg, padded[k0:k1, :, c0:c1], g, tdtype).contiguous()
+            lut = tables(cfg, padded[k0:k1, :, c0:c1], g, torch.int32).contiguous()
             mk = m[k0:k1, c0:c1].contiguous()
-            plan = _Plan(R, g, G, E, c1 - c0, T, d, k, cfg.adc_code_max, len(base),
+            plan = _Plan(R, g, G, E, c1 - c0, T, d, cfg.adc_drop, cfg.adc_code_max, len(base),
+                         _OUT[dtype], red.element_size(), k0 == 0,
                          *(a.data_ptr() for a in arrays))
             status = fn(B, rows.data_ptr(), rows.shape[1], k0, k1 - k0, lut.data_ptr(),
-                        ctypes.byref(plan), mk.data_ptr(), red.data_ptr() + 8 * c0, cp,
-                        off.data_ptr())
+                        ctypes.byref(plan), mk.data_ptr(),
+                        red.data_ptr() + red.element_size() * c0, cp, off.data_ptr())
             if status:
                 raise KernelError(f"the bit-serial kernel refused its arguments ({status})")
     return red[:, :cols]

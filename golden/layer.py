@@ -342,13 +342,19 @@ def bitserial_acc(layer: ProgrammedLayer, x: torch.Tensor) -> torch.Tensor:
       exact), then the saturation ``min(., 2**A - 1)``; ``clip``: ``k = h = 0``.
       ``rec = code * 2**k``: the ``2**k`` goes into the slice weights.
     """
-    cfg = layer.cfg
     _check_inputs(layer, x)
+    return _bitserial(layer, *_matrix_rows(layer, x))
+
+
+def _matrix_rows(layer: ProgrammedLayer, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The bit patterns ``[B, tiles * rows]`` of ``x [B, K]`` and its per-tile sums (int64
+    ``[B, tiles]``), for :func:`_bitserial`."""
+    cfg = layer.cfg
     B, K = x.shape
     pad = layer.row_tiles * cfg.rows - K
     rows = F.pad(x.to(_narrow_dtype(cfg)), (0, pad))
     xs_tile = F.pad(x.to(torch.int64), (0, pad)).view(B, layer.row_tiles, cfg.rows).sum(-1)
-    return _bitserial(layer, rows, xs_tile)
+    return rows, xs_tile
 
 
 def _narrow_dtype(cfg: AccelConfig) -> torch.dtype:
@@ -358,43 +364,72 @@ def _narrow_dtype(cfg: AccelConfig) -> torch.dtype:
             torch.int32 if cfg.input_bits <= 31 else torch.int64)
 
 
-def _bitserial(layer: ProgrammedLayer, rows: torch.Tensor, xs_tile: torch.Tensor) -> torch.Tensor:
+def _bitserial(layer: ProgrammedLayer, rows: torch.Tensor, xs_tile: torch.Tensor,
+               bias: torch.Tensor | None = None, shift: int | None = None,
+               relu: bool = False) -> torch.Tensor:
     """:func:`bitserial_acc` of the input bit patterns ``rows [B, tiles * rows]`` (contiguous,
     :func:`_narrow_dtype`, zero padded to whole tiles) whose per-tile sums ``Σ_r x[r]`` are
-    ``xs_tile`` (int64 ``[B, tiles]``)."""
-    from .bitserial_kernel import lut_reduce
+    ``xs_tile`` (int64 ``[B, tiles]``): ``v`` (int64 ``[B, N]``); or, given a ``shift``, the
+    layer's outputs ``finalize(v + bias)`` (the bias checked here).
+
+    ``v = red @ sw + xs_tile @ corr``: ``red`` the kernel's shift-added codes per column
+    (:func:`golden.bitserial_kernel.lut_reduce`), ``sw`` the block-diagonal ``[cols, N]``
+    matrix of the slice weights ``2**(s*b + k)`` (``rec = code * 2**k``), ``corr`` flip
+    recovery's ``M * Σ_tiles f * xsum`` (its ``insum`` terms, shift-added) and the weight-bias
+    correction. When ``|v|`` (and the bias and rounding offset) stays below ``2**24`` /
+    ``2**53`` all of it is one exact float product (the kernel writes ``red`` in that type),
+    with the bias, the rounding offset and the scale ``2**-shift`` folded in as in
+    :func:`_integer_layer`, and the output stage runs on it
+    (:func:`golden.arith.finalize_float`); else int64.
+    """
+    from .bitserial_kernel import code_bound, lut_reduce
 
     cfg = layer.cfg
     B = rows.shape[0]
-    T, S, R, kt = cfg.input_cycles, cfg.slices, cfg.rows, layer.row_tiles
-    k = cfg.adc_drop
+    S, R, kt, k = cfg.slices, cfg.rows, layer.row_tiles, cfg.adc_drop
     cells = torch.stack(layer.cells)                              # [kt, R, cols]
     flags = torch.stack(layer.flags)                              # [kt, cols]
     cols = cells.shape[-1]
-    GO = cols // S
-    red = lut_reduce(cfg, rows, cells, flags)                     # [B, cols]
-    # |red|: the shift-added codes of all tiles
-    code_bound = min((R * cfg.cell_max * cfg.dac_max + ((1 << k) >> 1)) >> k,
-                     cfg.adc_code_max)
+    GO, N = cols // S, layer.out_features
     coef = chunk_signs(cfg) << chunk_positions(cfg)               # σ_t 2**p_t, [T]
-    red_bound = kt * int(coef.abs().sum()) * code_bound
-    # Per slice 2**(s*b) (and rec = code * 2**k): a product with the block-diagonal [cols, GO]
-    # matrix of the slice weights; flip recovery's M * Σ_tiles f * xsum (its insum terms,
-    # shift-added) and the weight-bias correction: a product of the per-tile sums
-    # (|Σ_r x[r]| <= rows * max|x|). Both exact in one float type when the bound allows.
+    red_bound = kt * int(coef.abs().sum()) * code_bound(cfg)      # |red|
     slice_w = (torch.ones(1, dtype=torch.int64) << (torch.arange(S, dtype=torch.int64)
                                                     * cfg.cell_bits)) << k
     fw = (flags.to(torch.int64).view(kt, GO, S) * (slice_w >> k)).sum(-1)   # [kt, GO]
     corr = cfg.cell_max * fw - cfg.weight_bias                              # [kt, GO]
     X, _ = _magnitudes(cfg)
-    bound = red_bound * int(slice_w.sum()) + kt * R * X * int(corr.abs().max())
-    N = layer.out_features
-    out_dtype = _exact_type(bound)
-    if out_dtype.is_floating_point:
-        sw = torch.kron(torch.eye(GO, dtype=out_dtype), slice_w.to(out_dtype).view(S, 1))
-        v = torch.addmm(xs_tile.to(out_dtype) @ corr.to(out_dtype), red.to(out_dtype), sw)
-        return v[:, :N].to(torch.int64)
-    return ((red.reshape(B, GO, S) * slice_w).sum(-1) + xs_tile @ corr)[:, :N]
+    bound = red_bound * int(slice_w.sum()) + kt * R * X * int(corr.abs().max())   # |v|
+    finish = shift is not None
+    bmax = 0
+    if finish and bias is not None:                 # (the shift: checked by the finalize)
+        check_range("bias", bias, *cfg.bias_range)
+        bmax = int(bias.abs().max()) if bias.numel() else 0
+    out_dtype = _exact_type(bound + bmax + (rounding_offset(shift) if finish else 0))
+    if out_dtype.is_floating_point and (
+            not finish or float_finalize_exact(cfg, bound + bmax, shift, out_dtype)):
+        red = lut_reduce(cfg, rows, cells, flags, out_dtype)
+        scale = 2.0 ** -shift if finish else 1.0
+        sw = torch.kron(torch.eye(GO, dtype=out_dtype),
+                        slice_w.to(out_dtype).view(S, 1))[:, :N] * scale
+        c = xs_tile.to(out_dtype) @ corr[:, :N].to(out_dtype)
+        if finish:
+            offset = rounding_offset(shift)
+            if bias is not None:
+                c += (bias.to(torch.int64) + offset).to(out_dtype)
+            elif offset:
+                c += offset
+            c *= scale
+        v = torch.addmm(c, red, sw)
+        if finish:
+            return finalize_float(cfg, v, shift=shift, relu_enable=relu)
+        return v.to(torch.int64)
+    red = lut_reduce(cfg, rows, cells, flags)
+    v = ((red.reshape(B, GO, S) * slice_w).sum(-1) + xs_tile @ corr)[:, :N]
+    if not finish:
+        return v
+    if bias is not None:
+        v = v + bias.to(torch.int64)
+    return finalize(cfg, v, shift=shift, relu_enable=relu)
 
 
 def _im2col_rows(x: torch.Tensor, dtype: torch.dtype, width: int, kh: int, kw: int,
@@ -415,7 +450,7 @@ def _im2col_rows(x: torch.Tensor, dtype: torch.dtype, width: int, kh: int, kw: i
 
 
 def _conv_bitserial(layer: ProgrammedLayer, x: torch.Tensor, kh: int, kw: int, stride: int,
-                    padding: int) -> torch.Tensor:
+                    padding: int, *finish) -> torch.Tensor:
     """:func:`bitserial_acc` of the im2col rows of ``x [B, Cin, H, W]``, ``[B * Ho * Wo, N]``,
     without forming them in int64: the bit patterns are gathered in their narrow type, and the
     per-tile sums ``Σ_r x[r]`` are one convolution with 0/1 weights (exact when
@@ -438,7 +473,7 @@ def _conv_bitserial(layer: ProgrammedLayer, x: torch.Tensor, kh: int, kw: int, s
     else:
         rows64 = _im2col_rows(x, torch.int64, kt * R, kh, kw, stride, padding)
         xs_tile = rows64.view(BL, kt, R).sum(-1)
-    return _bitserial(layer, rows.view(BL, kt * R), xs_tile)
+    return _bitserial(layer, rows.view(BL, kt * R), xs_tile, *finish)
 
 
 # -- layers ----------------------------------------------------------------------------------
@@ -451,14 +486,8 @@ def matvec(cfg: AccelConfig, x: torch.Tensor, w: torch.Tensor, bias: torch.Tenso
         _check_inputs(layer, x, values=False)      # (the range: in _integer_layer)
         return _integer_layer(cfg, layer.in_features, x, layer.weights, bias, shift, relu,
                               _matmul_bias, layer.out_features)
-    return _finish(cfg, bitserial_acc(layer, x), bias, shift, relu)
-
-
-def _finish(cfg, acc, bias, shift, relu):
-    if bias is not None:
-        check_range("bias", bias, *cfg.bias_range)
-        acc = acc + bias.to(torch.int64)
-    return finalize(cfg, acc, shift=shift, relu_enable=relu)
+    _check_inputs(layer, x)
+    return _bitserial(layer, *_matrix_rows(layer, x), bias, shift, relu)
 
 
 def linear(cfg: AccelConfig, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None,
@@ -499,5 +528,5 @@ def conv2d(cfg: AccelConfig, x: torch.Tensor, w: torch.Tensor, bias: torch.Tenso
         layer = program(cfg, w.reshape(cout, -1).t())
     elif layer.in_features != K:
         raise ValueError(f"inputs must be [batch, {layer.in_features}], not {[B * ho * wo, K]}")
-    out = _finish(cfg, _conv_bitserial(layer, x, kh, kw, stride, padding), bias, shift, relu)
+    out = _conv_bitserial(layer, x, kh, kw, stride, padding, bias, shift, relu)
     return out.view(B, ho, wo, cout).permute(0, 3, 1, 2).contiguous()
