@@ -34,7 +34,7 @@ import torch
 from arch.config import AccelConfig
 
 __all__ = ["KernelError", "library", "build_seconds", "group_rows", "tables", "code_bound",
-           "lut_reduce", "LANES"]
+           "Kernel", "lut_reduce", "LANES"]
 
 SOURCE = Path(__file__).with_suffix(".c")
 #: Columns per SIMD block: the tables' and the sums' column counts are padded to a multiple.
@@ -201,61 +201,94 @@ def code_bound(cfg: AccelConfig) -> int:
                cfg.adc_code_max)
 
 
-def lut_reduce(cfg: AccelConfig, rows: torch.Tensor, cells: torch.Tensor, flags: torch.Tensor,
-               dtype: torch.dtype = torch.int64) -> torch.Tensor:
-    """``red [B, columns]``: ``Σ_tiles Σ_t σ_t 2**p_t (±code)`` of every column, the ADC code
-    of its read of chunk ``t``, negated in a flagged column (flip recovery's ``-rec``,
-    :func:`golden.layer.bitserial_acc`), as ``dtype`` (int64, or float64 / float32 when the
-    caller knows that every partial sum, ``|red| <= tiles * Σ_t 2**p_t * code_bound``, is
-    below ``2**53`` / ``2**24``).
-
-    ``rows [B, tiles * rows]``: the inputs' bit patterns, an integer type (uint8, int32 or
-    int64: chunk ``t`` is ``(x >> p_t) & mask_t``, two's complement), zero padded to whole
-    tiles; ``cells [tiles, rows, columns]`` the stored cells, ``flags [tiles, columns]``.
+class Kernel:
+    """The kernel prepared for one layer's cells ``[tiles, rows, columns]`` and flags
+    ``[tiles, columns]``: the chunk plan, the flip masks and, per row-group size, the tables
+    (built on first use, in pieces of at most ``_TABLE_BYTES``). :meth:`reduce` runs it.
     """
-    B = rows.shape[0]
-    kt, R, cols = cells.shape
-    T, d = cfg.input_cycles, cfg.dac_bits
-    cp = -(-cols // LANES) * LANES
-    red = torch.empty(B, cp, dtype=dtype)
-    if B == 0 or cols == 0 or kt == 0:
-        return red[:, :cols].zero_()
-    g = group_rows(cfg, B)
-    G, E = -(-R // g), 1 << (d * g)
-    shift, neg, start, base = _plan_chunks(cfg, code_bound(cfg))
-    arrays = [torch.tensor([cfg.chunk_position(t) for t in range(T)], dtype=torch.int64),
-              torch.tensor([(1 << cfg.chunk_width(t)) - 1 for t in range(T)], dtype=torch.int64),
-              torch.tensor(shift, dtype=torch.int32), torch.tensor(neg, dtype=torch.int32),
-              torch.tensor(start, dtype=torch.int64), torch.tensor(base, dtype=torch.int32)]
-    m = torch.zeros(kt, cp, dtype=torch.int64)
-    m[:, :cols] = -flags.to(torch.int64)
-    padded = torch.zeros(kt, R, cp, dtype=torch.int64)
-    padded[..., :cols] = cells
-    rows = rows.contiguous()
-    if rows.dtype == torch.uint8:
-        bits8 = d == 1 and g == 8 and T == 8 and R % 8 == 0 and \
-            all(cfg.chunk_position(t) == t for t in range(T))
-        kind = "bits8" if bits8 else "u8"
-    else:
-        kind = {torch.int32: "i32", torch.int64: "i64"}[rows.dtype]
-    fn = getattr(library(), f"lut_{kind}")
-    off = torch.empty(T * G, dtype=torch.int64)
-    per_column = G * E * 4                                       # int32 tables
-    cb = cp if per_column * cp <= _TABLE_BYTES else \
-        max(LANES, _TABLE_BYTES // per_column // LANES * LANES)
-    for c0 in range(0, cp, cb):
-        c1 = min(cp, c0 + cb)
-        tiles = max(1, _TABLE_BYTES // (per_column * (c1 - c0)))
-        for k0 in range(0, kt, tiles):
-            k1 = min(kt, k0 + tiles)
-            lut = tables(cfg, padded[k0:k1, :, c0:c1], g, torch.int32).contiguous()
-            mk = m[k0:k1, c0:c1].contiguous()
-            plan = _Plan(R, g, G, E, c1 - c0, T, d, cfg.adc_drop, cfg.adc_code_max, len(base),
-                         _OUT[dtype], red.element_size(), k0 == 0,
-                         *(a.data_ptr() for a in arrays))
+
+    def __init__(self, cfg: AccelConfig, cells: torch.Tensor, flags: torch.Tensor):
+        self.cfg = cfg
+        kt, R, cols = cells.shape
+        T = cfg.input_cycles
+        self.tiles, self.rows, self.cols = kt, R, cols
+        self.padded_cols = cp = -(-cols // LANES) * LANES
+        shift, neg, start, base = _plan_chunks(cfg, code_bound(cfg))
+        self._arrays = [
+            torch.tensor([cfg.chunk_position(t) for t in range(T)], dtype=torch.int64),
+            torch.tensor([(1 << cfg.chunk_width(t)) - 1 for t in range(T)], dtype=torch.int64),
+            torch.tensor(shift, dtype=torch.int32), torch.tensor(neg, dtype=torch.int32),
+            torch.tensor(start, dtype=torch.int64), torch.tensor(base, dtype=torch.int32)]
+        self._groups = len(base)
+        self._m = torch.zeros(kt, cp, dtype=torch.int64)
+        self._m[:, :cols] = -flags.to(torch.int64)
+        self._cells = torch.zeros(kt, R, cp, dtype=torch.int64)
+        self._cells[..., :cols] = cells
+        self._pieces: dict[int, list] = {}
+
+    def _pieces_of(self, g: int) -> list:
+        """``[(c0, k0, tables, masks, plan)]`` for row groups of ``g``."""
+        if g in self._pieces:
+            return self._pieces[g]
+        cfg, kt, R, cp = self.cfg, self.tiles, self.rows, self.padded_cols
+        d = cfg.dac_bits
+        G, E = -(-R // g), 1 << (d * g)
+        per_column = G * E * 4                                   # int32 tables
+        cb = cp if per_column * cp <= _TABLE_BYTES else \
+            max(LANES, _TABLE_BYTES // per_column // LANES * LANES)
+        pieces = []
+        for c0 in range(0, cp, cb):
+            c1 = min(cp, c0 + cb)
+            tiles = max(1, _TABLE_BYTES // (per_column * (c1 - c0)))
+            for k0 in range(0, kt, tiles):
+                k1 = min(kt, k0 + tiles)
+                lut = tables(cfg, self._cells[k0:k1, :, c0:c1], g, torch.int32).contiguous()
+                pieces.append((c0, k0, k1, lut, self._m[k0:k1, c0:c1].contiguous(),
+                               (R, g, G, E, c1 - c0, cfg.input_cycles, d, cfg.adc_drop,
+                                cfg.adc_code_max, self._groups)))
+        self._pieces[g] = pieces
+        return pieces
+
+    def reduce(self, rows: torch.Tensor, dtype: torch.dtype = torch.int64) -> torch.Tensor:
+        """``red [B, columns]``: ``Σ_tiles Σ_t σ_t 2**p_t (±code)`` of every column, the ADC
+        code of its read of chunk ``t``, negated in a flagged column (flip recovery's
+        ``-rec``, :func:`golden.layer.bitserial_acc`), as ``dtype`` (int64, or float64 /
+        float32 when the caller knows that every partial sum, ``|red| <= tiles * Σ_t 2**p_t *
+        code_bound``, is below ``2**53`` / ``2**24``).
+
+        ``rows [B, tiles * rows]``: the inputs' bit patterns, an integer type (uint8, int32
+        or int64: chunk ``t`` is ``(x >> p_t) & mask_t``, two's complement), zero padded to
+        whole tiles.
+        """
+        cfg = self.cfg
+        B = rows.shape[0]
+        T, d = cfg.input_cycles, cfg.dac_bits
+        red = torch.empty(B, self.padded_cols, dtype=dtype)
+        if B == 0 or self.cols == 0 or self.tiles == 0:
+            return red[:, :self.cols].zero_()
+        g = group_rows(cfg, B)
+        rows = rows.contiguous()
+        if rows.dtype == torch.uint8:
+            bits8 = d == 1 and g == 8 and T == 8 and self.rows % 8 == 0 and \
+                all(cfg.chunk_position(t) == t for t in range(T))
+            kind = "bits8" if bits8 else "u8"
+        else:
+            kind = {torch.int32: "i32", torch.int64: "i64"}[rows.dtype]
+        fn = getattr(library(), f"lut_{kind}")
+        off = torch.empty(T * -(-self.rows // g), dtype=torch.int64)
+        size = red.element_size()
+        pointers = [a.data_ptr() for a in self._arrays]
+        for c0, k0, k1, lut, mk, dims in self._pieces_of(g):
+            plan = _Plan(*dims, _OUT[dtype], size, k0 == 0, *pointers)
             status = fn(B, rows.data_ptr(), rows.shape[1], k0, k1 - k0, lut.data_ptr(),
-                        ctypes.byref(plan), mk.data_ptr(),
-                        red.data_ptr() + red.element_size() * c0, cp, off.data_ptr())
+                        ctypes.byref(plan), mk.data_ptr(), red.data_ptr() + size * c0,
+                        self.padded_cols, off.data_ptr())
             if status:
                 raise KernelError(f"the bit-serial kernel refused its arguments ({status})")
-    return red[:, :cols]
+        return red[:, :self.cols]
+
+
+def lut_reduce(cfg: AccelConfig, rows: torch.Tensor, cells: torch.Tensor, flags: torch.Tensor,
+               dtype: torch.dtype = torch.int64) -> torch.Tensor:
+    """:meth:`Kernel.reduce` of a kernel prepared for ``cells`` and ``flags`` (one call)."""
+    return Kernel(cfg, cells, flags).reduce(rows, dtype)

@@ -78,6 +78,15 @@ class ProgrammedLayer:
     def flags(self) -> tuple[torch.Tensor, ...]:
         return self._encoded[1]
 
+    @cached_property
+    def _bitserial_plan(self) -> "_BitserialPlan":
+        return _BitserialPlan.of(self)
+
+    @cached_property
+    def _float_operands(self) -> dict:
+        """:func:`_integer_layer`'s cache for these weights."""
+        return {}
+
 
 def matrix_mapping(cfg: AccelConfig, in_features: int, out_features: int) -> Mapping:
     """The :class:`~arch.geometry.Mapping` of a ``[K, N]`` weight matrix (K im2col rows, N
@@ -264,14 +273,26 @@ def integer_acc(cfg: AccelConfig, x: torch.Tensor, w: torch.Tensor) -> torch.Ten
 
 def _integer_layer(cfg: AccelConfig, K: int, x: torch.Tensor, w: torch.Tensor,
                    bias: torch.Tensor | None, shift: int, relu: bool, op, bias_shape: int, *,
-                   check_weights=None) -> torch.Tensor:
+                   check_weights=None, cache: dict | None = None) -> torch.Tensor:
     """The exact integer path of a layer: ``finalize(v + bias)`` of ``v = op(x, w)`` (a product
     summing ``K`` terms per output), operands checked in the order the bit-serial path checks
     them (inputs, ``check_weights()`` if given, bias). When the plan is one float product and
     :func:`golden.arith.float_finalize_exact` holds for ``K*X*W + max|bias|``, the bias and the
     rounding offset ride in the product's bias, the shift in the weights' scale, and the output
-    stage runs on the float result (:func:`golden.arith.finalize_float`); else int64."""
-    plan = integer_plan(cfg, K)
+    stage runs on the float result (:func:`golden.arith.finalize_float`); else int64.
+
+    ``cache`` (a :class:`ProgrammedLayer`'s, for weights ``w`` it holds): what depends on the
+    weights, the bias and the shift only (the plan, the checked bias, the scaled float
+    operands), kept for the next call with the same, unmodified bias tensor."""
+    ieee = _float32_is_ieee()
+    key = (id(bias), shift, ieee)
+    hit = None if cache is None else cache.get(key)
+    if hit is not None and (hit[0] is not bias or hit[1] != _version(bias)):
+        hit = None
+    if hit is not None:
+        plan, prepared = hit[2], hit[3]
+    else:
+        plan, prepared = integer_plan(cfg, K), None
     simple = plan.x_limb_bits == plan.w_limb_bits == 0 and plan.dtype.is_floating_point
     if simple:
         xf = x.to(plan.dtype)
@@ -282,22 +303,29 @@ def _integer_layer(cfg: AccelConfig, K: int, x: torch.Tensor, w: torch.Tensor,
             check_range("inputs", x, cfg.input_min, cfg.input_max)   # the exact message
     else:
         check_range("inputs", x, cfg.input_min, cfg.input_max)
-    if check_weights is not None:
-        check_weights()
-    if bias is not None:
-        check_range("bias", bias, *cfg.bias_range)
-    X, W = _magnitudes(cfg)
-    bmax = 0 if bias is None or not bias.numel() else int(bias.abs().max())
-    if simple and float_finalize_exact(cfg, K * X * W + bmax, shift, plan.dtype):
-        # Operands scaled by 2**-shift (exact): the product is (v + offset) * 2**-shift.
-        offset, scale = rounding_offset(shift), 2.0 ** -shift
-        b = None
+    if hit is None:
+        if check_weights is not None:
+            check_weights()
         if bias is not None:
-            b = (bias.to(torch.int64) + offset).to(plan.dtype) * scale
-        elif offset:
-            b = torch.full((bias_shape,), offset * scale, dtype=plan.dtype)
-        u = op(xf, w.to(plan.dtype) * scale, b)
-        return finalize_float(cfg, u, shift=shift, relu_enable=relu)
+            check_range("bias", bias, *cfg.bias_range)
+        X, W = _magnitudes(cfg)
+        bmax = 0 if bias is None or not bias.numel() else int(bias.abs().max())
+        if simple and float_finalize_exact(cfg, K * X * W + bmax, shift, plan.dtype):
+            # Operands scaled by 2**-shift (exact): the product is (v + offset) * 2**-shift.
+            offset, scale = rounding_offset(shift), 2.0 ** -shift
+            b = None
+            if bias is not None:
+                b = (bias.to(torch.int64) + offset).to(plan.dtype) * scale
+            elif offset:
+                b = torch.full((bias_shape,), offset * scale, dtype=plan.dtype)
+            prepared = (w.to(plan.dtype) * scale, b)
+        version = _version(bias)
+        if cache is not None and (bias is None or version is not None):
+            if len(cache) >= _CACHE_ENTRIES:
+                del cache[next(iter(cache))]
+            cache[key] = (bias, version, plan, prepared)
+    if prepared is not None:
+        return finalize_float(cfg, op(xf, *prepared), shift=shift, relu_enable=relu)
     v = _exact_product(cfg, K, x.to(torch.int64), w.to(torch.int64),
                        lambda a, b_: op(a, b_, None))
     if bias is not None:
@@ -311,7 +339,9 @@ def _bias_view(bias: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 
 
 def _matmul_bias(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    return torch.matmul(a, b) if bias is None else torch.addmm(bias, a, b)
+    # (mm, then the bias in place: on a small layer faster than addmm's broadcast; exact either
+    # way, every partial sum an integer the type holds)
+    return torch.matmul(a, b) if bias is None else torch.mm(a, b).add_(bias)
 
 
 # -- the bit-serial path ---------------------------------------------------------------------
@@ -364,6 +394,43 @@ def _narrow_dtype(cfg: AccelConfig) -> torch.dtype:
             torch.int32 if cfg.input_bits <= 31 else torch.int64)
 
 
+@dataclass(frozen=True)
+class _BitserialPlan:
+    """What :func:`_bitserial` needs of a layer besides its inputs (built once per
+    :class:`ProgrammedLayer`): the prepared kernel, the slice weights ``2**(s*b + k)`` and
+    the correction ``corr [tiles, N]``, and the bounds ``|red|`` and ``|v|``."""
+    kernel: object                  # golden.bitserial_kernel.Kernel
+    slice_w: torch.Tensor           # [S] int64
+    corr: torch.Tensor              # [kt, GO] int64
+    red_bound: int
+    bound: int
+
+    @classmethod
+    def of(cls, layer: ProgrammedLayer) -> "_BitserialPlan":
+        from .bitserial_kernel import Kernel, code_bound
+
+        cfg = layer.cfg
+        S, R, kt, k = cfg.slices, cfg.rows, layer.row_tiles, cfg.adc_drop
+        cells = torch.stack(layer.cells)                          # [kt, R, cols]
+        flags = torch.stack(layer.flags)                          # [kt, cols]
+        GO = cells.shape[-1] // S
+        coef = chunk_signs(cfg) << chunk_positions(cfg)           # σ_t 2**p_t, [T]
+        red_bound = kt * int(coef.abs().sum()) * code_bound(cfg)  # |red|
+        slice_w = (torch.ones(1, dtype=torch.int64) << (torch.arange(S, dtype=torch.int64)
+                                                        * cfg.cell_bits)) << k
+        fw = (flags.to(torch.int64).view(kt, GO, S) * (slice_w >> k)).sum(-1)   # [kt, GO]
+        corr = cfg.cell_max * fw - cfg.weight_bias                              # [kt, GO]
+        X, _ = _magnitudes(cfg)
+        bound = red_bound * int(slice_w.sum()) + kt * R * X * int(corr.abs().max())  # |v|
+        return cls(Kernel(cfg, cells, flags), slice_w, corr, red_bound, bound)
+
+    def slice_matrix(self, dtype: torch.dtype, N: int) -> torch.Tensor:
+        """The block-diagonal ``[cols, N]`` matrix of the slice weights, in ``dtype``."""
+        S = self.slice_w.numel()
+        GO = self.corr.shape[1]
+        return torch.kron(torch.eye(GO, dtype=dtype), self.slice_w.to(dtype).view(S, 1))[:, :N]
+
+
 def _bitserial(layer: ProgrammedLayer, rows: torch.Tensor, xs_tile: torch.Tensor,
                bias: torch.Tensor | None = None, shift: int | None = None,
                relu: bool = False) -> torch.Tensor:
@@ -373,7 +440,7 @@ def _bitserial(layer: ProgrammedLayer, rows: torch.Tensor, xs_tile: torch.Tensor
     layer's outputs ``finalize(v + bias)`` (the bias checked here).
 
     ``v = red @ sw + xs_tile @ corr``: ``red`` the kernel's shift-added codes per column
-    (:func:`golden.bitserial_kernel.lut_reduce`), ``sw`` the block-diagonal ``[cols, N]``
+    (:meth:`golden.bitserial_kernel.Kernel.reduce`), ``sw`` the block-diagonal ``[cols, N]``
     matrix of the slice weights ``2**(s*b + k)`` (``rec = code * 2**k``), ``corr`` flip
     recovery's ``M * Σ_tiles f * xsum`` (its ``insum`` terms, shift-added) and the weight-bias
     correction. When ``|v|`` (and the bias and rounding offset) stays below ``2**24`` /
@@ -382,49 +449,33 @@ def _bitserial(layer: ProgrammedLayer, rows: torch.Tensor, xs_tile: torch.Tensor
     :func:`_integer_layer`, and the output stage runs on it
     (:func:`golden.arith.finalize_float`); else int64.
     """
-    from .bitserial_kernel import code_bound, lut_reduce
-
     cfg = layer.cfg
+    plan = layer._bitserial_plan
     B = rows.shape[0]
-    S, R, kt, k = cfg.slices, cfg.rows, layer.row_tiles, cfg.adc_drop
-    cells = torch.stack(layer.cells)                              # [kt, R, cols]
-    flags = torch.stack(layer.flags)                              # [kt, cols]
-    cols = cells.shape[-1]
-    GO, N = cols // S, layer.out_features
-    coef = chunk_signs(cfg) << chunk_positions(cfg)               # σ_t 2**p_t, [T]
-    red_bound = kt * int(coef.abs().sum()) * code_bound(cfg)      # |red|
-    slice_w = (torch.ones(1, dtype=torch.int64) << (torch.arange(S, dtype=torch.int64)
-                                                    * cfg.cell_bits)) << k
-    fw = (flags.to(torch.int64).view(kt, GO, S) * (slice_w >> k)).sum(-1)   # [kt, GO]
-    corr = cfg.cell_max * fw - cfg.weight_bias                              # [kt, GO]
-    X, _ = _magnitudes(cfg)
-    bound = red_bound * int(slice_w.sum()) + kt * R * X * int(corr.abs().max())   # |v|
+    N, S = layer.out_features, cfg.slices
     finish = shift is not None
     bmax = 0
     if finish and bias is not None:                 # (the shift: checked by the finalize)
         check_range("bias", bias, *cfg.bias_range)
         bmax = int(bias.abs().max()) if bias.numel() else 0
-    out_dtype = _exact_type(bound + bmax + (rounding_offset(shift) if finish else 0))
+    out_dtype = _exact_type(plan.bound + bmax + (rounding_offset(shift) if finish else 0))
     if out_dtype.is_floating_point and (
-            not finish or float_finalize_exact(cfg, bound + bmax, shift, out_dtype)):
-        red = lut_reduce(cfg, rows, cells, flags, out_dtype)
-        scale = 2.0 ** -shift if finish else 1.0
-        sw = torch.kron(torch.eye(GO, dtype=out_dtype),
-                        slice_w.to(out_dtype).view(S, 1))[:, :N] * scale
-        c = xs_tile.to(out_dtype) @ corr[:, :N].to(out_dtype)
+            not finish or float_finalize_exact(cfg, plan.bound + bmax, shift, out_dtype)):
+        red = plan.kernel.reduce(rows, out_dtype)
+        c = xs_tile.to(out_dtype) @ plan.corr[:, :N].to(out_dtype)
+        sw = plan.slice_matrix(out_dtype, N)
         if finish:
-            offset = rounding_offset(shift)
+            offset, scale = rounding_offset(shift), 2.0 ** -shift
             if bias is not None:
                 c += (bias.to(torch.int64) + offset).to(out_dtype)
             elif offset:
                 c += offset
             c *= scale
-        v = torch.addmm(c, red, sw)
-        if finish:
-            return finalize_float(cfg, v, shift=shift, relu_enable=relu)
-        return v.to(torch.int64)
-    red = lut_reduce(cfg, rows, cells, flags)
-    v = ((red.reshape(B, GO, S) * slice_w).sum(-1) + xs_tile @ corr)[:, :N]
+            sw *= scale
+            return finalize_float(cfg, torch.addmm(c, red, sw), shift=shift, relu_enable=relu)
+        return torch.addmm(c, red, sw).to(torch.int64)
+    red = plan.kernel.reduce(rows)
+    v = ((red.reshape(B, -1, S) * plan.slice_w).sum(-1) + xs_tile @ plan.corr)[:, :N]
     if not finish:
         return v
     if bias is not None:
@@ -481,19 +532,59 @@ def _conv_bitserial(layer: ProgrammedLayer, x: torch.Tensor, kh: int, kw: int, s
 def matvec(cfg: AccelConfig, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None,
            *, shift: int = 0, relu: bool = False) -> torch.Tensor:
     """The full datapath for ``x [B, K]`` and ``w [K, N]``: int64 ``[B, N]`` outputs."""
-    layer = program(cfg, w)
-    if adc_is_identity(cfg):
-        _check_inputs(layer, x, values=False)      # (the range: in _integer_layer)
-        return _integer_layer(cfg, layer.in_features, x, layer.weights, bias, shift, relu,
-                              _matmul_bias, layer.out_features)
-    _check_inputs(layer, x)
-    return _bitserial(layer, *_matrix_rows(layer, x), bias, shift, relu)
+    return _matvec(cfg, x, w, False, bias, shift, relu)
 
 
 def linear(cfg: AccelConfig, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None,
            *, shift: int = 0, relu: bool = False) -> torch.Tensor:
     """``torch.nn.functional.linear`` through the datapath: ``x [B, K]``, ``w [N, K]``."""
-    return matvec(cfg, x, w.t(), bias, shift=shift, relu=relu)
+    return _matvec(cfg, x, w, True, bias, shift, relu)
+
+
+def _matvec(cfg, x, w, transposed, bias, shift, relu):
+    layer = _program_cached(cfg, w, transposed)
+    if adc_is_identity(cfg):
+        _check_inputs(layer, x, values=False)      # (the range: in _integer_layer)
+        return _integer_layer(cfg, layer.in_features, x, layer.weights, bias, shift, relu,
+                              _matmul_bias, layer.out_features, cache=layer._float_operands)
+    _check_inputs(layer, x)
+    return _bitserial(layer, *_matrix_rows(layer, x), bias, shift, relu)
+
+
+# -- the programmed layers of recent weights -------------------------------------------------
+#
+# matvec and linear take the weights as a tensor on every call. A call with the same weight
+# tensor as a recent one, unmodified since (torch's version counter), reuses its
+# ProgrammedLayer: the weights' checks, the encoded cells, the kernel's tables, the float
+# operands (ProgrammedLayer's cached properties). An entry holds its tensors, so that their
+# ids are not reused while it lives; a tensor without a version counter (inference mode) is
+# never kept. Pure memoisation: a result never depends on it.
+_PROGRAMS: dict = {}
+_CACHE_ENTRIES = 8
+
+
+def _version(t: torch.Tensor | None) -> int | None:
+    """``t``'s version counter (bumped by every in-place change), None if it keeps none."""
+    try:
+        return None if t is None else t._version
+    except RuntimeError:                                # an inference-mode tensor
+        return None
+
+
+def _program_cached(cfg: AccelConfig, w: torch.Tensor, transposed: bool) -> ProgrammedLayer:
+    """``program(cfg, w.t() if transposed else w)``, from :data:`_PROGRAMS` when it holds
+    it."""
+    key = (id(cfg), id(w), transposed)
+    version = _version(w)
+    hit = _PROGRAMS.get(key)
+    if hit is not None and hit[0] is cfg and hit[1] is w and hit[2] == version is not None:
+        return hit[3]
+    layer = program(cfg, w.t() if transposed else w)
+    if version is not None:
+        if len(_PROGRAMS) >= _CACHE_ENTRIES:
+            del _PROGRAMS[next(iter(_PROGRAMS))]
+        _PROGRAMS[key] = (cfg, w, version, layer)
+    return layer
 
 
 def conv2d(cfg: AccelConfig, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None,
