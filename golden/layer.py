@@ -26,6 +26,7 @@ from arch.geometry import ConvGeometry, Mapping, conv_out_size
 
 from .arith import (check_range, chunk_positions, chunk_signs, encode_crossbars, finalize,
                     finalize_float, float_finalize_exact, rounding_offset)
+from .kernels import DENSE_MACS, dense, dense_args
 
 __all__ = ["ProgrammedLayer", "program", "matvec_acc", "bitserial_acc", "integer_acc",
            "IntegerPlan", "integer_plan", "adc_is_identity", "matvec", "linear", "conv2d",
@@ -81,6 +82,19 @@ class ProgrammedLayer:
     @cached_property
     def _bitserial_plan(self) -> "_BitserialPlan":
         return _BitserialPlan.of(self)
+
+    @cached_property
+    def _weights_t64(self) -> torch.Tensor:
+        """``weights`` transposed, float64 ``[N, K]``, contiguous (:func:`golden.kernels.dense`;
+        exact when :attr:`_dense_exact`)."""
+        return self.weights.t().to(torch.float64).contiguous()
+
+    @cached_property
+    def _dense_exact(self) -> bool:
+        """Whether every sum of ``x @ weights + bias`` is below ``2**53`` (any bias in range)."""
+        X, W = _magnitudes(self.cfg)
+        return self.in_features * X * W + max(-self.cfg.bias_range[0], self.cfg.bias_range[1]) \
+            < (1 << 53)
 
     @cached_property
     def _float_operands(self) -> dict:
@@ -359,7 +373,7 @@ def bitserial_acc(layer: ProgrammedLayer, x: torch.Tensor) -> torch.Tensor:
     by bit as the crossbar forms it (sections 2-6), in every ADC mode.
 
     Every read of every input chunk, its ADC code and the shift-add over chunks come from one
-    compiled pass over the inputs (:func:`golden.bitserial_kernel.lut_reduce`, its reads from
+    compiled pass over the inputs (:func:`golden.kernels.lut_reduce`, its reads from
     lookup tables of row groups); then two small exact products:
 
     * *The ADC on the physical read.* A flagged column stores ``M - c``; its read is converted
@@ -399,7 +413,7 @@ class _BitserialPlan:
     """What :func:`_bitserial` needs of a layer besides its inputs (built once per
     :class:`ProgrammedLayer`): the prepared kernel, the slice weights ``2**(s*b + k)`` and
     the correction ``corr [tiles, N]``, and the bounds ``|red|`` and ``|v|``."""
-    kernel: object                  # golden.bitserial_kernel.Kernel
+    kernel: object                  # golden.kernels.Kernel
     slice_w: torch.Tensor           # [S] int64
     corr: torch.Tensor              # [kt, GO] int64
     red_bound: int
@@ -407,7 +421,7 @@ class _BitserialPlan:
 
     @classmethod
     def of(cls, layer: ProgrammedLayer) -> "_BitserialPlan":
-        from .bitserial_kernel import Kernel, code_bound
+        from .kernels import Kernel, code_bound
 
         cfg = layer.cfg
         S, R, kt, k = cfg.slices, cfg.rows, layer.row_tiles, cfg.adc_drop
@@ -440,7 +454,7 @@ def _bitserial(layer: ProgrammedLayer, rows: torch.Tensor, xs_tile: torch.Tensor
     layer's outputs ``finalize(v + bias)`` (the bias checked here).
 
     ``v = red @ sw + xs_tile @ corr``: ``red`` the kernel's shift-added codes per column
-    (:meth:`golden.bitserial_kernel.Kernel.reduce`), ``sw`` the block-diagonal ``[cols, N]``
+    (:meth:`golden.kernels.Kernel.reduce`), ``sw`` the block-diagonal ``[cols, N]``
     matrix of the slice weights ``2**(s*b + k)`` (``rec = code * 2**k``), ``corr`` flip
     recovery's ``M * Σ_tiles f * xsum`` (its ``insum`` terms, shift-added) and the weight-bias
     correction. When ``|v|`` (and the bias and rounding offset) stays below ``2**24`` /
@@ -545,10 +559,45 @@ def _matvec(cfg, x, w, transposed, bias, shift, relu):
     layer = _program_cached(cfg, w, transposed)
     if adc_is_identity(cfg):
         _check_inputs(layer, x, values=False)      # (the range: in _integer_layer)
+        if (x.dtype == torch.int64 and cfg.shift_min <= shift <= cfg.shift_max
+                and x.shape[0] * layer.in_features * layer.out_features <= DENSE_MACS
+                and layer._dense_exact):
+            out = _dense(layer, x, bias, shift, relu)
+            if out is not None:
+                return out
         return _integer_layer(cfg, layer.in_features, x, layer.weights, bias, shift, relu,
                               _matmul_bias, layer.out_features, cache=layer._float_operands)
     _check_inputs(layer, x)
     return _bitserial(layer, *_matrix_rows(layer, x), bias, shift, relu)
+
+
+def _dense(layer: ProgrammedLayer, x: torch.Tensor, bias: torch.Tensor | None, shift: int,
+           relu: bool) -> torch.Tensor | None:
+    """A small layer on the exact integer path in one call (:func:`golden.kernels.dense`), its
+    checks in :func:`_integer_layer`'s order (inputs, then the bias; the bias once per
+    unmodified bias tensor: the kernel's arguments are kept in the layer's cache). None: an
+    input is out of range (the caller's path raises the error), or the bias is not ``[N]``."""
+    cache = layer._float_operands
+    key = ("dense", id(bias), shift, relu)
+    hit = cache.get(key)
+    if hit is not None and hit[0] is bias and hit[1] == _version(bias):
+        return dense(x.contiguous(), hit[3])
+    cfg = layer.cfg
+    if bias is not None and tuple(bias.shape) != (layer.out_features,):
+        return None                                # (broadcasting: the torch path)
+    b = None if bias is None else bias.to(torch.int64).contiguous()
+    args = dense_args(cfg, layer._weights_t64, b, shift, relu)
+    out = dense(x.contiguous(), args)
+    if out is None:
+        return None
+    if bias is not None:
+        check_range("bias", bias, *cfg.bias_range)
+    version = _version(bias)
+    if bias is None or version is not None:
+        if len(cache) >= _CACHE_ENTRIES:
+            del cache[next(iter(cache))]
+        cache[key] = (bias, version, b, args)     # (b: alive while args point into it)
+    return out
 
 
 # -- the programmed layers of recent weights -------------------------------------------------

@@ -1,5 +1,7 @@
-/* The fused kernel of golden.layer's bit-serial model (golden/bitserial_kernel.py explains
- * the tables and builds this file with the system C compiler at first use).
+/* The compiled kernels of golden.layer (golden/kernels.py explains the tables and builds this
+ * file with the system C compiler at first use).
+ *
+ * lut_*: the fused kernel of the bit-serial model.
  *
  * For every input vector b and row tile: the packed levels of each row group and chunk
  * (idx), then per block of 16 columns, in registers: read + h = sum over groups of a table
@@ -15,6 +17,7 @@ typedef int32_t vi32 __attribute__((vector_size(64)));
 typedef int64_t vi64x16 __attribute__((vector_size(128)));
 typedef double vf64x16 __attribute__((vector_size(128)));
 typedef float vf32x16 __attribute__((vector_size(64)));
+typedef double vf64x8 __attribute__((vector_size(64)));
 
 enum { OUT_I64, OUT_F64, OUT_F32 };   /* the type of red */
 
@@ -170,3 +173,48 @@ KERNEL(lut_u8, uint8_t, indices_u8)
 KERNEL(lut_bits8, uint8_t, indices_bits8)
 KERNEL(lut_i32, int32_t, indices_i32)
 KERNEL(lut_i64, int64_t, indices_i64)
+
+/* dense: the exact integer path of a small matrix layer in one call (golden.layer's matvec
+ * when the ADC is the identity): out = finalize(x @ w + bias), the sums as dot products in
+ * double, exact: the caller guarantees K * max|x| * max|w| + max|bias| < 2**53, so every
+ * partial sum is an integer a double holds (x is checked against [xlo, xhi] first: returns 1
+ * and leaves out undefined if an input lies outside). wt is w transposed, [N, K]. Then the
+ * output stage of section 7 as golden.arith.finalize on the int64 v: a right shift rounds
+ * half up ((v >> sh) + bit sh-1 of v), a left shift is preceded by the clamp to +-c
+ * (golden.arith.left_shift_clamp), ReLU, saturation to [lo, hi]. */
+int dense(int64_t B, const int64_t *x, int64_t *out, int64_t K, int64_t N, const double *wt,
+          const int64_t *bias, int64_t xlo, int64_t xhi, int64_t shift, int64_t c,
+          int64_t relu, int64_t lo, int64_t hi) {
+    double xd[K > 0 ? K : 1];
+    for (int64_t b = 0; b < B; b++) {
+        const int64_t *xb = x + b * K;
+        int bad = 0;
+        for (int64_t k = 0; k < K; k++) {
+            bad |= (xb[k] < xlo) | (xb[k] > xhi);
+            xd[k] = (double)xb[k];
+        }
+        if (bad) return 1;
+        for (int64_t n = 0; n < N; n++) {
+            const double *wn = wt + n * K;
+            vf64x8 acc = {0};
+            int64_t k = 0;
+            for (; k + 8 <= K; k += 8) {
+                vf64x8 a, w;
+                memcpy(&a, xd + k, sizeof a);
+                memcpy(&w, wn + k, sizeof w);
+                acc += a * w;
+            }
+            double s = 0.0;                  /* (exact in any order: integers below 2**53) */
+            for (int q = 0; q < 8; q++) s += acc[q];
+            for (; k < K; k++) s += xd[k] * wn[k];
+            int64_t v = (int64_t)s + (bias ? bias[n] : 0);
+            if (shift > 0)
+                v = (v >> shift) + ((v >> (shift - 1)) & 1);
+            else if (shift < 0)
+                v = (int64_t)((uint64_t)(v < -c ? -c : v > c ? c : v) << -shift);
+            if (relu && v < 0) v = 0;
+            out[b * N + n] = v < lo ? lo : v > hi ? hi : v;
+        }
+    }
+    return 0;
+}

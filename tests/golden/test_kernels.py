@@ -1,16 +1,21 @@
-"""The fused bit-serial kernel (golden/bitserial_kernel.c) against the naive reading of the
-contract (tests/golden/reference.py) and against an independent torch reading of the reads,
-on random seeded inputs, for every shipped lossy configuration and signed lossy ones."""
+"""The compiled kernels (golden/kernels.c). The fused bit-serial kernel against the naive
+reading of the contract (tests/golden/reference.py) and against an independent torch reading
+of the reads, on random seeded inputs, for every shipped lossy configuration and signed lossy
+ones; the dense kernel of small integer layers against the torch integer path."""
 
 import logging
 
 import pytest
 import torch
+from hypothesis import given, settings, strategies as st
 
 from arch.config import AccelConfig, config_names, load_config
-from golden import bitserial_kernel as bk
-from golden.arith import adc_convert, chunk_positions, chunk_signs, input_chunks
-from golden.layer import conv2d, matvec, program
+from golden import kernels as bk
+from golden.arith import RangeError, adc_convert, chunk_positions, chunk_signs, input_chunks
+from golden.kernels import dense, dense_args
+from golden.layer import _integer_layer, _matmul_bias, conv2d, linear, matvec, program
+
+from ..strategies import configs
 
 from .test_layer import naive_matvec, rand_ints
 
@@ -128,3 +133,59 @@ def test_the_kernel_is_built_once_into_the_cache():
     lib = bk.library()
     assert lib is bk.library()
     assert bk.build_seconds() >= 0.0
+
+
+@given(cfg=configs(modes=("lossless",)), K=st.integers(1, 40), N=st.integers(1, 9),
+       B=st.integers(0, 7), seed=st.integers(0, 2 ** 31), relu=st.booleans(),
+       shift=st.integers(-3, 8), with_bias=st.booleans())
+@settings(max_examples=60, deadline=None)
+def test_dense_kernel_equals_the_torch_integer_path(cfg, K, N, B, seed, relu, shift, with_bias):
+    shift = max(cfg.shift_min, min(shift, cfg.shift_max))
+    gen = torch.Generator().manual_seed(seed)
+    x = rand_ints(gen, cfg.input_min, cfg.input_max, (B, K))
+    w = rand_ints(gen, cfg.weight_min, cfg.weight_max, (K, N))
+    lo, hi = cfg.bias_range
+    bias = rand_ints(gen, lo, hi, (N,)) if with_bias else None
+    layer = program(cfg, w)
+    want = _integer_layer(cfg, K, x, layer.weights, bias, shift, relu, _matmul_bias, N)
+    if not layer._dense_exact:
+        return
+    got = dense(x, dense_args(cfg, layer._weights_t64, bias, shift, relu))
+    assert torch.equal(got, want), f"seed={seed}"
+    assert torch.equal(matvec(cfg, x, w, bias, shift=shift, relu=relu), want), f"seed={seed}"
+
+
+def test_matvec_sees_weights_and_bias_changed_in_place():
+    """The programmed layer and the kernel's operands are reused for the same tensors only
+    while they are unmodified (torch's version counter)."""
+    for name in ("small", "small_drop"):
+        cfg = load_config(name)
+        gen = torch.Generator().manual_seed(3)
+        x = torch.randint(0, 256, (5, 20), generator=gen)
+        w = torch.randint(-100, 100, (6, 20), generator=gen)
+        bias = torch.randint(-50, 50, (6,), generator=gen)
+        first = linear(cfg, x, w, bias, shift=2)
+        assert torch.equal(linear(cfg, x, w, bias, shift=2), first)
+        w[0, :] = 27
+        bias[1] = 44
+        fresh = linear(cfg, x, w.clone(), bias.clone(), shift=2)
+        assert torch.equal(linear(cfg, x, w, bias, shift=2), fresh)
+        assert not torch.equal(fresh, first)
+        w[0, 0] = cfg.weight_max + 1                      # now out of range: still checked
+        with pytest.raises(RangeError, match="weights"):
+            linear(cfg, x, w, bias, shift=2)
+        w[0, 0] = 0
+        bias[0] = cfg.bias_range[1] + 1
+        with pytest.raises(RangeError, match="bias"):
+            linear(cfg, x, w, bias, shift=2)
+
+
+def test_dense_path_reports_inputs_first():
+    cfg = load_config("small")
+    w = torch.zeros(4, 3, dtype=torch.int64)
+    bad_bias = torch.tensor([0, 0, cfg.bias_range[1] + 1])
+    x = torch.full((2, 4), cfg.input_max + 1)
+    with pytest.raises(RangeError, match="inputs"):
+        matvec(cfg, x, w, bad_bias)
+    with pytest.raises(RangeError, match="bias"):
+        matvec(cfg, x.clamp(max=cfg.input_max), w, bad_bias)

@@ -1,6 +1,6 @@
 """The fused kernel of the bit-serial layer model (:func:`golden.layer.bitserial_acc`): the
 column reads of every input chunk, the ADC on each read and the shift-add over chunks, in one
-pass over the inputs, in C (``bitserial_kernel.c``), built with the system C compiler at first
+pass over the inputs, in C (``kernels.c``), built with the system C compiler at first
 use and cached (:func:`library`).
 
 The reads come from lookup tables rather than from a matrix product. A read is
@@ -34,7 +34,7 @@ import torch
 from arch.config import AccelConfig
 
 __all__ = ["KernelError", "library", "build_seconds", "group_rows", "tables", "code_bound",
-           "Kernel", "lut_reduce", "LANES"]
+           "Kernel", "lut_reduce", "LANES", "dense", "dense_args", "DENSE_MACS"]
 
 SOURCE = Path(__file__).with_suffix(".c")
 #: Columns per SIMD block: the tables' and the sums' column counts are padded to a multiple.
@@ -110,7 +110,7 @@ def library() -> ctypes.CDLL:
         raise KernelError(f"the C compiler {cc} does not run: {exc}") from None
     key = hashlib.sha256(b"\0".join([source, version.encode(), " ".join(_FLAGS).encode(),
                                      _cpu_id().encode(), sys.platform.encode()])).hexdigest()
-    out = _cache_dir() / f"bitserial_kernel-{key[:20]}.so"
+    out = _cache_dir() / f"kernels-{key[:20]}.so"
     if not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
@@ -134,7 +134,36 @@ def library() -> ctypes.CDLL:
     for rows in ("u8", "bits8", "i32", "i64"):
         fn = getattr(lib, f"lut_{rows}")
         fn.argtypes, fn.restype = args, ctypes.c_int
+    lib.dense.argtypes = [ctypes.c_int64] + [ctypes.c_void_p] * 2 + [ctypes.c_int64] * 2 + \
+        [ctypes.c_void_p] * 2 + [ctypes.c_int64] * 7
+    lib.dense.restype = ctypes.c_int
     return lib
+
+
+#: Most multiply-adds (batch * K * N) :func:`dense` is used for: beyond, a float product
+#: (BLAS) is faster than its int64 loop, and its fixed cost no longer matters.
+DENSE_MACS = 1 << 16
+
+
+def dense_args(cfg: AccelConfig, wt: torch.Tensor, bias: torch.Tensor | None, shift: int,
+               relu: bool) -> tuple:
+    """What :func:`dense` passes besides the inputs: ``wt = w.t()`` (float64 ``[N, K]``,
+    contiguous) and ``bias`` (int64 ``[N]``, contiguous) must live as long as the tuple."""
+    N, K = wt.shape
+    n = -shift if shift < 0 else 0
+    lo, hi = cfg.output_range
+    return (K, N, wt.data_ptr(), None if bias is None else bias.data_ptr(), cfg.input_min,
+            cfg.input_max, shift, ((1 << (cfg.output_bits - 1)) >> n) + 1, int(relu), lo, hi)
+
+
+def dense(x: torch.Tensor, args: tuple) -> torch.Tensor | None:
+    """``finalize(x @ w + bias)`` (int64 ``[B, N]``) of int64 ``x [B, K]`` (contiguous) in one
+    call of the C kernel (``dense`` in ``kernels.c``), its other operands :func:`dense_args`:
+    exact when ``K * max|x| * max|w| + max|bias| < 2**53`` (the caller's condition), the
+    output stage of :func:`golden.arith.finalize`; ``shift`` must be valid. Returns None if
+    an input lies outside the input range (the caller raises)."""
+    out = torch.empty(x.shape[0], args[1], dtype=torch.int64)
+    return None if library().dense(x.shape[0], x.data_ptr(), out.data_ptr(), *args) else out
 
 
 # Bytes of the tables of one kernel call: they stay in the core's L2 cache.
