@@ -21,6 +21,7 @@ import ctypes
 import hashlib
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -41,6 +42,7 @@ SOURCE = Path(__file__).with_suffix(".c")
 LANES = 16
 _MAXT, _MAXIDX = 64, 4096
 _FLAGS = ("-O3", "-march=native", "-mprefer-vector-width=512", "-std=c11", "-shared", "-fPIC")
+_PORTABLE_FLAGS = ("-O3", "-std=c11", "-shared", "-fPIC")
 
 
 class KernelError(RuntimeError):
@@ -99,16 +101,18 @@ def library() -> ctypes.CDLL:
         If no C compiler (``$CC``, else ``cc``/``gcc``) is found or the build fails.
     """
     global _build_seconds
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    cc = shlex.split(os.environ.get("CC", "")) or \
+        [c for c in (shutil.which("cc") or shutil.which("gcc"),) if c]
     if not cc:
-        raise KernelError("golden's bit-serial kernel needs a C compiler (gcc or clang; set CC)")
+        raise KernelError("golden's compiled kernels need a C compiler (gcc or clang; set CC)")
     source = SOURCE.read_bytes()
     try:
-        version = subprocess.run([cc, "--version"], capture_output=True, text=True,
+        version = subprocess.run([*cc, "--version"], capture_output=True, text=True,
                                  check=True).stdout
     except (OSError, subprocess.CalledProcessError) as exc:
-        raise KernelError(f"the C compiler {cc} does not run: {exc}") from None
-    key = hashlib.sha256(b"\0".join([source, version.encode(), " ".join(_FLAGS).encode(),
+        raise KernelError(f"the C compiler {' '.join(cc)} does not run: {exc}") from None
+    key = hashlib.sha256(b"\0".join([source, " ".join(cc).encode(), version.encode(),
+                                     " ".join(_FLAGS).encode(),
                                      _cpu_id().encode(), sys.platform.encode()])).hexdigest()
     out = _cache_dir() / f"kernels-{key[:20]}.so"
     if not out.exists():
@@ -117,10 +121,13 @@ def library() -> ctypes.CDLL:
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
         os.close(fd)
         try:
-            done = subprocess.run([cc, *_FLAGS, "-o", tmp, str(SOURCE)], capture_output=True,
-                                  text=True)
-            if done.returncode:
-                raise KernelError(f"building {SOURCE.name} with {cc} failed: "
+            for flags in (_FLAGS, _PORTABLE_FLAGS):      # (-march=native: not on every target)
+                done = subprocess.run([*cc, *flags, "-o", tmp, str(SOURCE)],
+                                      capture_output=True, text=True)
+                if not done.returncode:
+                    break
+            else:
+                raise KernelError(f"building {SOURCE.name} with {' '.join(cc)} failed: "
                                   f"{done.stderr.strip()}")
             os.replace(tmp, out)
         finally:

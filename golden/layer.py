@@ -6,11 +6,17 @@ Exact to ``docs/arithmetic.md`` for every ADC mode, by one of two paths, chosen 
 * **The exact integer path** (:func:`integer_acc`), when the ADC passes every read unchanged
   (``lossless``, and any ``clip``/``drop_lsb`` ADC that can neither drop nor saturate): the
   layer's ``Σ_r x[r] w[r, n]`` as one float matrix product or convolution over all ``K`` rows,
-  in the narrowest float type in which it is provably exact (:func:`integer_plan`).
-* **The bit-serial path** (:func:`bitserial_acc`), for every mode: all ``T`` input chunks of a
-  batch block against all cells of all row tiles in one batched matrix product, the ADC
-  elementwise, and the shift-add as one weighted reduction. It is the reference the integer
-  path is tested against.
+  in the narrowest float type in which it is provably exact (:func:`integer_plan`); a small
+  matrix layer in one call of the compiled :func:`golden.kernels.dense`.
+* **The bit-serial path** (:func:`bitserial_acc`), for every mode: every read of every input
+  chunk, its ADC code and the shift-add over chunks in one compiled pass over the inputs
+  (:class:`golden.kernels.Kernel`, reads from lookup tables of row groups), then the slice
+  weights and the flip / weight-bias corrections as one small exact product. It is the
+  reference the integer path is tested against.
+
+``matvec`` and ``linear`` take their weights as a tensor on every call; a call with the same,
+unmodified weight tensor as a recent one reuses its :class:`ProgrammedLayer` (checks, encoded
+cells, kernel tables: :func:`_program_cached`).
 """
 
 from __future__ import annotations
