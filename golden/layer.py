@@ -90,6 +90,11 @@ class ProgrammedLayer:
         return _BitserialPlan.of(self)
 
     @cached_property
+    def _integer_path(self) -> bool:
+        """:func:`adc_is_identity` of the layer's configuration."""
+        return adc_is_identity(self.cfg)
+
+    @cached_property
     def _weights_t64(self) -> torch.Tensor:
         """``weights`` transposed, float64 ``[N, K]``, contiguous (:func:`golden.kernels.dense`;
         exact when :attr:`_dense_exact`)."""
@@ -563,11 +568,11 @@ def linear(cfg: AccelConfig, x: torch.Tensor, w: torch.Tensor, bias: torch.Tenso
 
 def _matvec(cfg, x, w, transposed, bias, shift, relu):
     layer = _program_cached(cfg, w, transposed)
-    if adc_is_identity(cfg):
+    if layer._integer_path:
         _check_inputs(layer, x, values=False)      # (the range: in _integer_layer)
-        if (x.dtype == torch.int64 and cfg.shift_min <= shift <= cfg.shift_max
-                and x.shape[0] * layer.in_features * layer.out_features <= DENSE_MACS
-                and layer._dense_exact):
+        if (layer._dense_exact and x.dtype == torch.int64
+                and cfg.shift_min <= shift <= cfg.shift_max
+                and x.shape[0] * layer.in_features * layer.out_features <= DENSE_MACS):
             out = _dense(layer, x, bias, shift, relu)
             if out is not None:
                 return out
