@@ -21,7 +21,7 @@ cells, kernel tables: :func:`_program_cached`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import torch
@@ -53,7 +53,7 @@ class ProgrammedLayer:
     out_features: int
     weights: torch.Tensor
 
-    @property
+    @cached_property
     def mapping(self) -> Mapping:
         """The crossbar mapping of the ``[K, N]`` matrix (a 1x1 conv of ``K -> N``)."""
         return matrix_mapping(self.cfg, self.in_features, self.out_features)
@@ -429,6 +429,7 @@ class _BitserialPlan:
     corr: torch.Tensor              # [kt, GO] int64
     red_bound: int
     bound: int
+    cache: dict = field(default_factory=dict, compare=False)
 
     @classmethod
     def of(cls, layer: ProgrammedLayer) -> "_BitserialPlan":
@@ -449,11 +450,17 @@ class _BitserialPlan:
         bound = red_bound * int(slice_w.sum()) + kt * R * X * int(corr.abs().max())  # |v|
         return cls(Kernel(cfg, cells, flags), slice_w, corr, red_bound, bound)
 
-    def slice_matrix(self, dtype: torch.dtype, N: int) -> torch.Tensor:
-        """The block-diagonal ``[cols, N]`` matrix of the slice weights, in ``dtype``."""
-        S = self.slice_w.numel()
-        GO = self.corr.shape[1]
-        return torch.kron(torch.eye(GO, dtype=dtype), self.slice_w.to(dtype).view(S, 1))[:, :N]
+    def float_operands(self, dtype: torch.dtype, N: int, scale: float
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``corr[:, :N]`` and the block-diagonal ``[cols, N]`` matrix of the slice weights
+        times ``scale`` (a power of two), in ``dtype`` (kept; not to be modified)."""
+        key = (dtype, N, scale)
+        if key not in self.cache:
+            S = self.slice_w.numel()
+            GO = self.corr.shape[1]
+            sw = torch.kron(torch.eye(GO, dtype=dtype), self.slice_w.to(dtype).view(S, 1))
+            self.cache[key] = (self.corr[:, :N].to(dtype), sw[:, :N] * scale)
+        return self.cache[key]
 
 
 def _bitserial(layer: ProgrammedLayer, rows: torch.Tensor, xs_tile: torch.Tensor,
@@ -487,16 +494,16 @@ def _bitserial(layer: ProgrammedLayer, rows: torch.Tensor, xs_tile: torch.Tensor
     if out_dtype.is_floating_point and (
             not finish or float_finalize_exact(cfg, plan.bound + bmax, shift, out_dtype)):
         red = plan.kernel.reduce(rows, out_dtype)
-        c = xs_tile.to(out_dtype) @ plan.corr[:, :N].to(out_dtype)
-        sw = plan.slice_matrix(out_dtype, N)
+        scale = 2.0 ** -shift if finish else 1.0
+        corr, sw = plan.float_operands(out_dtype, N, scale)
+        c = xs_tile.to(out_dtype) @ corr
         if finish:
-            offset, scale = rounding_offset(shift), 2.0 ** -shift
+            offset = rounding_offset(shift)
             if bias is not None:
                 c += (bias.to(torch.int64) + offset).to(out_dtype)
             elif offset:
                 c += offset
             c *= scale
-            sw *= scale
             return finalize_float(cfg, torch.addmm(c, red, sw), shift=shift, relu_enable=relu)
         return torch.addmm(c, red, sw).to(torch.int64)
     red = plan.kernel.reduce(rows)
