@@ -178,13 +178,22 @@ KERNEL(lut_i64, int64_t, indices_i64)
  * when the ADC is the identity): out = finalize(x @ w + bias), the sums as dot products in
  * double, exact: the caller guarantees K * max|x| * max|w| + max|bias| < 2**53, so every
  * partial sum is an integer a double holds (x is checked against [xlo, xhi] first: returns 1
- * and leaves out undefined if an input lies outside). wt is w transposed, [N, K]. Then the
+ * and leaves out undefined if an input lies outside). p->wt is w transposed, [N, K]. Then the
  * output stage of section 7 as golden.arith.finalize on the int64 v: a right shift rounds
  * half up ((v >> sh) + bit sh-1 of v), a left shift is preceded by the clamp to +-c
  * (golden.arith.left_shift_clamp), ReLU, saturation to [lo, hi]. */
-int dense(int64_t B, const int64_t *x, int64_t *out, int64_t K, int64_t N, const double *wt,
-          const int64_t *bias, int64_t xlo, int64_t xhi, int64_t shift, int64_t c,
-          int64_t relu, int64_t lo, int64_t hi) {
+struct dense_plan {
+    int64_t K, N;
+    const double *wt;
+    const int64_t *bias;
+    int64_t xlo, xhi, shift, c, relu, lo, hi;
+};
+
+int dense(int64_t B, const int64_t *x, int64_t *out, const struct dense_plan *p) {
+    const int64_t K = p->K, N = p->N, xlo = p->xlo, xhi = p->xhi, shift = p->shift, c = p->c;
+    const int64_t relu = p->relu, lo = p->lo, hi = p->hi;
+    const double *wt = p->wt;
+    const int64_t *bias = p->bias;
     double xd[K > 0 ? K : 1];
     for (int64_t b = 0; b < B; b++) {
         const int64_t *xb = x + b * K;

@@ -141,8 +141,7 @@ def library() -> ctypes.CDLL:
     for rows in ("u8", "bits8", "i32", "i64"):
         fn = getattr(lib, f"lut_{rows}")
         fn.argtypes, fn.restype = args, ctypes.c_int
-    lib.dense.argtypes = [ctypes.c_int64] + [ctypes.c_void_p] * 2 + [ctypes.c_int64] * 2 + \
-        [ctypes.c_void_p] * 2 + [ctypes.c_int64] * 7
+    lib.dense.argtypes = [ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
     lib.dense.restype = ctypes.c_int
     return lib
 
@@ -152,15 +151,24 @@ def library() -> ctypes.CDLL:
 DENSE_MACS = 1 << 16
 
 
+class _DensePlan(ctypes.Structure):
+    _fields_ = [("K", ctypes.c_int64), ("N", ctypes.c_int64), ("wt", ctypes.c_void_p),
+                ("bias", ctypes.c_void_p)] + \
+               [(name, ctypes.c_int64) for name in ("xlo", "xhi", "shift", "c", "relu", "lo",
+                                                     "hi")]
+
+
 def dense_args(cfg: AccelConfig, wt: torch.Tensor, bias: torch.Tensor | None, shift: int,
                relu: bool) -> tuple:
     """What :func:`dense` passes besides the inputs: ``wt = w.t()`` (float64 ``[N, K]``,
-    contiguous) and ``bias`` (int64 ``[N]``, contiguous) must live as long as the tuple."""
+    contiguous) and ``bias`` (int64 ``[N]``, contiguous) must live as long as the result."""
     N, K = wt.shape
     n = -shift if shift < 0 else 0
     lo, hi = cfg.output_range
-    return (K, N, wt.data_ptr(), None if bias is None else bias.data_ptr(), cfg.input_min,
-            cfg.input_max, shift, ((1 << (cfg.output_bits - 1)) >> n) + 1, int(relu), lo, hi)
+    plan = _DensePlan(K, N, wt.data_ptr(), None if bias is None else bias.data_ptr(),
+                      cfg.input_min, cfg.input_max, shift,
+                      ((1 << (cfg.output_bits - 1)) >> n) + 1, int(relu), lo, hi)
+    return N, ctypes.addressof(plan), plan
 
 
 def dense(x: torch.Tensor, args: tuple) -> torch.Tensor | None:
@@ -169,8 +177,8 @@ def dense(x: torch.Tensor, args: tuple) -> torch.Tensor | None:
     exact when ``K * max|x| * max|w| + max|bias| < 2**53`` (the caller's condition), the
     output stage of :func:`golden.arith.finalize`; ``shift`` must be valid. Returns None if
     an input lies outside the input range (the caller raises)."""
-    out = torch.empty(x.shape[0], args[1], dtype=torch.int64)
-    return None if library().dense(x.shape[0], x.data_ptr(), out.data_ptr(), *args) else out
+    out = torch.empty(x.shape[0], args[0], dtype=torch.int64)
+    return None if library().dense(x.shape[0], x.data_ptr(), out.data_ptr(), args[1]) else out
 
 
 # Bytes of the tables of one kernel call: they stay in the core's L2 cache.

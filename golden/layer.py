@@ -642,9 +642,9 @@ def _program_cached(cfg: AccelConfig, w: torch.Tensor, transposed: bool) -> Prog
     """``program(cfg, w.t() if transposed else w)``, from :data:`_PROGRAMS` when it holds
     it."""
     key = (id(cfg), id(w), transposed)
-    version = _version(w)
     hit = _PROGRAMS.get(key)
-    if hit is not None and hit[0] is cfg and hit[1] is w and hit[2] == version is not None:
+    version = _version(w)
+    if hit is not None and hit[1] is w and hit[0] is cfg and hit[2] == version is not None:
         return hit[3]
     layer = program(cfg, w.t() if transposed else w)
     if version is not None:
