@@ -11,6 +11,7 @@
  * SIMD registers. */
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef int32_t vi32 __attribute__((vector_size(64)));
@@ -18,6 +19,8 @@ typedef int64_t vi64x16 __attribute__((vector_size(128)));
 typedef double vf64x16 __attribute__((vector_size(128)));
 typedef float vf32x16 __attribute__((vector_size(64)));
 typedef double vf64x8 __attribute__((vector_size(64)));
+typedef int64_t vi64x8 __attribute__((vector_size(64)));
+typedef uint64_t vu64x8 __attribute__((vector_size(64)));
 
 enum { OUT_I64, OUT_F64, OUT_F32 };   /* the type of red */
 
@@ -175,55 +178,76 @@ KERNEL(lut_i32, int32_t, indices_i32)
 KERNEL(lut_i64, int64_t, indices_i64)
 
 /* dense: the exact integer path of a small matrix layer in one call (golden.layer's matvec
- * when the ADC is the identity): out = finalize(x @ w + bias), the sums as dot products in
- * double, exact: the caller guarantees K * max|x| * max|w| + max|bias| < 2**53, so every
- * partial sum is an integer a double holds (x is checked against [xlo, xhi] first: returns 1
- * and leaves out undefined if an input lies outside). p->wt is w transposed, [N, K]. Then the
- * output stage of section 7 as golden.arith.finalize on the int64 v: a right shift rounds
- * half up ((v >> sh) + bit sh-1 of v), a left shift is preceded by the clamp to +-c
+ * when the ADC is the identity): out = finalize(x @ w + bias), the sums in double, exact: the
+ * caller guarantees K * max|x| * max|w| + max|bias| < 2**53, so every partial sum is an
+ * integer a double holds. x is checked against [xlo, xhi] first (returns 1, out undefined,
+ * if an input lies outside; 2 if out of memory). p->w is w [K, Np] with N padded to Np, a multiple of 8, by zero
+ * columns; 8 rows of x at a time against 8 columns, in registers. Then the output stage of
+ * section 7 as golden.arith.finalize on the int64 v: a right shift rounds half up
+ * ((v >> sh) + bit sh-1 of v), a left shift is preceded by the clamp to +-c
  * (golden.arith.left_shift_clamp), ReLU, saturation to [lo, hi]. */
 struct dense_plan {
-    int64_t K, N;
-    const double *wt;
+    int64_t K, N, Np;
+    const double *w;
     const int64_t *bias;
     int64_t xlo, xhi, shift, c, relu, lo, hi;
 };
 
+static inline vi64x8 out_stage(const struct dense_plan *p, vi64x8 v) {
+    /* golden.arith.finalize, 8 lanes (masks: a comparison gives -1 / 0 per lane) */
+    const int64_t s = p->shift;
+    if (s > 0) {
+        v = (v >> s) + ((v >> (s - 1)) & 1);
+    } else if (s < 0) {
+        vi64x8 m = v < -p->c;
+        v = (v & ~m) | (-p->c & m);
+        m = v > p->c;
+        v = (v & ~m) | (p->c & m);
+        v = (vi64x8)((vu64x8)v << -s);
+    }
+    const int64_t lo = p->relu && p->lo < 0 ? 0 : p->lo;
+    vi64x8 m = v < lo;
+    v = (v & ~m) | (lo & m);
+    m = v > p->hi;
+    return (v & ~m) | (p->hi & m);
+}
+
 int dense(int64_t B, const int64_t *x, int64_t *out, const struct dense_plan *p) {
-    const int64_t K = p->K, N = p->N, xlo = p->xlo, xhi = p->xhi, shift = p->shift, c = p->c;
-    const int64_t relu = p->relu, lo = p->lo, hi = p->hi;
-    const double *wt = p->wt;
-    const int64_t *bias = p->bias;
-    double xd[K > 0 ? K : 1];
-    for (int64_t b = 0; b < B; b++) {
-        const int64_t *xb = x + b * K;
-        int bad = 0;
-        for (int64_t k = 0; k < K; k++) {
-            bad |= (xb[k] < xlo) | (xb[k] > xhi);
-            xd[k] = (double)xb[k];
+    const int64_t K = p->K, N = p->N, Np = p->Np;
+    int64_t mn = INT64_MAX, mx = INT64_MIN;
+    for (int64_t i = 0; i < B * K; i++) {
+        mn = x[i] < mn ? x[i] : mn;
+        mx = x[i] > mx ? x[i] : mx;
+    }
+    if (B > 0 && K > 0 && (mn < p->xlo || mx > p->xhi)) return 1;
+    double *xd = malloc((size_t)(8 * K > 0 ? 8 * K : 1) * sizeof(double));
+    if (!xd) return 2;
+    for (int64_t b0 = 0; b0 < B; b0 += 8) {
+        /* rows b0 .. b0 + 7 (the last row repeated past B) in double, k-major: xd[k][i] */
+        for (int i = 0; i < 8; i++) {
+            const int64_t *xr = x + (b0 + i < B ? b0 + i : B - 1) * K;
+            for (int64_t k = 0; k < K; k++) xd[8 * k + i] = (double)xr[k];
         }
-        if (bad) return 1;
-        for (int64_t n = 0; n < N; n++) {
-            const double *wn = wt + n * K;
-            vf64x8 acc = {0};
-            int64_t k = 0;
-            for (; k + 8 <= K; k += 8) {
-                vf64x8 a, w;
-                memcpy(&a, xd + k, sizeof a);
-                memcpy(&w, wn + k, sizeof w);
-                acc += a * w;
+        for (int64_t n0 = 0; n0 < Np; n0 += 8) {
+            vf64x8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0}, a5 = {0}, a6 = {0},
+                   a7 = {0};
+            for (int64_t k = 0; k < K; k++) {
+                vf64x8 w;
+                memcpy(&w, p->w + k * Np + n0, sizeof w);
+                const double *xk = xd + 8 * k;
+                a0 += xk[0] * w; a1 += xk[1] * w; a2 += xk[2] * w; a3 += xk[3] * w;
+                a4 += xk[4] * w; a5 += xk[5] * w; a6 += xk[6] * w; a7 += xk[7] * w;
             }
-            double s = 0.0;                  /* (exact in any order: integers below 2**53) */
-            for (int q = 0; q < 8; q++) s += acc[q];
-            for (; k < K; k++) s += xd[k] * wn[k];
-            int64_t v = (int64_t)s + (bias ? bias[n] : 0);
-            if (shift > 0)
-                v = (v >> shift) + ((v >> (shift - 1)) & 1);
-            else if (shift < 0)
-                v = (int64_t)((uint64_t)(v < -c ? -c : v > c ? c : v) << -shift);
-            if (relu && v < 0) v = 0;
-            out[b * N + n] = v < lo ? lo : v > hi ? hi : v;
+            vf64x8 acc[8] = {a0, a1, a2, a3, a4, a5, a6, a7};
+            vi64x8 bv = {0};
+            const int64_t nn = N - n0 < 8 ? N - n0 : 8;
+            if (p->bias) memcpy(&bv, p->bias + n0, nn * sizeof(int64_t));
+            for (int i = 0; i < 8 && b0 + i < B; i++) {
+                vi64x8 v = out_stage(p, __builtin_convertvector(acc[i], vi64x8) + bv);
+                memcpy(out + (b0 + i) * N + n0, &v, nn * sizeof(int64_t));
+            }
         }
     }
+    free(xd);
     return 0;
 }

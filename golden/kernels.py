@@ -35,7 +35,8 @@ import torch
 from arch.config import AccelConfig
 
 __all__ = ["KernelError", "library", "build_seconds", "group_rows", "tables", "code_bound",
-           "Kernel", "lut_reduce", "LANES", "dense", "dense_args", "DENSE_MACS"]
+           "Kernel", "lut_reduce", "LANES", "dense", "dense_args", "dense_weights",
+           "DENSE_MACS"]
 
 SOURCE = Path(__file__).with_suffix(".c")
 #: Columns per SIMD block: the tables' and the sums' column counts are padded to a multiple.
@@ -152,20 +153,29 @@ DENSE_MACS = 1 << 16
 
 
 class _DensePlan(ctypes.Structure):
-    _fields_ = [("K", ctypes.c_int64), ("N", ctypes.c_int64), ("wt", ctypes.c_void_p),
-                ("bias", ctypes.c_void_p)] + \
+    _fields_ = [("K", ctypes.c_int64), ("N", ctypes.c_int64), ("Np", ctypes.c_int64),
+                ("w", ctypes.c_void_p), ("bias", ctypes.c_void_p)] + \
                [(name, ctypes.c_int64) for name in ("xlo", "xhi", "shift", "c", "relu", "lo",
                                                      "hi")]
 
 
-def dense_args(cfg: AccelConfig, wt: torch.Tensor, bias: torch.Tensor | None, shift: int,
-               relu: bool) -> tuple:
-    """What :func:`dense` passes besides the inputs: ``wt = w.t()`` (float64 ``[N, K]``,
-    contiguous) and ``bias`` (int64 ``[N]``, contiguous) must live as long as the result."""
-    N, K = wt.shape
+def dense_weights(w: torch.Tensor) -> torch.Tensor:
+    """``w [K, N]`` as :func:`dense` takes it: float64 ``[K, Np]``, ``N`` padded with zero
+    columns to a multiple of 8."""
+    K, N = w.shape
+    out = torch.zeros(K, -(-N // 8) * 8, dtype=torch.float64)
+    out[:, :N] = w
+    return out
+
+
+def dense_args(cfg: AccelConfig, w: torch.Tensor, N: int, bias: torch.Tensor | None,
+               shift: int, relu: bool) -> tuple:
+    """What :func:`dense` passes besides the inputs: ``w`` (:func:`dense_weights` of the
+    ``N`` outputs) and ``bias`` (int64 ``[N]``, contiguous) must live as long as the result."""
+    K, Np = w.shape
     n = -shift if shift < 0 else 0
     lo, hi = cfg.output_range
-    plan = _DensePlan(K, N, wt.data_ptr(), None if bias is None else bias.data_ptr(),
+    plan = _DensePlan(K, N, Np, w.data_ptr(), None if bias is None else bias.data_ptr(),
                       cfg.input_min, cfg.input_max, shift,
                       ((1 << (cfg.output_bits - 1)) >> n) + 1, int(relu), lo, hi)
     return N, ctypes.addressof(plan), plan

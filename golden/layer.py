@@ -32,7 +32,7 @@ from arch.geometry import ConvGeometry, Mapping, conv_out_size
 
 from .arith import (check_range, chunk_positions, chunk_signs, encode_crossbars, finalize,
                     finalize_float, float_finalize_exact, rounding_offset)
-from .kernels import DENSE_MACS, dense, dense_args
+from .kernels import DENSE_MACS, dense, dense_args, dense_weights
 
 __all__ = ["ProgrammedLayer", "program", "matvec_acc", "bitserial_acc", "integer_acc",
            "IntegerPlan", "integer_plan", "adc_is_identity", "matvec", "linear", "conv2d",
@@ -95,10 +95,10 @@ class ProgrammedLayer:
         return adc_is_identity(self.cfg)
 
     @cached_property
-    def _weights_t64(self) -> torch.Tensor:
-        """``weights`` transposed, float64 ``[N, K]``, contiguous (:func:`golden.kernels.dense`;
-        exact when :attr:`_dense_exact`)."""
-        return self.weights.t().to(torch.float64).contiguous()
+    def _dense_weights(self) -> torch.Tensor:
+        """``weights`` as :func:`golden.kernels.dense` takes them (exact when
+        :attr:`_dense_exact`)."""
+        return dense_weights(self.weights)
 
     @cached_property
     def _dense_exact(self) -> bool:
@@ -604,7 +604,7 @@ def _dense(layer: ProgrammedLayer, x: torch.Tensor, bias: torch.Tensor | None, s
     if bias is not None and tuple(bias.shape) != (layer.out_features,):
         return None                                # (broadcasting: the torch path)
     b = None if bias is None else bias.to(torch.int64).contiguous()
-    args = dense_args(cfg, layer._weights_t64, b, shift, relu)
+    args = dense_args(cfg, layer._dense_weights, layer.out_features, b, shift, relu)
     out = dense(x.contiguous(), args)
     if out is None:
         return None

@@ -150,7 +150,7 @@ def test_dense_kernel_equals_the_torch_integer_path(cfg, K, N, B, seed, relu, sh
     want = _integer_layer(cfg, K, x, layer.weights, bias, shift, relu, _matmul_bias, N)
     if not layer._dense_exact:
         return
-    got = dense(x, dense_args(cfg, layer._weights_t64, bias, shift, relu))
+    got = dense(x, dense_args(cfg, layer._dense_weights, N, bias, shift, relu))
     assert torch.equal(got, want), f"seed={seed}"
     assert torch.equal(matvec(cfg, x, w, bias, shift=shift, relu=relu), want), f"seed={seed}"
 
