@@ -322,11 +322,13 @@ class Kernel:
             return red[:, :self.cols].zero_()
         rows = rows.contiguous()
         size = red.element_size()
-        rp, ld, rp_red = rows.data_ptr(), rows.shape[1], red.data_ptr()
-        for fn, k0, ktiles, lut, plan, mk, c0, off in self._calls(group_rows(self.cfg, B),
-                                                                  rows.dtype, dtype):
+        g = group_rows(self.cfg, B)
+        # (scratch of this call: concurrent calls, from threads, share the rest)
+        off = torch.empty(self.cfg.input_cycles * -(-self.rows // g), dtype=torch.int64)
+        rp, ld, rp_red, op = rows.data_ptr(), rows.shape[1], red.data_ptr(), off.data_ptr()
+        for fn, k0, ktiles, lut, plan, mk, c0 in self._calls(g, rows.dtype, dtype):
             if fn(B, rp, ld, k0, ktiles, lut, plan, mk, rp_red + size * c0, self.padded_cols,
-                  off):
+                  op):
                 raise KernelError("the bit-serial kernel refused its arguments")
         return red[:, :self.cols]
 
@@ -346,15 +348,14 @@ class Kernel:
         else:
             kind = {torch.int32: "i32", torch.int64: "i64"}[narrow]
         fn = getattr(library(), f"lut_{kind}")
-        off = torch.empty(T * -(-self.rows // g), dtype=torch.int64)
         pointers = [a.data_ptr() for a in self._arrays]
         size = torch.empty(0, dtype=dtype).element_size()
         calls = []
         for c0, k0, k1, lut, mk, dims in self._pieces_of(g):
             plan = _Plan(*dims, _OUT[dtype], size, k0 == 0, *pointers)
             calls.append((fn, k0, k1 - k0, lut.data_ptr(), ctypes.byref(plan), mk.data_ptr(),
-                          c0, off.data_ptr()))
-        self._keep.append((off, calls))             # (the plans and buffers stay alive)
+                          c0))
+        self._keep.append(calls)                    # (the plans stay alive)
         self._call_args[key] = calls
         return calls
 

@@ -189,3 +189,22 @@ def test_dense_path_reports_inputs_first():
         matvec(cfg, x, w, bad_bias)
     with pytest.raises(RangeError, match="bias"):
         matvec(cfg, x.clamp(max=cfg.input_max), w, bad_bias)
+
+
+def test_kernel_calls_from_threads_share_nothing_mutable():
+    """ctypes releases the GIL: two threads run the same prepared kernel at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    cfg = load_config("small_drop")
+    seed = 5
+    x, w, _ = operands(cfg, seed, 300, 3 * cfg.rows, 2 * cfg.outputs)
+    layer = program(cfg, w)
+    rows = torch.nn.functional.pad(x, (0, layer.row_tiles * cfg.rows - x.shape[1]))
+    kernel = bk.Kernel(cfg, torch.stack(layer.cells), torch.stack(layer.flags))
+    want = torch_red(cfg, x, layer)
+    parts = [rows[i::4].to(torch.uint8) for i in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(5):
+            got = list(pool.map(kernel.reduce, parts))
+            for i in range(4):
+                assert torch.equal(got[i], want[i::4]), f"seed={seed}"
