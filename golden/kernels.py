@@ -8,11 +8,17 @@ The reads come from lookup tables rather than from a matrix product. A read is
 the rows into groups of ``g``: a group's share depends only on the ``g`` levels it sees, so it
 is one row of a table of ``E = 2**(d*g)`` rows (:func:`tables`), indexed by the levels packed
 ``d`` bits apiece, the group's first row lowest. A read is the sum of ``G = ceil(rows / g)``
-table rows: with ``g = 8`` one-bit levels, two 16-bit loads per column and chunk on a
-16-row tile instead of sixteen products. All of it is integer arithmetic: a read, its code
-``min((read + h) >> k, 2**A - 1)`` (section 4: ``k`` dropped bits, ``h = 2**(k-1)``), and the
-shift-added codes of a tile in int32, moved into the int64 sums before they could overflow
-(``flush``).
+table rows: with ``g = 8`` one-bit levels, two table loads per column and chunk on a 16-row
+tile instead of sixteen products (the 8 chunks' indices of 8 byte inputs are one 8x8 bit
+transpose). All of it is integer arithmetic: a read (int32, below ``2**31``: ``rows * M *
+(2**d - 1) + h``), its code ``min((read + h) >> k, 2**A - 1)`` (section 4: ``k`` dropped bits,
+``h = 2**(k-1)``), and the shift-added codes of a tile in int32, moved into the sums (int64,
+or a float type in which the caller knows them exact) before they could overflow
+(:func:`_plan_chunks`).
+
+Requires a C compiler (``$CC``, else ``cc``): the library is built once per source, compiler
+and CPU (``-march=native``), in about a second, into ``build/kernels/`` of the checkout (or
+``~/.cache/aqua-hw/kernels`` when that is read-only), and loaded from there afterwards.
 """
 
 from __future__ import annotations
@@ -217,7 +223,7 @@ def tables(cfg: AccelConfig, cells: torch.Tensor, g: int, dtype: torch.dtype) ->
     levels = (torch.arange(E).view(E, 1) >> (d * torch.arange(g))) & ((1 << d) - 1)
     grouped = torch.zeros(kt, G * g, cols, dtype=torch.float64)
     grouped[:, :R] = cells
-    # float64: every entry is an integer below g * M * (2**d - 1) < 2**20, exact
+    # float64, then int32: every entry is an integer below g * M * (2**d - 1) + h < 2**31
     t = torch.matmul(levels.to(torch.float64), grouped.view(kt, G, g, cols))
     t[:, 0] += (1 << k) >> 1
     return t.to(dtype)
