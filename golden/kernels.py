@@ -65,12 +65,15 @@ class _Plan(ctypes.Structure):
 
 
 def _cache_dir() -> Path:
-    """``build/kernels`` in the checkout, or the user's cache when the checkout is read-only."""
-    here = SOURCE.resolve().parent.parent / "build" / "kernels"
+    """``build/kernels`` in the source checkout, or the user's cache when the checkout is
+    read-only or this is an installed package."""
+    root = SOURCE.resolve().parent.parent
+    here = root / "build" / "kernels"
     try:
-        here.mkdir(parents=True, exist_ok=True)
-        if os.access(here, os.W_OK):
-            return here
+        if (root / "pyproject.toml").exists():
+            here.mkdir(parents=True, exist_ok=True)
+            if os.access(here, os.W_OK):
+                return here
     except OSError:
         pass
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
