@@ -6,16 +6,22 @@ Exact to ``docs/arithmetic.md`` for every ADC mode, by one of two paths, chosen 
 * **The exact integer path** (:func:`integer_acc`), when the ADC passes every read unchanged
   (``lossless``, and any ``clip``/``drop_lsb`` ADC that can neither drop nor saturate): the
   layer's ``Σ_r x[r] w[r, n]`` as one float matrix product or convolution over all ``K`` rows,
-  in the narrowest float type in which it is provably exact (:func:`integer_plan`).
-* **The bit-serial path** (:func:`bitserial_acc`), for every mode: all ``T`` input chunks of a
-  batch block against all cells of all row tiles in one batched matrix product, the ADC
-  elementwise, and the shift-add as one weighted reduction. It is the reference the integer
-  path is tested against.
+  in the narrowest float type in which it is provably exact (:func:`integer_plan`); a small
+  matrix layer in one call of the compiled :func:`golden.kernels.dense`.
+* **The bit-serial path** (:func:`bitserial_acc`), for every mode: every read of every input
+  chunk, its ADC code and the shift-add over chunks in one compiled pass over the inputs
+  (:class:`golden.kernels.Kernel`, reads from lookup tables of row groups), then the slice
+  weights and the flip / weight-bias corrections as one small exact product. It is the
+  reference the integer path is tested against.
+
+``matvec`` and ``linear`` take their weights as a tensor on every call; a call with the same,
+unmodified weight tensor as a recent one reuses its :class:`ProgrammedLayer` (checks, encoded
+cells, kernel tables: :func:`_program_cached`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import torch
@@ -26,16 +32,11 @@ from arch.geometry import ConvGeometry, Mapping, conv_out_size
 
 from .arith import (check_range, chunk_positions, chunk_signs, encode_crossbars, finalize,
                     finalize_float, float_finalize_exact, rounding_offset)
+from .kernels import DENSE_MACS, dense, dense_args, dense_weights
 
 __all__ = ["ProgrammedLayer", "program", "matvec_acc", "bitserial_acc", "integer_acc",
            "IntegerPlan", "integer_plan", "adc_is_identity", "matvec", "linear", "conv2d",
            "matrix_mapping"]
-
-# Elements of the [tiles, T, b, columns] read tensor of one batch block (bounds memory; a
-# block's passes stay within the last-level cache, and a block is big enough that the
-# per-call overhead of the few torch operations on it is small).
-_BLOCK_ELEMENTS = 1 << 18
-
 
 @dataclass(frozen=True)
 class ProgrammedLayer:
@@ -52,7 +53,7 @@ class ProgrammedLayer:
     out_features: int
     weights: torch.Tensor
 
-    @property
+    @cached_property
     def mapping(self) -> Mapping:
         """The crossbar mapping of the ``[K, N]`` matrix (a 1x1 conv of ``K -> N``)."""
         return matrix_mapping(self.cfg, self.in_features, self.out_features)
@@ -83,6 +84,33 @@ class ProgrammedLayer:
     @property
     def flags(self) -> tuple[torch.Tensor, ...]:
         return self._encoded[1]
+
+    @cached_property
+    def _bitserial_plan(self) -> "_BitserialPlan":
+        return _BitserialPlan.of(self)
+
+    @cached_property
+    def _integer_path(self) -> bool:
+        """:func:`adc_is_identity` of the layer's configuration."""
+        return adc_is_identity(self.cfg)
+
+    @cached_property
+    def _dense_weights(self) -> torch.Tensor:
+        """``weights`` as :func:`golden.kernels.dense` takes them (exact when
+        :attr:`_dense_exact`)."""
+        return dense_weights(self.weights)
+
+    @cached_property
+    def _dense_exact(self) -> bool:
+        """Whether every sum of ``x @ weights + bias`` is below ``2**53`` (any bias in range)."""
+        X, W = _magnitudes(self.cfg)
+        return self.in_features * X * W + max(-self.cfg.bias_range[0], self.cfg.bias_range[1]) \
+            < (1 << 53)
+
+    @cached_property
+    def _float_operands(self) -> dict:
+        """:func:`_integer_layer`'s cache for these weights."""
+        return {}
 
 
 def matrix_mapping(cfg: AccelConfig, in_features: int, out_features: int) -> Mapping:
@@ -270,14 +298,26 @@ def integer_acc(cfg: AccelConfig, x: torch.Tensor, w: torch.Tensor) -> torch.Ten
 
 def _integer_layer(cfg: AccelConfig, K: int, x: torch.Tensor, w: torch.Tensor,
                    bias: torch.Tensor | None, shift: int, relu: bool, op, bias_shape: int, *,
-                   check_weights=None) -> torch.Tensor:
+                   check_weights=None, cache: dict | None = None) -> torch.Tensor:
     """The exact integer path of a layer: ``finalize(v + bias)`` of ``v = op(x, w)`` (a product
     summing ``K`` terms per output), operands checked in the order the bit-serial path checks
     them (inputs, ``check_weights()`` if given, bias). When the plan is one float product and
     :func:`golden.arith.float_finalize_exact` holds for ``K*X*W + max|bias|``, the bias and the
     rounding offset ride in the product's bias, the shift in the weights' scale, and the output
-    stage runs on the float result (:func:`golden.arith.finalize_float`); else int64."""
-    plan = integer_plan(cfg, K)
+    stage runs on the float result (:func:`golden.arith.finalize_float`); else int64.
+
+    ``cache`` (a :class:`ProgrammedLayer`'s, for weights ``w`` it holds): what depends on the
+    weights, the bias and the shift only (the plan, the checked bias, the scaled float
+    operands), kept for the next call with the same, unmodified bias tensor."""
+    ieee = _float32_is_ieee()
+    key = (id(bias), shift, ieee)
+    hit = None if cache is None else cache.get(key)
+    if hit is not None and (hit[0] is not bias or hit[1] != _version(bias)):
+        hit = None
+    if hit is not None:
+        plan, prepared = hit[2], hit[3]
+    else:
+        plan, prepared = integer_plan(cfg, K), None
     simple = plan.x_limb_bits == plan.w_limb_bits == 0 and plan.dtype.is_floating_point
     if simple:
         xf = x.to(plan.dtype)
@@ -288,22 +328,29 @@ def _integer_layer(cfg: AccelConfig, K: int, x: torch.Tensor, w: torch.Tensor,
             check_range("inputs", x, cfg.input_min, cfg.input_max)   # the exact message
     else:
         check_range("inputs", x, cfg.input_min, cfg.input_max)
-    if check_weights is not None:
-        check_weights()
-    if bias is not None:
-        check_range("bias", bias, *cfg.bias_range)
-    X, W = _magnitudes(cfg)
-    bmax = 0 if bias is None or not bias.numel() else int(bias.abs().max())
-    if simple and float_finalize_exact(cfg, K * X * W + bmax, shift, plan.dtype):
-        # Operands scaled by 2**-shift (exact): the product is (v + offset) * 2**-shift.
-        offset, scale = rounding_offset(shift), 2.0 ** -shift
-        b = None
+    if hit is None:
+        if check_weights is not None:
+            check_weights()
         if bias is not None:
-            b = (bias.to(torch.int64) + offset).to(plan.dtype) * scale
-        elif offset:
-            b = torch.full((bias_shape,), offset * scale, dtype=plan.dtype)
-        u = op(xf, w.to(plan.dtype) * scale, b)
-        return finalize_float(cfg, u, shift=shift, relu_enable=relu)
+            check_range("bias", bias, *cfg.bias_range)
+        X, W = _magnitudes(cfg)
+        bmax = 0 if bias is None or not bias.numel() else int(bias.abs().max())
+        if simple and float_finalize_exact(cfg, K * X * W + bmax, shift, plan.dtype):
+            # Operands scaled by 2**-shift (exact): the product is (v + offset) * 2**-shift.
+            offset, scale = rounding_offset(shift), 2.0 ** -shift
+            b = None
+            if bias is not None:
+                b = (bias.to(torch.int64) + offset).to(plan.dtype) * scale
+            elif offset:
+                b = torch.full((bias_shape,), offset * scale, dtype=plan.dtype)
+            prepared = (w.to(plan.dtype) * scale, b)
+        version = _version(bias)
+        if cache is not None and (bias is None or version is not None):
+            if len(cache) >= _CACHE_ENTRIES:
+                del cache[next(iter(cache))]
+            cache[key] = (bias, version, plan, prepared)
+    if prepared is not None:
+        return finalize_float(cfg, op(xf, *prepared), shift=shift, relu_enable=relu)
     v = _exact_product(cfg, K, x.to(torch.int64), w.to(torch.int64),
                        lambda a, b_: op(a, b_, None))
     if bias is not None:
@@ -317,7 +364,9 @@ def _bias_view(bias: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 
 
 def _matmul_bias(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    return torch.matmul(a, b) if bias is None else torch.addmm(bias, a, b)
+    # (mm, then the bias in place: on a small layer faster than addmm's broadcast; exact either
+    # way, every partial sum an integer the type holds)
+    return torch.matmul(a, b) if bias is None else torch.mm(a, b).add_(bias)
 
 
 # -- the bit-serial path ---------------------------------------------------------------------
@@ -334,37 +383,33 @@ def bitserial_acc(layer: ProgrammedLayer, x: torch.Tensor) -> torch.Tensor:
     """``Σ over tiles of (acc - weight_bias * xsum)`` for ``x [B, K]``, int64 ``[B, N]``, bit
     by bit as the crossbar forms it (sections 2-6), in every ADC mode.
 
-    One batched product per block of the batch: the chunks ``[tiles, T * b, rows]`` against the
-    cells ``[tiles, rows, columns]``, so every read ``[tiles, T, b, columns]`` at once; the ADC
-    elementwise; the shift-add as one weighted reduction over ``(tiles, T)`` and a small one over
-    slices. Three rewritings, each exact, keep it to few passes over the reads:
+    Every read of every input chunk, its ADC code and the shift-add over chunks come from one
+    compiled pass over the inputs (:func:`golden.kernels.lut_reduce`, its reads from
+    lookup tables of row groups); then two small exact products:
 
-    * *Flip recovery folded into the cells.* A flagged column is read with negated cells, so the
-      product gives ``z = -read``; the ADC of section 4 applied as ``-rec`` (``clip``:
-      ``clamp(z, -2**A + 1, 2**A - 1)``, which is ``-min(read, 2**A - 1)``; ``drop_lsb``: see
-      the offsets below), and ``y = M*insum - rec = (-rec) + M*insum``: the ``M*insum`` terms,
-      weighted by the shift-add, sum to ``M * Σ_tiles f * xsum_tile``, one small product.
-    * *The ``drop_lsb`` rounding in the product.* ``code = floor((read + h) / 2**k)``,
-      ``h = 2**(k-1)``: the cells are scaled by ``2**-k`` and a constant input row of 1 adds
-      ``h / 2**k`` per column, so the product is ``(read + h) / 2**k`` (dyadic, exact) and one
-      ``floor`` gives the code. In a negated column ``-code = ceil((-read - h) / 2**k)
-      = floor((-read + h - 1) / 2**k)`` (``ceil(a/q) = floor((a + q - 1)/q)``, ``q = 2h``):
-      offset ``h - 1``. The saturation at ``2**A - 1`` is then the same symmetric clamp.
-      ``rec = code * 2**k``: the ``2**k`` goes into the shift-add weights.
-    * *The shift-add as products.* ``Σ_t σ_t 2**p_t`` over chunks and tiles of the codes is one
-      matrix-vector product over the leading ``(tiles, T)`` axis; then ``2**(s*b + k)`` per slice.
-
-    Every float value is an integer (or a dyadic of at most as many bits) whose partial sums are
-    below ``2**24`` (float32) or ``2**53`` (float64), else the reduction runs in int64.
+    * *The ADC on the physical read.* A flagged column stores ``M - c``; its read is converted
+      as any other, and flip recovery's ``y = M*insum - rec`` is ``-rec`` plus ``M*insum``. The
+      kernel sums ``±σ_t 2**p_t code`` per column (``-`` in a flagged column); the ``M*insum``
+      terms, weighted by the shift-add, sum to ``M * Σ_tiles f * xsum_tile``, one small product
+      with the weight-bias correction.
+    * *The ADC as a floor.* ``drop_lsb``: ``code = floor((read + h) / 2**k)``, ``h =
+      2**(k-1)``, the rounding offset and the scale ``2**-k`` already in the tables (dyadic,
+      exact), then the saturation ``min(., 2**A - 1)``; ``clip``: ``k = h = 0``.
+      ``rec = code * 2**k``: the ``2**k`` goes into the slice weights.
     """
-    cfg = layer.cfg
     _check_inputs(layer, x)
+    return _bitserial(layer, *_matrix_rows(layer, x))
+
+
+def _matrix_rows(layer: ProgrammedLayer, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The bit patterns ``[B, tiles * rows]`` of ``x [B, K]`` and its per-tile sums (int64
+    ``[B, tiles]``), for :func:`_bitserial`."""
+    cfg = layer.cfg
     B, K = x.shape
-    R, kt = cfg.rows, layer.row_tiles
-    xn = _narrow_rows(cfg, kt, B)
-    xn[..., :R] = F.pad(x.to(xn.dtype), (0, kt * R - K)).view(B, kt, R).transpose(0, 1)
-    xs_tile = F.pad(x.to(torch.int64), (0, kt * R - K)).view(B, kt, R).sum(-1)
-    return _bitserial(layer, xn, xs_tile)
+    pad = layer.row_tiles * cfg.rows - K
+    rows = F.pad(x.to(_narrow_dtype(cfg)), (0, pad))
+    xs_tile = F.pad(x.to(torch.int64), (0, pad)).view(B, layer.row_tiles, cfg.rows).sum(-1)
+    return rows, xs_tile
 
 
 def _narrow_dtype(cfg: AccelConfig) -> torch.dtype:
@@ -374,109 +419,100 @@ def _narrow_dtype(cfg: AccelConfig) -> torch.dtype:
             torch.int32 if cfg.input_bits <= 31 else torch.int64)
 
 
-def _narrow_rows(cfg: AccelConfig, kt: int, B: int) -> torch.Tensor:
-    """An empty ``[kt, B, rows (+1)]`` tensor for the input bit patterns of :func:`_bitserial`,
-    the constant row (a ``drop_lsb`` ADC's rounding offset, the pattern whose every chunk is 1)
-    already filled in."""
-    rows_in = cfg.rows + (cfg.adc_drop > 0)
-    xn = torch.empty(kt, B, rows_in, dtype=_narrow_dtype(cfg))
-    if cfg.adc_drop > 0:
-        xn[..., cfg.rows] = int((torch.ones(1, dtype=torch.int64) << chunk_positions(cfg)).sum())
-    return xn
+@dataclass(frozen=True)
+class _BitserialPlan:
+    """What :func:`_bitserial` needs of a layer besides its inputs (built once per
+    :class:`ProgrammedLayer`): the prepared kernel, the slice weights ``2**(s*b + k)`` and
+    the correction ``corr [tiles, N]``, and the bounds ``|red|`` and ``|v|``."""
+    kernel: object                  # golden.kernels.Kernel
+    slice_w: torch.Tensor           # [S] int64
+    corr: torch.Tensor              # [kt, GO] int64
+    red_bound: int
+    bound: int
+    cache: dict = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def of(cls, layer: ProgrammedLayer) -> "_BitserialPlan":
+        from .kernels import Kernel, code_bound
+
+        cfg = layer.cfg
+        S, R, kt, k = cfg.slices, cfg.rows, layer.row_tiles, cfg.adc_drop
+        cells = torch.stack(layer.cells)                          # [kt, R, cols]
+        flags = torch.stack(layer.flags)                          # [kt, cols]
+        GO = cells.shape[-1] // S
+        coef = chunk_signs(cfg) << chunk_positions(cfg)           # σ_t 2**p_t, [T]
+        red_bound = kt * int(coef.abs().sum()) * code_bound(cfg)  # |red|
+        slice_w = (torch.ones(1, dtype=torch.int64) << (torch.arange(S, dtype=torch.int64)
+                                                        * cfg.cell_bits)) << k
+        fw = (flags.to(torch.int64).view(kt, GO, S) * (slice_w >> k)).sum(-1)   # [kt, GO]
+        corr = cfg.cell_max * fw - cfg.weight_bias                              # [kt, GO]
+        X, _ = _magnitudes(cfg)
+        bound = red_bound * int(slice_w.sum()) + kt * R * X * int(corr.abs().max())  # |v|
+        return cls(Kernel(cfg, cells, flags), slice_w, corr, red_bound, bound)
+
+    def float_operands(self, dtype: torch.dtype, N: int, scale: float
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``corr[:, :N]`` and the block-diagonal ``[cols, N]`` matrix of the slice weights
+        times ``scale`` (a power of two), in ``dtype`` (kept; not to be modified)."""
+        key = (dtype, N, scale)
+        if key not in self.cache:
+            S = self.slice_w.numel()
+            GO = self.corr.shape[1]
+            sw = torch.kron(torch.eye(GO, dtype=dtype), self.slice_w.to(dtype).view(S, 1))
+            self.cache[key] = (self.corr[:, :N].to(dtype), sw[:, :N] * scale)
+        return self.cache[key]
 
 
-def _bitserial(layer: ProgrammedLayer, xn: torch.Tensor, xs_tile: torch.Tensor) -> torch.Tensor:
-    """:func:`bitserial_acc` of the input bit patterns ``xn [tiles, B, rows (+1)]``
-    (:func:`_narrow_rows`, zero padded to whole tiles; tile-major, so that a block's chunks
-    come out in product order) whose per-tile sums ``Σ_r x[r]`` are
-    ``xs_tile`` (int64 ``[B, tiles]``)."""
+def _bitserial(layer: ProgrammedLayer, rows: torch.Tensor, xs_tile: torch.Tensor,
+               bias: torch.Tensor | None = None, shift: int | None = None,
+               relu: bool = False) -> torch.Tensor:
+    """:func:`bitserial_acc` of the input bit patterns ``rows [B, tiles * rows]`` (contiguous,
+    :func:`_narrow_dtype`, zero padded to whole tiles) whose per-tile sums ``Σ_r x[r]`` are
+    ``xs_tile`` (int64 ``[B, tiles]``): ``v`` (int64 ``[B, N]``); or, given a ``shift``, the
+    layer's outputs ``finalize(v + bias)`` (the bias checked here).
+
+    ``v = red @ sw + xs_tile @ corr``: ``red`` the kernel's shift-added codes per column
+    (:meth:`golden.kernels.Kernel.reduce`), ``sw`` the block-diagonal ``[cols, N]``
+    matrix of the slice weights ``2**(s*b + k)`` (``rec = code * 2**k``), ``corr`` flip
+    recovery's ``M * Σ_tiles f * xsum`` (its ``insum`` terms, shift-added) and the weight-bias
+    correction. When ``|v|`` (and the bias and rounding offset) stays below ``2**24`` /
+    ``2**53`` all of it is one exact float product (the kernel writes ``red`` in that type),
+    with the bias, the rounding offset and the scale ``2**-shift`` folded in as in
+    :func:`_integer_layer`, and the output stage runs on it
+    (:func:`golden.arith.finalize_float`); else int64.
+    """
     cfg = layer.cfg
-    B = xn.shape[1]
-    T, S, R, kt = cfg.input_cycles, cfg.slices, cfg.rows, layer.row_tiles
-    k = cfg.adc_drop
-    h = (1 << k) >> 1
-    cells = torch.stack(layer.cells)                              # [kt, R, cols]
-    flags = torch.stack(layer.flags)                              # [kt, cols]
-    cols = cells.shape[-1]
-    GO = cols // S
-    sign = 1 - 2 * flags.to(torch.int64)
-    aug = k > 0                                                   # the constant input row
-    rows_in = R + aug
-    signed_cells = cells * sign.unsqueeze(1)
-    if aug:
-        offset = torch.where(flags, h - 1, h).to(torch.int64).unsqueeze(1)
-        signed_cells = torch.cat([signed_cells, offset], dim=1)   # [kt, R + 1, cols]
-    # Bounds: |read + offset| for the product, and the reduction over (tiles, T).
-    raw_bound = R * cfg.cell_max * cfg.dac_max + h
-    code_bound = min((raw_bound + h) >> k, cfg.adc_code_max)
-    saturates = ((raw_bound + h) >> k) > cfg.adc_code_max
-    coef = chunk_signs(cfg) << chunk_positions(cfg)               # σ_t 2**p_t, [T]
-    red_bound = kt * int(coef.abs().sum()) * code_bound
-    dtype = _exact_type(raw_bound)
-    red_dtype = _exact_type(red_bound)
-    if dtype.is_floating_point and red_dtype.is_floating_point:
-        red_dtype = dtype = max(dtype, red_dtype, key=lambda d: d.itemsize)
-    if dtype.is_floating_point:
-        cells_f = signed_cells.to(dtype) * (2.0 ** -k)            # dyadic: exact
-    else:
-        cells_f = signed_cells
-    coef_kt = coef.repeat(kt).to(red_dtype)                       # (tile, t) order, [kt*T]
-
-    narrow = xn.dtype
-    pos = chunk_positions(cfg).to(narrow).view(1, T, 1, 1)
-    masks = torch.tensor([(1 << cfg.chunk_width(t)) - 1 for t in range(T)],
-                         dtype=narrow).view(1, T, 1, 1)
-
-    red = torch.empty(B, cols, dtype=red_dtype)
-    block = max(1, min(B, _BLOCK_ELEMENTS // (T * kt * cols)))
-    # Buffers for one block, reused (fresh memory every block would cost page faults).
-    chunks_s = torch.empty(T * kt * block * rows_in, dtype=narrow)
-    a_s = torch.empty(T * kt * block * rows_in, dtype=dtype)
-    buf_s = torch.empty(T * kt * block * cols, dtype=dtype)
-
-    def views(b: int):
-        """The buffers' views for a block of ``b``: chunks, product input (as [kt, T*b, rows]
-        and [kt, T, b, rows]), reads, and the reads as [b*cols, kt*T] for the reduction."""
-        n_in, n_out = kt * T * b * rows_in, kt * T * b * cols
-        a = a_s[:n_in].view(kt, T * b, rows_in)
-        buf = buf_s[:n_out].view(kt, T * b, cols)
-        return (chunks_s[:n_in].view(kt, T, b, rows_in), a, a.view(kt, T, b, rows_in), buf,
-                buf.view(kt * T, b * cols).t())
-
-    full = views(block)
-    floor = dtype.is_floating_point and k > 0
-    for b0 in range(0, B, block):
-        b = min(block, B - b0)
-        chunks, a, a4, buf, yt = full if b == block else views(b)
-        torch.bitwise_right_shift(xn[:, b0:b0 + b].unsqueeze(1), pos, out=chunks)
-        a4.copy_(chunks.bitwise_and_(masks))                      # chunk t of tile k
-        torch.bmm(a, cells_f, out=buf)                            # reads, [kt, T*b, cols]
-        if floor:
-            buf.floor_()
-        elif k:
-            buf >>= k
-        if saturates:
-            buf.clamp_(-cfg.adc_code_max, cfg.adc_code_max)
-        if red_dtype != dtype:
-            yt = yt.to(red_dtype)
-        torch.mv(yt, coef_kt, out=red[b0:b0 + b].view(-1))         # Σ_(tile,t) σ_t 2**p_t y
-    # Per slice 2**(s*b) (and rec = code * 2**k): a product with the block-diagonal [cols, GO]
-    # matrix of the slice weights; flip recovery's M * Σ_tiles f * xsum (its insum terms,
-    # shift-added) and the weight-bias correction: a product of the per-tile sums
-    # (|Σ_r x[r]| <= rows * max|x|). Both exact in one float type when the bound allows.
-    slice_w = (torch.ones(1, dtype=torch.int64) << (torch.arange(S, dtype=torch.int64)
-                                                    * cfg.cell_bits)) << k
-    fw = (flags.to(torch.int64).view(kt, GO, S) * (slice_w >> k)).sum(-1)   # [kt, GO]
-    corr = cfg.cell_max * fw - cfg.weight_bias                              # [kt, GO]
-    X, _ = _magnitudes(cfg)
-    bound = red_bound * int(slice_w.sum()) + kt * R * X * int(corr.abs().max())
-    N = layer.out_features
-    out_dtype = _exact_type(bound)
-    if out_dtype.is_floating_point:
-        sw = torch.kron(torch.eye(GO, dtype=out_dtype), slice_w.to(out_dtype).view(S, 1))
-        v = torch.addmm(xs_tile.to(out_dtype) @ corr.to(out_dtype), red.to(out_dtype), sw)
-        return v[:, :N].to(torch.int64)
-    return ((red.to(torch.int64).view(B, GO, S) * slice_w).sum(-1) + xs_tile @ corr)[:, :N]
+    plan = layer._bitserial_plan
+    B = rows.shape[0]
+    N, S = layer.out_features, cfg.slices
+    finish = shift is not None
+    bmax = 0
+    if finish and bias is not None:                 # (the shift: checked by the finalize)
+        check_range("bias", bias, *cfg.bias_range)
+        bmax = int(bias.abs().max()) if bias.numel() else 0
+    out_dtype = _exact_type(plan.bound + bmax + (rounding_offset(shift) if finish else 0))
+    if out_dtype.is_floating_point and (
+            not finish or float_finalize_exact(cfg, plan.bound + bmax, shift, out_dtype)):
+        red = plan.kernel.reduce(rows, out_dtype)
+        scale = 2.0 ** -shift if finish else 1.0
+        corr, sw = plan.float_operands(out_dtype, N, scale)
+        c = xs_tile.to(out_dtype) @ corr
+        if finish:
+            offset = rounding_offset(shift)
+            if bias is not None:
+                c += (bias.to(torch.int64) + offset).to(out_dtype)
+            elif offset:
+                c += offset
+            c *= scale
+            return finalize_float(cfg, torch.addmm(c, red, sw), shift=shift, relu_enable=relu)
+        return torch.addmm(c, red, sw).to(torch.int64)
+    red = plan.kernel.reduce(rows)
+    v = ((red.reshape(B, -1, S) * plan.slice_w).sum(-1) + xs_tile @ plan.corr)[:, :N]
+    if not finish:
+        return v
+    if bias is not None:
+        v = v + bias.to(torch.int64)
+    return finalize(cfg, v, shift=shift, relu_enable=relu)
 
 
 def _im2col_rows(x: torch.Tensor, dtype: torch.dtype, width: int, kh: int, kw: int,
@@ -497,7 +533,7 @@ def _im2col_rows(x: torch.Tensor, dtype: torch.dtype, width: int, kh: int, kw: i
 
 
 def _conv_bitserial(layer: ProgrammedLayer, x: torch.Tensor, kh: int, kw: int, stride: int,
-                    padding: int) -> torch.Tensor:
+                    padding: int, *finish) -> torch.Tensor:
     """:func:`bitserial_acc` of the im2col rows of ``x [B, Cin, H, W]``, ``[B * Ho * Wo, N]``,
     without forming them in int64: the bit patterns are gathered in their narrow type, and the
     per-tile sums ``Σ_r x[r]`` are one convolution with 0/1 weights (exact when
@@ -508,8 +544,6 @@ def _conv_bitserial(layer: ProgrammedLayer, x: torch.Tensor, kh: int, kw: int, s
     rows = _im2col_rows(x, _narrow_dtype(cfg), kt * R, kh, kw, stride, padding)
     _, ho, wo, _ = rows.shape
     BL = B * ho * wo
-    xn = _narrow_rows(cfg, kt, BL)
-    xn[..., :R] = rows.view(BL, kt, R).transpose(0, 1)
     X, _ = _magnitudes(cfg)
     sdtype = _exact_type(R * X)
     if sdtype.is_floating_point:
@@ -522,7 +556,7 @@ def _conv_bitserial(layer: ProgrammedLayer, x: torch.Tensor, kh: int, kw: int, s
     else:
         rows64 = _im2col_rows(x, torch.int64, kt * R, kh, kw, stride, padding)
         xs_tile = rows64.view(BL, kt, R).sum(-1)
-    return _bitserial(layer, xn, xs_tile)
+    return _bitserial(layer, rows.view(BL, kt * R), xs_tile, *finish)
 
 
 # -- layers ----------------------------------------------------------------------------------
@@ -530,25 +564,94 @@ def _conv_bitserial(layer: ProgrammedLayer, x: torch.Tensor, kh: int, kw: int, s
 def matvec(cfg: AccelConfig, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None,
            *, shift: int = 0, relu: bool = False) -> torch.Tensor:
     """The full datapath for ``x [B, K]`` and ``w [K, N]``: int64 ``[B, N]`` outputs."""
-    layer = program(cfg, w)
-    if adc_is_identity(cfg):
-        _check_inputs(layer, x, values=False)      # (the range: in _integer_layer)
-        return _integer_layer(cfg, layer.in_features, x, layer.weights, bias, shift, relu,
-                              _matmul_bias, layer.out_features)
-    return _finish(cfg, bitserial_acc(layer, x), bias, shift, relu)
-
-
-def _finish(cfg, acc, bias, shift, relu):
-    if bias is not None:
-        check_range("bias", bias, *cfg.bias_range)
-        acc = acc + bias.to(torch.int64)
-    return finalize(cfg, acc, shift=shift, relu_enable=relu)
+    return _matvec(cfg, x, w, False, bias, shift, relu)
 
 
 def linear(cfg: AccelConfig, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None,
            *, shift: int = 0, relu: bool = False) -> torch.Tensor:
     """``torch.nn.functional.linear`` through the datapath: ``x [B, K]``, ``w [N, K]``."""
-    return matvec(cfg, x, w.t(), bias, shift=shift, relu=relu)
+    return _matvec(cfg, x, w, True, bias, shift, relu)
+
+
+def _matvec(cfg, x, w, transposed, bias, shift, relu):
+    layer = _program_cached(cfg, w, transposed)
+    if layer._integer_path:
+        _check_inputs(layer, x, values=False)      # (the range: in _integer_layer)
+        if (layer._dense_exact and x.dtype == torch.int64
+                and cfg.shift_min <= shift <= cfg.shift_max
+                and x.shape[0] * layer.in_features * layer.out_features <= DENSE_MACS):
+            out = _dense(layer, x, bias, shift, relu)
+            if out is not None:
+                return out
+        return _integer_layer(cfg, layer.in_features, x, layer.weights, bias, shift, relu,
+                              _matmul_bias, layer.out_features, cache=layer._float_operands)
+    _check_inputs(layer, x)
+    return _bitserial(layer, *_matrix_rows(layer, x), bias, shift, relu)
+
+
+def _dense(layer: ProgrammedLayer, x: torch.Tensor, bias: torch.Tensor | None, shift: int,
+           relu: bool) -> torch.Tensor | None:
+    """A small layer on the exact integer path in one call (:func:`golden.kernels.dense`), its
+    checks in :func:`_integer_layer`'s order (inputs, then the bias; the bias once per
+    unmodified bias tensor: the kernel's arguments are kept in the layer's cache). None: an
+    input is out of range (the caller's path raises the error), or the bias is not ``[N]``."""
+    cache = layer._float_operands
+    key = ("dense", id(bias), shift, relu)
+    hit = cache.get(key)
+    if hit is not None and hit[0] is bias and hit[1] == _version(bias):
+        return dense(x.contiguous(), hit[3])
+    cfg = layer.cfg
+    if bias is not None and tuple(bias.shape) != (layer.out_features,):
+        return None                                # (broadcasting: the torch path)
+    b = None if bias is None else bias.to(torch.int64).contiguous()
+    args = dense_args(cfg, layer._dense_weights, layer.out_features, b, shift, relu)
+    out = dense(x.contiguous(), args)
+    if out is None:
+        return None
+    if bias is not None:
+        check_range("bias", bias, *cfg.bias_range)
+    version = _version(bias)
+    if bias is None or version is not None:
+        if len(cache) >= _CACHE_ENTRIES:
+            del cache[next(iter(cache))]
+        cache[key] = (bias, version, b, args)     # (b: alive while args point into it)
+    return out
+
+
+# -- the programmed layers of recent weights -------------------------------------------------
+#
+# matvec and linear take the weights as a tensor on every call. A call with the same weight
+# tensor as a recent one, unmodified since (torch's version counter), reuses its
+# ProgrammedLayer: the weights' checks, the encoded cells, the kernel's tables, the float
+# operands (ProgrammedLayer's cached properties). An entry holds its tensors, so that their
+# ids are not reused while it lives; a tensor without a version counter (inference mode) is
+# never kept. Pure memoisation: a result never depends on it.
+_PROGRAMS: dict = {}
+_CACHE_ENTRIES = 8
+
+
+def _version(t: torch.Tensor | None) -> int | None:
+    """``t``'s version counter (bumped by every in-place change), None if it keeps none."""
+    try:
+        return None if t is None else t._version
+    except RuntimeError:                                # an inference-mode tensor
+        return None
+
+
+def _program_cached(cfg: AccelConfig, w: torch.Tensor, transposed: bool) -> ProgrammedLayer:
+    """``program(cfg, w.t() if transposed else w)``, from :data:`_PROGRAMS` when it holds
+    it."""
+    key = (id(cfg), id(w), transposed)
+    hit = _PROGRAMS.get(key)
+    version = _version(w)
+    if hit is not None and hit[1] is w and hit[0] is cfg and hit[2] == version is not None:
+        return hit[3]
+    layer = program(cfg, w.t() if transposed else w)
+    if version is not None:
+        if len(_PROGRAMS) >= _CACHE_ENTRIES:
+            del _PROGRAMS[next(iter(_PROGRAMS))]
+        _PROGRAMS[key] = (cfg, w, version, layer)
+    return layer
 
 
 def conv2d(cfg: AccelConfig, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None,
@@ -583,5 +686,5 @@ def conv2d(cfg: AccelConfig, x: torch.Tensor, w: torch.Tensor, bias: torch.Tenso
         layer = program(cfg, w.reshape(cout, -1).t())
     elif layer.in_features != K:
         raise ValueError(f"inputs must be [batch, {layer.in_features}], not {[B * ho * wo, K]}")
-    out = _finish(cfg, _conv_bitserial(layer, x, kh, kw, stride, padding), bias, shift, relu)
+    out = _conv_bitserial(layer, x, kh, kw, stride, padding, bias, shift, relu)
     return out.view(B, ho, wo, cout).permute(0, 3, 1, 2).contiguous()
