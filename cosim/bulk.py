@@ -533,35 +533,45 @@ def _read_back(rl, outl, img, i: int):
     return rd, exp, [(i, r, q) for r in range(img.out_height) for q in range(img.out_width)]
 
 
-def _describe_read(cfg, geom, images, out_index, mm: dict, where: str) -> str | None:
-    """The message of a mismatch that needs no run table: no mismatch record, or an output
-    word read (``what`` 3: the first field that differs, its image, row and column); else
-    ``None``."""
+def _describe_tile(cfg, geom, images, stim, runs, mm: dict, seed: int) -> str:
+    """The message of a tile bulk mismatch ``mm``: an output word read (``what`` 3) names the
+    first field that differs, its image, row and column; a control mismatch names the run it
+    fell in. ``runs``: per run, in order, ``(start cycle, image index, its name after the
+    image's, what started it)``; ``stim.done_at[k]`` is the cycle run ``k``'s done is due."""
     from hdl.layouts import tile_output_layout
 
     from .bits import unpack
 
+    where = f"(config {cfg.name}, seed {seed})"
     if mm["what"] < 0:
         return f"the bulk bench failed without a mismatch record {where}:\n{mm['actual']}"
-    if mm["what"] != 3:
-        return None
     cycle = mm["cycle"]
-    im, r, q = out_index[mm["index"]]
-    if not isinstance(mm["actual"], int):
-        return (f"cycle {cycle}: image '{images[im].label}' row {r}, col {q}: rd_data "
-                f"unresolved {mm['actual']} {where}")
-    layout = tile_output_layout(cfg, geom)
-    e, a = unpack(layout, mm["expected"]), unpack(layout, mm["actual"])
-    o = next(k for k in e if e[k] != a[k])
-    return (f"cycle {cycle}: image '{images[im].label}': channel {o[2:-1]}, row {r}, col "
-            f"{q}: rd_data.{o} expected {e[o]}, got {a[o]} {where}")
+    if mm["what"] == 3:
+        im, r, q = stim.out_index[mm["index"]]
+        if not isinstance(mm["actual"], int):
+            return (f"cycle {cycle}: image '{images[im].label}' row {r}, col {q}: rd_data "
+                    f"unresolved {mm['actual']} {where}")
+        layout = tile_output_layout(cfg, geom)
+        e, a = unpack(layout, mm["expected"]), unpack(layout, mm["actual"])
+        o = next(k for k in e if e[k] != a[k])
+        return (f"cycle {cycle}: image '{images[im].label}': channel {o[2:-1]}, row {r}, col "
+                f"{q}: rd_data.{o} expected {e[o]}, got {a[o]} {where}")
+    k = max(0, int(np.searchsorted(np.array([r[0] for r in runs]), cycle, side="right")) - 1)
+    s, im, name, started = runs[k]
+    extra = ""
+    if mm["what"] == 0:
+        extra = (f" ({started} at cycle {s}, golden done after {images[im].cycles} edges, "
+                 f"at cycle {stim.done_at[k]})")
+    return (f"cycle {cycle}: image '{images[im].label}'{name}: "
+            f"{TL_WHAT.get(mm['what'], '?')} expected {mm['expected']}, got {mm['actual']}"
+            f"{extra} {where}")
 
 
-def _tile_run(cfg: AccelConfig, geom: ConvGeometry, sim: str, images, stim, build, describe,
+def _tile_run(cfg: AccelConfig, geom: ConvGeometry, sim: str, images, stim, build, runs,
               seed: int, label: str, rerun_with_waves: bool, t0: float, rows, results):
     """Run a tile's bulk ``stim`` on ``build(waves=False)``; a mismatch is described by
-    ``describe(cfg, geom, images, stim, mismatch, seed)`` and, with ``rerun_with_waves``, run
-    again with waves from ``WINDOW`` cycles before it. ``rows(passed)`` and ``results(passed)`` fill the returned
+    :func:`_describe_tile` (with ``runs``) and, with ``rerun_with_waves``, run again with
+    waves from ``WINDOW`` cycles before it. ``rows(passed)`` and ``results(passed)`` fill the returned
     :class:`cosim.tile.TileRun` (``run.path == "bulk"``; ``t0``: when the work started)."""
     from .tile import TileRun
 
@@ -571,7 +581,7 @@ def _tile_run(cfg: AccelConfig, geom: ConvGeometry, sim: str, images, stim, buil
     message, waves = "", None
     passed = res.passed and res.outputs == stim.outputs
     if not res.passed:
-        message = describe(cfg, geom, images, stim, res.mismatch, seed)
+        message = _describe_tile(cfg, geom, images, stim, runs, res.mismatch, seed)
         if rerun_with_waves:
             again = run_bulk(build(waves=True), stim.folder,
                              [*args, f"+dump_from={max(0, res.mismatch['cycle'] - WINDOW)}"])
@@ -609,23 +619,6 @@ def _tile_build(cfg: AccelConfig, geom: ConvGeometry, sim: str, waves: bool = Fa
     return _build_tb(sim, sources, tile_tb(cfg, geom, top), waves)
 
 
-def _describe_tile(cfg, geom, images, stim: TileStimulus, mm: dict, seed: int) -> str:
-    where = f"(config {cfg.name}, seed {seed})"
-    read = _describe_read(cfg, geom, images, stim.out_index, mm, where)
-    if read is not None:
-        return read
-    cycle = mm["cycle"]
-    i = max(0, int(np.searchsorted(np.array(stim.starts), cycle, side="right")) - 1)
-    img = images[i]
-    what = TL_WHAT.get(mm["what"], "?")
-    extra = ""
-    if mm["what"] == 0:
-        extra = f" (start at cycle {stim.starts[i]}, golden done after " \
-                f"{img.cycles} edges, at cycle {stim.done_at[i]})"
-    return (f"cycle {cycle}: image '{img.label}': {what} expected {mm['expected']}, got "
-            f"{mm['actual']}{extra} {where}")
-
-
 def tile_bulk(cfg: AccelConfig, geom: ConvGeometry, layer, images, sim: str, *, seed: int = 0,
               label: str = "tile", rerun_with_waves: bool = True):
     """``images`` back to back on ``ConvTile(cfg, geom)`` under ``sim``, checked in the
@@ -647,8 +640,9 @@ def tile_bulk(cfg: AccelConfig, geom: ConvGeometry, layer, images, sim: str, *, 
         # every image's pixels are streamed in full (the testbench checks the count)
         return [{"sent": len(img.pixels)} for img in images] if passed else []
 
-    return _tile_run(cfg, geom, sim, images, stim, partial(_tile_build, cfg, geom, sim),
-                     _describe_tile, seed, label, rerun_with_waves, t0, rows, results)
+    runs = [(s, i, "", "start") for i, s in enumerate(stim.starts)]
+    return _tile_run(cfg, geom, sim, images, stim, partial(_tile_build, cfg, geom, sim), runs,
+                     seed, label, rerun_with_waves, t0, rows, results)
 
 
 def crop_sweep_bulk(cfg: AccelConfig, index: int, sim: str, *, crops=range(16),

@@ -26,10 +26,9 @@ from golden.arith import flag_words
 from golden.crop import ima_tile_cycles
 
 from .bits import pack, pack_rows
-from .bulk import (_build_tb, _crop_images, _describe_read, _image_word, _read_back, _tile_run,
-                   _words, _write_streams)
-from .bulk_tb import TL_BUSY, TL_CHECK, TL_DONE, TL_LAYER, TL_RD, TL_START, TL_WHAT, TL_WR, \
-    tile_tb
+from .bulk import (_build_tb, _crop_images, _image_word, _read_back, _tile_run, _words,
+                   _write_streams)
+from .bulk_tb import TL_BUSY, TL_CHECK, TL_DONE, TL_LAYER, TL_RD, TL_START, TL_WR, tile_tb
 
 __all__ = ["ima_tile_writes", "ima_tile_layer", "ima_tile_sources", "ImaTileStimulus",
            "ima_tile_stimulus", "ima_tile_bulk", "ima_crop_sweep_bulk", "ima_demo_layers",
@@ -183,24 +182,6 @@ def _build(cfg, geom, sim, crossbars, waves=False):
         layer_layout=ima_tile_layer_layout(cfg, geom, plan.passes)), waves)
 
 
-def _describe(cfg, geom, images, stim: ImaTileStimulus, mm: dict, seed: int) -> str:
-    where = f"(config {cfg.name}, seed {seed})"
-    read = _describe_read(cfg, geom, images, stim.out_index, mm, where)
-    if read is not None:
-        return read
-    cycle = mm["cycle"]
-    starts = [s for _, _, s in stim.runs]
-    k = max(0, int(np.searchsorted(np.array(starts), cycle, side="right")) - 1)
-    im, p, s = stim.runs[k]
-    extra = ""
-    if mm["what"] == 0:
-        extra = (f" (pass {p} started at cycle {s}, golden done after {images[im].cycles} "
-                 f"edges, at cycle {stim.done_at[k]})")
-    return (f"cycle {cycle}: image '{images[im].label}', pass {p}: "
-            f"{TL_WHAT.get(mm['what'], '?')} expected {mm['expected']}, got {mm['actual']}"
-            f"{extra} {where}")
-
-
 def ima_tile_bulk(cfg: AccelConfig, geom: ConvGeometry, layer, images, sim: str, *,
                   seed: int = 0, label: str = "imatile", crossbars: int | None = None,
                   rerun_with_waves: bool = True):
@@ -232,8 +213,9 @@ def ima_tile_bulk(cfg: AccelConfig, geom: ConvGeometry, layer, images, sim: str,
     def results(passed):
         return [{"sent": len(img.pixels) * passes} for img in images] if passed else []
 
+    runs = [(s, im, f", pass {p}", f"pass {p} started") for im, p, s in stim.runs]
     return _tile_run(cfg, geom, sim, images, stim, partial(_build, cfg, geom, sim, crossbars),
-                     _describe, seed, label, rerun_with_waves, t0, rows, results)
+                     runs, seed, label, rerun_with_waves, t0, rows, results)
 
 
 def ima_demo_layers(cfg: AccelConfig) -> list[int]:
