@@ -571,8 +571,9 @@ def _tile_run(cfg: AccelConfig, geom: ConvGeometry, sim: str, images, stim, buil
               seed: int, label: str, rerun_with_waves: bool, t0: float, rows, results):
     """Run a tile's bulk ``stim`` on ``build(waves=False)``; a mismatch is described by
     :func:`_describe_tile` (with ``runs``) and, with ``rerun_with_waves``, run again with
-    waves from ``WINDOW`` cycles before it. ``rows(passed)`` and ``results(passed)`` fill the returned
-    :class:`cosim.tile.TileRun` (``run.path == "bulk"``; ``t0``: when the work started)."""
+    waves from ``WINDOW`` cycles before it. ``rows(passed)`` and ``results(passed)`` fill the
+    returned :class:`cosim.tile.TileRun` (``run.path == "bulk"``; ``t0``: when the work
+    started)."""
     from .tile import TileRun
 
     built = build()

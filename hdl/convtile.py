@@ -21,7 +21,8 @@ from .layouts import (agu_config_layout, chunk_bits, index_bits, input_layout, p
                       tile_output_layout, tile_pixel_layout, tile_read_layout,
                       tile_setup_layout, tile_weight_write_layout)
 
-__all__ = ["ConvTile", "TileState", "tile_signature", "DEFAULT_GEOMETRY", "default_geometry", "default_tile"]
+__all__ = ["ConvTile", "TileState", "tile_signature", "DEFAULT_GEOMETRY", "default_geometry",
+           "default_tile"]
 
 #: The geometry ``make verilog`` builds: the demo CNN's first layer (1 -> 8, 3x3, stride 1,
 #: padding 1, 32x32), which fits every shipped configuration in one row tile.
