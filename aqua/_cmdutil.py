@@ -15,7 +15,8 @@ __all__ = ["console", "positive_int", "nonnegative_int", "seed_int", "add_config
            "config_from_args", "load_model", "best_time", "single_thread", "check_output_dir",
            "check_output_file", "atomic_write", "INT_LIMIT", "SEED_LIMIT",
            "add_model_arguments", "model_from_args", "ModelChoice", "MODEL_HELP", "WEIGHTS_HELP",
-           "named_model_spec", "SIZE_LIMITS"]
+           "named_model_spec", "SIZE_LIMITS", "percentage_points", "add_bound_argument",
+           "add_json_argument", "check_test_images"]
 
 #: The largest value any integer option takes: far above every sensible count (images,
 #: epochs, cycles), small enough that no library behind an option overflows on it.
@@ -60,6 +61,42 @@ def nonnegative_int(text: str) -> int:
 def seed_int(text: str) -> int:
     """argparse type: a seed, an integer in [0, 2**32 - 1]."""
     return _bounded_int(text, 0, SEED_LIMIT, f"a seed in [0, {SEED_LIMIT}]")
+
+
+def percentage_points(text: str) -> float:
+    """argparse type: percentage points in [0, 100)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of percentage points, "
+                                         f"not {text[:40]!r}") from None
+    if not 0 <= value < 100:
+        raise argparse.ArgumentTypeError(f"must be in [0, 100) percentage points, not {value}")
+    return value
+
+
+# -- options that several commands take in the same words -------------------------------------
+
+def add_bound_argument(parser: argparse.ArgumentParser) -> None:
+    """``--bound PP``: the allowed top-1 loss against float (``aqua adc``, ``aqua quantize``)."""
+    parser.add_argument("--bound", type=percentage_points, default=1.0, metavar="PP",
+                        help="allowed top-1 loss against float, percentage points (default: 1)")
+
+
+def add_json_argument(parser: argparse.ArgumentParser) -> None:
+    """``--json PATH``: also write the report as JSON (check it with
+    :func:`check_output_file` before the work starts)."""
+    parser.add_argument("--json", default=None, metavar="PATH",
+                        help="also write the report as JSON")
+
+
+def check_test_images(count: int, option: str = "--images") -> None:
+    """Refuse (:class:`~aqua.cli.UsageError`) more than the test split's images."""
+    from golden.data import TEST_PER_CLASS
+
+    n_test = 10 * TEST_PER_CLASS
+    if count > n_test:
+        raise _usage(f"{option} must be at most {n_test} (the test split), not {count}")
 
 
 # -- output paths ---------------------------------------------------------------------------

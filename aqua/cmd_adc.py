@@ -11,21 +11,11 @@ from __future__ import annotations
 
 import argparse
 
-from aqua._cmdutil import add_config_argument, positive_int
+from aqua._cmdutil import (add_bound_argument, add_config_argument, add_json_argument,
+                           positive_int)
 
 HELP = ("accuracy against ADC bits (lossless, drop_lsb, clip): float vs naive vs ADC-aware "
         "quantization, and which ADCs cannot hold a network's accuracy")
-
-
-def _bound(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of percentage points, "
-                                         f"not {text[:40]!r}") from None
-    if not 0 <= value < 100:
-        raise argparse.ArgumentTypeError(f"must be in [0, 100) percentage points, not {value}")
-    return value
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -41,13 +31,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="test images for top-1: the first N of the test split (default: 120)")
     p.add_argument("--search-images", type=positive_int, default=64, metavar="N",
                    help="calibration images the ADC-aware search measures on (default: 64)")
-    p.add_argument("--bound", type=_bound, default=1.0, metavar="PP",
-                   help="allowed top-1 loss against float, percentage points (default: 1)")
-    p.add_argument("--json", default=None, metavar="PATH", help="also write the report as JSON")
+    add_bound_argument(p)
+    add_json_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    from aqua._cmdutil import atomic_write, check_output_file, config_from_args, console
+    from aqua._cmdutil import (atomic_write, check_output_file, check_test_images,
+                               config_from_args, console)
     from aqua.cli import UsageError
 
     if args.json:
@@ -63,12 +53,10 @@ def run(args: argparse.Namespace) -> int:
     specs = [m.strip() for m in args.models.split(",") if m.strip()]
     if not specs:
         raise UsageError("--models names no model")
-    from golden.data import TEST_PER_CLASS, cluttered_digits
-
-    if args.images > 10 * TEST_PER_CLASS:
-        raise UsageError(f"--images must be at most {10 * TEST_PER_CLASS} (the test split), "
-                         f"not {args.images}")
+    check_test_images(args.images)
     import json
+
+    from golden.data import cluttered_digits
 
     from golden.fixedpoint import CALIBRATION_IMAGES, calibration_images
     from golden.qadc import adc_sweep

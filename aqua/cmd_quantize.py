@@ -5,35 +5,22 @@ from __future__ import annotations
 
 import argparse
 
-from aqua._cmdutil import (add_model_arguments, config_from_args, console, model_from_args,
-                           positive_int)
+from aqua._cmdutil import (add_bound_argument, add_json_argument, add_model_arguments,
+                           config_from_args, console, model_from_args, positive_int)
 
 HELP = ("search per-layer fixed-point formats of the demo CNN (or --model) within an accuracy "
         "bound; compare with uniform 8-bit, per-layer-alone, torch.ao int8 and fused "
         "shift-and-round")
 
 
-def _bound(text: str) -> float:
-    """argparse type: percentage points in [0, 100)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of percentage points, "
-                                         f"not {text!r}") from None
-    if not 0 <= value < 100:
-        raise argparse.ArgumentTypeError(f"must be in [0, 100) percentage points, not {value}")
-    return value
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--bound", type=_bound, default=1.0, metavar="PP",
-                   help="allowed top-1 loss against float, percentage points (default: 1)")
+    add_bound_argument(p)
     p.add_argument("--images", type=positive_int, default=360, metavar="N",
                    help="validation images: the first N of the test split (default: 360, all)")
     p.add_argument("--schedule", choices=("greedy", "linear"), default="greedy",
                    help="accuracy threshold per layer during the search (default: greedy)")
     add_model_arguments(p, default_text="default: the shipped demo CNN")
-    p.add_argument("--json", default=None, metavar="PATH", help="also write the report as JSON")
+    add_json_argument(p)
     p.add_argument("--no-hardware", dest="hardware", action="store_false",
                    help="skip the hardware section (requantizer area and energy, searched "
                         "layer in RTL)")
@@ -44,17 +31,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from aqua._cmdutil import check_output_file
+    from aqua._cmdutil import check_output_file, check_test_images
     from aqua.cli import UsageError, progress
 
     if args.json:
         check_output_file(args.json, "--json")
-    from golden.data import TEST_PER_CLASS
-
-    n_test = 10 * TEST_PER_CLASS
-    if args.images > n_test:
-        raise UsageError(f"--images must be at most {n_test} (the test split), "
-                         f"not {args.images}")
+    check_test_images(args.images)
     import json
     import time
     from contextlib import ExitStack

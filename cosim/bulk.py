@@ -32,6 +32,7 @@ import re
 import subprocess
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -118,6 +119,12 @@ def build_bulk(sim: str, sources: list[Path], tb_text: str, tb_top: str, *,
         if sim == "icarus":
             (path / "sim.vvp.tmp").replace(exe)
     return BulkBuild(sim, tb_top, path, command, env, waves, time.perf_counter() - t0)
+
+
+def _build_tb(sim: str, sources: list[Path], tb: tuple[str, str], waves: bool) -> BulkBuild:
+    """:func:`build_bulk` of a generated testbench ``(text, module)`` for ``sim``."""
+    text, name = tb
+    return build_bulk(sim, sources, text.replace("{SIM}", sim), name, waves=waves)
 
 
 # -- runs -------------------------------------------------------------------------------------
@@ -348,8 +355,7 @@ def datapath_stimulus(cfg: AccelConfig, jobs: list[dict], *, seed: int, bubble: 
 def _datapath_build(cfg: AccelConfig, sim: str, waves: bool = False) -> BulkBuild:
     from .run import verilog_sources
     sources, top = verilog_sources(cfg, "datapath")
-    text, name = datapath_tb(cfg, top)
-    return build_bulk(sim, sources, text.replace("{SIM}", sim), name, waves=waves)
+    return _build_tb(sim, sources, datapath_tb(cfg, top), waves)
 
 
 def _describe_datapath(cfg: AccelConfig, mm: dict, seed: int) -> str:
@@ -452,7 +458,6 @@ def tile_stimulus(cfg: AccelConfig, geom: ConvGeometry, layer, images) -> TileSt
     from hdl.layouts import (tile_layer_layout, tile_output_layout, tile_pixel_layout,
                              tile_read_layout, tile_setup_layout, tile_weight_write_layout)
 
-    from .bits import pack_bytes
     from .tile import tile_layer, tile_writes
 
     wl, ll, sl, pl, rl, outl = (tile_weight_write_layout(cfg, geom), tile_layer_layout(cfg, geom),
@@ -470,26 +475,19 @@ def tile_stimulus(cfg: AccelConfig, geom: ConvGeometry, layer, images) -> TileSt
     ctrl[:len(writes)] = TL_WR
     ctrl[len(writes)] |= TL_LAYER
     img_words, pix, rds, exps, out_index = [], [], [], [], []
-    SB = nbytes(sl.size)
     for i, (img, (s, n, m)) in enumerate(zip(images, spans)):
         ctrl[s] |= TL_START
         ctrl[s + 1:s + n] |= TL_BUSY
         ctrl[s + n] |= TL_DONE | (TL_ERROR if img.error else 0)
-        img_words.append((len(img.pixels) << (8 * SB) | img.setup).to_bytes(SB + 4, "big"))
+        img_words.append(_image_word(img, sl.size))
         if img.pixels:
             pix.append(_words(img.pixels, pl.size))
         if m:
             ctrl[s + n:s + n + m] |= TL_RD
             ctrl[s + n + 1:s + n + m + 1] |= TL_CHECK
-            rr, cc = torch.meshgrid(torch.arange(img.out_height), torch.arange(img.out_width),
-                                    indexing="ij")
-            rds.append(_be(pack_bytes(rl, {"row": rr.reshape(-1), "col": cc.reshape(-1)}),
-                           nbytes(rl.size)))
-            y = img.expected.permute(1, 2, 0).reshape(m, -1)            # [positions, Cout]
-            full = torch.zeros(m, _tile_outputs(outl), dtype=torch.int64)
-            full[:, :y.shape[1]] = y
-            exps.append(_be(pack_bytes(outl, {"y": full}), nbytes(outl.size)))
-            out_index += [(i, r, q) for r in range(img.out_height) for q in range(img.out_width)]
+            rd, exp, where = _read_back(rl, outl, img, i)
+            rds.append(rd), exps.append(exp)
+            out_index += where
     h = hashlib.sha256()
     for part in [ctrl.tobytes(), *img_words, *[a.tobytes() for a in pix + rds + exps],
                  _words(writes, wl.size).tobytes()]:
@@ -510,14 +508,36 @@ def _tile_outputs(layout) -> int:
     return shape.length if isinstance(shape, data.ArrayLayout) else 1
 
 
-def _tile_build(cfg: AccelConfig, geom: ConvGeometry, sim: str, waves: bool = False):
-    from .tile import tile_sources
-    sources, top = tile_sources(cfg, geom)
-    text, name = tile_tb(cfg, geom, top)
-    return build_bulk(sim, sources, text.replace("{SIM}", sim), name, waves=waves)
+# -- what the ConvTile and the IMATile (cosim.imatile) bulk paths share -----------------------
+
+def _image_word(img, setup_bits: int) -> bytes:
+    """An image's ``img.bin`` word: its pixel count above its setup."""
+    sb = nbytes(setup_bits)
+    return (len(img.pixels) << (8 * sb) | img.setup).to_bytes(sb + 4, "big")
 
 
-def _describe_tile(cfg, geom, images, stim: TileStimulus, mm: dict, seed: int) -> str:
+def _read_back(rl, outl, img, i: int):
+    """Image ``i``'s whole output map read back: the ``rd`` words (read layout ``rl``), the
+    expected ``rd_data`` words (output layout ``outl``), both as ``$fread`` bytes, and per
+    word ``(image, row, col)``."""
+    from .bits import pack_bytes
+
+    m = img.out_height * img.out_width
+    rr, cc = torch.meshgrid(torch.arange(img.out_height), torch.arange(img.out_width),
+                            indexing="ij")
+    rd = _be(pack_bytes(rl, {"row": rr.reshape(-1), "col": cc.reshape(-1)}), nbytes(rl.size))
+    y = img.expected.permute(1, 2, 0).reshape(m, -1)                # [positions, Cout]
+    full = torch.zeros(m, _tile_outputs(outl), dtype=torch.int64)
+    full[:, :y.shape[1]] = y
+    exp = _be(pack_bytes(outl, {"y": full}), nbytes(outl.size))
+    return rd, exp, [(i, r, q) for r in range(img.out_height) for q in range(img.out_width)]
+
+
+def _describe_tile(cfg, geom, images, stim, runs, mm: dict, seed: int) -> str:
+    """The message of a tile bulk mismatch ``mm``: an output word read (``what`` 3) names the
+    first field that differs, its image, row and column; a control mismatch names the run it
+    fell in. ``runs``: per run, in order, ``(start cycle, image index, its name after the
+    image's, what started it)``; ``stim.done_at[k]`` is the cycle run ``k``'s done is due."""
     from hdl.layouts import tile_output_layout
 
     from .bits import unpack
@@ -526,74 +546,61 @@ def _describe_tile(cfg, geom, images, stim: TileStimulus, mm: dict, seed: int) -
     if mm["what"] < 0:
         return f"the bulk bench failed without a mismatch record {where}:\n{mm['actual']}"
     cycle = mm["cycle"]
-    i = max(0, int(np.searchsorted(np.array(stim.starts), cycle, side="right")) - 1)
-    img = images[i]
     if mm["what"] == 3:
         im, r, q = stim.out_index[mm["index"]]
-        layout = tile_output_layout(cfg, geom)
-        e, a = unpack(layout, mm["expected"]), \
-            unpack(layout, mm["actual"]) if isinstance(mm["actual"], int) else None
-        if a is None:
+        if not isinstance(mm["actual"], int):
             return (f"cycle {cycle}: image '{images[im].label}' row {r}, col {q}: rd_data "
                     f"unresolved {mm['actual']} {where}")
+        layout = tile_output_layout(cfg, geom)
+        e, a = unpack(layout, mm["expected"]), unpack(layout, mm["actual"])
         o = next(k for k in e if e[k] != a[k])
         return (f"cycle {cycle}: image '{images[im].label}': channel {o[2:-1]}, row {r}, col "
                 f"{q}: rd_data.{o} expected {e[o]}, got {a[o]} {where}")
-    what = TL_WHAT.get(mm["what"], "?")
+    k = max(0, int(np.searchsorted(np.array([r[0] for r in runs]), cycle, side="right")) - 1)
+    s, im, name, started = runs[k]
     extra = ""
     if mm["what"] == 0:
-        extra = f" (start at cycle {stim.starts[i]}, golden done after " \
-                f"{img.cycles} edges, at cycle {stim.done_at[i]})"
-    return (f"cycle {cycle}: image '{img.label}': {what} expected {mm['expected']}, got "
-            f"{mm['actual']}{extra} {where}")
+        extra = (f" ({started} at cycle {s}, golden done after {images[im].cycles} edges, "
+                 f"at cycle {stim.done_at[k]})")
+    return (f"cycle {cycle}: image '{images[im].label}'{name}: "
+            f"{TL_WHAT.get(mm['what'], '?')} expected {mm['expected']}, got {mm['actual']}"
+            f"{extra} {where}")
 
 
-def tile_bulk(cfg: AccelConfig, geom: ConvGeometry, layer, images, sim: str, *, seed: int = 0,
-              label: str = "tile", rerun_with_waves: bool = True):
-    """``images`` back to back on ``ConvTile(cfg, geom)`` under ``sim``, checked in the
-    simulator: ``done``/``busy`` every cycle (so every cycle count equals
-    ``golden.crop.tile_cycles``), ``error`` and the pixels taken at each ``done``, every output
-    read bit for bit. Returns a :class:`cosim.tile.TileRun` whose ``rows`` hold, per image,
-    the cycles (RTL equal to golden when it passed) and ``stats``-like fields."""
+def _tile_run(cfg: AccelConfig, geom: ConvGeometry, sim: str, images, stim, build, runs,
+              seed: int, label: str, rerun_with_waves: bool, t0: float, rows, results):
+    """Run a tile's bulk ``stim`` on ``build(waves=False)``; a mismatch is described by
+    :func:`_describe_tile` (with ``runs``) and, with ``rerun_with_waves``, run again with
+    waves from ``WINDOW`` cycles before it. ``rows(passed)`` and ``results(passed)`` fill the
+    returned :class:`cosim.tile.TileRun` (``run.path == "bulk"``; ``t0``: when the work
+    started)."""
     from .tile import TileRun
 
-    t0 = time.perf_counter()
-    stim = tile_stimulus(cfg, geom, layer, images)
-    build = _tile_build(cfg, geom, sim)
+    built = build()
     args = [f"+cycles={stim.cycles}"]
-    res = run_bulk(build, stim.folder, args)
+    res = run_bulk(built, stim.folder, args)
     message, waves = "", None
     passed = res.passed and res.outputs == stim.outputs
     if not res.passed:
-        message = _describe_tile(cfg, geom, images, stim, res.mismatch, seed)
+        message = _describe_tile(cfg, geom, images, stim, runs, res.mismatch, seed)
         if rerun_with_waves:
-            again = run_bulk(_tile_build(cfg, geom, sim, waves=True), stim.folder,
+            again = run_bulk(build(waves=True), stim.folder,
                              [*args, f"+dump_from={max(0, res.mismatch['cycle'] - WINDOW)}"])
             waves = again.waves
             message += f"; waveform: {waves}" if waves else "; no waveform written"
-    rows = [{"label": img.label, "window": img.window,
-             "cycles_rtl": img.cycles if passed else None, "cycles_golden": img.cycles,
-             "error": img.error, "outputs_equal": passed if img.expected is not None else None}
-            for img in images]
-    # every image's pixels are streamed in full (the testbench checks the count)
-    results = [{"sent": len(img.pixels)} for img in images] if passed else []
-    run = TileRun(sim=sim, config=cfg.name, label=label, images=images, results=results,
+    run = TileRun(sim=sim, config=cfg.name, label=label, images=images, results=results(passed),
                   passed=passed, message=message,
                   cycles=res.cycles if res.passed else res.mismatch["cycle"],
-                  sim_wall_s=res.wall_s, wall_s=time.perf_counter() - t0, seed=seed, rows=rows,
-                  waves=str(waves) if waves else None)
-    run.build_s = build.build_s
+                  sim_wall_s=res.wall_s, wall_s=time.perf_counter() - t0, seed=seed,
+                  rows=rows(passed), waves=str(waves) if waves else None)
+    run.build_s = built.build_s
     run.path = "bulk"
     return run
 
 
-def crop_sweep_bulk(cfg: AccelConfig, index: int, sim: str, *, crops=range(16),
-                    fraction: float = 0.25, image: int = 0, seed: int = 0,
-                    rerun_with_waves: bool = True):
-    """:func:`cosim.tile.crop_sweep` on the bulk path: demo conv layer ``index`` on test image
-    ``image`` under each crop vector in ``crops``, back to back, checked in the simulator.
-    The result is a :class:`cosim.tile.TileRun` (``run.path == "bulk"``), so
-    ``cosim.tile.tile_cosim_row`` and the crop-cycle table take it unchanged."""
+def _crop_images(cfg: AccelConfig, index: int, crops, fraction: float, image: int):
+    """Demo conv layer ``index`` (its layer and geometry) and test image ``image`` under each
+    crop vector in ``crops``, labelled ``crop  c TB--``."""
     from golden.crop import CROP_VECTORS
 
     from .tile import demo_tile_layer, tile_image
@@ -604,6 +611,49 @@ def crop_sweep_bulk(cfg: AccelConfig, index: int, sim: str, *, crops=range(16),
                                + "".join("TBLR"[i] if b else "-"
                                          for i, b in enumerate(CROP_VECTORS[c])))
               for c in crops]
+    return layer, geom, images
+
+
+def _tile_build(cfg: AccelConfig, geom: ConvGeometry, sim: str, waves: bool = False):
+    from .tile import tile_sources
+    sources, top = tile_sources(cfg, geom)
+    return _build_tb(sim, sources, tile_tb(cfg, geom, top), waves)
+
+
+def tile_bulk(cfg: AccelConfig, geom: ConvGeometry, layer, images, sim: str, *, seed: int = 0,
+              label: str = "tile", rerun_with_waves: bool = True):
+    """``images`` back to back on ``ConvTile(cfg, geom)`` under ``sim``, checked in the
+    simulator: ``done``/``busy`` every cycle (so every cycle count equals
+    ``golden.crop.tile_cycles``), ``error`` and the pixels taken at each ``done``, every output
+    read bit for bit. Returns a :class:`cosim.tile.TileRun` whose ``rows`` hold, per image,
+    the cycles (RTL equal to golden when it passed) and ``stats``-like fields."""
+    t0 = time.perf_counter()
+    stim = tile_stimulus(cfg, geom, layer, images)
+
+    def rows(passed):
+        return [{"label": img.label, "window": img.window,
+                 "cycles_rtl": img.cycles if passed else None, "cycles_golden": img.cycles,
+                 "error": img.error,
+                 "outputs_equal": passed if img.expected is not None else None}
+                for img in images]
+
+    def results(passed):
+        # every image's pixels are streamed in full (the testbench checks the count)
+        return [{"sent": len(img.pixels)} for img in images] if passed else []
+
+    runs = [(s, i, "", "start") for i, s in enumerate(stim.starts)]
+    return _tile_run(cfg, geom, sim, images, stim, partial(_tile_build, cfg, geom, sim), runs,
+                     seed, label, rerun_with_waves, t0, rows, results)
+
+
+def crop_sweep_bulk(cfg: AccelConfig, index: int, sim: str, *, crops=range(16),
+                    fraction: float = 0.25, image: int = 0, seed: int = 0,
+                    rerun_with_waves: bool = True):
+    """:func:`cosim.tile.crop_sweep` on the bulk path: demo conv layer ``index`` on test image
+    ``image`` under each crop vector in ``crops``, back to back, checked in the simulator.
+    The result is a :class:`cosim.tile.TileRun` (``run.path == "bulk"``), so
+    ``cosim.tile.tile_cosim_row`` and the crop-cycle table take it unchanged."""
+    layer, geom, images = _crop_images(cfg, index, crops, fraction, image)
     return tile_bulk(cfg, geom, layer, images, sim, seed=seed, label=f"layer{index}",
                      rerun_with_waves=rerun_with_waves)
 

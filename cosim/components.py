@@ -8,14 +8,21 @@ A handshake seen as ``valid & ready`` in a sample happens at the next rising edg
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import time
 from collections import deque
 from typing import Callable, Iterable
 
-from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge, Timer
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge, Timer
+from cocotb.utils import get_sim_time
 
 __all__ = ["ClockedLoop", "StreamSource", "StreamSink", "WriteDriver", "TableDriver",
-           "TableChecker", "Mismatch", "bubbles"]
+           "TableChecker", "Mismatch", "bubbles", "start_bench", "edge_times", "write_words",
+           "read_words", "write_results"]
 
 
 class Mismatch(AssertionError):
@@ -216,3 +223,64 @@ class TableChecker:
                 field = next(k for k in exp if exp[k] != act[k])
                 self._fail(cycle, field, exp[field], act[field])
         self.compared += 1
+
+
+# -- the plumbing of the image benches (tb_convtile, tb_predtile) ------------------------------
+
+async def start_bench(dut, inputs: Iterable[str], period_ns: int) -> tuple[dict, dict, float]:
+    """Read the parameters (JSON in ``AQUA_COSIM_PARAMS``) and the stimulus file they name,
+    start the clock, zero the ``inputs`` and hold ``rst`` for two clocks. Returns the
+    parameters, the stimulus and the wall-clock start (``time.perf_counter``)."""
+    params = json.loads(os.environ["AQUA_COSIM_PARAMS"])
+    with open(params["stimulus"]) as fh:
+        stim = json.load(fh)
+    wall = time.perf_counter()
+    cocotb.start_soon(Clock(dut.clk, period_ns, unit="ns").start())
+    for name in inputs:
+        getattr(dut, name).value = 0
+    dut.rst.value = 1
+    await ClockCycles(dut.clk, 2)
+    dut.rst.value = 0
+    return params, stim, wall
+
+
+def edge_times(signal) -> list[float]:
+    """A list that a background task fills with the time (ns) of every rising edge of
+    ``signal``, from now on."""
+    times: list[float] = []
+
+    async def watch():
+        while True:
+            await RisingEdge(signal)
+            times.append(get_sim_time("ns"))
+    cocotb.start_soon(watch())
+    return times
+
+
+async def write_words(dut, words, fall) -> None:
+    """Each of ``words`` on the always-ready ``wr`` stream for one clock (driven after a
+    falling edge, held to the next), then ``wr.valid`` low."""
+    for word in words:
+        dut.wr__valid.value = 1
+        dut.wr__payload.value = word
+        await fall
+    dut.wr__valid.value = 0
+
+
+async def read_words(dut, addresses, fall) -> list[int]:
+    """The output map read through ``rd``: the word for an address set at one falling edge is
+    registered at the rising edge and read at the next falling edge."""
+    outputs = []
+    for word in addresses:
+        dut.rd.value = word
+        await fall
+        outputs.append(int(dut.rd_data.value))
+    return outputs
+
+
+def write_results(params: dict, results: list, wall: float, period_ns: int) -> None:
+    """The per-image ``results``, the wall time since ``wall`` and the clocks simulated, as
+    JSON to ``params["results_file"]``."""
+    with open(params["results_file"], "w") as fh:
+        json.dump({"images": results, "wall_s": time.perf_counter() - wall,
+                   "cycles": int(get_sim_time("ns") // period_ns)}, fh)

@@ -12,9 +12,9 @@ the IMATile's payload widths.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +25,10 @@ from arch.geometry import ConvGeometry, Mapping
 from golden.arith import flag_words
 from golden.crop import ima_tile_cycles
 
-from .bits import pack, pack_bytes, pack_rows
-from .bulk import WINDOW, _be, _words, _write_streams, build_bulk, run_bulk
-from .bulk_tb import TL_BUSY, TL_CHECK, TL_DONE, TL_LAYER, TL_RD, TL_START, TL_WHAT, TL_WR, \
-    nbytes, tile_tb
+from .bits import pack, pack_rows
+from .bulk import (_build_tb, _crop_images, _image_word, _read_back, _tile_run, _words,
+                   _write_streams)
+from .bulk_tb import TL_BUSY, TL_CHECK, TL_DONE, TL_LAYER, TL_RD, TL_START, TL_WR, tile_tb
 
 __all__ = ["ima_tile_writes", "ima_tile_layer", "ima_tile_sources", "ImaTileStimulus",
            "ima_tile_stimulus", "ima_tile_bulk", "ima_crop_sweep_bulk", "ima_demo_layers",
@@ -84,20 +84,12 @@ def ima_tile_sources(cfg: AccelConfig, geom: ConvGeometry,
                      crossbars: int | None = None) -> tuple[list[Path], str]:
     """The Verilog of ``IMATile(cfg, geom, crossbars)`` (written if changed) and its module
     name, under ``build/verilog/<config>/imatiles/<digest>/``."""
-    from gen.verilog import component_entry, hdl_source_digest, write_if_changed
     from hdl.imatile import IMATile
 
-    from .run import BUILD_ROOT
+    from .tile import cached_tile_verilog
 
-    key = hashlib.sha256(json.dumps([cfg.digest, geom.to_dict(), crossbars, hdl_source_digest()]).encode()) \
-        .hexdigest()[:12]
-    out = BUILD_ROOT / "verilog" / cfg.name / "imatiles" / key
-    path = out / "aqua_imatile.v"
-    if not path.exists():
-        text, _ = component_entry(IMATile(cfg, geom, crossbars), "aqua_imatile")
-        write_if_changed(path, text)
-        write_if_changed(out / "geometry.json", json.dumps(geom.to_dict(), indent=2) + "\n")
-    return [path], "aqua_imatile"
+    return cached_tile_verilog(cfg, geom, "imatiles", "aqua_imatile",
+                               lambda: IMATile(cfg, geom, crossbars), crossbars)
 
 
 @dataclass
@@ -121,8 +113,6 @@ def ima_tile_stimulus(cfg: AccelConfig, geom: ConvGeometry, layer, images,
                              tile_output_layout, tile_pixel_layout, tile_read_layout,
                              tile_setup_layout)
 
-    from .bulk import _tile_outputs
-
     plan = Mapping(cfg, geom).ima(crossbars)
     wl = ima_tile_weight_write_layout(cfg, plan.used_crossbars)
     ll = ima_tile_layer_layout(cfg, geom, plan.passes)
@@ -137,7 +127,6 @@ def ima_tile_stimulus(cfg: AccelConfig, geom: ConvGeometry, layer, images,
     c, programmed = 0, None
     runs, done_at, wr_words, layer_words, img_words, pix, rds, exps, out_index = \
         [], [], [], [], [], [], [], [], []
-    SB = nbytes(sl.size)
     for i, img in enumerate(images):
         if img.error or img.expected is None:
             raise ValueError(f"image '{img.label}': the IMATile bulk run takes valid setups")
@@ -157,7 +146,7 @@ def ima_tile_stimulus(cfg: AccelConfig, geom: ConvGeometry, layer, images,
             span[1:n] |= TL_BUSY
             span[n] |= TL_DONE
             layer_words.append(_words([layers[p]], ll.size))
-            img_words.append((len(img.pixels) << (8 * SB) | img.setup).to_bytes(SB + 4, "big"))
+            img_words.append(_image_word(img, sl.size))
             if img.pixels:
                 pix.append(_words(img.pixels, pixel_bits))
             runs.append((i, p, c))
@@ -165,16 +154,9 @@ def ima_tile_stimulus(cfg: AccelConfig, geom: ConvGeometry, layer, images,
             if last:
                 span[n:n + m] |= TL_RD
                 span[n + 1:n + m + 1] |= TL_CHECK
-                rr, cc = torch.meshgrid(torch.arange(img.out_height),
-                                        torch.arange(img.out_width), indexing="ij")
-                rds.append(_be(pack_bytes(rl, {"row": rr.reshape(-1), "col": cc.reshape(-1)}),
-                               nbytes(rl.size)))
-                y = img.expected.permute(1, 2, 0).reshape(m, -1)
-                full = torch.zeros(m, _tile_outputs(outl), dtype=torch.int64)
-                full[:, :y.shape[1]] = y
-                exps.append(_be(pack_bytes(outl, {"y": full}), nbytes(outl.size)))
-                out_index += [(i, r, q) for r in range(img.out_height)
-                              for q in range(img.out_width)]
+                rd, exp, where = _read_back(rl, outl, img, i)
+                rds.append(rd), exps.append(exp)
+                out_index += where
             ctrl.append(span)
             c += len(span)
     ctrl_all = np.concatenate(ctrl)
@@ -195,41 +177,9 @@ def _build(cfg, geom, sim, crossbars, waves=False):
 
     plan = Mapping(cfg, geom).ima(crossbars)
     sources, top = ima_tile_sources(cfg, geom, crossbars)
-    text, name = tile_tb(cfg, geom, top,
-                         wr_layout=ima_tile_weight_write_layout(cfg, plan.used_crossbars),
-                         layer_layout=ima_tile_layer_layout(cfg, geom, plan.passes))
-    return build_bulk(sim, sources, text.replace("{SIM}", sim), name, waves=waves)
-
-
-def _describe(cfg, geom, images, stim: ImaTileStimulus, mm: dict, seed: int) -> str:
-    from hdl.layouts import tile_output_layout
-
-    from .bits import unpack
-
-    where = f"(config {cfg.name}, seed {seed})"
-    if mm["what"] < 0:
-        return f"the bulk bench failed without a mismatch record {where}:\n{mm['actual']}"
-    cycle = mm["cycle"]
-    if mm["what"] == 3:
-        im, r, q = stim.out_index[mm["index"]]
-        layout = tile_output_layout(cfg, geom)
-        if not isinstance(mm["actual"], int):
-            return (f"cycle {cycle}: image '{images[im].label}' row {r}, col {q}: rd_data "
-                    f"unresolved {mm['actual']} {where}")
-        e, a = unpack(layout, mm["expected"]), unpack(layout, mm["actual"])
-        o = next(k for k in e if e[k] != a[k])
-        return (f"cycle {cycle}: image '{images[im].label}': channel {o[2:-1]}, row {r}, col "
-                f"{q}: rd_data.{o} expected {e[o]}, got {a[o]} {where}")
-    starts = [s for _, _, s in stim.runs]
-    k = max(0, int(np.searchsorted(np.array(starts), cycle, side="right")) - 1)
-    im, p, s = stim.runs[k]
-    extra = ""
-    if mm["what"] == 0:
-        extra = (f" (pass {p} started at cycle {s}, golden done after {images[im].cycles} "
-                 f"edges, at cycle {stim.done_at[k]})")
-    return (f"cycle {cycle}: image '{images[im].label}', pass {p}: "
-            f"{TL_WHAT.get(mm['what'], '?')} expected {mm['expected']}, got {mm['actual']}"
-            f"{extra} {where}")
+    return _build_tb(sim, sources, tile_tb(
+        cfg, geom, top, wr_layout=ima_tile_weight_write_layout(cfg, plan.used_crossbars),
+        layer_layout=ima_tile_layer_layout(cfg, geom, plan.passes)), waves)
 
 
 def ima_tile_bulk(cfg: AccelConfig, geom: ConvGeometry, layer, images, sim: str, *,
@@ -244,40 +194,28 @@ def ima_tile_bulk(cfg: AccelConfig, geom: ConvGeometry, layer, images, sim: str,
     from hdl.layouts import tile_setup_layout
 
     from .bits import unpack
-    from .tile import TileRun
 
     t0 = time.perf_counter()
     stim = ima_tile_stimulus(cfg, geom, layer, images, crossbars)
-    build = _build(cfg, geom, sim, crossbars)
-    args = [f"+cycles={stim.cycles}"]
-    res = run_bulk(build, stim.folder, args)
-    message, waves = "", None
-    passed = res.passed and res.outputs == stim.outputs
-    if not res.passed:
-        message = _describe(cfg, geom, images, stim, res.mismatch, seed)
-        if rerun_with_waves:
-            again = run_bulk(_build(cfg, geom, sim, crossbars, waves=True), stim.folder,
-                             [*args, f"+dump_from={max(0, res.mismatch['cycle'] - WINDOW)}"])
-            waves = again.waves
-            message += f"; waveform: {waves}" if waves else "; no waveform written"
     passes = Mapping(cfg, geom).passes(crossbars)
-    rows = []
-    for img in images:
-        size = unpack(tile_setup_layout(cfg, geom), img.setup)
-        golden = ima_tile_cycles(cfg, geom, size["height"], size["width"], img.window,
-                                 crossbars)
-        rows.append({"label": img.label, "window": img.window, "passes": passes,
-                     "cycles_rtl": golden if passed else None, "cycles_golden": golden,
-                     "error": img.error, "outputs_equal": passed})
-    results = [{"sent": len(img.pixels) * passes} for img in images] if passed else []
-    run = TileRun(sim=sim, config=cfg.name, label=label, images=images, results=results,
-                  passed=passed, message=message,
-                  cycles=res.cycles if res.passed else res.mismatch["cycle"],
-                  sim_wall_s=res.wall_s, wall_s=time.perf_counter() - t0, seed=seed, rows=rows,
-                  waves=str(waves) if waves else None)
-    run.build_s = build.build_s
-    run.path = "bulk"
-    return run
+
+    def rows(passed):
+        out = []
+        for img in images:
+            size = unpack(tile_setup_layout(cfg, geom), img.setup)
+            golden = ima_tile_cycles(cfg, geom, size["height"], size["width"], img.window,
+                                     crossbars)
+            out.append({"label": img.label, "window": img.window, "passes": passes,
+                        "cycles_rtl": golden if passed else None, "cycles_golden": golden,
+                        "error": img.error, "outputs_equal": passed})
+        return out
+
+    def results(passed):
+        return [{"sent": len(img.pixels) * passes} for img in images] if passed else []
+
+    runs = [(s, im, f", pass {p}", f"pass {p} started") for im, p, s in stim.runs]
+    return _tile_run(cfg, geom, sim, images, stim, partial(_build, cfg, geom, sim, crossbars),
+                     runs, seed, label, rerun_with_waves, t0, rows, results)
 
 
 def ima_demo_layers(cfg: AccelConfig) -> list[int]:
@@ -292,16 +230,7 @@ def ima_crop_sweep_bulk(cfg: AccelConfig, index: int, sim: str, *, crops=range(1
                         crossbars: int | None = None, rerun_with_waves: bool = True):
     """Demo conv layer ``index`` on test image ``image`` under each crop vector in ``crops``,
     every pass of each, back to back on the IMATile, checked in the simulator."""
-    from golden.crop import CROP_VECTORS
-
-    from .tile import demo_tile_layer, tile_image
-
-    layer, geom, x = demo_tile_layer(cfg, index, image)
-    images = [tile_image(cfg, geom, x, layer, crop=CROP_VECTORS[c], fraction=fraction,
-                         label=f"crop {c:2d} "
-                               + "".join("TBLR"[i] if b else "-"
-                                         for i, b in enumerate(CROP_VECTORS[c])))
-              for c in crops]
+    layer, geom, images = _crop_images(cfg, index, crops, fraction, image)
     return ima_tile_bulk(cfg, geom, layer, images, sim, seed=seed, label=f"layer{index}",
                          crossbars=crossbars, rerun_with_waves=rerun_with_waves)
 

@@ -165,24 +165,35 @@ def bad_setup(cfg: AccelConfig, geom: ConvGeometry, label: str, **fields) -> Til
 
 # -- co-simulation -----------------------------------------------------------------------------
 
-def tile_sources(cfg: AccelConfig, geom: ConvGeometry) -> tuple[list[Path], str]:
-    """The Verilog of ``ConvTile(cfg, geom)`` (written if changed) and its module name, under
-    ``build/verilog/<config>/tiles/<geometry digest>/``."""
+def cached_tile_verilog(cfg: AccelConfig, geom: ConvGeometry, folder: str, module: str, make,
+                        *key) -> tuple[list[Path], str]:
+    """The Verilog of the tile ``make()`` as module ``module`` (written if missing) and the
+    module name, under ``build/verilog/<config>/<folder>/<digest>/`` beside its
+    ``geometry.json``; the digest covers the config, ``geom``, ``key`` and the generator's
+    sources."""
     import hashlib
 
     from gen.verilog import component_entry, hdl_source_digest, write_if_changed
-    from hdl import ConvTile
 
     from .run import BUILD_ROOT
 
-    key = hashlib.sha256(json.dumps([cfg.digest, geom.to_dict(), hdl_source_digest()]).encode()).hexdigest()[:12]
-    out = BUILD_ROOT / "verilog" / cfg.name / "tiles" / key
-    path = out / "aqua_convtile.v"
+    digest = hashlib.sha256(json.dumps([cfg.digest, geom.to_dict(), *key,
+                                        hdl_source_digest()]).encode()).hexdigest()[:12]
+    out = BUILD_ROOT / "verilog" / cfg.name / folder / digest
+    path = out / f"{module}.v"
     if not path.exists():
-        text, _ = component_entry(ConvTile(cfg, geom), "aqua_convtile")
+        text, _ = component_entry(make(), module)
         write_if_changed(path, text)
         write_if_changed(out / "geometry.json", json.dumps(geom.to_dict(), indent=2) + "\n")
-    return [path], "aqua_convtile"
+    return [path], module
+
+
+def tile_sources(cfg: AccelConfig, geom: ConvGeometry) -> tuple[list[Path], str]:
+    """The Verilog of ``ConvTile(cfg, geom)`` (written if changed) and its module name, under
+    ``build/verilog/<config>/tiles/<geometry digest>/``."""
+    from hdl import ConvTile
+
+    return cached_tile_verilog(cfg, geom, "tiles", "aqua_convtile", lambda: ConvTile(cfg, geom))
 
 
 @dataclass

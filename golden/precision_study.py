@@ -10,7 +10,8 @@ each later map, :func:`plan_windows`); only the output positions with ``p_max > 
 computed (those of :func:`golden.crop.output_window` of the plan's
 :func:`~golden.precision.zero_window`), the others read 0. The computation reuses the crop
 study's layer functions (:func:`golden.study.crops_conv2d`, :func:`golden.study.crops_conv_node`)
-with the plan's zero window on reduced inputs, so a crop-equivalent plan gives the crop
+with the plan's zero window on reduced inputs, in the crop study's walk of the network
+(:func:`golden.study.layers_forward`), so a crop-equivalent plan gives the crop
 study's integers exactly.
 
 Energy (:func:`plan_energy`): ``golden.energy_model.conv_layer_energy`` per crossbar layer with
@@ -38,11 +39,9 @@ from arch.config import AccelConfig
 from arch.geometry import ConvGeometry
 
 from .crop import scale_window
-from .fixedpoint import QuantNet, global_avg_pool, quant_inputs, saturate
-from .layer import matvec
 from .precision import (band_window, bits_maps, position_bits, position_chunks,
                         reduce_activations, zero_window)
-from .study import crops_conv2d, crops_conv_node
+from .study import layers_forward
 
 __all__ = ["plan_windows", "plans_forward", "plan_energy", "precision_risk", "image_bits"]
 
@@ -86,71 +85,15 @@ def plans_forward(net, images: torch.Tensor, plans, windows, *, with_inputs: boo
     plans, with band windows ``windows`` (:func:`plan_windows`); with ``with_inputs`` also
     every crossbar layer's reduced integer inputs ``[C or 1, B, ...]``. Plan ``(Bx,)*4`` gives
     the full network; a crop-equivalent plan the crop study's logits."""
-    if not isinstance(net, QuantNet):
-        return _graph_forward(net, images, plans, windows, with_inputs)
-    C = len(plans)
     cfg = net.cfg
-    x = quant_inputs(net, images)[None]                                   # [1, B, ...]
-    inputs = []
-    for i, q in enumerate(net.layers):
-        if q.kind == "conv":
-            x, zw = _reduce(cfg, x, plans, windows[i])
-            if with_inputs:
-                inputs.append(x)
-            x = crops_conv2d(cfg, x, q.weight, q.bias, stride=q.stride, padding=q.padding,
-                             shift=q.shift, relu=q.relu, windows=zw[:x.shape[0]])
-            if i + 1 < len(net.layers) and net.layers[i + 1].kind == "linear":
-                x = global_avg_pool(x, q.out_frac, net.layers[i + 1].x_frac)
-            x = saturate(x, cfg.input_min, cfg.input_max)
-        else:
-            if with_inputs:
-                inputs.append(x)
-            lead = x.shape[:-1]
-            x = matvec(cfg, x.reshape(-1, x.shape[-1]), q.weight.t(), q.bias, shift=q.shift,
-                       relu=q.relu).view(*lead, -1)
-    x = x.expand(C, *x.shape[1:])
-    return (x, inputs) if with_inputs else x
 
+    def prepare(i, conv, x, offset):
+        if not conv:
+            return x, None
+        x, zw = _reduce(cfg, x, plans, windows[i], offset)
+        return x, zw[:x.shape[0]]
 
-def _graph_forward(qg, images, plans, windows, with_inputs):
-    from golden.qnet import _clamp, _matvec_chunked, _run_node, crossbar_input
-    from golden.qnet import quant_inputs as q_inputs
-
-    C = len(plans)
-    cfg = qg.cfg
-    env: dict[str, torch.Tensor] = {}
-    inputs = []
-    li = 0
-    for q in qg.nodes:
-        if q.op == "input":
-            env[q.name] = q_inputs(qg, images)[None]
-            continue
-        ins = [env[i] for i in q.inputs]
-        if q.op in ("conv", "linear"):
-            window = windows[li]
-            li += 1
-            x = crossbar_input(cfg, q, ins[0])
-            if q.op == "conv":
-                x, zw = _reduce(cfg, x, plans, window, q.input_offset)
-                if with_inputs:
-                    inputs.append(x)
-                y = crops_conv_node(cfg, q, x, zw[:x.shape[0]])
-            else:
-                if with_inputs:
-                    inputs.append(x)
-                y = _matvec_chunked(cfg, x.reshape(-1, x.shape[-1]) + q.input_offset,
-                                    q.weight.t(), q.bias, q.shift,
-                                    q.relu).view(*x.shape[:-1], -1)
-            env[q.name] = _clamp(y, q.act_lo, q.act_hi)
-        else:
-            lead = max(t.shape[0] for t in ins)
-            ins = [t.expand(lead, *t.shape[1:]) for t in ins]
-            y = _run_node(qg, q, [t.reshape(-1, *t.shape[2:]) for t in ins],
-                          [qg[i].frac for i in q.inputs])
-            env[q.name] = y.view(lead, -1, *y.shape[1:])
-    x = torch.clamp(env[qg.output], cfg.output_min, cfg.output_max)
-    x = x.expand(C, *x.shape[1:])
-    return (x, inputs) if with_inputs else x
+    return layers_forward(net, images, len(plans), prepare, with_inputs)
 
 
 def plan_energy(cfg: AccelConfig, table, geoms: Sequence[ConvGeometry], plans, windows,

@@ -60,7 +60,7 @@ from .layer import matvec
 __all__ = ["democnn_geometry", "graph_geometry", "crop_plan", "window_masks", "crops_conv2d",
            "crops_conv_node", "output_mask", "input_offsets", "crop_forward", "crop_energy",
            "StudyArrays", "run_crops", "true_ranks", "tolerated", "oracle_choice",
-           "summarize_choice", "first_layer_cases", "NCROPS"]
+           "summarize_choice", "first_layer_cases", "NCROPS", "layers_forward"]
 
 NCROPS = len(CROP_VECTORS)
 _PATCH_BYTES = 1 << 27      #: im2col patches of one crops_conv_node step (maps are cut)
@@ -252,11 +252,48 @@ def input_offsets(qg) -> list[int]:
     return [int(q.input_offset) for q in qg.crossbar_nodes]
 
 
-def _graph_crop_forward(qg, images: torch.Tensor, plan, with_inputs: bool):
+def layers_forward(net, images: torch.Tensor, C: int, prepare: Callable,
+                   with_inputs: bool = False):
+    """Integer logits ``[C, B, classes]`` of the quantized network (a
+    :class:`~golden.fixedpoint.QuantNet` or a :class:`golden.qnet.QGraph`) where every
+    crossbar layer's input goes through ``prepare`` first; with ``with_inputs`` also every
+    crossbar layer's input as ``prepare`` returned it. The one walk of the crop study
+    (:func:`crop_forward`) and the precision study (``golden.precision_study.plans_forward``).
+
+    ``prepare(l, conv, x, offset)`` gets crossbar layer ``l``'s integer input
+    ``x [1 or C, B, ...]`` (saturated as :func:`golden.qnet.crossbar_input` does: the logical
+    signed values of a layer with the input offset rule, whose offset ``c`` is ``offset``, 0
+    for every other layer; ``conv``: a conv layer) and returns the input the layer
+    computes on and, for a conv layer, the kept window of each of its leading entries
+    (:func:`crops_conv2d`, :func:`crops_conv_node`). Everything else runs once for the
+    leading entries it gets; the logits are expanded to ``C``."""
+    if not isinstance(net, QuantNet):
+        return _graph_forward(net, images, C, prepare, with_inputs)
+    cfg = net.cfg
+    x = quant_inputs(net, images)[None]                                   # [1, B, ...]
+    inputs = []
+    for i, q in enumerate(net.layers):
+        x, wins = prepare(i, q.kind == "conv", x, 0)
+        if with_inputs:
+            inputs.append(x)
+        if q.kind == "conv":
+            x = crops_conv2d(cfg, x, q.weight, q.bias, stride=q.stride, padding=q.padding,
+                             shift=q.shift, relu=q.relu, windows=wins)
+            if i + 1 < len(net.layers) and net.layers[i + 1].kind == "linear":
+                x = global_avg_pool(x, q.out_frac, net.layers[i + 1].x_frac)
+            x = saturate(x, cfg.input_min, cfg.input_max)
+        else:
+            lead = x.shape[:-1]
+            x = matvec(cfg, x.reshape(-1, x.shape[-1]), q.weight.t(), q.bias, shift=q.shift,
+                       relu=q.relu).view(*lead, -1)
+    x = x.expand(C, *x.shape[1:])
+    return (x, inputs) if with_inputs else x
+
+
+def _graph_forward(qg, images: torch.Tensor, C: int, prepare: Callable, with_inputs: bool):
     from golden.qnet import _clamp, _matvec_chunked, _run_node, crossbar_input
     from golden.qnet import quant_inputs as q_inputs
 
-    C = len(plan)
     cfg = qg.cfg
     env: dict[str, torch.Tensor] = {}
     inputs = []
@@ -267,15 +304,13 @@ def _graph_crop_forward(qg, images: torch.Tensor, plan, with_inputs: bool):
             continue
         ins = [env[i] for i in q.inputs]
         if q.op in ("conv", "linear"):
-            wins = [plan[c][li] for c in range(C)]
+            x, wins = prepare(li, q.op == "conv", crossbar_input(cfg, q, ins[0]),
+                              int(q.input_offset))
             li += 1
-            x = crossbar_input(cfg, q, ins[0])
-            if x.shape[0] == 1 and any(w is not None for w in wins):
-                x = x.expand(C, *x.shape[1:])
             if with_inputs:
                 inputs.append(x)
             if q.op == "conv":
-                y = crops_conv_node(cfg, q, x, wins if x.shape[0] > 1 else wins[:1])
+                y = crops_conv_node(cfg, q, x, wins)
             else:
                 y = _matvec_chunked(cfg, x.reshape(-1, x.shape[-1]) + q.input_offset,
                                     q.weight.t(), q.bias, q.shift,
@@ -300,32 +335,15 @@ def crop_forward(net, images: torch.Tensor, plan, *, with_inputs: bool = False):
     input offset rule is driven with them plus its offset, :func:`input_offsets`). Layers
     before the first cropped one run once and are shared by all crops. For a graph, crop 0
     (uncropped) gives exactly :func:`golden.qnet.qforward`'s logits."""
-    if not isinstance(net, QuantNet):
-        return _graph_crop_forward(net, images, plan, with_inputs)
     C = len(plan)
-    cfg = net.cfg
-    x = quant_inputs(net, images)[None]                                   # [1, B, ...]
-    inputs = []
-    for i, q in enumerate(net.layers):
+
+    def prepare(i, conv, x, offset):
         wins = [plan[c][i] for c in range(C)]
         if x.shape[0] == 1 and any(w is not None for w in wins):
             x = x.expand(C, *x.shape[1:])
-        if with_inputs:
-            inputs.append(x)
-        if q.kind == "conv":
-            if x.shape[0] == 1:
-                wins = wins[:1]
-            x = crops_conv2d(cfg, x, q.weight, q.bias, stride=q.stride, padding=q.padding,
-                             shift=q.shift, relu=q.relu, windows=wins)
-            if i + 1 < len(net.layers) and net.layers[i + 1].kind == "linear":
-                x = global_avg_pool(x, q.out_frac, net.layers[i + 1].x_frac)
-            x = saturate(x, cfg.input_min, cfg.input_max)
-        else:
-            lead = x.shape[:-1]
-            x = matvec(cfg, x.reshape(-1, x.shape[-1]), q.weight.t(), q.bias, shift=q.shift,
-                       relu=q.relu).view(*lead, -1)
-    x = x.expand(C, *x.shape[1:])
-    return (x, inputs) if with_inputs else x
+        return x, wins if x.shape[0] > 1 else wins[:1]
+
+    return layers_forward(net, images, C, prepare, with_inputs)
 
 
 def _energy_model():

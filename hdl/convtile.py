@@ -21,7 +21,8 @@ from .layouts import (agu_config_layout, chunk_bits, index_bits, input_layout, p
                       tile_output_layout, tile_pixel_layout, tile_read_layout,
                       tile_setup_layout, tile_weight_write_layout)
 
-__all__ = ["ConvTile", "TileState", "DEFAULT_GEOMETRY", "default_geometry", "default_tile"]
+__all__ = ["ConvTile", "TileState", "tile_signature", "DEFAULT_GEOMETRY", "default_geometry",
+           "default_tile"]
 
 #: The geometry ``make verilog`` builds: the demo CNN's first layer (1 -> 8, 3x3, stride 1,
 #: padding 1, 32x32), which fits every shipped configuration in one row tile.
@@ -50,6 +51,36 @@ class TileState(enum.Enum, shape=2):
     IDLE = 0      #: waiting for ``start``
     LOAD = 1      #: writing the kept input pixels into the feature-map memory
     COMPUTE = 2   #: gathering windows, running the crossbars, writing outputs
+
+
+def tile_signature(cfg: AccelConfig, geom: ConvGeometry, *, wr_layout=None,
+                   layer_layout=None) -> wiring.Signature:
+    """The ports of a conv tile, defined once: :class:`ConvTile`'s, or with ``wr_layout`` and
+    ``layer_layout`` replacing its weight-write and ``layer`` payloads those of a tile with
+    other crossbars behind the same front end (:class:`~hdl.imatile.IMATile`).
+
+    Members: ``wr`` (in, always-ready stream of weight writes), ``layer`` (in), ``setup``
+    (in, :func:`~hdl.layouts.tile_setup_layout`), ``start`` (in, 1), ``fmap`` (in, stream of
+    :func:`~hdl.layouts.tile_pixel_layout`), ``rd`` (in), ``rd_data`` (out,
+    :func:`~hdl.layouts.tile_output_layout`), ``state`` (out, :class:`TileState`), ``busy``,
+    ``done``, ``error`` (out, 1)."""
+    if wr_layout is None:
+        wr_layout = tile_weight_write_layout(cfg, geom)
+    if layer_layout is None:
+        layer_layout = tile_layer_layout(cfg, geom)
+    return wiring.Signature({
+        "wr":      In(stream.Signature(wr_layout, always_ready=True)),
+        "layer":   In(layer_layout),
+        "setup":   In(tile_setup_layout(cfg, geom)),
+        "start":   In(1),
+        "fmap":    In(stream.Signature(tile_pixel_layout(cfg, geom))),
+        "rd":      In(tile_read_layout(geom)),
+        "rd_data": Out(tile_output_layout(cfg, geom)),
+        "state":   Out(TileState),
+        "busy":    Out(1),
+        "done":    Out(1),
+        "error":   Out(1),
+    })
 
 
 def _divide(value, divisor: int):
@@ -128,20 +159,7 @@ class ConvTile(wiring.Component):
             raise TypeError(f"geom must be a ConvGeometry, not {geom!r}")
         Mapping(cfg, geom).check_one_row_tile()
         self._geom = geom
-        super().__init__({
-            "wr":      In(stream.Signature(tile_weight_write_layout(cfg, geom),
-                                           always_ready=True)),
-            "layer":   In(tile_layer_layout(cfg, geom)),
-            "setup":   In(tile_setup_layout(cfg, geom)),
-            "start":   In(1),
-            "fmap":    In(stream.Signature(tile_pixel_layout(cfg, geom))),
-            "rd":      In(tile_read_layout(geom)),
-            "rd_data": Out(tile_output_layout(cfg, geom)),
-            "state":   Out(TileState),
-            "busy":    Out(1),
-            "done":    Out(1),
-            "error":   Out(1),
-        })
+        super().__init__(tile_signature(cfg, geom))
 
     @property
     def cfg(self) -> AccelConfig:

@@ -5,19 +5,17 @@ memory, im2col gather) feeding an :class:`~hdl.ima.IMA`, run in passes
 from types import SimpleNamespace
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In, Out
 
 from arch.config import AccelConfig, ConfigError
 from arch.geometry import ConvGeometry, ImaPlan, Mapping
 
 from ._common import check_config
-from .convtile import ConvTile, TileState
+from .convtile import ConvTile, TileState, tile_signature
 from .ima import IMA
 from .layouts import (ima_tile_layer_layout, ima_tile_weight_write_layout, input_layout,
-                      tile_output_layout, tile_pixel_layout, tile_read_layout,
-                      tile_setup_layout)
+                      tile_pixel_layout)
 
 __all__ = ["IMATile"]
 
@@ -73,20 +71,9 @@ class IMATile(ConvTile):
         self._geom = geom
         self._plan = mapping.ima(crossbars)
         plan = self._plan
-        wiring.Component.__init__(self, {
-            "wr":      In(stream.Signature(
-                ima_tile_weight_write_layout(cfg, plan.used_crossbars), always_ready=True)),
-            "layer":   In(ima_tile_layer_layout(cfg, geom, plan.passes)),
-            "setup":   In(tile_setup_layout(cfg, geom)),
-            "start":   In(1),
-            "fmap":    In(stream.Signature(tile_pixel_layout(cfg, geom))),
-            "rd":      In(tile_read_layout(geom)),
-            "rd_data": Out(tile_output_layout(cfg, geom)),
-            "state":   Out(TileState),
-            "busy":    Out(1),
-            "done":    Out(1),
-            "error":   Out(1),
-        })
+        wiring.Component.__init__(self, tile_signature(
+            cfg, geom, wr_layout=ima_tile_weight_write_layout(cfg, plan.used_crossbars),
+            layer_layout=ima_tile_layer_layout(cfg, geom, plan.passes)))
 
     @property
     def plan(self) -> ImaPlan:
