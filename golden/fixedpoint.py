@@ -49,7 +49,7 @@ __all__ = [
     "QuantError", "round_half_even", "saturate", "to_fixed", "from_fixed", "frac_bits_for",
     "div_round_half_up", "global_avg_pool", "flexpoint_shift", "requantize", "bias_range",
     "QuantLayer", "QuantNet", "quantize_democnn", "quant_layer", "quant_forward",
-    "quant_accuracy", "quant_inputs", "run_layer", "exact_reference", "float_reference",
+    "quant_accuracy", "quant_inputs", "run_layer", "program_layer", "exact_reference", "float_reference",
     "calibration_images",
     "CALIBRATION_IMAGES", "CALIBRATION_SEED",
 ]
@@ -329,14 +329,25 @@ def quantize_democnn(cfg: AccelConfig, model: DemoCNN,
     return QuantNet(cfg=cfg, layers=tuple(layers), input_frac=input_frac)
 
 
-def run_layer(net: QuantNet, q: QuantLayer, x: torch.Tensor) -> torch.Tensor:
-    """Layer ``q`` of ``net`` on integer inputs ``x`` through the golden model (int64 out)."""
+def run_layer(net: QuantNet, q: QuantLayer, x: torch.Tensor, programmed=None) -> torch.Tensor:
+    """Layer ``q`` of ``net`` on integer inputs ``x`` through the golden model (int64 out).
+    ``programmed``: its weights programmed once (:func:`program_layer`) for repeated calls."""
     from golden import layer
 
     if q.kind == "conv":
         return layer.conv2d(net.cfg, x, q.weight, q.bias, stride=q.stride, padding=q.padding,
-                            shift=q.shift, relu=q.relu)
-    return layer.linear(net.cfg, x, q.weight, q.bias, shift=q.shift, relu=q.relu)
+                            shift=q.shift, relu=q.relu, layer=programmed)
+    return layer.linear(net.cfg, x, q.weight, q.bias, shift=q.shift, relu=q.relu,
+                        layer=programmed)
+
+
+def program_layer(net: QuantNet, q: QuantLayer):
+    """Layer ``q``'s weights programmed onto ``net``'s crossbars
+    (:func:`golden.layer.program`), for :func:`run_layer`'s ``programmed``."""
+    from golden import layer
+
+    w = q.weight.flatten(1).t() if q.kind == "conv" else q.weight.t()
+    return layer.program(net.cfg, w)
 
 
 def global_avg_pool(y: torch.Tensor, in_frac: int, out_frac: int) -> torch.Tensor:

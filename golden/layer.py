@@ -14,9 +14,9 @@ Exact to ``docs/arithmetic.md`` for every ADC mode, by one of two paths, chosen 
   weights and the flip / weight-bias corrections as one small exact product. It is the
   reference the integer path is tested against.
 
-``matvec`` and ``linear`` take their weights as a tensor on every call; a call with the same,
-unmodified weight tensor as a recent one reuses its :class:`ProgrammedLayer` (checks, encoded
-cells, kernel tables: :func:`_program_cached`).
+``matvec``, ``linear`` and ``conv2d`` program their weights on every call (checks, encoded
+cells, kernel tables) unless given ``layer=program(cfg, w)``, as a crossbar keeps its weights
+across inputs.
 """
 
 from __future__ import annotations
@@ -562,19 +562,22 @@ def _conv_bitserial(layer: ProgrammedLayer, x: torch.Tensor, kh: int, kw: int, s
 # -- layers ----------------------------------------------------------------------------------
 
 def matvec(cfg: AccelConfig, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None,
-           *, shift: int = 0, relu: bool = False) -> torch.Tensor:
-    """The full datapath for ``x [B, K]`` and ``w [K, N]``: int64 ``[B, N]`` outputs."""
-    return _matvec(cfg, x, w, False, bias, shift, relu)
+           *, shift: int = 0, relu: bool = False,
+           layer: ProgrammedLayer | None = None) -> torch.Tensor:
+    """The full datapath for ``x [B, K]`` and ``w [K, N]``: int64 ``[B, N]`` outputs. Pass
+    ``layer=program(cfg, w)`` to reuse the programmed weights across calls."""
+    return _matvec(cfg, x, program(cfg, w) if layer is None else layer, bias, shift, relu)
 
 
 def linear(cfg: AccelConfig, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None,
-           *, shift: int = 0, relu: bool = False) -> torch.Tensor:
-    """``torch.nn.functional.linear`` through the datapath: ``x [B, K]``, ``w [N, K]``."""
-    return _matvec(cfg, x, w, True, bias, shift, relu)
+           *, shift: int = 0, relu: bool = False,
+           layer: ProgrammedLayer | None = None) -> torch.Tensor:
+    """``torch.nn.functional.linear`` through the datapath: ``x [B, K]``, ``w [N, K]``. Pass
+    ``layer=program(cfg, w.t())`` to reuse the programmed weights across calls."""
+    return _matvec(cfg, x, program(cfg, w.t()) if layer is None else layer, bias, shift, relu)
 
 
-def _matvec(cfg, x, w, transposed, bias, shift, relu):
-    layer = _program_cached(cfg, w, transposed)
+def _matvec(cfg, x, layer, bias, shift, relu):
     if layer._integer_path:
         _check_inputs(layer, x, values=False)      # (the range: in _integer_layer)
         if (layer._dense_exact and x.dtype == torch.int64
@@ -618,15 +621,7 @@ def _dense(layer: ProgrammedLayer, x: torch.Tensor, bias: torch.Tensor | None, s
     return out
 
 
-# -- the programmed layers of recent weights -------------------------------------------------
-#
-# matvec and linear take the weights as a tensor on every call. A call with the same weight
-# tensor as a recent one, unmodified since (torch's version counter), reuses its
-# ProgrammedLayer: the weights' checks, the encoded cells, the kernel's tables, the float
-# operands (ProgrammedLayer's cached properties). An entry holds its tensors, so that their
-# ids are not reused while it lives; a tensor without a version counter (inference mode) is
-# never kept. Pure memoisation: a result never depends on it.
-_PROGRAMS: dict = {}
+#: At most this many entries in a programmed layer's cache of call operands (per bias, shift).
 _CACHE_ENTRIES = 8
 
 
@@ -636,22 +631,6 @@ def _version(t: torch.Tensor | None) -> int | None:
         return None if t is None else t._version
     except RuntimeError:                                # an inference-mode tensor
         return None
-
-
-def _program_cached(cfg: AccelConfig, w: torch.Tensor, transposed: bool) -> ProgrammedLayer:
-    """``program(cfg, w.t() if transposed else w)``, from :data:`_PROGRAMS` when it holds
-    it."""
-    key = (id(cfg), id(w), transposed)
-    hit = _PROGRAMS.get(key)
-    version = _version(w)
-    if hit is not None and hit[1] is w and hit[0] is cfg and hit[2] == version is not None:
-        return hit[3]
-    layer = program(cfg, w.t() if transposed else w)
-    if version is not None:
-        if len(_PROGRAMS) >= _CACHE_ENTRIES:
-            del _PROGRAMS[next(iter(_PROGRAMS))]
-        _PROGRAMS[key] = (cfg, w, version, layer)
-    return layer
 
 
 def conv2d(cfg: AccelConfig, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None,

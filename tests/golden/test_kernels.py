@@ -156,8 +156,9 @@ def test_dense_kernel_equals_the_torch_integer_path(cfg, K, N, B, seed, relu, sh
 
 
 def test_matvec_sees_weights_and_bias_changed_in_place():
-    """The programmed layer and the kernel's operands are reused for the same tensors only
-    while they are unmodified (torch's version counter)."""
+    """Weights changed in place are programmed again; a programmed layer's cached kernel
+    operands are reused for the same bias only while it is unmodified (torch's version
+    counter)."""
     for name in ("small", "small_drop"):
         cfg = load_config(name)
         gen = torch.Generator().manual_seed(3)
@@ -171,6 +172,11 @@ def test_matvec_sees_weights_and_bias_changed_in_place():
         fresh = linear(cfg, x, w.clone(), bias.clone(), shift=2)
         assert torch.equal(linear(cfg, x, w, bias, shift=2), fresh)
         assert not torch.equal(fresh, first)
+        lay = program(cfg, w.t())                        # the layer kept across calls
+        assert torch.equal(linear(cfg, x, w, bias, shift=2, layer=lay), fresh)
+        bias[2] = -13
+        assert torch.equal(linear(cfg, x, w, bias, shift=2, layer=lay),
+                           linear(cfg, x, w, bias.clone(), shift=2))
         w[0, 0] = cfg.weight_max + 1                      # now out of range: still checked
         with pytest.raises(RangeError, match="weights"):
             linear(cfg, x, w, bias, shift=2)
