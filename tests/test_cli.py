@@ -249,3 +249,17 @@ def test_packaging_lists_the_data_package():
     doc = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
     assert "aqua.data" in doc["packages"] and doc["package-data"]["aqua.data"] == ["*.pt"]
     assert (REPO / "aqua" / "data" / "democnn.pt").is_file()
+
+
+def test_no_c_compiler_is_one_error_line():
+    """The golden bit-serial path's compiled kernel without a compiler: one ``error:`` line,
+    exit 2, no traceback (a subprocess: this one may hold the built kernel already)."""
+    env = {**os.environ, "CC": "/nonexistent/cc", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "aqua", "bench", "--config", "small_drop",
+                           "--images", "2"], capture_output=True, text=True, env=env,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "error: the C compiler /nonexistent/cc does not run: [Errno 2] No such file or "
+        "directory: '/nonexistent/cc'"]
+    assert "Traceback" not in done.stdout + done.stderr
