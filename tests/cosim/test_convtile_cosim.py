@@ -54,13 +54,19 @@ def test_conv0_all_crops(sim, record_property):
     check_sweep(run, cfg, 0, record_property, crops)
 
 
-def test_conv1_all_crops_verilator(record_property):
+# conv1 on the compiled bulk path in `make test`; through cocotb in `make bench`: its Verilator
+# build with VPI access to every signal is the suite's longest (conv0 runs through cocotb above).
+@pytest.mark.parametrize("path", ["bulk", pytest.param("cocotb", marks=pytest.mark.slow)])
+def test_conv1_all_crops_verilator(path, record_property):
     if "verilator" not in selected_simulators():
         pytest.skip("SIM excludes verilator")
+    from cosim.bulk import crop_sweep_bulk
+
     cfg = load_config("medium")
-    run = crop_sweep(cfg, 1, "verilator", seed=SEED)
+    sweep = crop_sweep_bulk if path == "bulk" else crop_sweep
+    run = sweep(cfg, 1, "verilator", seed=SEED)
     check_sweep(run, cfg, 1, record_property)
-    assert len(run.rows) == 16
+    assert len(run.rows) == 16 and getattr(run, "path", "cocotb") == path
 
 
 @pytest.mark.slow
@@ -73,7 +79,10 @@ def test_all_crops_icarus(index, name, record_property):
     check_sweep(run, cfg, index, record_property)
 
 
-@pytest.mark.parametrize("sim", selected_simulators())
+# Verilator's traced ConvTile build in `make bench` only: the same failure path with a
+# Verilator waveform is in make test on the bulk ConvTile (test_bulk.py) and the Datapath.
+@pytest.mark.parametrize("sim", [s if s == "icarus" else pytest.param(s, marks=pytest.mark.slow)
+                                 for s in selected_simulators()])
 def test_a_wrong_expectation_fails_with_a_waveform(sim):
     """The comparison has teeth: one golden output changed by 1 fails the run, naming the
     image, channel and position, and the rerun leaves a waveform."""
