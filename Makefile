@@ -56,7 +56,7 @@ demo: $(STAMP)
 	$(AQUA) demo --config $(CONFIG)
 
 test: $(STAMP)
-	$(TEST_ENV) $(PY) -m pytest -n 2 -m "not slow" tests
+	$(TEST_ENV) $(PY) -m pytest -n 2 -m "not slow" --durations=25 tests
 
 bench: $(STAMP)
 	$(TEST_ENV) $(PY) -m pytest -n 2 -m slow tests

@@ -165,9 +165,14 @@ def run_bench(*, sim: str, sources: list[Path], toplevel: str, test_module: str,
     if sim == "icarus" and waves:
         # The runner's own dump module declares a SystemVerilog `string`, which -g2005
         # refuses: dump with a Verilog-2005 module of our own instead.
+        # The file is named at run time (+aqua_dumpfile=): runs of one build in parallel
+        # (pytest-xdist workers) must not write the same waveform.
         dump = build_dir / "aqua_iverilog_dump.v"
-        dump.write_text(f"module aqua_iverilog_dump();\ninitial begin\n"
-                        f"    $dumpfile(\"{build_dir / (toplevel + '.fst')}\");\n"
+        dump.write_text(f"module aqua_iverilog_dump();\nreg [8*1024-1:0] fname;\n"
+                        f"initial begin\n"
+                        f"    if (!$value$plusargs(\"aqua_dumpfile=%s\", fname))\n"
+                        f"        fname = \"{build_dir / (toplevel + '.fst')}\";\n"
+                        f"    $dumpfile(fname);\n"
                         f"    $dumpvars(0, {toplevel});\nend\nendmodule\n")
         sources.append(dump)
         build_args = [*build_args, "-s", "aqua_iverilog_dump"]
@@ -200,7 +205,9 @@ def run_bench(*, sim: str, sources: list[Path], toplevel: str, test_module: str,
                          **({"log_file": build_dir / "build.log"} if quiet else {}))
         xml = run_dir / "results.xml"
         try:
-            runner.test(hdl_toplevel=toplevel, test_module=test_module,
+            plusargs = [f"+aqua_dumpfile={run_dir / (toplevel + '.fst')}"] \
+                if sim == "icarus" and waves else []
+            runner.test(hdl_toplevel=toplevel, test_module=test_module, plusargs=plusargs,
                         test_dir=run_dir, build_dir=build_dir, waves=waves,
                         timescale=("1ns", "1ps"), results_xml=str(xml),
                         extra_env={**env_add, "AQUA_COSIM_PARAMS": os.environ[
@@ -224,7 +231,7 @@ def run_bench(*, sim: str, sources: list[Path], toplevel: str, test_module: str,
     wave = None
     if waves:
         candidates = [run_dir / "dump.saif"] if trace == "saif" else []
-        candidates += [run_dir / "dump.fst", build_dir / f"{toplevel}.fst", run_dir / f"{toplevel}.fst"]
+        candidates += [run_dir / "dump.fst", run_dir / f"{toplevel}.fst"]
         wave = next((c for c in candidates if c.exists()), None)
     return BenchResult(sim=sim, toplevel=toplevel, tests=tests, failed=failed, stats=stats,
                        results_xml=xml, waves=wave,

@@ -163,14 +163,20 @@ def test_cli_rejects_too_many_images(capsys):
     assert "--images must be at most 360" in capsys.readouterr().err
 
 
-def test_cli_writes_json(tmp_path, capsys):
+# The hardware section (synthesis, gate-level and RTL runs of the requantizers, the searched
+# layer in the Datapath: two minutes) in `make bench`; its parts are tested on their own
+# (tests/cosim/test_qhardware.py, test_requant_cosim.py).
+@pytest.mark.parametrize("hardware", [pytest.param(True, marks=pytest.mark.slow), False])
+def test_cli_writes_json(hardware, tmp_path, capsys):
     path = tmp_path / "q.json"
-    assert main(["quantize", "--images", "60", "--sim", "verilator", "--json", str(path)]) == 0
+    extra = ["--sim", "verilator"] if hardware else ["--no-hardware"]
+    assert main(["quantize", "--images", "60", *extra, "--json", str(path)]) == 0
     report = json.loads(path.read_text())
     assert report["validation_images"] == 60
     assert set(report["methods"]) == {"searched", "uniform8", "no_interaction", "torch_ao_int8"}
     assert report["methods"]["searched"]["meets_bound"]
     assert report["quant_ops"]["modules_before"] == 11
+    assert ("hardware" in report) == hardware
     assert "per-layer formats" in capsys.readouterr().out
 
 
