@@ -55,8 +55,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(AQUA) demo --config $(CONFIG)
 
+# --dist worksteal: an idle worker takes queued tests from the busy one, so the long co-simulation
+# tests at the end do not leave a core idle.
 test: $(STAMP)
-	$(TEST_ENV) $(PY) -m pytest -n 2 -m "not slow" --durations=25 tests
+	$(TEST_ENV) $(PY) -m pytest -n 2 --dist worksteal -m "not slow" --durations=25 tests
 
 bench: $(STAMP)
 	$(TEST_ENV) $(PY) -m pytest -n 2 -m slow tests
