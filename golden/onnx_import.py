@@ -333,10 +333,16 @@ def _conv(cv, node, ins, a):
     groups = int(a.get("group", 1))
     conv = nn.Conv2d(w.shape[1] * groups, w.shape[0], kernel, stride,
                      _padding(a, kernel, dilation, stride), dilation, groups, bias=True)
-    conv.weight = _param(w)
-    conv.bias = _param(np.zeros(w.shape[0]) if b is None else b)
-    out = cv.module(conv, x)
-    cv.biasable[out] = conv
+    return _weighted(cv, conv, x, w, b)
+
+
+def _weighted(cv, layer: nn.Module, x: fx.Node, w: np.ndarray, b: np.ndarray | None) -> fx.Node:
+    """``layer`` (a conv or linear) with weight ``w`` and bias ``b`` (0 when None) applied to
+    ``x``; a constant Add after it may still fold into its bias (``cv.biasable``)."""
+    layer.weight = _param(w)
+    layer.bias = _param(np.zeros(w.shape[0]) if b is None else b)
+    out = cv.module(layer, x)
+    cv.biasable[out] = layer
     return out
 
 
@@ -521,11 +527,7 @@ def _linear(cv, x, weight_nk: np.ndarray, bias_n: np.ndarray | None, what: str) 
         raise _Refuse(f"{what} of a rank-{rank} tensor (only [N, features])")
     n, k = weight_nk.shape
     lin = nn.Linear(k, n)
-    lin.weight = _param(weight_nk)
-    lin.bias = _param(np.zeros(n) if bias_n is None else bias_n)
-    out = cv.module(lin, x)
-    cv.biasable[out] = lin
-    return out
+    return _weighted(cv, lin, x, weight_nk, bias_n)
 
 
 def _gemm(cv, node, ins, a):
