@@ -414,7 +414,7 @@ def _plot_breakdown(path, rep) -> None:
     ax.set_xticks(list(xs), names, rotation=30)
     ax.set_ylabel("share of the IMA, %")
     ax.set_title("energy per IMA component: model vs ISAAC's published power")
-    ax.legend(loc="upper right")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
@@ -591,7 +591,7 @@ def _plot_model(path, rep):
     ax.set_xticks(xs, names, rotation=70, fontsize=7)
     ax.set_ylabel("energy, nJ (analytic)")
     ax.set_title(f"{rep.model} on {rep.config}: energy per crossbar layer")
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.savefig(path, dpi=120)
     plt.close(fig)
 

@@ -463,7 +463,7 @@ def render_plots(res: dict) -> dict[str, bytes]:
     ax.set_xlabel("crop vector [top, bottom, left, right]")
     ax.set_ylabel("test images")
     ax.set_title(f"Chosen crops (fraction {res['fraction']})")
-    ax.legend(fontsize=7, ncol=2, loc="upper right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))    # beside the bars
     fig.tight_layout()
     plots["crop_histogram.png"] = png(fig)
 
